@@ -1,0 +1,8 @@
+//! The sans-IO FTP layer: framing, parsing, address codecs and the session
+//! state machine. Nothing here opens a socket or reads a clock.
+
+pub mod codec;
+pub mod command;
+pub mod framer;
+pub mod reply;
+pub mod session;

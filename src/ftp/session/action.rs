@@ -1,0 +1,238 @@
+//! What the session engine asks its driver to do, and what it reports.
+
+use crate::ftp::command::Verb;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Identifies one data channel within a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataId(pub u64);
+
+/// One side of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Towards the FTP client.
+    Client,
+    /// Towards the FTP server.
+    Server,
+}
+
+/// How one side of a data channel is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The gateway listens; only `expect_peer` may connect, once.
+    Listen {
+        /// The only address allowed to connect.
+        expect_peer: IpAddr,
+    },
+    /// The gateway connects to this address.
+    Connect {
+        /// Where to connect.
+        to: SocketAddr,
+    },
+}
+
+/// The data-connection command the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    /// PASV, answered with 227.
+    Pasv,
+    /// EPSV, answered with 229.
+    Epsv,
+    /// LPSV, answered with 228.
+    Lpsv,
+    /// PORT.
+    Port,
+    /// EPRT.
+    Eprt,
+    /// LPRT.
+    Lprt,
+}
+
+impl ClientMode {
+    /// Whether the client connects to the gateway (passive family).
+    pub fn is_passive(self) -> bool {
+        matches!(self, ClientMode::Pasv | ClientMode::Epsv | ClientMode::Lpsv)
+    }
+    /// The command's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientMode::Pasv => "PASV",
+            ClientMode::Epsv => "EPSV",
+            ClientMode::Lpsv => "LPSV",
+            ClientMode::Port => "PORT",
+            ClientMode::Eprt => "EPRT",
+            ClientMode::Lprt => "LPRT",
+        }
+    }
+}
+
+/// The mode the gateway speaks to the server for one transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    /// The gateway sends PASV/EPSV and connects to the server.
+    Passive,
+    /// The gateway sends PORT/EPRT and the server connects to it.
+    Active,
+}
+
+impl ServerMode {
+    /// Lower-case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerMode::Passive => "passive",
+            ServerMode::Active => "active",
+        }
+    }
+}
+
+/// An instruction for the driver, in the order they must be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the client.
+    ToClient(Vec<u8>),
+    /// Write these bytes to the client once data channel `id` has finished
+    /// relaying (so that `226` never overtakes the last data bytes).
+    ToClientAfterData {
+        /// The data channel to wait for.
+        id: DataId,
+        /// The bytes to write.
+        bytes: Vec<u8>,
+    },
+    /// Write these bytes to the server.
+    ToServer(Vec<u8>),
+    /// Connect to the server the client named in `USER name@host[:port]`,
+    /// then call [`Session::upstream_connected`](super::Session::upstream_connected)
+    /// or [`Session::upstream_failed`](super::Session::upstream_failed).
+    Connect {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// Prepare one side of a data channel: bind a listener or connect, then
+    /// report with [`Session::data_prepared`](super::Session::data_prepared)
+    /// or [`Session::data_failed`](super::Session::data_failed).
+    Prepare {
+        /// The channel.
+        id: DataId,
+        /// Which side.
+        side: Side,
+        /// How to reach it.
+        endpoint: Endpoint,
+    },
+    /// Both sides are prepared: relay between them once both are
+    /// connected, one connection per side, within the pinhole deadline.
+    Start {
+        /// The channel.
+        id: DataId,
+        /// What the client asked for.
+        client_mode: ClientMode,
+        /// What the gateway speaks to the server.
+        server_mode: ServerMode,
+    },
+    /// A transfer command now uses channel `id` (for the transfer log).
+    Transfer {
+        /// The channel.
+        id: DataId,
+        /// RETR, STOR, LIST, ...
+        verb: Verb,
+        /// The argument (file name), lossily decoded for logs.
+        arg: String,
+    },
+    /// Channel `id` is no longer needed: close it if it never connected;
+    /// a relay under way finishes on its own.
+    Release {
+        /// The channel.
+        id: DataId,
+    },
+    /// From now on copy raw bytes both ways (TLS passed through).
+    Opaque,
+    /// Close both control connections once everything before is written.
+    Close,
+    /// Something worth a log line or a metric.
+    Event(Event),
+}
+
+/// Why the gateway refused something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// PORT/EPRT/LPRT named an address other than the client's own.
+    Bounce,
+    /// PORT/EPRT/LPRT named a privileged port.
+    LowPort,
+    /// An operator rule denied it.
+    Rule(String),
+    /// A line over the length cap.
+    LineTooLong,
+    /// A line that is not a command, or an argument that does not parse.
+    Syntax,
+    /// TLS is refused by policy.
+    Tls,
+    /// Too many commands sent ahead while the gateway was busy.
+    Pipeline,
+    /// A request the protocol does not allow here (e.g. PASV over IPv6).
+    Protocol,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::Bounce => f.write_str("bounce"),
+            Denial::LowPort => f.write_str("low-port"),
+            Denial::Rule(r) => write!(f, "rule:{r}"),
+            Denial::LineTooLong => f.write_str("line-too-long"),
+            Denial::Syntax => f.write_str("syntax"),
+            Denial::Tls => f.write_str("tls"),
+            Denial::Pipeline => f.write_str("pipeline"),
+            Denial::Protocol => f.write_str("protocol"),
+        }
+    }
+}
+
+/// Things the driver logs or counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A client request was refused; the client got a reply saying why.
+    Denied {
+        /// The class of denial.
+        reason: Denial,
+        /// Human-readable detail (never a password).
+        detail: String,
+    },
+    /// A line that could not be understood was passed through unchanged.
+    Unparsed {
+        /// Who sent it.
+        from: Side,
+        /// The line, lossily decoded and truncated.
+        line: String,
+    },
+    /// A 227/228/229 arrived that answers no PASV/EPSV/LPSV the gateway
+    /// sent: forwarded as text, honoured by nothing.
+    UnsolicitedPassive {
+        /// The reply code.
+        code: u16,
+    },
+    /// A passive reply named an address other than the server's; the
+    /// control connection's address was used instead.
+    PassiveAddressIgnored {
+        /// What the server wrote.
+        advertised: IpAddr,
+        /// What the gateway connects to.
+        used: IpAddr,
+    },
+    /// Server-side passive failed; the session switches to active.
+    PassiveFallback {
+        /// Why.
+        reason: String,
+    },
+    /// The client named a user.
+    User {
+        /// The user name.
+        name: String,
+    },
+    /// The server accepted the login.
+    LoggedIn,
+    /// TLS passes through from now on; data channels are not inspected.
+    TlsPassthrough,
+}
