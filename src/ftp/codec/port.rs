@@ -249,6 +249,6 @@ mod tests {
             })
         );
         assert_eq!(find_227(b"(1,2,3,4,0,0)"), Err(CodecError::PortZero));
-        assert_eq!(find_227(b"(1,2,3,4,12345,6)").is_err(), true);
+        assert_eq!(find_227(b"(1,2,3,4,12345,6)"), Err(CodecError::NotFound));
     }
 }
