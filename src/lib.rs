@@ -9,3 +9,5 @@
 #![warn(missing_docs)]
 
 pub mod ftp;
+pub mod proxy;
+pub mod rules;

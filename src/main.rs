@@ -1,1 +1,103 @@
-fn main() {}
+//! The `ftpalg` command.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// ftpalg: an FTP application-layer gateway for NAT.
+///
+/// Rewrites the addresses in PORT/EPRT/227/229, converts between active and
+/// passive mode, and opens exactly the data pinholes each session needs,
+/// under rules written in YAML.
+#[derive(Parser, Debug)]
+#[command(name = "ftpalg", version, about, long_about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway. SIGHUP reloads the rules; SIGTERM drains and stops.
+    Run {
+        /// The rules file.
+        #[arg(long, short, default_value = "rules/default.yaml")]
+        rules: PathBuf,
+    },
+    /// Validate a rules file: exit 0 if it can be used, 1 if not.
+    Check {
+        /// The rules file.
+        #[arg(long, short, default_value = "rules/default.yaml")]
+        rules: PathBuf,
+        /// Also print the effective policy in plain words.
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FTPALG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(path: &PathBuf, explain: bool) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let loaded = ftpalg::rules::from_str(&text);
+    let shown = path.display().to_string();
+    if !loaded.diagnostics.is_empty() {
+        eprintln!("{}", ftpalg::rules::render(&shown, &loaded.diagnostics));
+    }
+    match loaded.rules {
+        Some(r) => {
+            println!(
+                "{shown}: ok ({} listener(s), {} rule(s))",
+                r.listeners.len(),
+                r.rules.len()
+            );
+            if explain {
+                print!("{}", ftpalg::rules::explain(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Ok(ExitCode::from(1)),
+    }
+}
+
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { rules, explain } => check(&rules, explain),
+        Command::Run { rules } => {
+            init_logs(cli.log_format);
+            let (r, warnings) = ftpalg::rules::load(&rules)?;
+            for w in &warnings {
+                tracing::warn!(file = %rules.display(), "{w}");
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(ftpalg::proxy::run(rules, r))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

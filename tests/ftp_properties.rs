@@ -14,7 +14,8 @@ fn v4() -> impl Strategy<Value = SocketAddrV4> {
 fn any_addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
         v4().prop_map(SocketAddr::V4),
-        (any::<[u8; 16]>(), 1u16..).prop_map(|(o, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(o)), p)),
+        (any::<[u8; 16]>(), 1u16..)
+            .prop_map(|(o, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(o)), p)),
     ]
 }
 

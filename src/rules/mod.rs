@@ -1,0 +1,300 @@
+//! The operator's rules: a YAML file compiled into a validated policy.
+//!
+//! Loading never stops at the first problem: every error and warning is
+//! collected with its line and column and a one-line hint, so `ftpalg check`
+//! shows them all at once.
+
+mod compile;
+mod duration;
+mod explain;
+mod network;
+mod policy;
+mod schema;
+
+pub use duration::{parse_duration, parse_range, parse_rate, PortRange};
+pub use explain::explain;
+pub use network::{NetSet, BUILTIN};
+pub use policy::RulesPolicy;
+pub use schema::Kind;
+
+use crate::ftp::command::Verb;
+use crate::ftp::session::{ServerDataMode, TlsPolicy};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file cannot be used.
+    Error,
+    /// The file works but probably not as meant.
+    Warning,
+}
+
+/// One problem in a rules file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// 1-based line (0 when unknown).
+    pub line: u32,
+    /// 1-based column (0 when unknown).
+    pub column: u32,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}: {sev}: {}", self.line, self.column, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "\n    hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rules file that could not be used.
+#[derive(Debug, Error)]
+pub enum RulesError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file has errors.
+    #[error("{path}: {} error(s)\n{}", errors.len(), render(path, errors))]
+    Invalid {
+        /// The path.
+        path: String,
+        /// Every diagnostic, errors first.
+        errors: Vec<Diagnostic>,
+    },
+}
+
+/// Renders diagnostics as `file:line:col: severity: message` lines.
+pub fn render(path: &str, diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(|d| format!("{path}:{d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Its name, used in logs and rules.
+    pub name: String,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// How it picks the server.
+    pub kind: Kind,
+    /// The fixed server (explicit, reverse).
+    pub upstream: Option<SocketAddr>,
+    /// Which servers clients may reach (user-at-host, transparent); `None`
+    /// means any.
+    pub servers: Option<Vec<NetSet>>,
+    /// Address advertised to clients, per client network, first match wins.
+    pub advertise: Vec<(NetSet, IpAddr)>,
+    /// Data mode towards the server.
+    pub server_mode: ServerDataMode,
+    /// Transparent listener uses TPROXY (IP_TRANSPARENT) instead of redirect.
+    pub tproxy: bool,
+}
+
+impl Listener {
+    /// The address to advertise to a client, if one is configured for it.
+    pub fn advertise_for(&self, client: IpAddr) -> Option<IpAddr> {
+        self.advertise
+            .iter()
+            .find(|(net, _)| net.contains(client))
+            .map(|(_, a)| *a)
+    }
+
+    /// Whether a client of this listener may reach `server`.
+    pub fn may_reach(&self, server: IpAddr) -> bool {
+        self.servers
+            .as_ref()
+            .is_none_or(|sets| sets.iter().any(|s| s.contains(server)))
+    }
+}
+
+/// Data channel settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSettings {
+    /// Default data mode towards servers.
+    pub server_mode: ServerDataMode,
+    /// Ports the gateway listens on for clients (passive towards clients).
+    pub client_ports: PortRange,
+    /// Ports the gateway listens on for servers (active towards servers).
+    pub server_ports: PortRange,
+    /// How long a pinhole waits for its one connection.
+    pub pinhole_timeout: Duration,
+    /// How long to wait for a server's passive port before falling back to
+    /// active (server mode `auto`).
+    pub passive_probe_timeout: Duration,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Concurrent sessions in total.
+    pub sessions: u32,
+    /// Concurrent sessions per client address.
+    pub sessions_per_client: u32,
+    /// Control idle time before the session is closed (not while a
+    /// transfer runs).
+    pub control_idle_timeout: Duration,
+    /// A data connection with no bytes either way for this long is closed.
+    pub transfer_idle_timeout: Duration,
+    /// Timeout for connecting to servers and active-mode clients.
+    pub connect_timeout: Duration,
+    /// Longest control line accepted.
+    pub max_line: usize,
+    /// Bytes per second per session, if capped.
+    pub bandwidth_per_session: Option<u64>,
+}
+
+/// Security switches, all on by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Security {
+    /// PORT/EPRT must name the client's own address.
+    pub bounce_protection: bool,
+    /// PORT/EPRT may not name a port below 1024.
+    pub refuse_low_ports: bool,
+    /// A pinhole accepts only the expected peer.
+    pub check_data_peer: bool,
+    /// Connect to the address in a 227 rather than the control address.
+    pub trust_passive_address: bool,
+    /// What to do with AUTH TLS.
+    pub tls: TlsPolicy,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Let it through.
+    Allow,
+    /// Refuse with the rule's reply.
+    Deny,
+}
+
+/// Which commands a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSet {
+    /// Verbs named directly.
+    pub verbs: Vec<Verb>,
+    /// Classes: `write`, `transfer`.
+    pub classes: Vec<String>,
+}
+
+impl CommandSet {
+    /// Whether the set holds `verb`.
+    pub fn contains(&self, verb: Verb) -> bool {
+        self.verbs.contains(&verb)
+            || self.classes.iter().any(|c| match c.as_str() {
+                "write" => verb.is_write(),
+                "transfer" => verb.is_transfer(),
+                _ => false,
+            })
+    }
+}
+
+/// Data mode a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataModeMatch {
+    /// PORT, EPRT, LPRT.
+    Active,
+    /// PASV, EPSV, LPSV.
+    Passive,
+}
+
+/// One access rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Name for logs (given, or `rule N`).
+    pub name: String,
+    /// Line in the file.
+    pub line: u32,
+    /// Client networks, any if `None`.
+    pub client: Option<Vec<NetSet>>,
+    /// Server networks, any if `None`.
+    pub server: Option<Vec<NetSet>>,
+    /// User name patterns (`*` wildcard), any if `None`.
+    pub user: Option<Vec<String>>,
+    /// Commands, any if `None`.
+    pub command: Option<CommandSet>,
+    /// Data mode, any if `None`.
+    pub data_mode: Option<DataModeMatch>,
+    /// Listener names, any if `None`.
+    pub listener: Option<Vec<String>>,
+    /// Allow or deny.
+    pub action: RuleAction,
+    /// Reply code for deny.
+    pub reply_code: u16,
+    /// Reply text for deny.
+    pub reply_text: String,
+}
+
+/// A validated rules file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Data settings.
+    pub data: DataSettings,
+    /// Limits.
+    pub limits: Limits,
+    /// Security switches.
+    pub security: Security,
+    /// Access rules, first match wins; no match allows.
+    pub rules: Vec<Rule>,
+}
+
+/// The outcome of loading: rules when there were no errors, and every
+/// diagnostic (warnings too).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The rules, if valid.
+    pub rules: Option<Rules>,
+    /// Errors first, then warnings, each in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Compiles rules from YAML text.
+pub fn from_str(text: &str) -> Loaded {
+    compile::compile(text)
+}
+
+/// Reads and compiles a rules file; errors (not warnings) make it fail.
+pub fn load(path: &Path) -> Result<(Rules, Vec<Diagnostic>), RulesError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let loaded = from_str(&text);
+    match loaded.rules {
+        Some(r) => Ok((r, loaded.diagnostics)),
+        None => Err(RulesError::Invalid {
+            path: p,
+            errors: loaded.diagnostics,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
