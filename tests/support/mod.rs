@@ -1,0 +1,45 @@
+//! Test peers: a small FTP server that can misbehave on purpose, a small
+//! FTP client, and helpers to start the gateway on loopback.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod server;
+
+use ftpalg::proxy::{self, Handle};
+use std::net::SocketAddr;
+
+/// Starts a gateway from YAML text (listen on 127.0.0.1:0 to get a free port).
+pub async fn gateway(yaml: &str) -> Handle {
+    let loaded = ftpalg::rules::from_str(yaml);
+    let rules = loaded
+        .rules
+        .unwrap_or_else(|| panic!("invalid test rules: {:?}", loaded.diagnostics));
+    proxy::start(rules).await.expect("gateway starts")
+}
+
+/// Rules for one explicit listener in front of `upstream`.
+pub fn explicit_rules(upstream: SocketAddr, server_mode: &str, extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: {upstream}\n    server_mode: {server_mode}\ndata:\n  client_ports: 42000-43999\n  server_ports: 44000-45999\n  passive_probe_timeout: 500ms\n{extra}"
+    )
+}
+
+/// Deterministic test data.
+pub fn data(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// SHA-256 as hex.
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(b);
+    d.iter().map(|x| format!("{x:02x}")).collect()
+}
