@@ -183,6 +183,7 @@ async fn start(
     cfg.bounce_protection = rules.security.bounce_protection;
     cfg.refuse_low_ports = rules.security.refuse_low_ports;
     cfg.trust_passive_address = rules.security.trust_passive_address;
+    cfg.passive_known_dead = upstream.is_some_and(|u| gw.passive_known_dead(u.ip()));
     cfg.client_advertise = match listener.kind {
         Kind::Reverse => listener.advertise_for(peer.ip()),
         // The client believes it talks to the server itself; the firewall
@@ -440,7 +441,10 @@ impl Driver {
                 info!(session = id, advertised = %advertised, used = %used, "server advertised another address in its passive reply; using the control connection's")
             }
             Event::PassiveFallback { reason } => {
-                warn!(session = id, reason = %reason, "server passive port unreachable; switching to active mode for this session")
+                warn!(session = id, reason = %reason, "server passive port unreachable; using active mode towards it");
+                if let Some(server) = self.session.server() {
+                    self.gw.mark_passive_dead(server.ip());
+                }
             }
             Event::User { name } => debug!(session = id, user = %name, "user"),
             Event::LoggedIn => info!(session = id, client = %client, user = %user, "logged in"),

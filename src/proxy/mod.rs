@@ -64,6 +64,8 @@ pub struct Gateway {
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     pinholes: Box<dyn Pinholes>,
+    /// Servers whose passive ports did not answer, and when that was seen.
+    passive_dead: DashMap<IpAddr, std::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -96,6 +98,7 @@ impl Gateway {
             next_id: AtomicU64::new(1),
             shutdown,
             pinholes: Box::new(UserspacePinholes),
+            passive_dead: DashMap::new(),
             metrics: Arc::new(Metrics::default()),
         })
     }
@@ -135,6 +138,28 @@ impl Gateway {
             Err(p) => *p.into_inner() = Arc::new(new),
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long a server stays known as passive-dead: long enough that each
+    /// session does not pay the probe again, short enough that a fixed
+    /// firewall is noticed.
+    const PASSIVE_DEAD_TTL: Duration = Duration::from_secs(600);
+
+    /// Remembers that `server`'s passive ports do not answer.
+    pub(crate) fn mark_passive_dead(&self, server: IpAddr) {
+        self.passive_dead.insert(server, std::time::Instant::now());
+    }
+
+    /// Whether `server`'s passive ports were seen dead recently.
+    pub(crate) fn passive_known_dead(&self, server: IpAddr) -> bool {
+        match self.passive_dead.get(&server).map(|t| t.elapsed()) {
+            Some(age) if age < Self::PASSIVE_DEAD_TTL => true,
+            Some(_) => {
+                self.passive_dead.remove(&server);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Counts a new session against the limits, or refuses it.

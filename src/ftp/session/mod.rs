@@ -158,7 +158,7 @@ impl Session {
             ready: None,
             next_id: 1,
             epsv_all: false,
-            passive_failed: false,
+            passive_failed: cfg.passive_known_dead,
             collected: Vec::new(),
             actions: VecDeque::new(),
             cfg,

@@ -133,6 +133,9 @@ pub struct SessionConfig {
     pub max_held_lines: usize,
     /// Attempts at `USER name@host` before the session is closed.
     pub max_route_attempts: u32,
+    /// The server's passive ports are already known not to answer (server
+    /// mode `auto` goes straight to active).
+    pub passive_known_dead: bool,
 }
 
 impl SessionConfig {
@@ -148,6 +151,7 @@ impl SessionConfig {
             trust_passive_address: false,
             max_held_lines: 64,
             max_route_attempts: 3,
+            passive_known_dead: false,
         }
     }
 }

@@ -734,3 +734,16 @@ fn quit_closes_after_221() {
         vec![to_server("QUIT"), to_client("221 Bye"), Action::Close]
     );
 }
+
+#[test]
+fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
+    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    cfg.passive_known_dead = true;
+    let policy = AllowAll { server_mode: ServerDataMode::Auto, tls: TlsPolicy::Refuse };
+    let mut s = Session::new(cfg);
+    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
+    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(acts.contains(&prepare(1, Side::Server, Endpoint::Listen { expect_peer: "198.51.100.10".parse().unwrap() })), "{acts:?}");
+    assert!(!acts.contains(&to_server("PASV")));
+}

@@ -1,0 +1,317 @@
+# Namespace lab for ftpalg's end-to-end tests, demo and benchmarks.
+#
+#   cli  100.64.0.2/24  2001:db8:1::2/64   client behind carrier-grade NAT
+#   gw   lan 100.64.0.1/24 2001:db8:1::1/64 | wan 198.51.100.1/24 2001:db8:2::1/64 | dmz 203.0.113.1/24
+#   srv  198.51.100.10/24 2001:db8:2::10/64 an internet FTP server
+#   ext  198.51.100.20/24                  an internet client (reverse scenario)
+#   dmz  203.0.113.10/24                   an FTP server behind the gateway's NAT
+#
+# Namespaces are named "$LAB-cli" etc., so several labs (distinct $LAB) can
+# run side by side. Only the addresses above are used. Everything a lab
+# starts is recorded by PID and stopped by lab_down, which also removes a
+# stale lab left by a killed run.
+
+set -u
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$E2E_DIR/../.." && pwd)
+LAB=${LAB:-fa1}
+STATE=${STATE:-$REPO/target/e2e/$LAB}
+PEERS=${FTPALG_PEERS:-/opt/ftpalg-peers}
+FTPALG=${FTPALG:-$REPO/target/release/ftpalg}
+PY=/usr/bin/python3
+# curl 8 unpacked by scripts/install-test-deps.sh (Debian 12's cannot do active FTP).
+CURL=(env LD_LIBRARY_PATH="$PEERS/curl/usr/lib/x86_64-linux-gnu" "$PEERS/curl/usr/bin/curl")
+FTPROOT=/srv/ftp
+NSES=(cli gw srv dmz ext)
+
+inns() { local n=$1; shift; ip netns exec "$LAB-$n" "$@"; }
+
+# Starts a command in a namespace in the background, recording its PID.
+spawn() {
+  local n=$1 log=$2; shift 2
+  ip netns exec "$LAB-$n" "$@" >>"$log" 2>&1 &
+  echo $! >>"$STATE/pids"
+  echo $!
+}
+
+stop_pid() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+stop_all() {
+  [ -f "$STATE/pids" ] || return 0
+  while read -r pid; do stop_pid "$pid"; done <"$STATE/pids"
+  : >"$STATE/pids"
+}
+
+lab_down() {
+  stop_all
+  # Anything still running inside the lab's namespaces is ours.
+  for n in "${NSES[@]}"; do
+    if ip netns list | grep -qw "$LAB-$n"; then
+      for pid in $(ip netns pids "$LAB-$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+      ip netns del "$LAB-$n" 2>/dev/null || true
+    fi
+  done
+  rm -rf "${FTPROOT:?}/$LAB"
+}
+
+veth() { # veth NS_A IF_A NS_B IF_B
+  local a="$LAB$RANDOM" b="$LAB$RANDOM"
+  ip link add "$a" type veth peer name "$b"
+  ip link set "$a" netns "$LAB-$1"
+  ip link set "$b" netns "$LAB-$3"
+  inns "$1" ip link set "$a" name "$2"
+  inns "$3" ip link set "$b" name "$4"
+  inns "$1" ip link set "$2" up
+  inns "$3" ip link set "$4" up
+}
+
+lab_up() {
+  lab_down
+  mkdir -p "$STATE"
+  : >"$STATE/pids"
+  for n in "${NSES[@]}"; do
+    ip netns add "$LAB-$n"
+    inns "$n" ip link set lo up
+    inns "$n" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  done
+  veth cli eth0 gw lan
+  inns gw ip link add wan type bridge
+  inns gw ip link set wan up
+  veth srv eth0 gw wsrv
+  veth ext eth0 gw wext
+  inns gw ip link set wsrv master wan
+  inns gw ip link set wext master wan
+  veth dmz eth0 gw dmz
+
+  inns cli ip addr add 100.64.0.2/24 dev eth0
+  inns cli ip -6 addr add 2001:db8:1::2/64 dev eth0 nodad
+  inns cli ip route add default via 100.64.0.1
+  inns cli ip -6 route add default via 2001:db8:1::1
+
+  inns gw ip addr add 100.64.0.1/24 dev lan
+  inns gw ip -6 addr add 2001:db8:1::1/64 dev lan nodad
+  inns gw ip addr add 198.51.100.1/24 dev wan
+  inns gw ip -6 addr add 2001:db8:2::1/64 dev wan nodad
+  inns gw ip addr add 203.0.113.1/24 dev dmz
+  inns gw sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+  inns srv ip addr add 198.51.100.10/24 dev eth0
+  inns srv ip -6 addr add 2001:db8:2::10/64 dev eth0 nodad
+  inns srv ip route add default via 198.51.100.1
+  inns srv ip -6 route add default via 2001:db8:2::1
+
+  inns ext ip addr add 198.51.100.20/24 dev eth0
+  inns ext ip route add default via 198.51.100.1
+
+  inns dmz ip addr add 203.0.113.10/24 dev eth0
+  inns dmz ip route add default via 203.0.113.1
+
+  # The carrier's NAT: clients leave as 198.51.100.1. No FTP helper.
+  inns gw nft -f - <<'NFT'
+table ip lab_nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat;
+    ip saddr 100.64.0.0/24 oifname "wan" masquerade
+  }
+}
+NFT
+  mkdir -p "$FTPROOT/$LAB/up"
+  chmod 755 "$FTPROOT/$LAB"
+  chmod 777 "$FTPROOT/$LAB/up"
+}
+
+# The seed's server firewall: inbound only tcp 21 and established traffic.
+srv_firewall_on() {
+  local n=${1:-srv}
+  inns "$n" nft -f - <<'NFT'
+table inet lab_fw {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iif "lo" accept
+    ct state established,related accept
+    tcp dport 21 accept
+    meta l4proto { icmp, ipv6-icmp } accept
+  }
+}
+NFT
+}
+
+srv_firewall_off() { inns "${1:-srv}" nft delete table inet lab_fw 2>/dev/null || true; }
+
+# The kernel's own FTP ALG on the gateway (the baseline): conntrack helper
+# on port 21, with NAT rewriting by nf_nat_ftp.
+kernel_helper_on() {
+  inns gw nft -f - <<'NFT'
+table inet lab_helper {
+  ct helper ftp-standard {
+    type "ftp" protocol tcp;
+  }
+  chain prerouting {
+    type filter hook prerouting priority filter;
+    tcp dport 21 ct helper set "ftp-standard"
+  }
+}
+NFT
+}
+
+kernel_helper_off() { inns gw nft delete table inet lab_helper 2>/dev/null || true; }
+
+# nftables for a transparent ftpalg on the gateway (docs/nftables.md).
+transparent_on() {
+  inns gw nft -f - <<'NFT'
+table inet lab_ftpalg {
+  chain prerouting {
+    type nat hook prerouting priority dstnat;
+    iifname "lan" tcp dport 21 redirect to :2100
+    iifname "lan" tcp dport 40000-40999 redirect
+  }
+}
+NFT
+}
+
+transparent_off() { inns gw nft delete table inet lab_ftpalg 2>/dev/null || true; }
+
+wait_port() { # wait_port NS ADDR PORT
+  local n=$1 addr=$2 port=$3
+  for _ in $(seq 1 100); do
+    if inns "$n" ss -Hltn 2>/dev/null | awk '{print $4}' | grep -Eq "(^|[^0-9])${port}$"; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "nothing listening on $addr:$port in $LAB-$n" >&2
+  return 1
+}
+
+# ------------------------------------------------------------------ servers
+
+start_server() { # start_server NAME NS -> pid
+  local name=$1 n=$2 conf="$STATE/$1-$2"
+  mkdir -p "$conf"
+  case "$name" in
+    vsftpd)
+      mkdir -p /var/run/vsftpd/empty
+      cat >"$conf/vsftpd.conf" <<CONF
+listen=NO
+listen_ipv6=YES
+background=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=YES
+anon_upload_enable=YES
+anon_mkdir_write_enable=YES
+anon_other_write_enable=YES
+anon_umask=022
+no_anon_password=YES
+anon_root=$FTPROOT
+pasv_enable=YES
+pasv_min_port=30000
+pasv_max_port=30999
+connect_from_port_20=YES
+seccomp_sandbox=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+xferlog_enable=NO
+CONF
+      spawn "$n" "$conf/log" vsftpd "$conf/vsftpd.conf" ;;
+    pure-ftpd)
+      spawn "$n" "$conf/log" "$PEERS/pure-ftpd/usr/sbin/pure-ftpd" -S ,21 -e -M -H -p 30000:30999 -k 100 ;;
+    proftpd)
+      cat >"$conf/proftpd.conf" <<CONF
+ServerName "lab"
+ServerType standalone
+DefaultServer on
+Port 21
+UseIPv6 on
+DefaultAddress 0.0.0.0
+User nobody
+Group nogroup
+ScoreboardFile $conf/scoreboard
+PidFile $conf/pid
+DelayTable none
+WtmpLog off
+UseReverseDNS off
+IdentLookups off
+PassivePorts 30000 30999
+AllowOverwrite on
+<Anonymous $FTPROOT>
+  User ftp
+  Group nogroup
+  UserAlias anonymous ftp
+  RequireValidShell off
+  <Limit WRITE>
+    AllowAll
+  </Limit>
+</Anonymous>
+CONF
+      spawn "$n" "$conf/log" "$PEERS/proftpd-core/usr/sbin/proftpd" -n -q -c "$conf/proftpd.conf" ;;
+    pyftpdlib)
+      spawn "$n" "$conf/log" "$PY" -m pyftpdlib -i :: -p 21 -w -d "$FTPROOT" -r 30000-30999 ;;
+  esac
+}
+
+# ------------------------------------------------------------------ clients
+#
+# run_client CLIENT MODE OP HOST FILE OUT [PORT] [USER]
+#   CLIENT: curl lftp ftplib wget; MODE: epsv pasv eprt port (curl),
+#   passive active (others); OP: get put. Prints nothing; exit status says.
+
+run_client() {
+  local client=$1 mode=$2 op=$3 host=$4 file=$5 out=$6 port=${7:-21} user=${8:-anonymous}
+  local url_host=$host
+  [[ $host == *:* ]] && url_host="[$host]"
+  case "$client" in
+    curl)
+      local flags=(-s -S --max-time 20 --user "$user:ftpalg@")
+      case "$mode" in
+        epsv) ;;
+        pasv) flags+=(--disable-epsv) ;;
+        eprt) flags+=(--ftp-port -) ;;
+        port) flags+=(--ftp-port - --disable-eprt) ;;
+      esac
+      if [ "$op" = get ]; then
+        inns cli "${CURL[@]}" "${flags[@]}" -o "$out" "ftp://$url_host:$port/$file"
+      else
+        inns cli "${CURL[@]}" "${flags[@]}" -T "$out" "ftp://$url_host:$port/$file"
+      fi ;;
+    lftp)
+      local pm=on
+      [ "$mode" = active ] && pm=off
+      local cmd="set ftp:passive-mode $pm; set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; set xfer:clobber on;"
+      if [ "$op" = get ]; then cmd+=" get /$file -o $out; bye"; else cmd+=" put $out -o /$file; bye"; fi
+      inns cli timeout 25 lftp -u "$user,ftpalg@" -p "$port" -e "$cmd" "$host" </dev/null ;;
+    ftplib)
+      inns cli timeout 25 "$PY" - "$mode" "$op" "$host" "$port" "$file" "$out" "$user" <<'PY'
+import ftplib, sys
+mode, op, host, port, name, out, user = sys.argv[1:8]
+f = ftplib.FTP(timeout=15)
+f.connect(host, int(port))
+f.login(user, "ftpalg@")
+f.set_pasv(mode == "passive")
+if op == "get":
+    with open(out, "wb") as fh:
+        f.retrbinary("RETR /" + name, fh.write)
+else:
+    with open(out, "rb") as fh:
+        f.storbinary("STOR /" + name, fh)
+f.quit()
+PY
+      ;;
+    wget)
+      local flags=(-q -T 15 -t 1 -O "$out" --user="$user" --password="ftpalg@")
+      [ "$mode" = active ] && flags+=(--no-passive-ftp)
+      inns cli wget "${flags[@]}" "ftp://$url_host:$port/$file" ;;
+  esac
+}
+
+# The client x mode x operation matrix: "client mode op" lines.
+client_matrix() {
+  local c m
+  for m in epsv pasv eprt port; do echo "curl $m get"; echo "curl $m put"; done
+  for c in lftp ftplib; do for m in passive active; do echo "$c $m get"; echo "$c $m put"; done; done
+  for m in passive active; do echo "wget $m get"; done
+}
