@@ -627,6 +627,8 @@ impl Driver {
             }
             DataEvent::Connected { id, side, result } => match result {
                 Ok(stream) => {
+                    // Until the relay takes it, dropping it must reset.
+                    super::pinhole::reset_on_close(&stream);
                     let local = stream.local_addr().unwrap_or(self.client_local);
                     if let Some(c) = self.channels.get_mut(&id) {
                         match side {

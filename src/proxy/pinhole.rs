@@ -178,6 +178,8 @@ impl Pinhole {
                     .expect_peer
                     .is_none_or(|want| peer.ip().to_canonical() == want.to_canonical());
                 if ok {
+                    // Until the relay takes it, dropping it must reset.
+                    reset_on_close(&stream);
                     return Ok::<_, PinholeError>(stream);
                 }
                 on_stranger(peer);
@@ -197,4 +199,9 @@ impl Pinhole {
 /// close does not block.
 pub fn reset_on_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Restores the normal close (FIN after the data) once a relay owns `stream`.
+pub fn normal_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(None);
 }

@@ -14,7 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
-use super::pinhole::reset_on_close;
+use super::pinhole::{normal_close, reset_on_close};
 
 /// Relay buffer size per direction; large enough that a fast stream moves
 /// in few system calls.
@@ -125,6 +125,8 @@ pub async fn relay(
 ) -> io::Result<Moved> {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    normal_close(&client);
+    normal_close(&server);
     let (abort, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         start: Instant::now(),

@@ -235,7 +235,6 @@ PidFile $conf/pid
 DelayTable none
 WtmpLog off
 UseReverseDNS off
-IdentLookups off
 PassivePorts 30000 30999
 AllowOverwrite on
 <Anonymous $FTPROOT>
@@ -260,35 +259,46 @@ CONF
 #   CLIENT: curl lftp ftplib wget; MODE: epsv pasv eprt port (curl),
 #   passive active (others); OP: get put. Prints nothing; exit status says.
 
+CLIENT_NS=${CLIENT_NS:-cli}
+
 run_client() {
   local client=$1 mode=$2 op=$3 host=$4 file=$5 out=$6 port=${7:-21} user=${8:-anonymous}
   local url_host=$host
   [[ $host == *:* ]] && url_host="[$host]"
   case "$client" in
     curl)
-      local flags=(-s -S --max-time 20 --user "$user:ftpalg@")
+      local flags=(-s -S --connect-timeout 5 --max-time 20)
       case "$mode" in
         epsv) ;;
         pasv) flags+=(--disable-epsv) ;;
         eprt) flags+=(--ftp-port -) ;;
         port) flags+=(--ftp-port - --disable-eprt) ;;
       esac
-      if [ "$op" = get ]; then
-        inns cli "${CURL[@]}" "${flags[@]}" -o "$out" "ftp://$url_host:$port/$file"
+      local cred=""
+      if [[ $user == *:* ]]; then
+        # curl splits --user at the first colon, so a user naming an IPv6
+        # server goes percent-encoded into the URL instead.
+        cred="$("$PY" -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], safe=""))' "$user"):ftpalg%40@"
       else
-        inns cli "${CURL[@]}" "${flags[@]}" -T "$out" "ftp://$url_host:$port/$file"
+        flags+=(--user "$user:ftpalg@")
+      fi
+      local url="ftp://$cred$url_host:$port/$file"
+      if [ "$op" = get ]; then
+        inns "$CLIENT_NS" "${CURL[@]}" "${flags[@]}" -o "$out" "$url"
+      else
+        inns "$CLIENT_NS" "${CURL[@]}" "${flags[@]}" -T "$out" "$url"
       fi ;;
     lftp)
       local pm=on
       [ "$mode" = active ] && pm=off
-      local cmd="set ftp:passive-mode $pm; set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; set xfer:clobber on;"
+      local cmd="set ftp:passive-mode $pm; set net:max-retries 1; set net:timeout 6; set net:reconnect-interval-base 1; set cmd:fail-exit yes; set xfer:clobber on;"
       if [ "$op" = get ]; then cmd+=" get /$file -o $out; bye"; else cmd+=" put $out -o /$file; bye"; fi
-      inns cli timeout 25 lftp -u "$user,ftpalg@" -p "$port" -e "$cmd" "$host" </dev/null ;;
+      inns "$CLIENT_NS" timeout 25 lftp -u "$user,ftpalg@" -p "$port" -e "$cmd" "$host" </dev/null ;;
     ftplib)
-      inns cli timeout 25 "$PY" - "$mode" "$op" "$host" "$port" "$file" "$out" "$user" <<'PY'
+      inns "$CLIENT_NS" timeout 25 "$PY" - "$mode" "$op" "$host" "$port" "$file" "$out" "$user" <<'PY'
 import ftplib, sys
 mode, op, host, port, name, out, user = sys.argv[1:8]
-f = ftplib.FTP(timeout=15)
+f = ftplib.FTP(timeout=8)
 f.connect(host, int(port))
 f.login(user, "ftpalg@")
 f.set_pasv(mode == "passive")
@@ -302,9 +312,9 @@ f.quit()
 PY
       ;;
     wget)
-      local flags=(-q -T 15 -t 1 -O "$out" --user="$user" --password="ftpalg@")
+      local flags=(-q -T 8 -t 1 -O "$out" --user="$user" --password="ftpalg@")
       [ "$mode" = active ] && flags+=(--no-passive-ftp)
-      inns cli wget "${flags[@]}" "ftp://$url_host:$port/$file" ;;
+      inns "$CLIENT_NS" wget "${flags[@]}" "ftp://$url_host:$port/$file" ;;
   esac
 }
 

@@ -921,7 +921,10 @@ impl Session {
         let Pending::Forward { verb, data } = head else {
             return;
         };
-        if let Some(id) = data {
+        // After a failed transfer the channel will never be used: close it.
+        // After a successful one the data has flowed (or is still being
+        // accepted and relayed): the relay ends by itself.
+        if let Some(id) = data.filter(|_| !code.is_success()) {
             self.push(Action::Release { id });
         }
         match verb {
