@@ -161,20 +161,11 @@ NFT
 
 kernel_helper_off() { inns gw nft delete table inet lab_helper 2>/dev/null || true; }
 
-# nftables for a transparent ftpalg on the gateway (docs/nftables.md).
-transparent_on() {
-  inns gw nft -f - <<'NFT'
-table inet lab_ftpalg {
-  chain prerouting {
-    type nat hook prerouting priority dstnat;
-    iifname "lan" tcp dport 21 redirect to :2100
-    iifname "lan" tcp dport 40000-40999 redirect
-  }
-}
-NFT
-}
+# nftables for a transparent ftpalg on the gateway: the snippet shipped in
+# docs/, loaded as it is.
+transparent_on() { inns gw nft -f "$REPO/docs/nftables-transparent.nft"; }
 
-transparent_off() { inns gw nft delete table inet lab_ftpalg 2>/dev/null || true; }
+transparent_off() { inns gw nft delete table inet ftpalg 2>/dev/null || true; }
 
 wait_port() { # wait_port NS ADDR PORT
   local n=$1 addr=$2 port=$3
