@@ -16,7 +16,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -238,11 +238,38 @@ fn unspecified_like(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn read_opt(r: &mut Option<OwnedReadHalf>, buf: &mut [u8]) -> io::Result<usize> {
+async fn readable_opt(r: &Option<OwnedReadHalf>) -> io::Result<()> {
     match r {
-        Some(r) => r.read(buf).await,
+        Some(r) => r.readable().await,
         None => std::future::pending().await,
     }
+}
+
+thread_local! {
+    /// One read buffer per worker thread instead of two per session: idle
+    /// sessions then cost only their state, not their buffers.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 16 * 1024]);
+}
+
+/// Reads what is there into the framer: `Some(0)` at end of stream, `None`
+/// if the readiness was spurious.
+fn read_frames(
+    half: &Option<OwnedReadHalf>,
+    framer: &mut LineFramer,
+    frames: &mut Vec<crate::ftp::framer::Frame>,
+) -> io::Result<Option<usize>> {
+    let Some(half) = half else { return Ok(None) };
+    READ_BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        match half.try_read(&mut b) {
+            Ok(n) => {
+                framer.push(&b[..n], frames);
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 impl Driver {
@@ -286,8 +313,6 @@ impl Driver {
 
     async fn run(&mut self) -> io::Result<()> {
         let _ = self.client_w.as_ref().set_nodelay(true);
-        let mut cbuf = vec![0u8; 4096];
-        let mut sbuf = vec![0u8; 4096];
         let mut frames = Vec::new();
         let mut shutdown = self.gw.shutdown_signal();
         loop {
@@ -302,21 +327,23 @@ impl Driver {
             }
             let idle = self.policy().rules().limits.control_idle_timeout;
             tokio::select! {
-                r = read_opt(&mut self.client_r, &mut cbuf) => {
-                    let n = r?;
+                r = readable_opt(&self.client_r) => {
+                    r?;
+                    frames.clear();
+                    let Some(n) = read_frames(&self.client_r, &mut self.from_client, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "client closed the control connection");
                         return Ok(());
                     }
-                    frames.clear();
-                    self.from_client.push(&cbuf[..n], &mut frames);
                     let policy = self.policy();
                     for f in frames.drain(..) {
                         self.session.on_client(f, &policy);
                     }
                 }
-                r = read_opt(&mut self.server_r, &mut sbuf) => {
-                    let n = r?;
+                r = readable_opt(&self.server_r) => {
+                    r?;
+                    frames.clear();
+                    let Some(n) = read_frames(&self.server_r, &mut self.from_server, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "server closed the control connection");
                         self.execute().await?;
@@ -327,8 +354,6 @@ impl Driver {
                         self.flush().await?;
                         return Ok(());
                     }
-                    frames.clear();
-                    self.from_server.push(&sbuf[..n], &mut frames);
                     let policy = self.policy();
                     for f in frames.drain(..) {
                         self.session.on_server(f, &policy);

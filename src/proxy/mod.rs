@@ -5,6 +5,7 @@
 mod control;
 pub mod pinhole;
 pub mod relay;
+mod splice;
 mod transparent;
 
 use crate::rules::{self, Rules};
@@ -294,9 +295,35 @@ fn capitalise(s: &str) -> String {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: each session
+/// holds two sockets, and each transfer up to four more.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`.
 pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
     use tokio::signal::unix::{signal, SignalKind};
+    let files = raise_fd_limit();
+    let wanted = u64::from(rules.limits.sessions) * 2 + 64;
+    if files < wanted {
+        warn!(
+            open_files = files,
+            sessions = rules.limits.sessions,
+            "the open-file limit is below what the session limit needs; raise LimitNOFILE"
+        );
+    }
     let grace = rules.data.pinhole_timeout.max(Duration::from_secs(30));
     let handle = start(rules).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;

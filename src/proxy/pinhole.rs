@@ -134,6 +134,10 @@ pub async fn connect_from(
         TcpSocket::new_v6()?
     };
     if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4()) {
+        // Choose the port at connect time, from the whole 4-tuple: a plain
+        // bind to port 0 searches for a port free of every connection and
+        // costs more than the rest of the session under load.
+        set_bind_address_no_port(&sock);
         sock.bind(SocketAddr::new(ip, 0))?;
     }
     match tokio::time::timeout(timeout, sock.connect(to)).await {
@@ -204,4 +208,21 @@ pub fn reset_on_close(stream: &TcpStream) {
 /// Restores the normal close (FIN after the data) once a relay owns `stream`.
 pub fn normal_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(None);
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: bind() fixes the address only; connect() picks
+/// the port. Failure only costs speed.
+fn set_bind_address_no_port(sock: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a live socket descriptor and a pointer to an int with its size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }

@@ -15,10 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
 use super::pinhole::{normal_close, reset_on_close};
+use super::splice;
 
-/// Relay buffer size per direction; large enough that a fast stream moves
-/// in few system calls.
-const BUF: usize = 128 * 1024;
+/// Buffer for the fallback copy, per direction.
+const BUF: usize = 64 * 1024;
 
 /// Bytes moved, per direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,8 @@ fn reset(from: &OwnedReadHalf, to: &OwnedWriteHalf) {
     reset_on_close(to.as_ref());
 }
 
+/// Copies one direction: with splice(2) where the kernel allows it, else
+/// through a small buffer.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
@@ -68,12 +70,31 @@ async fn pump(
 ) -> io::Result<u64> {
     let mut aborted = shared.abort.subscribe();
     let result = async {
-        let mut buf = vec![0u8; BUF];
         let mut total: u64 = 0;
         let started = Instant::now();
+        let mut pipe = splice::Pipe::new().ok();
+        let mut buf = Vec::new();
         loop {
             let n = loop {
-                match tokio::time::timeout(limits.idle, from.read(&mut buf)).await {
+                let read = async {
+                    if let Some(p) = pipe.as_mut() {
+                        match splice::fill(from.as_ref(), p).await {
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && total == 0 => {
+                                // Not spliceable here: copy through userspace.
+                                pipe = None;
+                                Err(io::Error::new(io::ErrorKind::Interrupted, "fall back"))
+                            }
+                            r => r,
+                        }
+                    } else {
+                        if buf.is_empty() {
+                            buf = vec![0u8; BUF];
+                        }
+                        from.read(&mut buf).await
+                    }
+                };
+                match tokio::time::timeout(limits.idle, read).await {
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Ok(r) => break r?,
                     // The other direction may be the busy one (a download's
                     // client-to-server direction is silent throughout).
@@ -90,7 +111,10 @@ async fn pump(
                 to.shutdown().await?;
                 return Ok(total);
             }
-            to.write_all(&buf[..n]).await?;
+            match pipe.as_mut() {
+                Some(p) => splice::drain(to.as_ref(), p).await?,
+                None => to.write_all(&buf[..n]).await?,
+            }
             total += n as u64;
             shared.touch();
             if let Some(rate) = limits.rate {
