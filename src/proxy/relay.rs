@@ -147,8 +147,7 @@ pub async fn relay(
     limits: RelayLimits,
     delivered: oneshot::Sender<()>,
 ) -> io::Result<Moved> {
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
+    // Bulk data: leave Nagle on, so spliced chunks go out as full segments.
     normal_close(&client);
     normal_close(&server);
     let (abort, _) = watch::channel(false);
