@@ -68,7 +68,8 @@ pub fn find_229(text: &[u8]) -> Result<ExtendedPassive, CodecError> {
     let Some(&d) = inner.first() else {
         return Err(CodecError::NotFound);
     };
-    if !valid_delimiter(d) || inner.last() != Some(&d) {
+    // A lone delimiter, "(|)", opens and closes nothing.
+    if !valid_delimiter(d) || inner.len() < 2 || inner.last() != Some(&d) {
         return Err(CodecError::Delimiter);
     }
     let fields: Vec<&[u8]> = inner[1..inner.len() - 1].split(|&b| b == d).collect();

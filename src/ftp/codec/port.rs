@@ -89,7 +89,8 @@ pub(super) fn number_run(text: &[u8], start: usize) -> Option<(Vec<u32>, Vec<usi
     loop {
         let begin = i;
         let mut v: u32 = 0;
-        while i < text.len() && text[i].is_ascii_digit() && i - begin < 4 {
+        // Octets have at most three digits; a longer run is not a field.
+        while i < text.len() && text[i].is_ascii_digit() && i - begin < 3 {
             v = v * 10 + u32::from(text[i] - b'0');
             i += 1;
         }
@@ -232,6 +233,20 @@ mod tests {
     fn reply_skips_numbers_that_are_not_a_tuple() {
         let f = find_227(b"Entering Passive Mode 2 (10,1,2,3,4,1)").unwrap();
         assert_eq!(f.addr, a("10.1.2.3:1025"));
+    }
+
+    #[test]
+    fn reply_fields_are_octets_of_at_most_three_digits() {
+        // Found by the `port` fuzz target: "0022" was read as 22 here but
+        // refused by parse_port.
+        assert_eq!(
+            find_227(b"\xf1,2,2,2,2,22,0022,00"),
+            Err(CodecError::NotFound)
+        );
+        assert_eq!(
+            find_227(b"(010,001,002,003,004,001)").map(|f| f.addr),
+            Ok(a("10.1.2.3:1025"))
+        );
     }
 
     #[test]
