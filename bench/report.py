@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Turns the measurements in target/bench/ into docs/performance.md and
+docs/performance-throughput.svg. Called by bench/run.sh; can be run again
+on the same measurements:
+
+    python3 bench/report.py OUT RSS_BEFORE_KIB RSS_AFTER_KIB CORES KERNEL SIZE_MB DOCS SECONDS NOFILE
+"""
+import json, statistics, sys, datetime, os
+out, rss0, rss1, cores, kernel, size_mb, docs, took, nofile = sys.argv[1:10]
+rss0, rss1, size_mb = int(rss0), int(rss1), int(size_mb)
+rows = {"a": "direct, passive, kernel NAT only (baseline)",
+        "b": "kernel ct helper, active",
+        "c": "ftpalg relay, client passive",
+        "d": "ftpalg relay, client active",
+        "e": "ftpalg, client passive -> server active (seed)"}
+data = {}
+for line in open(os.path.join(out, "throughput.tsv")):
+    row, d, run, v, cpu = line.split()
+    data.setdefault((row, d), []).append((float(v), float(cpu)))
+sess = json.load(open(os.path.join(out, "sessions.json")))
+idle_lines = open(os.path.join(out, "idle.out")).read().splitlines()
+idle = json.loads([l for l in idle_lines if l.startswith("{")][-1]) if any(l.startswith("{") for l in idle_lines) else {}
+
+def med(row, d):
+    v = [x for x, _ in data.get((row, d), []) if x > 0]
+    return (statistics.median(v), min(v), max(v), len(data.get((row, d), [])) - len(v)) if v else (0, 0, 0, len(data.get((row, d), [])))
+
+lines = []
+p = lines.append
+p("# Performance")
+p("")
+p("Measured by `make bench` (bench/run.sh) on %s, on this project's machine: %s cores, Linux %s." % (datetime.date.today().isoformat(), cores, kernel))
+p("Absolute figures on a shared 2-core virtual machine are noisy; compare the ratios, which are measured in the same run, interleaved. All traffic crosses the namespace lab of tests/e2e (veth pairs and a bridge); files live in tmpfs.")
+p("")
+p("## Throughput (%d MiB, %d runs each, interleaved; median MiB/s, min-max)" % (size_mb, max(len(v) for v in data.values())))
+p("")
+p("| row | download | ratio | upload | ratio | ftpalg CPU s/GiB |")
+p("| --- | --- | --- | --- | --- | --- |")
+base = {d: med("a", d)[0] for d in ("down", "up")}
+chart = []
+for r, name in rows.items():
+    cells = []
+    for d in ("down", "up"):
+        m, lo, hi, failed = med(r, d)
+        ratio = (m / base[d]) if base[d] else 0
+        cells.append("%.0f (%.0f-%.0f)%s" % (m, lo, hi, " %d failed" % failed if failed else ""))
+        cells.append("%.2fx" % ratio)
+        chart.append((name, d, m, ratio))
+    cpu = ""
+    if r in "cde":
+        runs = data.get((r, "down"), []) + data.get((r, "up"), [])
+        ok = [c for v, c in runs if v > 0]
+        if ok:
+            cpu = "%.2f" % (sum(ok) / (len(ok) * size_mb / 1024))
+    p("| %s: %s | %s | %s |" % (r, name, " | ".join(cells), cpu or "-"))
+p("")
+d, f = sess["direct"], sess["ftpalg"]
+p("## Sessions (32 concurrent clients, 20 s each: login, EPSV, RETR 1 KiB, QUIT)")
+p("")
+p("| path | sessions/s | p50 ms | p99 ms | errors |")
+p("| --- | --- | --- | --- | --- |")
+p("| direct | %.0f | %.2f | %.2f | %d |" % (d["rate"], d["p50_ms"], d["p99_ms"], d["errors"]))
+p("| ftpalg | %.0f | %.2f | %.2f | %d |" % (f["rate"], f["p50_ms"], f["p99_ms"], f["errors"]))
+p("")
+p("ftpalg/direct session rate: %.2fx." % (f["rate"] / d["rate"] if d["rate"] else 0))
+p("")
+nd, nf = sess["noop_direct"], sess["noop_ftpalg"]
+p("## Control latency (5,000 NOOP round trips)")
+p("")
+p("| path | p50 us | p99 us |")
+p("| --- | --- | --- |")
+p("| direct | %.0f | %.0f |" % (nd["p50_us"], nd["p99_us"]))
+p("| ftpalg | %.0f | %.0f |" % (nf["p50_us"], nf["p99_us"]))
+p("")
+p("Overhead: p50 %+.0f us, p99 %+.0f us." % (nf["p50_us"] - nd["p50_us"], nf["p99_us"] - nd["p99_us"]))
+p("")
+n = idle.get("established", 0)
+p("## 10,000 idle logged-in sessions")
+p("")
+if n < 10000:
+    p("This machine's hard limit on open files is %s per process, and each proxied session holds two descriptors in ftpalg, so the run holds %d sessions; memory per session is what scales." % (nofile, n))
+    p("")
+p("| sessions held | failed | ftpalg RSS before | after | per session | new sessions meanwhile |")
+p("| --- | --- | --- | --- | --- | --- |")
+per = ((rss1 - rss0) / n) if n else 0
+p("| %d | %d | %.1f MiB | %.1f MiB | %.1f KiB | %d ok, %d failed, p99 %.1f ms |" % (n, idle.get("failed", 0), rss0 / 1024, rss1 / 1024, per, idle.get("probes_ok", 0), idle.get("probes_failed", 0), idle.get("probe_p99_ms", 0)))
+p("")
+p("## Targets")
+p("")
+def verdict(ok): return "met" if ok else "MISSED"
+tgt = [
+    ("relay throughput >= 0.9x direct (rows c-e, both ways)", min(r for nm, dd, m, r in chart if not nm.startswith(("direct", "kernel"))) >= 0.9,
+     "lowest %.2fx" % min(r for nm, dd, m, r in chart if not nm.startswith(("direct", "kernel")))),
+    ("sessions/s >= 1000", f["rate"] >= 1000, "%.0f/s" % f["rate"]),
+    ("NOOP p99 overhead < 200 us", nf["p99_us"] - nd["p99_us"] < 200, "%+.0f us" % (nf["p99_us"] - nd["p99_us"])),
+    ("10,000 idle sessions < 100 MiB, < 10 KiB each", (rss0 + per * 10000) / 1024 < 100 and per < 10, "%.1f MiB for %d, %.1f KiB each (%.0f MiB projected for 10,000)" % (rss1 / 1024, n, per, (rss0 + per * 10000) / 1024)),
+]
+p("| target | result | measured |")
+p("| --- | --- | --- |")
+for name, ok, m in tgt:
+    p("| %s | %s | %s |" % (name, verdict(ok), m))
+p("")
+p("CPU per GiB is also a target (< 0.3 s); see the table above. The bench took %ss." % took)
+p("")
+notes = os.path.join(docs, "performance-notes.md")
+if os.path.exists(notes):
+    p(open(notes).read().strip())
+    p("")
+p("![throughput](performance-throughput.svg)")
+text = "\n".join(lines) + "\n"
+open(os.path.join(docs, "performance.md"), "w").write(text)
+open(os.path.join(out, "summary.md"), "w").write(text)
+print(text)
+
+# SVG bar chart of the throughput rows.
+W, bar, gap, left = 860, 18, 10, 400
+mx = max([m for _, _, m, _ in chart] + [1])
+h = 40 + len(chart) * (bar + 4) + (len(chart) // 2) * gap + 30
+svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, h),
+       '<text x="10" y="20" font-size="14">Throughput, median MiB/s (%d MiB transfers, %s)</text>' % (size_mb, datetime.date.today().isoformat())]
+y = 40
+for i, (name, d, m, r) in enumerate(chart):
+    w = int((W - left - 90) * m / mx)
+    colour = "#888" if name.startswith(("direct", "kernel")) else ("#2a7ab9" if d == "down" else "#7ab92a")
+    svg.append('<text x="10" y="%d">%s (%s)</text>' % (y + 13, name.replace(">", "&gt;"), "download" if d == "down" else "upload"))
+    svg.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>' % (left, y, max(w, 1), bar, colour))
+    svg.append('<text x="%d" y="%d">%.0f (%.2fx)</text>' % (left + w + 5, y + 13, m, r))
+    y += bar + 4 + (gap if i % 2 == 1 else 0)
+svg.append("</svg>")
+open(os.path.join(docs, "performance-throughput.svg"), "w").write("\n".join(svg) + "\n")
