@@ -82,3 +82,57 @@ fn version_and_help() {
     assert_eq!(code, 0);
     assert!(out.contains("check") && out.contains("run"), "{out}");
 }
+
+mod support;
+
+/// SIGTERM: no new sessions, the running transfer finishes, then exit 0.
+#[test]
+fn sigterm_drains_then_exits() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(support::server::TestServer::start(
+        support::server::Opts::default(),
+    ));
+    let body = support::data(8 * 1024 * 1024, 5);
+    server.put("f", body.clone());
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let rules = temp(
+        "drain.yaml",
+        &format!("listeners:\n  - name: t\n    listen: 127.0.0.1:{port}\n    kind: explicit\n    upstream: {}\ndata:\n  client_ports: 46000-46999\n  server_ports: 47000-47999\n", server.addr),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpalg"))
+        .args(["run", "--rules", &rules])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    assert!(up, "gateway did not start");
+    let pid = child.id() as libc::pid_t;
+    let got = rt.block_on(async {
+        let (mut c, _) = support::client::Client::connect(addr).await;
+        c.login("u").await;
+        c.read_delay = Some(std::time::Duration::from_millis(20));
+        let transfer = tokio::spawn(async move { c.retr("f", support::client::Mode::Pasv).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "new sessions still accepted after SIGTERM"
+        );
+        transfer.await.unwrap()
+    });
+    let got = got.expect("the running transfer finishes");
+    assert_eq!(support::sha256(&got), support::sha256(&body));
+    let status = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            child.try_wait().unwrap()
+        })
+        .expect("gateway exits after draining");
+    assert!(status.success(), "{status:?}");
+}

@@ -479,3 +479,35 @@ async fn reload_keeps_a_running_transfer() {
     assert_eq!(sha256(&got), sha256(&body));
     assert_eq!(c.cmd("RETR f").await.code, 550);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_idle_timeout_waits_for_a_running_transfer() {
+    let server = TestServer::start(Opts::default()).await;
+    let body = data(8 * 1024 * 1024, 8);
+    server.put("f", body.clone());
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "limits:\n  control_idle_timeout: 1s\n",
+    ))
+    .await;
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    // A transfer slower than the idle timeout: the control channel is
+    // silent throughout, and must not be closed under it.
+    c.read_delay = Some(Duration::from_millis(30));
+    let started = std::time::Instant::now();
+    let got = c
+        .retr("f", Mode::Epsv)
+        .await
+        .expect("transfer outlives the control idle timeout");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the transfer was not slower than the timeout"
+    );
+    assert_eq!(sha256(&got), sha256(&body));
+    assert_eq!(c.cmd("NOOP").await.code, 200);
+    // Once idle, the session is closed with 421.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.reply().await.code, 421);
+}

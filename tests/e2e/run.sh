@@ -99,7 +99,20 @@ scenario() { # scenario NAME SERVER
       }
       stop_ftpalg ;;
     reverse)
-      start_ftpalg rules/server-behind-nat.yaml "$tag" && CLIENT_NS=ext matrix "$scen" "$server" 198.51.100.1 21 anonymous yes
+      start_ftpalg rules/server-behind-nat.yaml "$tag" && {
+        CLIENT_NS=ext matrix "$scen" "$server" 198.51.100.1 21 anonymous yes
+        # An inside client of the same public service is told the inside
+        # address (advertise: per client network).
+        matrix "$scen-inside" "$server" 198.51.100.1 21 anonymous yes
+        local adv_in adv_out
+        adv_in=$(inns cli "$PY" -c 'import ftplib; f = ftplib.FTP("198.51.100.1", timeout=5); f.login(); print(f.sendcmd("PASV"))' 2>&1)
+        adv_out=$(inns ext "$PY" -c 'import ftplib; f = ftplib.FTP("198.51.100.1", timeout=5); f.login(); print(f.sendcmd("PASV"))' 2>&1)
+        if [[ $adv_in == *"(100,64,0,1,"* && $adv_out == *"(198,51,100,1,"* ]]; then
+          record "$scen" "$server" "advertise-per-client-network" ok "$adv_in / $adv_out" yes
+        else
+          record "$scen" "$server" "advertise-per-client-network" FAIL "inside: $adv_in; outside: $adv_out" yes
+        fi
+      }
       stop_ftpalg ;;
     ipv6)
       start_ftpalg rules/explicit-proxy.yaml "$tag" && {
