@@ -446,6 +446,22 @@ impl Session {
         }
     }
 
+    /// After `EPSV ALL` only EPSV may set up data (RFC 2428): refuses
+    /// anything else and says so.
+    fn refused_after_epsv_all(&mut self, mode: ClientMode) -> bool {
+        if !self.epsv_all {
+            return false;
+        }
+        let detail = format!("{} after EPSV ALL", mode.as_str());
+        self.deny(
+            503,
+            "EPSV ALL is in effect; only EPSV may be used.",
+            Denial::Protocol,
+            detail,
+        );
+        true
+    }
+
     fn client_active(&mut self, command: Command<'_>, policy: &dyn Policy) {
         let (mode, parsed) = match command.verb {
             cmd::PORT => (
@@ -456,14 +472,7 @@ impl Session {
             _ => (ClientMode::Lprt, codec::parse_lprt(command.arg)),
         };
         let name = mode.as_str();
-        if self.epsv_all {
-            let detail = format!("{name} after EPSV ALL");
-            self.deny(
-                503,
-                "EPSV ALL is in effect; only EPSV may be used.",
-                Denial::Protocol,
-                detail,
-            );
+        if self.refused_after_epsv_all(mode) {
             return;
         }
         let addr = match parsed {
@@ -554,14 +563,7 @@ impl Session {
                     return;
                 }
             }
-        } else if self.epsv_all {
-            let detail = format!("{} after EPSV ALL", mode.as_str());
-            self.deny(
-                503,
-                "EPSV ALL is in effect; only EPSV may be used.",
-                Denial::Protocol,
-                detail,
-            );
+        } else if self.refused_after_epsv_all(mode) {
             return;
         }
         if mode == ClientMode::Pasv

@@ -425,6 +425,25 @@ fn pipelined_commands_keep_their_order() {
 }
 
 #[test]
+fn epsv_all_refuses_other_data_commands() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("EPSV ALL");
+    assert_eq!(h.acts(), vec![to_client("200 EPSV ALL ok.")]);
+    for c in ["PASV", "PORT 100,64,0,2,4,1", "EPRT |1|100.64.0.2|2000|"] {
+        h.client(c);
+        assert_eq!(
+            h.acts(),
+            vec![to_client(
+                "503 EPSV ALL is in effect; only EPSV may be used."
+            )],
+            "{c}"
+        );
+    }
+    h.client("EPSV");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+}
+
+#[test]
 fn local_replies_wait_for_earlier_replies() {
     let mut h = Harness::new(ServerDataMode::Passive);
     h.client("NOOP");
