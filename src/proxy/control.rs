@@ -1,7 +1,7 @@
 //! Drives one FTP session: reads both control connections, feeds the
 //! engine, and carries out its actions on sockets.
 
-use super::pinhole::{connect_from, Pinhole, PinholeRequest};
+use super::pinhole::{connect_as, connect_from, Pinhole, PinholeRequest};
 use super::relay::{relay, Moved, RelayLimits};
 use super::{Gateway, SessionGuard};
 use crate::ftp::command::{self as cmd, Verb};
@@ -192,7 +192,6 @@ async fn start(
         _ => None,
     };
     let pinhole_bind = match (listener.kind, cfg.client_advertise) {
-        (Kind::Transparent, Some(ip)) if listener.tproxy => ip,
         (_, Some(_)) => unspecified_like(client_local.ip()),
         (_, None) => client_local.ip(),
     };
@@ -562,9 +561,12 @@ impl Driver {
                         (self.server_local.map(|a| a.ip()), probe)
                     }
                 };
+                // Under TPROXY the client expects the server's address as
+                // the source of an active-mode connection.
+                let transparent = side == Side::Client && self.listener.tproxy;
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let result = connect_from(from, to, timeout).await;
+                    let result = connect_as(from, to, timeout, transparent).await;
                     let _ = tx.send(DataEvent::Connected { id, side, result });
                 });
             }

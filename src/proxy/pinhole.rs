@@ -106,7 +106,7 @@ pub fn bind_listener(addr: SocketAddr, transparent: bool, backlog: i32) -> io::R
         sock.set_only_v6(!addr.ip().is_unspecified())?;
     }
     if transparent {
-        set_transparent(&sock, addr.is_ipv6())?;
+        set_transparent(&socket2::SockRef::from(&sock), addr.is_ipv6())?;
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
@@ -114,7 +114,7 @@ pub fn bind_listener(addr: SocketAddr, transparent: bool, backlog: i32) -> io::R
     TcpListener::from_std(sock.into())
 }
 
-fn set_transparent(sock: &socket2::Socket, v6: bool) -> io::Result<()> {
+fn set_transparent(sock: &socket2::SockRef<'_>, v6: bool) -> io::Result<()> {
     if v6 {
         sock.set_ip_transparent_v6(true)
     } else {
@@ -128,11 +128,26 @@ pub async fn connect_from(
     to: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
+    connect_as(from, to, timeout, false).await
+}
+
+/// Like [`connect_from`]; with `transparent`, `from` may be an address
+/// that is not the gateway's own (TPROXY: the client sees the server's
+/// address).
+pub async fn connect_as(
+    from: Option<IpAddr>,
+    to: SocketAddr,
+    timeout: Duration,
+    transparent: bool,
+) -> io::Result<TcpStream> {
     let sock = if to.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
+    if transparent {
+        set_transparent(&socket2::SockRef::from(&sock), to.is_ipv6())?;
+    }
     if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4()) {
         // Choose the port at connect time, from the whole 4-tuple: a plain
         // bind to port 0 searches for a port free of every connection and

@@ -165,6 +165,20 @@ kernel_helper_off() { inns gw nft delete table inet lab_helper 2>/dev/null || tr
 # docs/, loaded as it is.
 transparent_on() { inns gw nft -f "$REPO/docs/nftables-transparent.nft"; }
 
+# TPROXY instead of redirect: the shipped snippet plus the policy routing
+# it documents.
+tproxy_on() {
+  inns gw ip rule add fwmark 1 lookup 100
+  inns gw ip route add local 0.0.0.0/0 dev lo table 100
+  inns gw nft -f "$REPO/docs/nftables-tproxy.nft"
+}
+
+tproxy_off() {
+  inns gw nft delete table inet ftpalg_tproxy 2>/dev/null || true
+  inns gw ip rule del fwmark 1 lookup 100 2>/dev/null || true
+  inns gw ip route del local 0.0.0.0/0 dev lo table 100 2>/dev/null || true
+}
+
 transparent_off() { inns gw nft delete table inet ftpalg 2>/dev/null || true; }
 
 wait_port() { # wait_port NS ADDR PORT

@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 [ -x "$FTPALG" ] || { echo "e2e: build first: $FTPALG missing" >&2; exit 1; }
 
-ALL_SCENARIOS="cgnat-transparent seed-21-only explicit reverse ipv6 security baseline-kernel"
+ALL_SCENARIOS="cgnat-transparent seed-21-only seed-tproxy explicit reverse ipv6 security baseline-kernel"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-vsftpd pure-ftpd proftpd pyftpdlib}
 OUT=$REPO/target/e2e
@@ -92,6 +92,11 @@ scenario() { # scenario NAME SERVER
       transparent_on
       start_ftpalg rules/cgnat-gateway.yaml "$tag" && matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
       stop_ftpalg; transparent_off; srv_firewall_off ;;
+    seed-tproxy)
+      srv_firewall_on
+      tproxy_on
+      start_ftpalg rules/cgnat-gateway-tproxy.yaml "$tag" && matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+      stop_ftpalg; tproxy_off; srv_firewall_off ;;
     explicit)
       start_ftpalg rules/explicit-proxy.yaml "$tag" && {
         matrix "$scen" "$server" 100.64.0.1 2121 anonymous yes
