@@ -113,6 +113,18 @@ impl Ctx {
         }
     }
 
+    /// A count that must be at least 1.
+    fn count(&mut self, s: &Option<Spanned<u32>>, key: &str, default: u32, hint: &str) -> u32 {
+        match s {
+            None => default,
+            Some(s) if s.value == 0 => {
+                self.error(s, format!("{key} must be at least 1"), hint);
+                default
+            }
+            Some(s) => s.value,
+        }
+    }
+
     /// Resolves a network name or literal CIDR.
     fn netset(&mut self, s: &Spanned<String>) -> Option<NetSet> {
         let name = s.value.trim();
@@ -303,26 +315,18 @@ pub fn compile(text: &str) -> Loaded {
         max_line: DEFAULT_MAX_LINE,
         bandwidth_per_session: None,
     };
-    if let Some(s) = &raw.limits.sessions {
-        if s.value == 0 {
-            cx.error(
-                s,
-                "sessions must be at least 1".into(),
-                "set the largest number of concurrent sessions the box can carry",
-            );
-        }
-        limits.sessions = s.value;
-    }
-    if let Some(s) = &raw.limits.sessions_per_client {
-        if s.value == 0 {
-            cx.error(
-                s,
-                "sessions_per_client must be at least 1".into(),
-                "a client needs one session to do anything",
-            );
-        }
-        limits.sessions_per_client = s.value;
-    }
+    limits.sessions = cx.count(
+        &raw.limits.sessions,
+        "sessions",
+        limits.sessions,
+        "set the largest number of concurrent sessions the box can carry",
+    );
+    limits.sessions_per_client = cx.count(
+        &raw.limits.sessions_per_client,
+        "sessions_per_client",
+        limits.sessions_per_client,
+        "a client needs one session to do anything",
+    );
     if let Some(s) = &raw.limits.max_line {
         if !(512..=65536).contains(&s.value) {
             cx.error(

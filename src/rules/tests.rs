@@ -60,6 +60,22 @@ fn wrong_type() {
 }
 
 #[test]
+fn counts_must_be_positive() {
+    assert_eq!(
+        one_error("limits:\n  sessions: 0\n"),
+        (7, 13, "sessions must be at least 1".into())
+    );
+    assert_eq!(
+        one_error("limits:\n  sessions_per_client: 0\n"),
+        (7, 24, "sessions_per_client must be at least 1".into())
+    );
+    let r = from_str(&format!("{BASE}limits:\n  sessions: 7\n"))
+        .rules
+        .unwrap();
+    assert_eq!((r.limits.sessions, r.limits.sessions_per_client), (7, 20));
+}
+
+#[test]
 fn strict_booleans() {
     let (l, c, m) = one_error("security:\n  bounce_protection: yes\n");
     assert_eq!((l, c), (7, 22));
