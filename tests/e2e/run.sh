@@ -148,19 +148,12 @@ security_tests() {
 
   # 1. PORT naming another host: refused with a clear reply; never reaches srv.
   local r
-  r=$(inns cli "$PY" - <<'PY'
-import socket
-s = socket.create_connection(("100.64.0.1", 2121), timeout=10)
-f = s.makefile("rb")
-def reply():
-    line = f.readline()
-    while line[3:4] == b"-":
-        line = f.readline()
-    return line.decode().strip()
-reply()
-for c in ("USER anonymous", "PASS x", "PORT 198,51,100,20,4,1"):
-    s.sendall(c.encode() + b"\r\n")
-    last = reply()
+  r=$(inns cli env PYTHONPATH="$E2E_DIR" "$PY" - <<'PY'
+from ftpraw import Ctl
+c = Ctl("100.64.0.1", 2121)
+c.reply()
+for command in ("USER anonymous", "PASS x", "PORT 198,51,100,20,4,1"):
+    last = c.cmd(command)
 print(last)
 PY
 )
@@ -174,34 +167,28 @@ PY
   # 2. ext races to a pinhole opened for cli: refused; cli still succeeds.
   local sync=$STATE/race
   rm -rf "$sync"; mkdir -p "$sync"
-  inns cli "$PY" - "$sync" "$LAB/f64k" >"$sync/cli.out" 2>&1 <<'PY' &
+  inns cli env PYTHONPATH="$E2E_DIR" "$PY" - "$sync" "$LAB/f64k" >"$sync/cli.out" 2>&1 <<'PY' &
 import socket, sys, os, time
+from ftpraw import Ctl
 sync, name = sys.argv[1], sys.argv[2]
-s = socket.create_connection(("100.64.0.1", 2121), timeout=15)
-f = s.makefile("rb")
-def reply():
-    line = f.readline()
-    while line[3:4] == b"-":
-        line = f.readline()
-    return line.decode().strip()
-reply()
-for c in ("USER anonymous", "PASS x", "TYPE I"):
-    s.sendall(c.encode() + b"\r\n"); reply()
-s.sendall(b"EPSV\r\n")
-r = reply()
+c = Ctl("100.64.0.1", 2121, timeout=15)
+c.reply()
+for command in ("USER anonymous", "PASS x", "TYPE I"):
+    c.cmd(command)
+r = c.cmd("EPSV")
 port = int(r.split("|||")[1].split("|")[0])
 open(os.path.join(sync, "port"), "w").write(str(port))
 for _ in range(100):
     if os.path.exists(os.path.join(sync, "raced")): break
     time.sleep(0.05)
-s.sendall(("RETR /" + name + "\r\n").encode())
+c.send("RETR /" + name)
 d = socket.create_connection(("100.64.0.1", port), timeout=10)
 data = b""
 while True:
     b = d.recv(65536)
     if not b: break
     data += b
-print(reply(), reply(), len(data))
+print(c.reply(), c.reply(), len(data))
 PY
   local cli_pid=$!
   for _ in $(seq 1 100); do [ -s "$sync/port" ] && break; sleep 0.05; done
@@ -260,15 +247,15 @@ while True:
 PY
   wait_port srv 198.51.100.10 21
   start_ftpalg rules/explicit-proxy.yaml security-unsolicited || return
-  r=$(inns cli "$PY" - <<'PY'
-import socket, time
-s = socket.create_connection(("100.64.0.1", 2121), timeout=10)
-f = s.makefile("rb")
-f.readline()
-s.sendall(b"USER a\r\n"); f.readline()
-s.sendall(b"PASS b\r\n"); f.readline()
-extra = f.readline().decode().strip()
-s.sendall(b"NOOP\r\n"); noop = f.readline().decode().strip()
+  r=$(inns cli env PYTHONPATH="$E2E_DIR" "$PY" - <<'PY'
+import time
+from ftpraw import Ctl
+c = Ctl("100.64.0.1", 2121)
+c.line()
+c.send("USER a"); c.line()
+c.send("PASS b"); c.line()
+extra = c.line()
+c.send("NOOP"); noop = c.line()
 time.sleep(0.5)
 print(extra, "|", noop)
 PY

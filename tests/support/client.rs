@@ -178,17 +178,30 @@ impl Client {
                 tokio::time::sleep(delay).await;
             }
         }
+        self.finish_transfer(prelim).await?;
+        Ok(out)
+    }
+
+    /// Reads what is left of a transfer's replies: the preliminary 150/125
+    /// unless it was read already, then a final 226/250.
+    async fn finish_transfer(&mut self, prelim: Option<Reply>) -> Result<(), String> {
         if prelim.is_none() {
-            let r = self.reply().await;
-            if r.code != 150 && r.code != 125 {
-                return Err(r.text);
-            }
+            self.expect_started().await?;
         }
         let r = self.reply().await;
         if r.code != 226 && r.code != 250 {
             return Err(format!("final reply {}", r.text));
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Reads the preliminary reply that says a transfer started.
+    async fn expect_started(&mut self) -> Result<Reply, String> {
+        let r = self.reply().await;
+        if r.code != 150 && r.code != 125 {
+            return Err(r.text);
+        }
+        Ok(r)
     }
 
     pub async fn stor(&mut self, name: &str, data: &[u8], mode: Mode) -> Result<(), String> {
@@ -201,16 +214,7 @@ impl Client {
         d.shutdown()
             .await
             .map_err(|e| format!("data shutdown: {e}"))?;
-        if prelim.is_none() {
-            let r = self.reply().await;
-            if r.code != 150 && r.code != 125 {
-                return Err(r.text);
-            }
-        }
-        let r = self.reply().await;
-        if r.code != 226 && r.code != 250 {
-            return Err(format!("final reply {}", r.text));
-        }
+        self.finish_transfer(prelim).await?;
         Ok(())
     }
 }
@@ -242,10 +246,7 @@ impl Pending {
                 Ok((d, None))
             }
             Pending::Accept(l) => {
-                let r = c.reply().await;
-                if r.code != 150 && r.code != 125 {
-                    return Err(r.text);
-                }
+                let r = c.expect_started().await?;
                 let (d, _) = tokio::time::timeout(T, l.accept())
                     .await
                     .map_err(|_| "accept timeout".to_string())?
