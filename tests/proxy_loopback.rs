@@ -10,6 +10,18 @@ use support::server::{Opts, TestServer};
 use support::{data, explicit_rules, gateway, sha256};
 use tokio::net::{TcpSocket, TcpStream};
 
+/// A gateway in front of `server` and a client logged in through it.
+async fn logged_in(
+    server: &TestServer,
+    server_mode: &str,
+    extra: &str,
+) -> (ftpalg::proxy::Handle, Client) {
+    let gw = gateway(&explicit_rules(server.addr, server_mode, extra)).await;
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    (gw, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_mode_against_every_server_mode() {
     let server = TestServer::start(Opts::default()).await;
@@ -57,9 +69,7 @@ async fn large_file_both_directions_with_conversion() {
     let want = sha256(&big);
     server.put("big", big.clone());
     // Client passive, server active: the seed's case.
-    let gw = gateway(&explicit_rules(server.addr, "active", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "active", "").await;
     let got = c.retr("big", Mode::Epsv).await.unwrap();
     assert_eq!(got.len(), big.len());
     assert_eq!(sha256(&got), want);
@@ -101,9 +111,7 @@ async fn fifty_concurrent_sessions() {
 #[tokio::test]
 async fn port_naming_a_third_host_is_refused_and_never_reaches_the_server() {
     let server = TestServer::start(Opts::default()).await;
-    let gw = gateway(&explicit_rules(server.addr, "same-as-client", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "same-as-client", "").await;
     let r = c.cmd("PORT 127,0,0,2,4,1").await;
     assert_eq!(r.code, 500, "{}", r.text);
     assert!(
@@ -126,9 +134,7 @@ async fn port_naming_a_third_host_is_refused_and_never_reaches_the_server() {
 async fn a_stranger_is_refused_while_the_real_peer_succeeds() {
     let server = TestServer::start(Opts::default()).await;
     server.put("f", data(1000, 1));
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (gw, mut c) = logged_in(&server, "passive", "").await;
     let r = c.cmd("PASV").await;
     assert_eq!(r.code, 227, "{}", r.text);
     let pinhole = SocketAddr::V4(
@@ -200,9 +206,7 @@ async fn server_dying_mid_transfer_gives_the_client_an_error_and_the_gateway_sur
     })
     .await;
     server.put("f", data(2 * 1024 * 1024, 1));
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "passive", "").await;
     let r = c.cmd("EPSV").await;
     assert_eq!(r.code, 229);
     let port = ftpalg::ftp::codec::find_229(r.text.as_bytes())
@@ -236,9 +240,7 @@ async fn slow_client_gets_every_byte() {
     let server = TestServer::start(Opts::default()).await;
     let body = data(1024 * 1024, 9);
     server.put("f", body.clone());
-    let gw = gateway(&explicit_rules(server.addr, "active", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "active", "").await;
     c.read_delay = Some(Duration::from_millis(5));
     let got = c.retr("f", Mode::Pasv).await.unwrap();
     assert_eq!(sha256(&got), sha256(&body));
@@ -247,9 +249,7 @@ async fn slow_client_gets_every_byte() {
 #[tokio::test]
 async fn a_line_over_the_cap_is_refused_and_the_session_goes_on() {
     let server = TestServer::start(Opts::default()).await;
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "passive", "").await;
     let long = format!("RETR {}", "a".repeat(3000));
     let r = c.cmd(&long).await;
     assert_eq!(r.code, 500, "{}", r.text);
@@ -284,9 +284,7 @@ async fn passive_address_in_227_is_ignored_and_multiline_227_works() {
     })
     .await;
     server.put("f", data(4096, 4));
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "passive", "").await;
     assert_eq!(c.retr("f", Mode::Pasv).await.unwrap(), data(4096, 4));
 }
 
@@ -298,9 +296,7 @@ async fn auto_mode_falls_back_to_active_when_passive_ports_are_closed() {
     })
     .await;
     server.put("f", data(50_000, 5));
-    let gw = gateway(&explicit_rules(server.addr, "auto", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "auto", "").await;
     for mode in MODES {
         assert_eq!(
             c.retr("f", mode).await.unwrap(),
@@ -323,9 +319,7 @@ async fn server_refusing_port_gives_a_clear_425() {
         ..Opts::default()
     })
     .await;
-    let gw = gateway(&explicit_rules(server.addr, "active", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "active", "").await;
     let r = c.cmd("EPSV").await;
     assert_eq!(r.code, 425);
     assert!(r.text.contains("refused PORT"), "{}", r.text);
@@ -373,9 +367,7 @@ async fn policy_denies_writes_with_the_rules_reply() {
     let server = TestServer::start(Opts::default()).await;
     server.put("f", data(10, 1));
     let extra = "rules:\n  - name: read-only\n    match: { command: [write] }\n    action: deny\n    reply: \"550 Read-only mirror.\"\n";
-    let gw = gateway(&explicit_rules(server.addr, "passive", extra)).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (_gw, mut c) = logged_in(&server, "passive", extra).await;
     let r = c.cmd("DELE f").await;
     assert_eq!(r.code, 550);
     assert!(r.text.contains("Read-only mirror."), "{}", r.text);
@@ -453,9 +445,7 @@ async fn reload_keeps_a_running_transfer() {
     let server = TestServer::start(Opts::default()).await;
     let body = data(8 * 1024 * 1024, 3);
     server.put("f", body.clone());
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-    let (mut c, _) = Client::connect(gw.addrs[0]).await;
-    c.login("u").await;
+    let (gw, mut c) = logged_in(&server, "passive", "").await;
     c.read_delay = Some(Duration::from_millis(2));
     let reloaded = {
         let rules = ftpalg::rules::from_str(&explicit_rules(
