@@ -5,7 +5,7 @@
 # Bounded: every transfer has a time limit; the whole run takes minutes.
 set -u
 source "$(dirname "$0")/../tests/e2e/lib.sh"
-LAB=fab
+LAB=${LAB:-fab}
 OUT=$REPO/target/bench
 STATE=$OUT/lab
 RUNS=${RUNS:-5}

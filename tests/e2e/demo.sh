@@ -5,7 +5,7 @@
 # mode works. Builds the lab in network namespaces and removes it after.
 set -u
 source "$(dirname "$0")/lib.sh"
-LAB=fademo
+LAB=${LAB:-fademo}
 STATE=$REPO/target/demo
 [ "$(id -u)" -eq 0 ] || { echo "make demo needs root (network namespaces)" >&2; exit 1; }
 [ -x "$FTPALG" ] || { echo "build first: $FTPALG missing" >&2; exit 1; }

@@ -311,22 +311,24 @@ if [ -n "${E2E_WORKER:-}" ]; then
   worker "$SERVERS" "${E2E_SECURITY:-}"
   exit 0
 fi
+# Lab names: E2E_LABS=xy runs labs xy1 and xy2, so several checkouts can test at once.
+P=${E2E_LABS:-fa}
 read -r -a list <<<"$SERVERS"
 half=$(( (${#list[@]} + 1) / 2 ))
 group1="${list[*]:0:$half}"
 group2="${list[*]:$half}"
 sec=""
 [[ " $SCENARIOS " == *" security "* ]] && sec=yes
-E2E_WORKER=1 LAB=fa1 STATE=$OUT/fa1 SERVERS="$group1" E2E_SECURITY=$sec bash "$0" >"$OUT/worker-fa1.log" 2>&1 &
+E2E_WORKER=1 LAB=${P}1 STATE=$OUT/${P}1 SERVERS="$group1" E2E_SECURITY=$sec bash "$0" >"$OUT/worker-${P}1.log" 2>&1 &
 w1=$!
 w2=""
 if [ -n "$group2" ]; then
-  E2E_WORKER=1 LAB=fa2 STATE=$OUT/fa2 SERVERS="$group2" bash "$0" >"$OUT/worker-fa2.log" 2>&1 &
+  E2E_WORKER=1 LAB=${P}2 STATE=$OUT/${P}2 SERVERS="$group2" bash "$0" >"$OUT/worker-${P}2.log" 2>&1 &
   w2=$!
 fi
 trap 'kill $w1 $w2 2>/dev/null; wait; exit 130' INT TERM
 wait $w1 $w2
-cat "$OUT"/results-fa*.tsv >"$RESULTS" 2>/dev/null
+cat "$OUT"/results-${P}*.tsv >"$RESULTS" 2>/dev/null
 
 # ---------------------------------------------------------------- report
 python3 - "$RESULTS" "$(( $(date +%s) - started ))" <<'PY'
