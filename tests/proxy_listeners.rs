@@ -24,13 +24,20 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A port free on `ip` right now (for rules that name a fixed address).
+/// A port free on `ip` right now (for rules that name a fixed address),
+/// outside the data port ranges of these rules.
 fn free_port(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !(42000..=45999).contains(&port) {
+            return port;
+        }
+    }
+    panic!("no free port outside the data ranges in 100 tries");
 }
 
 /// One explicit listener's YAML.
@@ -204,7 +211,11 @@ async fn transparent_to_itself(listen: &str, tproxy: bool) {
         1,
         "{listen} tproxy {tproxy}: the gateway connected to itself"
     );
-    assert_eq!(m.denied.load(Ordering::Relaxed), 1, "{listen} tproxy {tproxy}");
+    assert_eq!(
+        m.denied.load(Ordering::Relaxed),
+        1,
+        "{listen} tproxy {tproxy}"
+    );
 }
 
 #[tokio::test]

@@ -54,7 +54,9 @@ impl Closing {
     /// The reply the client gets.
     pub(crate) fn reply(self) -> &'static [u8] {
         match self {
-            Closing::Evicted => b"421 Too many sessions; closing this one, which has not logged in.\r\n",
+            Closing::Evicted => {
+                b"421 Too many sessions; closing this one, which has not logged in.\r\n"
+            }
             Closing::LoginTimeout => b"421 Too slow to log in; closing control connection.\r\n",
         }
     }
