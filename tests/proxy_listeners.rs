@@ -354,3 +354,45 @@ async fn at_the_global_limit_a_silent_session_of_another_address_makes_room() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_does_not_lock_out_a_user_behind_the_same_address() {
+    bounded(async {
+        let server = TestServer::start(Opts::default()).await;
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "limits:\n  sessions_per_client: 5\n",
+        ))
+        .await;
+        let at = gw.addrs[0];
+        let flood = |n: usize| async move {
+            let mut held = Vec::with_capacity(n);
+            for i in 0..n {
+                let (c, hello) = Client::connect(at).await;
+                assert_eq!(hello.code, 220, "flood connection {i}: {}", hello.text);
+                held.push(c);
+            }
+            held
+        };
+        let t0 = Instant::now();
+        let first = flood(100).await;
+        let flood_time = t0.elapsed();
+        let (mut user, hello) = Client::connect(at).await;
+        assert_eq!(hello.code, 220, "{}", hello.text);
+        user.login("real").await;
+        // The flood goes on; the logged-in user is never the one to go.
+        let second = flood(50).await;
+        assert_eq!(user.cmd("NOOP").await.code, 200);
+        assert!(gw.gateway().active_sessions() <= 5);
+        let m = &gw.gateway().metrics;
+        assert_eq!(m.evicted.load(Ordering::Relaxed), 95 + 1 + 50);
+        assert_eq!(m.refused.load(Ordering::Relaxed), 0);
+        eprintln!(
+            "100 silent connections at sessions_per_client 5 admitted in {flood_time:?} ({:?} each)",
+            flood_time / 100
+        );
+        drop((first, second));
+    })
+    .await;
+}

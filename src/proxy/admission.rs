@@ -24,6 +24,10 @@ const LIVE: u8 = 0;
 const EVICTED: u8 = 1;
 /// Ended by itself; its place was given back.
 const DONE: u8 = 2;
+/// Being admitted: counted in its address's list, not yet claimable, so a
+/// concurrent newcomer cannot take a place that is not settled in the
+/// counts.
+const ADMITTING: u8 = 3;
 
 /// What the limits know about one session.
 #[derive(Debug)]
@@ -80,7 +84,7 @@ impl Slot {
             started: Instant::now(),
             last_input: AtomicU64::new(0),
             settled: AtomicBool::new(false),
-            state: AtomicU8::new(LIVE),
+            state: AtomicU8::new(ADMITTING),
             evict: Notify::new(),
         }
     }
@@ -258,7 +262,7 @@ impl Gateway {
         };
         {
             let mut list = reg.per_client.entry(client).or_default();
-            list.retain(|s| s.state.load(Ordering::Acquire) == LIVE);
+            list.retain(|s| matches!(s.state.load(Ordering::Acquire), LIVE | ADMITTING));
             if list.len() as u32 >= per_client {
                 let Some(victim) = claim_most_silent(list.iter(), &slot) else {
                     drop(list);
@@ -274,6 +278,7 @@ impl Gateway {
                 }
                 drop(list);
                 self.evicted(&victim, id, Refusal::PerClient);
+                slot.state.store(LIVE, Ordering::Release);
                 return Ok(guard);
             }
             list.push(slot.clone());
@@ -293,6 +298,9 @@ impl Gateway {
                 }
             }
         }
+        // Only now may another newcomer claim it: until here its place in
+        // the counts was not settled.
+        slot.state.store(LIVE, Ordering::Release);
         Ok(guard)
     }
 
@@ -315,16 +323,20 @@ impl Gateway {
 mod tests {
     use super::*;
 
+    fn live(id: u64) -> Arc<Slot> {
+        let s = Arc::new(Slot::new(id, "100.64.0.2".parse().unwrap()));
+        s.state.store(LIVE, Ordering::Release);
+        s
+    }
+
     #[test]
     fn the_most_silent_unsettled_slot_is_claimed_once() {
-        let a = Arc::new(Slot::new(1, "100.64.0.2".parse().unwrap()));
-        let b = Arc::new(Slot::new(2, "100.64.0.2".parse().unwrap()));
-        let c = Arc::new(Slot::new(3, "100.64.0.2".parse().unwrap()));
+        let (a, b, c) = (live(1), live(2), live(3));
         std::thread::sleep(Duration::from_millis(20));
         b.touch();
         c.settle();
         let all = [a.clone(), b.clone(), c.clone()];
-        let newcomer = Arc::new(Slot::new(4, "100.64.0.2".parse().unwrap()));
+        let newcomer = live(4);
         let first = claim_most_silent(all.iter(), &newcomer).unwrap();
         assert_eq!(first.id, 1, "the silent one goes first");
         let second = claim_most_silent(all.iter(), &newcomer).unwrap();
@@ -333,5 +345,48 @@ mod tests {
             claim_most_silent(all.iter(), &newcomer).is_none(),
             "a settled slot is never claimed"
         );
+    }
+
+    #[test]
+    fn a_slot_still_being_admitted_is_not_claimed() {
+        let admitting = Arc::new(Slot::new(1, "100.64.0.2".parse().unwrap()));
+        let newcomer = live(2);
+        assert!(claim_most_silent([admitting].iter(), &newcomer).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_return_to_zero_after_concurrent_admissions_evictions_and_ends() {
+        let rules = crate::rules::from_str(
+            "listeners:\n  - name: a\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: 198.51.100.10:21\nlimits:\n  sessions: 8\n  sessions_per_client: 3\n",
+        )
+        .rules
+        .unwrap();
+        let gw = Gateway::new(rules, tokio::runtime::Handle::current());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let gw = gw.clone();
+                std::thread::spawn(move || {
+                    let mut held = std::collections::VecDeque::new();
+                    for i in 0..5000u32 {
+                        let ip = IpAddr::from([100, 64, 0, (i % 5) as u8 + 1]);
+                        if let Ok(g) = gw.admit(ip) {
+                            if (i + u32::from(t)) % 3 == 0 {
+                                g.slot().settle();
+                            }
+                            held.push_back(g);
+                        }
+                        if held.len() > 4 {
+                            held.pop_front();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(gw.metrics.evicted.load(Ordering::Relaxed) > 0);
+        assert_eq!(gw.registry.active(), 0);
+        assert!(gw.registry.per_client.is_empty());
     }
 }
