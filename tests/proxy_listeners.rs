@@ -179,6 +179,51 @@ async fn reload_binds_an_added_listener_and_rebinds_a_moved_one() {
     .await;
 }
 
+/// A socket holding a port on `ip` outside the data port ranges.
+fn occupied(ip: IpAddr) -> std::net::TcpListener {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+        if !(42000..=45999).contains(&l.local_addr().unwrap().port()) {
+            return l;
+        }
+    }
+    panic!("no port outside the data ranges in 100 tries");
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_be_bound_on_reload_stays_and_the_rest_applies() {
+    bounded(async {
+        let (sa, sb) = (
+            TestServer::start(Opts::default()).await,
+            TestServer::start(Opts::default()).await,
+        );
+        let gw = ftpalg::proxy::start(rules_with(&[listener("a", "127.0.0.1:0", sa.addr)], ""))
+            .await
+            .unwrap();
+        let old_a = gw.addrs[0];
+        let (taken1, taken2) = (occupied(ip("127.0.0.5")), occupied(ip("127.0.0.5")));
+        let (to1, to2) = (taken1.local_addr().unwrap(), taken2.local_addr().unwrap());
+        // a moves to a taken address and now relays to sb; c is new, on
+        // another taken address.
+        gw.reload(rules_with(
+            &[
+                listener("a", &to1.to_string(), sb.addr),
+                listener("c", &to2.to_string(), sa.addr),
+            ],
+            "",
+        ));
+        let g = gw.gateway();
+        assert_eq!(g.listener_addr("a"), Some(old_a), "a stays where it was");
+        assert_eq!(g.listener_addr("c"), None, "c could not be bound");
+        assert!(
+            reaches(old_a, "moved-nowhere", &sb).await,
+            "the rest of the reload applies to a"
+        );
+        drop((taken1, taken2));
+    })
+    .await;
+}
+
 /// Connects straight to a transparent listener: its original destination is
 /// then the listener itself.
 async fn transparent_to_itself(listen: &str, tproxy: bool) {
