@@ -441,3 +441,51 @@ async fn a_flood_of_silent_connections_does_not_lock_out_a_user_behind_the_same_
     })
     .await;
 }
+
+/// A server address that never answers: a listener whose accept queue is
+/// full drops further SYNs, so connecting to it hangs.
+fn unanswering() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(ip("127.0.0.1"), 0).into()).unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if c.connect_timeout(&addr.into(), Duration::from_millis(200))
+            .is_ok()
+        {
+            fill.push(c.into());
+        }
+    }
+    (s, fill, addr)
+}
+
+#[tokio::test]
+async fn a_session_still_connecting_to_its_server_makes_room_at_once() {
+    bounded(async {
+        let (_server, _fill, dead) = unanswering();
+        let gw = gateway(&explicit_rules(
+            dead,
+            "passive",
+            "limits:\n  sessions_per_client: 1\n  connect_timeout: 10s\n",
+        ))
+        .await;
+        let at = gw.addrs[0];
+        let mut first = TcpStream::connect(at).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _second = TcpStream::connect(at).await.unwrap();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        use tokio::io::AsyncReadExt;
+        let _ = tokio::time::timeout(Duration::from_secs(8), first.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("421 Too many sessions"),
+            "after {:?}: {text:?}",
+            t0.elapsed()
+        );
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    })
+    .await;
+}

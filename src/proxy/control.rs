@@ -194,7 +194,23 @@ async fn start(
                 .await?;
             return Ok(None);
         }
-        match connect_from(None, to, rules.limits.connect_timeout).await {
+        // Admission may close the session before the driver runs: a slow
+        // server must not keep an evicted session's sockets open.
+        let connect = connect_from(None, to, rules.limits.connect_timeout);
+        let connected = tokio::select! {
+            r = connect => r,
+            why = admission.closing(rules.limits.login_timeout) => {
+                if why == Closing::LoginTimeout {
+                    gw.metrics
+                        .login_timeouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server");
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(why.reply())).await;
+                return Ok(None);
+            }
+        };
+        match connected {
             Ok(s) => server = Some(s),
             Err(e) => {
                 warn!(session = id, client = %peer, server = %to, error = %e, "cannot reach server");
