@@ -128,8 +128,11 @@ async fn a_removed_listener_stops_accepting_and_its_sessions_go_on() {
         let (at_a, at_b) = (gw.addrs[0], gw.addrs[1]);
         let (mut old, _) = Client::connect(at_a).await;
         old.login("old").await;
-        // Listener a goes; b moves up to the first place.
-        gw.reload(rules_with(&[lb], ""));
+        // Listener a goes; b moves up to the first place; downloads are
+        // denied from now on.
+        let deny =
+            "rules:\n  - name: no-downloads\n    match: { command: [RETR] }\n    action: deny\n";
+        gw.reload(rules_with(&[lb], deny));
         assert!(
             stops_accepting(at_a).await,
             "the removed listener still accepts"
@@ -138,8 +141,11 @@ async fn a_removed_listener_stops_accepting_and_its_sessions_go_on() {
         assert_eq!(old.cmd("NOOP").await.code, 200);
         assert_eq!(old.retr("f", Mode::Epsv).await.unwrap(), data(5000, 1));
         // The listener that stays serves new clients (no panic on its old
-        // index).
+        // index), on the new rules.
         assert!(reaches(at_b, "new-b", &sb).await);
+        let (mut new, _) = Client::connect(at_b).await;
+        new.login("new-b2").await;
+        assert_eq!(new.cmd("RETR f").await.code, 550);
         assert_eq!(old.cmd("QUIT").await.code, 221);
     })
     .await;
