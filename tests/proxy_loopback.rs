@@ -355,9 +355,12 @@ async fn session_limits_answer_421() {
         "limits:\n  sessions_per_client: 2\n",
     ))
     .await;
-    let (_a, ha) = Client::connect(gw.addrs[0]).await;
-    let (_b, hb) = Client::connect(gw.addrs[0]).await;
+    let (mut a, ha) = Client::connect(gw.addrs[0]).await;
+    let (mut b, hb) = Client::connect(gw.addrs[0]).await;
     assert_eq!((ha.code, hb.code), (220, 220));
+    // Logged in, so neither can be evicted to make room.
+    a.login("a").await;
+    b.login("b").await;
     let (_c, hc) = Client::connect(gw.addrs[0]).await;
     assert_eq!(hc.code, 421, "{}", hc.text);
 }

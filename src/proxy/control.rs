@@ -1,6 +1,7 @@
 //! Drives one FTP session: reads both control connections, feeds the
 //! engine, and carries out its actions on sockets.
 
+use super::admission::{Closing, Slot};
 use super::pinhole::{connect_as, connect_from, Pinhole, PinholeRequest};
 use super::relay::{relay, Moved, RelayLimits};
 use super::{Gateway, SessionGuard};
@@ -91,19 +92,23 @@ struct Driver {
     opaque: bool,
     closing: bool,
     pinhole_bind: IpAddr,
+    /// What the session limits know of this session: its input, its login,
+    /// and whether it must make room for a newcomer.
+    admission: Arc<Slot>,
 }
 
 /// Serves one accepted client connection until the session ends.
+/// `listener` is the accepting listener's entry in `rules`, the rules in
+/// force when the connection was accepted.
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
-    listener_index: usize,
+    rules: Arc<Rules>,
+    listener: Listener,
     client: TcpStream,
     peer: SocketAddr,
-    id: u64,
-    _guard: SessionGuard,
+    guard: SessionGuard,
 ) {
-    let rules = gw.rules();
-    let listener = rules.listeners[listener_index].clone();
+    let id = guard.id();
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let client_local = match client.local_addr() {
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
@@ -111,7 +116,16 @@ pub(crate) async fn serve(
     };
     info!(session = id, client = %peer, listener = %listener.name, "session start");
     let started = Instant::now();
-    let result = start(gw.clone(), listener, rules, client, peer, client_local, id).await;
+    let result = start(
+        gw.clone(),
+        listener,
+        rules,
+        client,
+        peer,
+        client_local,
+        guard.slot(),
+    )
+    .await;
     match result {
         Ok(user) => {
             info!(session = id, client = %peer, user = user.as_deref().unwrap_or("-"), secs = started.elapsed().as_secs_f64(), "session end")
@@ -120,6 +134,7 @@ pub(crate) async fn serve(
             info!(session = id, client = %peer, secs = started.elapsed().as_secs_f64(), error = %e, "session end")
         }
     }
+    drop(guard);
 }
 
 /// The server the connection is for, for listeners that know it up front.
@@ -132,7 +147,9 @@ fn fixed_upstream(
         Kind::Explicit | Kind::Reverse => Ok(listener.upstream),
         Kind::UserAtHost => Ok(None),
         Kind::Transparent if listener.tproxy => Ok(Some(client_local)),
-        Kind::Transparent => super::transparent::original_destination(client).map(Some),
+        Kind::Transparent => {
+            super::transparent::original_destination_or_local(client, client_local).map(Some)
+        }
     }
 }
 
@@ -143,8 +160,9 @@ async fn start(
     mut client: TcpStream,
     peer: SocketAddr,
     client_local: SocketAddr,
-    id: u64,
+    admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
+    let id = admission.id;
     let upstream = match fixed_upstream(&listener, &client, client_local) {
         Ok(u) => u,
         Err(e) => {
@@ -156,6 +174,19 @@ async fn start(
     };
     let mut server = None;
     if let Some(to) = upstream {
+        if gw.is_own_listener(to) {
+            // Reached directly, a transparent listener's original
+            // destination is itself: connecting on would loop through the
+            // gateway until a limit stopped it.
+            warn!(session = id, client = %peer, server = %to, reason = "destination is one of the gateway's own listeners", "denied");
+            gw.metrics
+                .denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            client
+                .write_all(b"421 This connection is addressed to the gateway itself, not to an FTP server.\r\n")
+                .await?;
+            return Ok(None);
+        }
         if !listener.may_reach(to.ip()) {
             warn!(session = id, client = %peer, server = %to, reason = "server not allowed", "denied");
             client
@@ -163,7 +194,23 @@ async fn start(
                 .await?;
             return Ok(None);
         }
-        match connect_from(None, to, rules.limits.connect_timeout).await {
+        // Admission may close the session before the driver runs: a slow
+        // server must not keep an evicted session's sockets open.
+        let connect = connect_from(None, to, rules.limits.connect_timeout);
+        let connected = tokio::select! {
+            r = connect => r,
+            why = admission.closing(rules.limits.login_timeout) => {
+                if why == Closing::LoginTimeout {
+                    gw.metrics
+                        .login_timeouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server");
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(why.reply())).await;
+                return Ok(None);
+            }
+        };
+        match connected {
             Ok(s) => server = Some(s),
             Err(e) => {
                 warn!(session = id, client = %peer, server = %to, error = %e, "cannot reach server");
@@ -220,6 +267,7 @@ async fn start(
         opaque: false,
         closing: false,
         pinhole_bind,
+        admission,
     };
     if let Some(s) = server {
         d.attach_server(s);
@@ -277,18 +325,12 @@ impl Driver {
     /// session started with.
     fn policy(&self) -> RulesPolicy {
         let now = self.gw.rules();
-        match now
-            .listeners
-            .iter()
-            .position(|l| l.name == self.listener.name)
-        {
+        match now.listener_index(&self.listener.name) {
             Some(i) => RulesPolicy::new(now, i),
             None => {
                 let i = self
                     .started_rules
-                    .listeners
-                    .iter()
-                    .position(|l| l.name == self.listener.name)
+                    .listener_index(&self.listener.name)
                     .unwrap_or(0);
                 RulesPolicy::new(self.started_rules.clone(), i)
             }
@@ -324,7 +366,11 @@ impl Driver {
             if self.opaque {
                 return self.go_opaque().await;
             }
-            let idle = self.policy().rules().limits.control_idle_timeout;
+            let (idle, login_timeout) = {
+                let policy = self.policy();
+                let l = &policy.rules().limits;
+                (l.control_idle_timeout, l.login_timeout)
+            };
             tokio::select! {
                 r = readable_opt(&self.client_r) => {
                     r?;
@@ -334,6 +380,7 @@ impl Driver {
                         debug!(session = self.id, "client closed the control connection");
                         return Ok(());
                     }
+                    self.admission.touch();
                     let policy = self.policy();
                     for f in frames.drain(..) {
                         self.session.on_client(f, &policy);
@@ -368,6 +415,7 @@ impl Driver {
                         return Ok(());
                     }
                 }
+                why = self.admission.closing(login_timeout) => return self.close_for(why).await,
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
                     self.out.push_back((None, b"421 The gateway is shutting down.\r\n".to_vec()));
                     self.flush().await?;
@@ -375,6 +423,22 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Closes the session for admission (evicted, or too slow to log in):
+    /// `421`, within a bound, since the client may not be reading.
+    async fn close_for(&mut self, why: Closing) -> io::Result<()> {
+        if why == Closing::LoginTimeout {
+            self.gw
+                .metrics
+                .login_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(session = self.id, client = %self.session.client(), reason = why.reason(), "closing");
+        }
+        self.out.iter_mut().for_each(|o| o.0 = None);
+        self.out.push_back((None, why.reply().to_vec()));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
+        Ok(())
     }
 
     async fn finish_close(&mut self) {
@@ -471,11 +535,19 @@ impl Driver {
                 }
             }
             Event::User { name } => debug!(session = id, user = %name, "user"),
-            Event::LoggedIn => info!(session = id, client = %client, user = %user, "logged in"),
-            Event::TlsPassthrough => info!(
-                session = id,
-                "TLS passed through; data channels not inspected"
-            ),
+            Event::LoggedIn => {
+                self.admission.settle();
+                info!(session = id, client = %client, user = %user, "logged in")
+            }
+            Event::TlsPassthrough => {
+                // The login is encrypted from here on: the gateway cannot
+                // tell, so the session counts as logged in.
+                self.admission.settle();
+                info!(
+                    session = id,
+                    "TLS passed through; data channels not inspected"
+                )
+            }
         }
     }
 

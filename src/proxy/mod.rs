@@ -2,23 +2,27 @@
 //! shutdown. All protocol decisions are the sans-IO engine's; this layer
 //! only moves bytes and reports what happened.
 
+mod admission;
 mod control;
+mod listeners;
 pub mod pinhole;
 pub mod relay;
 mod splice;
 mod transparent;
 
 use crate::rules::{self, Rules};
+use admission::Registry;
+pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
-use pinhole::{bind_listener, Pinholes, UserspacePinholes};
+use listeners::ListenerSet;
+use pinhole::{Pinholes, UserspacePinholes};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -45,8 +49,13 @@ pub enum ProxyError {
 pub struct Metrics {
     /// Sessions accepted.
     pub sessions: AtomicU64,
-    /// Sessions refused by limits.
+    /// Connections refused (limits, a removed listener).
     pub refused: AtomicU64,
+    /// Sessions that had not logged in, closed to make room for a newcomer
+    /// at a session limit.
+    pub evicted: AtomicU64,
+    /// Sessions closed for not logging in within `limits.login_timeout`.
+    pub login_timeouts: AtomicU64,
     /// Requests denied (bounce, rules, ...).
     pub denied: AtomicU64,
     /// Completed transfers.
@@ -60,8 +69,14 @@ pub struct Metrics {
 /// State shared by every session.
 pub struct Gateway {
     rules: RwLock<Arc<Rules>>,
-    active: AtomicU32,
-    per_client: DashMap<IpAddr, u32>,
+    registry: Registry,
+    listeners: ListenerSet,
+    /// The runtime the gateway started on: a reload binds listeners and
+    /// starts their tasks there.
+    rt: tokio::runtime::Handle,
+    /// Reloads one at a time, so the listeners always match the rules in
+    /// force.
+    reloading: std::sync::Mutex<()>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     pinholes: Box<dyn Pinholes>,
@@ -71,31 +86,15 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
 }
 
-/// Held by a session for as long as it lives; counts it against limits.
-pub(crate) struct SessionGuard {
-    gw: Arc<Gateway>,
-    client: IpAddr,
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.gw.active.fetch_sub(1, Ordering::AcqRel);
-        if let dashmap::Entry::Occupied(mut e) = self.gw.per_client.entry(self.client) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
-    }
-}
-
 impl Gateway {
-    fn new(rules: Rules) -> Arc<Gateway> {
+    fn new(rules: Rules, rt: tokio::runtime::Handle) -> Arc<Gateway> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Gateway {
             rules: RwLock::new(Arc::new(rules)),
-            active: AtomicU32::new(0),
-            per_client: DashMap::new(),
+            registry: Registry::default(),
+            listeners: ListenerSet::default(),
+            rt,
+            reloading: std::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             shutdown,
             pinholes: Box::new(UserspacePinholes),
@@ -114,30 +113,35 @@ impl Gateway {
 
     /// Sessions alive now.
     pub fn active_sessions(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.registry.active()
+    }
+
+    /// Where the listener named `name` is bound now.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.addr(name)
+    }
+
+    /// Whether `to` is one of the gateway's own listeners.
+    pub(crate) fn is_own_listener(&self, to: SocketAddr) -> bool {
+        self.listeners.is_own(to)
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
-    /// Replaces the rules for new sessions and new transfers. Listener
-    /// addresses are bound at start; changes to them need a restart.
-    pub fn replace_rules(&self, new: Rules) {
-        let old = self.rules();
-        let listeners_changed = old.listeners.len() != new.listeners.len()
-            || old
-                .listeners
-                .iter()
-                .zip(&new.listeners)
-                .any(|(a, b)| a.name != b.name || a.listen != b.listen);
-        if listeners_changed {
-            warn!("listener addresses changed in the rules; they take effect at the next restart");
-        }
+    /// Replaces the rules for new sessions and new transfers, and brings
+    /// the listeners in line with them by name (see `reconcile_listeners`).
+    /// Running sessions of a removed listener finish on the rules they
+    /// started with.
+    pub fn replace_rules(self: &Arc<Self>, new: Rules) {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let new = Arc::new(new);
         match self.rules.write() {
-            Ok(mut w) => *w = Arc::new(new),
-            Err(p) => *p.into_inner() = Arc::new(new),
+            Ok(mut w) => *w = new.clone(),
+            Err(p) => *p.into_inner() = new.clone(),
         }
+        self.reconcile_listeners(&new);
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -162,35 +166,15 @@ impl Gateway {
             None => false,
         }
     }
-
-    /// Counts a new session against the limits, or refuses it.
-    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<SessionGuard, &'static str> {
-        let limits = self.rules().limits.clone();
-        if self.active.fetch_add(1, Ordering::AcqRel) >= limits.sessions {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            return Err("too many sessions");
-        }
-        let mut entry = self.per_client.entry(client).or_insert(0);
-        if *entry >= limits.sessions_per_client {
-            drop(entry);
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            return Err("too many sessions from this address");
-        }
-        *entry += 1;
-        Ok(SessionGuard {
-            gw: self.clone(),
-            client,
-        })
-    }
 }
 
 /// A running gateway: its listeners' addresses and the means to reload and
 /// stop it.
 pub struct Handle {
     gw: Arc<Gateway>,
-    /// Bound listener addresses, in rules order.
+    /// Listener addresses as bound at start, in rules order (after a
+    /// reload, ask [`Gateway::listener_addr`] by name).
     pub addrs: Vec<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Handle {
@@ -199,7 +183,8 @@ impl Handle {
         &self.gw
     }
 
-    /// Applies new rules to new sessions and transfers.
+    /// Applies new rules to new sessions and transfers, and binds, moves or
+    /// closes listeners to match them.
     pub fn reload(&self, rules: Rules) {
         self.gw.replace_rules(rules);
     }
@@ -208,9 +193,7 @@ impl Handle {
     /// `grace`, then returns.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.gw.shutdown.send(true);
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.gw.listeners.stop_all();
         let deadline = tokio::time::Instant::now() + grace;
         while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -227,72 +210,9 @@ impl Handle {
 
 /// Binds every listener and starts serving.
 pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
-    let gw = Gateway::new(rules);
-    let rules = gw.rules();
-    let mut addrs = Vec::new();
-    let mut tasks = Vec::new();
-    for (index, l) in rules.listeners.iter().enumerate() {
-        let transparent = l.tproxy;
-        let listener =
-            bind_listener(l.listen, transparent, 1024).map_err(|source| ProxyError::Bind {
-                name: l.name.clone(),
-                addr: l.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-            name: l.name.clone(),
-            addr: l.listen,
-            source,
-        })?;
-        info!(listener = %l.name, %addr, kind = ?l.kind, "listening");
-        addrs.push(addr);
-        tasks.push(tokio::spawn(accept_loop(gw.clone(), index, listener)));
-    }
-    Ok(Handle { gw, addrs, tasks })
-}
-
-async fn accept_loop(gw: Arc<Gateway>, index: usize, listener: TcpListener) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep going.
-                error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let client = peer.ip().to_canonical();
-        match gw.admit(client) {
-            Ok(guard) => {
-                gw.metrics.sessions.fetch_add(1, Ordering::Relaxed);
-                let id = gw.next_id.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(control::serve(gw.clone(), index, stream, peer, id, guard));
-            }
-            Err(reason) => {
-                gw.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                warn!(client = %peer, reason, "denied: session refused");
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let mut stream = stream;
-                    let msg = format!("421 {}; try again later.\r\n", capitalise(reason));
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(2),
-                        stream.write_all(msg.as_bytes()),
-                    )
-                    .await;
-                });
-            }
-        }
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
+    let gw = Gateway::new(rules, tokio::runtime::Handle::current());
+    let addrs = gw.bind_all()?;
+    Ok(Handle { gw, addrs })
 }
 
 /// Raises the soft limit on open files to the hard limit: each session

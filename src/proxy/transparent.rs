@@ -62,6 +62,20 @@ pub fn original_destination(stream: &TcpStream) -> io::Result<SocketAddr> {
     }
 }
 
+/// The original destination, or `local` when the connection has no NAT
+/// record (`ENOENT`): it was not redirected, so it was made to this address
+/// itself. The caller then refuses it as aimed at the gateway.
+pub fn original_destination_or_local(
+    stream: &TcpStream,
+    local: SocketAddr,
+) -> io::Result<SocketAddr> {
+    match original_destination(stream) {
+        Ok(a) => Ok(SocketAddr::new(a.ip().to_canonical(), a.port())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(local),
+        Err(e) => Err(e),
+    }
+}
+
 fn unsafe_zeroed_in() -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
     unsafe { std::mem::zeroed() }

@@ -302,6 +302,11 @@ pub fn compile(text: &str) -> Loaded {
             "control_idle_timeout",
             Duration::from_secs(900),
         ),
+        login_timeout: cx.duration(
+            &raw.limits.login_timeout,
+            "login_timeout",
+            Duration::from_secs(30),
+        ),
         transfer_idle_timeout: cx.duration(
             &raw.limits.transfer_idle_timeout,
             "transfer_idle_timeout",

@@ -150,9 +150,10 @@ pub fn explain(r: &Rules) -> String {
     let l = &r.limits;
     let _ = writeln!(
         o,
-        "Limits: {} sessions in total, {} per client address; control idle {}; data idle {}; connect timeout {}; lines up to {} bytes{}.",
+        "Limits: {} sessions in total, {} per client address; at either limit the longest-silent connection that has not logged in makes room for a newcomer; login within {}; control idle {}; data idle {}; connect timeout {}; lines up to {} bytes{}.",
         l.sessions,
         l.sessions_per_client,
+        secs(l.login_timeout),
         secs(l.control_idle_timeout),
         secs(l.transfer_idle_timeout),
         secs(l.connect_timeout),

@@ -158,6 +158,10 @@ pub struct Limits {
     /// Control idle time before the session is closed (not while a
     /// transfer runs).
     pub control_idle_timeout: Duration,
+    /// A connection that has not logged in this long after it was
+    /// accepted is closed, so silent connections do not hold session
+    /// slots that other users behind the same address need.
+    pub login_timeout: Duration,
     /// A data connection with no bytes either way for this long is closed.
     pub transfer_idle_timeout: Duration,
     /// Timeout for connecting to servers and active-mode clients.
@@ -262,6 +266,19 @@ pub struct Rules {
     pub security: Security,
     /// Access rules, first match wins; no match allows.
     pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// The listener named `name`: listeners are known by name, never by
+    /// their place in the file, which a reload may change.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The place of the listener named `name` in this file.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
+    }
 }
 
 /// The outcome of loading: rules when there were no errors, and every

@@ -73,6 +73,7 @@ pub struct RawLimits {
     pub sessions: Option<Spanned<u32>>,
     pub sessions_per_client: Option<Spanned<u32>>,
     pub control_idle_timeout: Option<Spanned<String>>,
+    pub login_timeout: Option<Spanned<String>>,
     pub transfer_idle_timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub max_line: Option<Spanned<u32>>,

@@ -178,6 +178,24 @@ fn bad_durations() {
         one_error("limits:\n  connect_timeout: 0s\n"),
         (7, 20, "connect_timeout must be longer than zero".into())
     );
+    assert_eq!(
+        one_error("limits:\n  login_timeout: 0s\n"),
+        (7, 18, "login_timeout must be longer than zero".into())
+    );
+    assert_eq!(
+        one_error("limits:\n  login_timeout: later\n"),
+        (7, 18, "login_timeout: 'later' is not a duration".into())
+    );
+}
+
+#[test]
+fn login_timeout_defaults_to_thirty_seconds() {
+    let r = from_str(BASE).rules.unwrap();
+    assert_eq!(r.limits.login_timeout, Duration::from_secs(30));
+    let r = from_str(&format!("{BASE}limits:\n  login_timeout: 10s\n"))
+        .rules
+        .unwrap();
+    assert_eq!(r.limits.login_timeout, Duration::from_secs(10));
 }
 
 #[test]

@@ -256,3 +256,32 @@ impl Pending {
         }
     }
 }
+
+impl Client {
+    /// Connects from a chosen local address (a second "client host" on
+    /// loopback, e.g. 127.0.0.2) and reads the greeting.
+    pub async fn connect_from(from: IpAddr, addr: SocketAddr) -> (Client, Reply) {
+        let sock = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .expect("socket");
+        sock.bind(SocketAddr::new(from, 0)).expect("bind source");
+        let s = tokio::time::timeout(T, sock.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let local = s.local_addr().unwrap();
+        let (r, w) = s.into_split();
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+            local,
+            peer: addr,
+            read_delay: None,
+        };
+        let greeting = c.reply().await;
+        (c, greeting)
+    }
+}
