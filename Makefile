@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RULES ?= rules/default.yaml
 
-.PHONY: run build test unit e2e deps lint fmt bench demo check-rules fuzz-build clean
+.PHONY: run build build-bench test unit script-tests e2e deps lint fmt bench demo check-rules fuzz-build clean
 
 ## Build and run the gateway on the default rules (explicit proxy on 127.0.0.1:2121).
 run:
@@ -13,15 +13,23 @@ run:
 build:
 	$(CARGO) build --release
 
+## What bench/run.sh runs: the gateway and the load generator (examples/ftpload.rs).
+build-bench:
+	$(CARGO) build --release --bins --examples
+
 ## Install what the tests need, then run every test: lint, unit, property,
 ## loopback integration, rules examples, and the namespace end-to-end suite.
-test: deps lint unit check-rules e2e
+test: deps lint unit script-tests check-rules e2e
 
 deps:
 	bash scripts/install-test-deps.sh
 
 unit:
 	$(CARGO) test --all-targets
+
+## The shell scripts' own logic (no root, no network).
+script-tests:
+	bash tests/scripts/apt-backports.sh
 
 check-rules: build
 	@for f in rules/*.yaml; do ./target/release/ftpalg check --rules $$f || exit 1; done
@@ -38,7 +46,7 @@ fmt:
 	$(CARGO) fmt
 
 ## Speed and footprint against a direct route and the kernel helper.
-bench: deps build
+bench: deps build-bench
 	bash bench/run.sh
 
 ## The seed's case live: a download through CGNAT to a 21-only server fails

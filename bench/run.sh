@@ -3,6 +3,10 @@
 # measured in the same run, in the end-to-end namespace lab. Writes
 # target/bench/, docs/performance.md and docs/performance-throughput.svg.
 # Bounded: every transfer has a time limit; the whole run takes minutes.
+# Exits non-zero if any transfer failed (the report still shows it).
+#
+#   RUNS=1 SIZE_MB=8 ONLY=throughput bash bench/run.sh
+#     a quick check: the throughput rows only, no report, docs untouched
 set -u
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 LAB=${LAB:-fab}
@@ -20,7 +24,7 @@ started=$(date +%s)
 cleanup() { umount "$FTPROOT/$LAB" 2>/dev/null; lab_down; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-lab_up
+lab_up || exit 1
 # The files live in RAM so the disk is not what is measured.
 mount -t tmpfs -o size=$((SIZE_MB * 3))m tmpfs "$FTPROOT/$LAB"
 mkdir -p "$FTPROOT/$LAB/up"; chmod 755 "$FTPROOT/$LAB"; chmod 777 "$FTPROOT/$LAB/up"
@@ -37,25 +41,32 @@ ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$GW/status"; }
 HZ=$(getconf CLK_TCK)
 
-# transfer ROW DIR HOST PORT MODE -> MiB/s on stdout (empty on failure)
+# transfer ROW DIR HOST PORT MODE -> MiB/s on stdout (empty on failure:
+# curl failed, or an upload did not arrive whole)
 transfer() {
-  local row=$1 dir=$2 host=$3 port=$4 mode=$5 flags=(-s --max-time 180) speed
+  local row=$1 dir=$2 host=$3 port=$4 mode=$5 flags=(-s --max-time 180) speed rc
+  local up="$FTPROOT/$LAB/up/big-$row"
   case "$mode" in
     pasv) flags+=(--disable-epsv) ;;
     port) flags+=(--ftp-port - --disable-eprt) ;;
   esac
   if [ "$dir" = down ]; then
     speed=$(inns cli "${CURL[@]}" "${flags[@]}" --user anonymous:b -o /dev/null -w '%{speed_download}' "ftp://$host:$port/$LAB/big")
+    rc=$?
   else
+    rm -f "$up"
     speed=$(inns cli "${CURL[@]}" "${flags[@]}" --user anonymous:b -T "$FTPROOT/$LAB/big" -w '%{speed_upload}' "ftp://$host:$port/$LAB/up/big-$row")
-    rm -f "$FTPROOT/$LAB/up/big-$row"
+    rc=$?
+    [ $rc -eq 0 ] && [ "$(stat -c %s "$up" 2>/dev/null)" != "$((SIZE_MB * 1048576))" ] && rc=1
+    rm -f "$up"
   fi
-  [ $? -eq 0 ] || return 0
+  [ $rc -eq 0 ] || return 0
   awk -v s="$speed" 'BEGIN { printf "%.1f", s / 1048576 }'
 }
 
 THR=$OUT/throughput.tsv
 : >"$THR"
+failed=0
 echo "bench: throughput, $RUNS interleaved runs of ${SIZE_MB} MiB each way"
 for run in $(seq 1 "$RUNS"); do
   for row in a b c d e; do
@@ -71,9 +82,15 @@ for run in $(seq 1 "$RUNS"); do
       t1=$(ticks)
       printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$dir" "$run" "${v:-0}" "$(awk -v d=$((t1 - t0)) -v hz="$HZ" 'BEGIN { printf "%.3f", d / hz }')" >>"$THR"
       printf '  run %s %s %-4s %8s MiB/s\n' "$run" "$row" "$dir" "${v:-FAILED}"
+      [ -n "$v" ] || failed=$((failed + 1))
     done
   done
 done
+if [ "${ONLY:-}" = throughput ]; then
+  echo "bench: throughput only: $failed of $((RUNS * 10)) transfers failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 
 echo "bench: session rate and NOOP latency"
 SESS=$OUT/sessions.json
@@ -102,3 +119,7 @@ cat "$IDLE"
 printf 'rss_before_kib %s\nrss_after_kib %s\n' "$rss0" "$rss1" >"$OUT/rss.txt"
 
 python3 "$REPO/bench/report.py" "$OUT" "$rss0" "$rss1" "$(nproc)" "$(uname -r)" "$SIZE_MB" "$REPO/docs" "$(( $(date +%s) - started ))" "$(ulimit -Hn)"
+if [ "$failed" -gt 0 ]; then
+  echo "bench: $failed of $((RUNS * 10)) transfers failed" >&2
+  exit 1
+fi

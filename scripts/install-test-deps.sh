@@ -15,7 +15,9 @@ pkgs=(iproute2 nftables tcpdump curl lftp wget vsftpd python3 python3-pyftpdlib 
       libmemcached11 libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 zlib1g libtinfo6)
 unpacked=(pure-ftpd proftpd-core)
 # Debian 12's curl 7.88.1 cannot do active FTP at all (curl issue 10622):
-# a curl 8 from bookworm-backports is unpacked beside it for the tests.
+# a curl 8 from bookworm-backports is unpacked beside it for the tests. The
+# backports source is derived from the machine's own apt sources
+# (scripts/apt-backports.sh): the same mirror, components and key.
 CURL_BPO=8.14.1-2+deb13u2~bpo13+1
 BPO_LIST=/etc/apt/sources.list.d/ftpalg-backports.list
 
@@ -39,22 +41,25 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 if [ $need_curl -eq 1 ] && [ ! -e "$BPO_LIST" ] && grep -qs bookworm /etc/os-release; then
   # Backports have priority 100: nothing is upgraded from them unless asked.
-  echo "deb http://deb.debian.org/debian bookworm-backports main" >"$BPO_LIST"
+  # Prints nothing when the machine already has them.
+  line=$(bash "$(dirname "$0")/apt-backports.sh") || {
+    echo "install-test-deps: cannot derive a bookworm-backports source from /etc/apt; add one and run again" >&2
+    exit 1
+  }
+  [ -z "$line" ] || echo "$line" >"$BPO_LIST"
 fi
 apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}"
-  # Keep package scripts from starting the daemons they install.
+  # Keep package scripts from starting the daemons they install (vsftpd
+  # among them): the tests start their own. Removed however apt-get ends.
   guard=/usr/sbin/policy-rc.d
-  made_guard=0
   if [ ! -e "$guard" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$guard"
     chmod +x "$guard"
-    made_guard=1
+    trap 'rm -f "$guard"' EXIT
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ $made_guard -eq 1 ] && rm -f "$guard"
-  pkill -x vsftpd 2>/dev/null || true
 fi
 
 if [ ${#need_unpack[@]} -gt 0 ]; then

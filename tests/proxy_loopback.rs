@@ -257,21 +257,87 @@ async fn a_line_over_the_cap_is_refused_and_the_session_goes_on() {
     assert!(server.commands().iter().all(|l| l.len() < 2048));
 }
 
+/// Listening TCP ports held by this process (the in-process gateway's
+/// pinholes among them), from /proc: the socket inodes among our file
+/// descriptors, looked up in the namespace's socket tables.
+fn own_listening_ports() -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = row.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap_or_default();
+                ports.push(u16::from_str_radix(port, 16).expect("hex port"));
+            }
+        }
+    }
+    ports
+}
+
 #[tokio::test]
 async fn unsolicited_227_opens_nothing() {
+    // The 227 names a listener of ours: the gateway must never connect to
+    // it (it would, to the server's address and this port, if it honoured
+    // the reply).
+    let bait = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bait_addr = bait.local_addr().unwrap();
     let server = TestServer::start(Opts {
-        unsolicited_227: Some("127.0.0.1:9".parse().unwrap()),
+        unsolicited_227: Some(bait_addr),
         ..Opts::default()
     })
     .await;
-    let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
+    // Data ports no other test in this process uses, so any pinhole this
+    // gateway opens is seen among the process's listeners.
+    let (client_ports, server_ports) = (48710..=48719, 48720..=48729);
+    let yaml = format!(
+        "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: {}\n    server_mode: passive\ndata:\n  client_ports: 48710-48719\n  server_ports: 48720-48729\n",
+        server.addr
+    );
+    let gw = gateway(&yaml).await;
+    let pinholes = || {
+        own_listening_ports()
+            .into_iter()
+            .filter(|p| client_ports.contains(p) || server_ports.contains(p))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pinholes(), Vec::<u16>::new(), "pinholes before any command");
     let (mut c, _) = Client::connect(gw.addrs[0]).await;
     assert_eq!(c.cmd("USER u").await.code, 331);
     assert_eq!(c.cmd("PASS p").await.code, 230);
-    // The 227 is passed on as text; no pinhole, no connection to port 9.
-    let r = c.reply().await;
-    assert_eq!(r.code, 227);
+    // Passed on to the client as it came, not rewritten to a pinhole.
+    let (ip, port) = (
+        bait_addr.ip().to_string().replace('.', ","),
+        bait_addr.port(),
+    );
+    assert_eq!(
+        c.reply().await.text,
+        format!(
+            "227 Entering Passive Mode ({ip},{},{})\r\n",
+            port >> 8,
+            port & 255
+        )
+    );
+    // A round trip after it: whatever the 227 made the gateway do is done.
     assert_eq!(c.cmd("NOOP").await.code, 200);
+    assert_eq!(pinholes(), Vec::<u16>::new(), "pinholes after the 227");
+    let dialled = tokio::time::timeout(Duration::from_millis(500), bait.accept()).await;
+    assert!(
+        dialled.is_err(),
+        "the gateway connected to the address in the unsolicited 227: {:?}",
+        dialled.map(|r| r.map(|(_, from)| from))
+    );
     assert!(server.data_peers.lock().unwrap().is_empty());
 }
 

@@ -24,7 +24,7 @@ try() { # try LABEL CLIENT MODE
 }
 
 say "Building the lab: cli 100.64.0.2 --(CGNAT gateway 100.64.0.1 / 198.51.100.1)-- srv 198.51.100.10"
-lab_up
+lab_up || exit 1
 head -c 1048576 /dev/urandom >"$FTPROOT/$LAB/report.pdf"
 chmod 644 "$FTPROOT/$LAB/report.pdf"
 start_server vsftpd srv >/dev/null

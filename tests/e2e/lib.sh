@@ -70,10 +70,19 @@ veth() { # veth NS_A IF_A NS_B IF_B
   inns "$3" ip link set "$4" up
 }
 
+# Builds the lab; returns non-zero, with the failing command on stderr, if
+# any step fails. The steps run in a shell of their own with -e, because
+# -e is ignored in a function called as a condition (lab_up || ...).
 lab_up() {
   lab_down
   mkdir -p "$STATE"
   : >"$STATE/pids"
+  LAB=$LAB STATE=$STATE bash -eE -c 'trap '\''echo "lab_up: failed: $BASH_COMMAND" >&2'\'' ERR; source "$1"; lab_build' lab_up "$E2E_DIR/lib.sh" && return 0
+  echo "lab_up: building lab $LAB failed" >&2
+  return 1
+}
+
+lab_build() {
   for n in "${NSES[@]}"; do
     ip netns add "$LAB-$n"
     inns "$n" ip link set lo up
@@ -168,9 +177,9 @@ transparent_on() { inns gw nft -f "$REPO/docs/nftables-transparent.nft"; }
 # TPROXY instead of redirect: the shipped snippet plus the policy routing
 # it documents.
 tproxy_on() {
-  inns gw ip rule add fwmark 1 lookup 100
-  inns gw ip route add local 0.0.0.0/0 dev lo table 100
-  inns gw nft -f "$REPO/docs/nftables-tproxy.nft"
+  inns gw ip rule add fwmark 1 lookup 100 \
+    && inns gw ip route add local 0.0.0.0/0 dev lo table 100 \
+    && inns gw nft -f "$REPO/docs/nftables-tproxy.nft"
 }
 
 tproxy_off() {

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end tests: real FTP servers and clients through a real NAT, in
 # network namespaces, with ftpalg on the gateway. Needs root. Prints a
-# matrix and "e2e: N passed, N failed"; exits non-zero if any ftpalg row
-# failed. The kernel-helper baseline rows are reported, not asserted.
+# matrix and "e2e: N passed, N failed, N missing"; exits non-zero if any
+# ftpalg row failed, if anything that was to run could not (lab, server or
+# gateway did not start: a FAIL row with the reason), if a worker did not
+# end cleanly, or if any expected row is missing. The kernel-helper
+# baseline rows are reported, not asserted, but must be there.
 #
-#   tests/e2e/run.sh                  every scenario
+#   E2E_LABS=xy tests/e2e/run.sh      every scenario, in labs xy1 and xy2
 #   SCENARIOS="seed-21-only" SERVERS="vsftpd" tests/e2e/run.sh
+#   E2E_TIMEOUT=1200                  seconds before a worker is stopped
 set -u
 source "$(dirname "$0")/lib.sh"
 
@@ -27,15 +31,36 @@ started=$(date +%s)
 
 GW_PID=""
 CAP_PID=""
-start_ftpalg() { # start_ftpalg RULES TAG
-  local log="$OUT/$2.ftpalg.log"
+# log_reason FILE: the lines of a log that say why something stopped (a
+# backtrace after them says little), else its tail; and where the rest is.
+log_reason() {
+  local l
+  l=$(grep -m3 -E 'Error|ERROR|error:|panicked' "$1" 2>/dev/null)
+  [ -n "$l" ] || l=$(tail -c 300 "$1" 2>/dev/null)
+  printf '%s (log: %s)' "$(printf '%s' "$l" | tr '\n\t' '  ' | cut -c1-300)" "${1#"$REPO"/}"
+}
+# start_ftpalg RULES TAG SCENARIO SERVER: a gateway that does not come up is
+# a FAIL row for the scenario, with the tail of its log.
+start_ftpalg() {
+  local rules=$1 tag=$2 scen=$3 server=$4 log="$OUT/$2.ftpalg.log" p why=""
   : >"$log"
-  GW_PID=$(spawn gw "$log" "$FTPALG" run --rules "$REPO/$1")
-  CAP_PID=$(spawn gw "$OUT/$2.tcpdump.log" tcpdump -i any -n -s 256 -w "$OUT/$2.pcap" tcp)
-  local p
-  for p in $(awk '/listen:/ {print $2}' "$REPO/$1" | tr -d '"' | sed -E 's/.*:([0-9]+)$/\1/'); do
-    wait_port gw x "$p" || return 1
+  GW_PID=$(spawn gw "$log" "$FTPALG" run --rules "$REPO/$rules")
+  CAP_PID=$(spawn gw "$OUT/$tag.tcpdump.log" tcpdump -i any -n -s 256 -w "$OUT/$tag.pcap" tcp)
+  for p in $(awk '/listen:/ {print $2}' "$REPO/$rules" 2>/dev/null | tr -d '"' | sed -E 's/.*:([0-9]+)$/\1/'); do
+    for _ in $(seq 1 100); do
+      kill -0 "$GW_PID" 2>/dev/null || { why="the process exited"; break 2; }
+      inns gw ss -Hltn | awk '{print $4}' | grep -Eq "(^|[^0-9])$p\$" && continue 2
+      sleep 0.05
+    done
+    why="nothing listening on port $p after 5s"
+    break
   done
+  [ -z "$why" ] && ! kill -0 "$GW_PID" 2>/dev/null && why="the process exited"
+  [ -z "$why" ] && [ -z "$p" ] && why="no listen: address found in $rules"
+  [ -z "$why" ] && return 0
+  sleep 0.2
+  record "$scen" "$server" gateway-start FAIL "gateway did not start ($FTPALG, $rules): $why; $(log_reason "$log")" yes
+  return 1
 }
 stop_ftpalg() {
   [ -n "$GW_PID" ] && stop_pid "$GW_PID"
@@ -43,14 +68,46 @@ stop_ftpalg() {
   GW_PID="" CAP_PID=""
 }
 
-# record SCENARIO SERVER CASE RESULT DETAIL ASSERTED
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+# record SCENARIO SERVER CASE RESULT DETAIL ASSERTED (tabs and newlines in
+# a field would break the row: they become spaces)
+record() {
+  local f out=()
+  for f in "$@"; do f=${f//$'\t'/ }; out+=("${f//$'\n'/ }"); done
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${out[@]}" >>"$RESULTS"
+}
+
+# step SCENARIO SERVER WHAT COMMAND...: one step of a scenario's lab setup
+# (nftables, routes); a failure is a FAIL row with the command's message.
+step() {
+  local scen=$1 server=$2 what=$3 err
+  shift 3
+  err=$("$@" 2>&1) && return 0
+  record "$scen" "$server" setup FAIL "lab setup failed ($what): $(printf '%s' "$err" | tail -c 200)" yes
+  return 1
+}
+
+# The cases of one scenario, one "client mode op file" line each: what
+# matrix and v6_matrix run, and what the report expects to find.
+matrix_lines() {
+  client_matrix | sed 's/$/ f64k/'
+  echo "curl epsv get f4m" # one larger transfer per server and scenario
+}
+v6_lines() {
+  local c o
+  for c in "curl epsv" "curl eprt" "lftp passive" "lftp active" "ftplib passive" "ftplib active"; do
+    for o in get put; do echo "$c $o f64k"; done
+  done
+  echo "wget passive get f64k"
+}
+case_name() { # case_name CLIENT MODE OP FILE
+  if [ "$4" = f64k ]; then echo "$1-$2-$3"; else echo "$1-$2-$4-$3"; fi
+}
 
 # one_case SCENARIO SERVER CLIENT MODE OP HOST PORT USER ASSERTED [FILE]
 one_case() {
   local scen=$1 server=$2 client=$3 mode=$4 op=$5 host=$6 port=$7 user=$8 asserted=$9 file=${10:-f64k}
-  local case="$client-$mode-$op" out="$STATE/out" err="$STATE/err" detail=""
-  [ "$file" = f64k ] || case="$client-$mode-$file-$op"
+  local case out="$STATE/out" err="$STATE/err" detail=""
+  case=$(case_name "$client" "$mode" "$op" "$file")
   rm -f "$out"
   if [ "$op" = get ]; then
     if run_client "$client" "$mode" get "$host" "$LAB/$file" "$out" "$port" "$user" >"$err" 2>&1 && cmp -s "$out" "$DATA/$file"; then
@@ -70,41 +127,72 @@ one_case() {
 }
 
 matrix() { # matrix SCENARIO SERVER HOST PORT USER ASSERTED
-  local c m o
-  while read -r c m o; do one_case "$1" "$2" "$c" "$m" "$o" "$3" "$4" "$5" "$6"; done < <(client_matrix)
-  # One larger transfer per server and scenario.
-  one_case "$1" "$2" curl epsv get "$3" "$4" "$5" "$6" f4m
+  local c m o f
+  while read -r c m o f; do one_case "$1" "$2" "$c" "$m" "$o" "$3" "$4" "$5" "$6" "$f"; done < <(matrix_lines)
 }
 
 v6_matrix() { # v6_matrix SCENARIO SERVER HOST PORT USER
-  local c m o
-  for c in "curl epsv" "curl eprt" "lftp passive" "lftp active" "ftplib passive" "ftplib active"; do
-    for o in get put; do one_case "$1" "$2" $c "$o" "$3" "$4" "$5" yes; done
+  local c m o f
+  while read -r c m o f; do one_case "$1" "$2" "$c" "$m" "$o" "$3" "$4" "$5" yes "$f"; done < <(v6_lines)
+}
+
+# expected_rows SERVERS SCENARIOS: "scenario<TAB>server<TAB>case" for every
+# row a complete run records, so a scenario that silently did not run is
+# seen as missing rows.
+expected_rows() {
+  local server scen s name kind line sets
+  for server in $1; do
+    for scen in $2; do
+      # NAME:KIND, KIND m for the matrix, 6 for the IPv6 matrix.
+      case "$scen" in
+        cgnat-transparent|seed-21-only|seed-tproxy) sets=("$scen:m") ;;
+        explicit) sets=("explicit:m" "explicit-user@host:m") ;;
+        reverse) sets=("reverse:m" "reverse-inside:m")
+                 printf 'reverse\t%s\tadvertise-per-client-network\n' "$server" ;;
+        ipv6) sets=("ipv6:v6-to-v6:6" "ipv6:v6-to-v4:6" "ipv6:v4-to-v6:m") ;;
+        baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:m") ;;
+        *) sets=() ;;
+      esac
+      for s in "${sets[@]}"; do
+        name=${s%:*} kind=${s##*:}
+        while read -r line; do
+          # shellcheck disable=SC2086
+          printf '%s\t%s\t%s\n' "$name" "$server" "$(case_name $line)"
+        done < <(if [ "$kind" = m ]; then matrix_lines; else v6_lines; fi)
+      done
+    done
   done
-  one_case "$1" "$2" wget passive get "$3" "$4" "$5" yes
+  if [[ " $2 " == *" security "* ]]; then
+    printf 'security\tpyftpdlib\t%s\n' bounce-port-refused pinhole-stranger-refused
+    printf 'security\tfake\tunsolicited-227-opens-nothing\n'
+  fi
 }
 
 scenario() { # scenario NAME SERVER
   local scen=$1 server=$2 tag="$1-$2"
   case "$scen" in
     cgnat-transparent|seed-21-only)
-      [ "$scen" = seed-21-only ] && srv_firewall_on
-      transparent_on
-      start_ftpalg rules/cgnat-gateway.yaml "$tag" && matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+      if { [ "$scen" != seed-21-only ] || step "$scen" "$server" "server firewall" srv_firewall_on; } \
+         && step "$scen" "$server" "nftables redirect" transparent_on \
+         && start_ftpalg rules/cgnat-gateway.yaml "$tag" "$scen" "$server"; then
+        matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+      fi
       stop_ftpalg; transparent_off; srv_firewall_off ;;
     seed-tproxy)
-      srv_firewall_on
-      tproxy_on
-      start_ftpalg rules/cgnat-gateway-tproxy.yaml "$tag" && matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+      if step "$scen" "$server" "server firewall" srv_firewall_on \
+         && step "$scen" "$server" "tproxy" tproxy_on \
+         && start_ftpalg rules/cgnat-gateway-tproxy.yaml "$tag" "$scen" "$server"; then
+        matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+      fi
       stop_ftpalg; tproxy_off; srv_firewall_off ;;
     explicit)
-      start_ftpalg rules/explicit-proxy.yaml "$tag" && {
+      if start_ftpalg rules/explicit-proxy.yaml "$tag" "$scen" "$server"; then
         matrix "$scen" "$server" 100.64.0.1 2121 anonymous yes
         matrix "$scen-user@host" "$server" 100.64.0.1 2122 anonymous@198.51.100.10 yes
-      }
+      fi
       stop_ftpalg ;;
     reverse)
-      start_ftpalg rules/server-behind-nat.yaml "$tag" && {
+      if start_ftpalg rules/server-behind-nat.yaml "$tag" "$scen" "$server"; then
         CLIENT_NS=ext matrix "$scen" "$server" 198.51.100.1 21 anonymous yes
         # An inside client of the same public service is told the inside
         # address (advertise: per client network).
@@ -117,21 +205,24 @@ scenario() { # scenario NAME SERVER
         else
           record "$scen" "$server" "advertise-per-client-network" FAIL "inside: $adv_in; outside: $adv_out" yes
         fi
-      }
+      fi
       stop_ftpalg ;;
     ipv6)
-      start_ftpalg rules/explicit-proxy.yaml "$tag" && {
+      if start_ftpalg rules/explicit-proxy.yaml "$tag" "$scen" "$server"; then
         v6_matrix "ipv6:v6-to-v6" "$server" 2001:db8:1::1 2122 "anonymous@[2001:db8:2::10]"
         v6_matrix "ipv6:v6-to-v4" "$server" 2001:db8:1::1 2122 "anonymous@198.51.100.10"
         matrix "ipv6:v4-to-v6" "$server" 100.64.0.1 2122 "anonymous@[2001:db8:2::10]" yes
-      }
+      fi
       stop_ftpalg ;;
     baseline-kernel)
-      kernel_helper_on
-      matrix "baseline-kernel" "$server" 198.51.100.10 21 anonymous no
-      srv_firewall_on
-      matrix "baseline-kernel-21-only" "$server" 198.51.100.10 21 anonymous no
+      if step "$scen" "$server" "kernel ftp helper" kernel_helper_on; then
+        matrix "baseline-kernel" "$server" 198.51.100.10 21 anonymous no
+        step "$scen-21-only" "$server" "server firewall" srv_firewall_on \
+          && matrix "baseline-kernel-21-only" "$server" 198.51.100.10 21 anonymous no
+      fi
       srv_firewall_off; kernel_helper_off ;;
+    *)
+      record "$scen" "$server" setup FAIL "no such scenario (known: $ALL_SCENARIOS)" yes ;;
   esac
 }
 
@@ -143,8 +234,19 @@ security_tests() {
   local slog="$STATE/recording-server.log"
   : >"$slog"
   spawn srv "$slog" "$PY" -m pyftpdlib -D -i 198.51.100.10 -p 21 -d "$FTPROOT" -r 30000-30999 >/dev/null
-  wait_port srv 198.51.100.10 21
-  start_ftpalg rules/explicit-proxy.yaml "$tag" || return
+  if ! wait_port srv 198.51.100.10 21 2>/dev/null; then
+    record "$scen" pyftpdlib setup FAIL "server did not start: $(log_reason "$slog")" yes
+  elif start_ftpalg rules/explicit-proxy.yaml "$tag" "$scen" pyftpdlib; then
+    security_recorded
+  fi
+  stop_ftpalg
+  stop_all
+  security_unsolicited
+}
+
+# 1 and 2, against the recording server.
+security_recorded() {
+  local scen=security tag=security slog="$STATE/recording-server.log"
 
   # 1. PORT naming another host: refused with a clear reply; never reaches srv.
   local r
@@ -214,11 +316,11 @@ PY
   else
     record "$scen" pyftpdlib "pinhole-stranger-refused" FAIL "stranger: $stranger; client: $cli_out" yes
   fi
-  stop_ftpalg
-  stop_all
+}
 
-  # 3. A 227 the client never asked for opens nothing.
-  local flog="$STATE/fake.log"
+# 3. A 227 the client never asked for opens nothing.
+security_unsolicited() {
+  local scen=security r flog="$STATE/fake.log"
   : >"$flog"
   spawn srv "$flog" "$PY" - <<'PY' >/dev/null
 import socket, threading, time
@@ -245,8 +347,16 @@ while True:
         else: c.sendall(b"200 ok\r\n")
     c.close()
 PY
-  wait_port srv 198.51.100.10 21
-  start_ftpalg rules/explicit-proxy.yaml security-unsolicited || return
+  if ! wait_port srv 198.51.100.10 21 2>/dev/null; then
+    record "$scen" fake setup FAIL "server did not start: $(log_reason "$flog")" yes
+    stop_all
+    return
+  fi
+  if ! start_ftpalg rules/explicit-proxy.yaml security-unsolicited "$scen" fake; then
+    stop_ftpalg
+    stop_all
+    return
+  fi
   r=$(inns cli env PYTHONPATH="$E2E_DIR" "$PY" - <<'PY'
 import time
 from ftpraw import Ctl
@@ -277,22 +387,33 @@ worker() {
   RESULTS=$OUT/results-$LAB.tsv
   : >"$RESULTS"
   trap 'lab_down' EXIT
-  lab_up
+  trap 'exit 143' TERM INT
+  local server scen scens="" why
+  for scen in $SCENARIOS; do [ "$scen" = security ] || scens+=" $scen"; done
+  mkdir -p "$STATE"
+  if ! lab_up 2>"$STATE/lab_up.err"; then
+    why="lab setup failed: $(tail -c 300 "$STATE/lab_up.err")"
+    for server in $1; do record all "$server" setup FAIL "$why" yes; done
+    [ -n "${2:-}" ] && record security all setup FAIL "$why" yes
+    exit 2
+  fi
   DATA=$FTPROOT/$LAB
   head -c 65536 /dev/urandom >"$DATA/f64k"
   head -c 4194304 /dev/urandom >"$DATA/f4m"
   chmod 644 "$DATA"/f64k "$DATA"/f4m
-  local server scen
-  for server in $1; do
+  [ -n "$scens" ] && for server in $1; do
     stop_all
     start_server "$server" srv >/dev/null
     start_server "$server" dmz >/dev/null
-    if ! { wait_port srv 198.51.100.10 21 && wait_port dmz 203.0.113.10 21; }; then
-      record all "$server" start FAIL "server did not start: $(tail -c 200 "$STATE/$server-srv/log" | tr '\n' ' ')" yes
+    if ! wait_port srv 198.51.100.10 21 2>/dev/null; then
+      record all "$server" setup FAIL "server did not start in srv: $(log_reason "$STATE/$server-srv/log")" yes
       continue
     fi
-    for scen in $SCENARIOS; do
-      [ "$scen" = security ] && continue
+    if ! wait_port dmz 203.0.113.10 21 2>/dev/null; then
+      record all "$server" setup FAIL "server did not start in dmz: $(log_reason "$STATE/$server-dmz/log")" yes
+      continue
+    fi
+    for scen in $scens; do
       scenario "$scen" "$server"
       # Keep captures only where something failed.
       grep -qP "^$scen[^\t]*\t$server\t.*\tFAIL\t" "$RESULTS" || rm -f "$OUT/$scen-$server.pcap"
@@ -306,7 +427,6 @@ worker() {
   lab_down
 }
 
-trap 'lab_down' EXIT
 if [ -n "${E2E_WORKER:-}" ]; then
   worker "$SERVERS" "${E2E_SECURITY:-}"
   exit 0
@@ -319,21 +439,51 @@ group1="${list[*]:0:$half}"
 group2="${list[*]:$half}"
 sec=""
 [[ " $SCENARIOS " == *" security "* ]] && sec=yes
+labs=("${P}1")
 E2E_WORKER=1 LAB=${P}1 STATE=$OUT/${P}1 SERVERS="$group1" E2E_SECURITY=$sec bash "$0" >"$OUT/worker-${P}1.log" 2>&1 &
-w1=$!
-w2=""
+pids=($!)
 if [ -n "$group2" ]; then
   E2E_WORKER=1 LAB=${P}2 STATE=$OUT/${P}2 SERVERS="$group2" bash "$0" >"$OUT/worker-${P}2.log" 2>&1 &
-  w2=$!
+  pids+=($!)
+  labs+=("${P}2")
 fi
-trap 'kill $w1 $w2 2>/dev/null; wait; exit 130' INT TERM
-wait $w1 $w2
-cat "$OUT"/results-${P}*.tsv >"$RESULTS" 2>/dev/null
+trap 'kill "${pids[@]}" 2>/dev/null; wait; exit 130' INT TERM
+
+# Every worker has a deadline; one that outlives it is stopped (its EXIT
+# trap removes its lab) and counted as failed.
+deadline=$(( $(date +%s) + ${E2E_TIMEOUT:-1200} ))
+alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+while alive "${pids[@]}" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done
+timed_out=""
+if alive "${pids[@]}"; then
+  timed_out=yes
+  kill -TERM "${pids[@]}" 2>/dev/null
+  for _ in $(seq 1 60); do alive "${pids[@]}" || break; sleep 1; done
+  kill -KILL "${pids[@]}" 2>/dev/null
+fi
+: >"$RESULTS"
+for i in "${!pids[@]}"; do
+  lab=${labs[$i]}
+  wait "${pids[$i]}"
+  rc=$?
+  cat "$OUT/results-$lab.tsv" >>"$RESULTS" 2>/dev/null
+  if [ "$rc" -ne 0 ]; then
+    why="exited with status $rc"
+    [ -n "$timed_out" ] && why="stopped after E2E_TIMEOUT=${E2E_TIMEOUT:-1200}s (status $rc)"
+    record worker "$lab" exit FAIL "worker $lab $why; log: $(tail -c 400 "$OUT/worker-$lab.log")" yes
+    # A worker killed outright could not remove its lab.
+    (LAB=$lab STATE=$OUT/$lab; lab_down) 2>/dev/null
+  fi
+done
+expected_rows "$SERVERS" "$SCENARIOS" >"$OUT/expected.tsv"
 
 # ---------------------------------------------------------------- report
-python3 - "$RESULTS" "$(( $(date +%s) - started ))" <<'PY'
+python3 - "$RESULTS" "$OUT/expected.tsv" "$(( $(date +%s) - started ))" <<'PY'
 import sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+bad = [r for r in rows if len(r) != 6]
+rows = [r for r in rows if len(r) == 6]
+expected = [tuple(l.rstrip("\n").split("\t")) for l in open(sys.argv[2]) if l.strip()]
 cases = []
 for r in rows:
     if r[2] not in cases: cases.append(r[2])
@@ -354,15 +504,28 @@ for (scen, server), res in table.items():
 print("columns: " + ", ".join("%d=%s" % (i + 1, short[c]) for i, c in enumerate(matrix_cases)))
 for scen, server, case, res, detail, asserted in rows:
     if not case.endswith(("-get", "-put")):
-        print("%-26s %-10s %-32s %s %s" % (scen, server, case, res, detail[:100]))
+        print("%-26s %-10s %-32s %s %s" % (scen, server, case, res, detail[:300]))
 fails = [r for r in rows if r[3] != "ok" and r[5] == "yes"]
 base = [r for r in rows if r[5] == "no"]
 if base:
     print("baseline (kernel helper, reported only): %d ok, %d failed" % (sum(r[3] == "ok" for r in base), sum(r[3] != "ok" for r in base)))
 for scen, server, case, res, detail, asserted in fails:
     print("FAIL %s %s %s: %s" % (scen, server, case, detail))
+for r in bad:
+    print("FAIL malformed result row: %r" % "\t".join(r))
+# Every expected row must be there: a scenario that did not run is a failure
+# even when nothing recorded why.
+seen = {(r[0], r[1], r[2]) for r in rows}
+missing = collections.OrderedDict()
+for e in expected:
+    if e not in seen:
+        missing.setdefault(e[:2], []).append(e[2])
+for (scen, server), cs in missing.items():
+    total = sum(1 for e in expected if e[:2] == (scen, server))
+    print("MISSING %s %s: %d of %d rows (%s)" % (scen, server, len(cs), total, ", ".join(cs[:4]) + (", ..." if len(cs) > 4 else "")))
+nmissing = sum(len(cs) for cs in missing.values())
 asserted = [r for r in rows if r[5] == "yes"]
-print("e2e took %ss" % sys.argv[2])
-print("e2e: %d passed, %d failed" % (sum(r[3] == "ok" for r in asserted), len(fails)))
-sys.exit(1 if fails or not asserted else 0)
+print("e2e took %ss" % sys.argv[3])
+print("e2e: %d passed, %d failed, %d missing (%d rows expected)" % (sum(r[3] == "ok" for r in asserted), len(fails) + len(bad), nmissing, len(expected)))
+sys.exit(1 if fails or bad or nmissing or not rows else 0)
 PY
