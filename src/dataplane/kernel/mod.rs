@@ -1,0 +1,518 @@
+//! The kernel data path: pinholes as elements of ftpalg's own nftables
+//! table, set up over netlink, and their connections watched through
+//! conntrack. No `nft` process runs; every change is one nf_tables
+//! transaction on one netlink socket.
+//!
+//! [`KernelDataPlane`] owns the table for as long as it lives: [`open`]
+//! creates it (replacing a stale one), [`close`] or drop deletes it, and
+//! with [`KernelConfig::owner`] the kernel deletes it as well when the
+//! socket closes, so a killed ftpalg leaves nothing behind. It touches no
+//! other table. Calls block for at most [`KernelConfig::netlink_timeout`];
+//! a tokio driver runs them on a blocking thread.
+//!
+//! [`open`]: KernelDataPlane::open
+//! [`close`]: KernelDataPlane::close
+
+mod conntrack;
+mod error;
+mod expr;
+mod netlink;
+mod ruleset;
+
+pub use error::KernelError;
+
+use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
+use conntrack::{Entry, TcpState};
+use netlink::{Batch, NfSocket};
+use ruleset::{Elements, Layout};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How the kernel data path is set up.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// Name of ftpalg's table in the `inet` family. It must not be a
+    /// table anything else uses: it is replaced at start.
+    pub table: String,
+    /// The conntrack mark (under `mark_mask`) set on every admitted flow;
+    /// the operator's default-drop chains accept it.
+    pub mark: u32,
+    /// The mark bits ftpalg owns; others are kept.
+    pub mark_mask: u32,
+    /// Most pinholes live at once, per address family (the sets' size).
+    pub max_pinholes: u32,
+    /// Bind the table to this process's netlink socket: the kernel
+    /// deletes it when the process dies, and no other process can change
+    /// it (Linux 5.12+).
+    pub owner: bool,
+    /// Bound on every wait for the kernel.
+    pub netlink_timeout: Duration,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            table: "ftpalg_data".into(),
+            mark: 0x4654_0000,
+            mark_mask: 0xffff_0000,
+            max_pinholes: 4096,
+            owner: true,
+            netlink_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl KernelConfig {
+    /// The accept line for the operator's default-drop chains.
+    pub fn accept_rule(&self) -> String {
+        format!("ct mark and {:#010x} == {:#010x} accept", self.mark_mask, self.mark)
+    }
+}
+
+/// What [`KernelDataPlane::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    /// A table of that name was there and has been replaced.
+    pub replaced_stale: bool,
+    /// Conntrack accounting is on (byte counts will be real).
+    pub accounting: bool,
+}
+
+/// A live pinhole, as handed out by [`KernelDataPlane::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PinholeId(u64);
+
+#[derive(Debug)]
+struct Live {
+    flow: PinholeFlow,
+    elements: Elements,
+    deadline: Instant,
+    seen: Option<Seen>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    dialer: SocketAddr,
+    first: Instant,
+    last: Instant,
+    established: bool,
+    counts: crate::dataplane::ByteCounts,
+}
+
+/// ftpalg's pinholes in the kernel. See the module documentation.
+#[derive(Debug)]
+pub struct KernelDataPlane {
+    sock: NfSocket,
+    layout: Layout,
+    live: HashMap<PinholeId, Live>,
+    next_id: u64,
+    /// `Some(false)` once the kernel refused DESTROYSETELEM.
+    destroy_supported: Option<bool>,
+    /// Events decided outside `poll` (a lost table), delivered by it.
+    pending: Vec<(PinholeId, FlowEvent)>,
+    open: bool,
+}
+
+const EPERM: i32 = libc::EPERM;
+const ENOENT: i32 = libc::ENOENT;
+const ENFILE: i32 = libc::ENFILE;
+const EEXIST: i32 = libc::EEXIST;
+
+impl KernelDataPlane {
+    /// Creates ftpalg's table in the current network namespace, replacing
+    /// a stale one of the same name. Needs CAP_NET_ADMIN.
+    pub fn open(config: KernelConfig) -> Result<(Self, OpenReport), KernelError> {
+        if config.table.is_empty() || config.table.len() > 255 {
+            return Err(KernelError::Config("table name must be 1 to 255 bytes"));
+        }
+        if config.mark == 0 || config.mark & !config.mark_mask != 0 {
+            return Err(KernelError::Config("mark must be non-zero and inside mark_mask"));
+        }
+        if config.max_pinholes == 0 {
+            return Err(KernelError::Config("max_pinholes must be at least 1"));
+        }
+        let sock = NfSocket::open(config.netlink_timeout)?;
+        let layout = Layout {
+            table: config.table,
+            mark: config.mark,
+            mask: config.mark_mask,
+            size: config.max_pinholes,
+            owner: config.owner,
+        };
+        let mut dp = KernelDataPlane { sock, layout, live: HashMap::new(), next_id: 1, destroy_supported: None, pending: Vec::new(), open: false };
+        let replaced_stale = dp.table_exists()?;
+        dp.create_table()?;
+        dp.open = true;
+        let accounting = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_acct")
+            .is_ok_and(|s| s.trim() == "1");
+        if replaced_stale {
+            tracing::warn!(table = %dp.table_label(), "replaced a stale nftables table (left by a killed ftpalg?)");
+        }
+        if !accounting {
+            tracing::warn!("net.netfilter.nf_conntrack_acct is 0: kernel transfers will report zero bytes");
+        }
+        Ok((dp, OpenReport { replaced_stale, accounting }))
+    }
+
+    fn table_label(&self) -> String {
+        format!("inet {}", self.layout.table)
+    }
+
+    fn table_exists(&mut self) -> Result<bool, KernelError> {
+        let seq = self.sock.reserve_seq(1);
+        let req = netlink::request(netlink::NFNL_SUBSYS_NFTABLES, ruleset::NFT_MSG_GETTABLE, 0, seq, ruleset::NFPROTO_INET, |w| {
+            w.str(ruleset::NFTA_TABLE_NAME, &self.layout.table)
+        });
+        match self.sock.query(req.as_bytes(), seq, false, "get table", |_| {}) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_table(&mut self) -> Result<(), KernelError> {
+        let mut b = Batch::new(self.sock.reserve_seq(64));
+        ruleset::create(&mut b, &self.layout);
+        match self.sock.transact(b, "create table") {
+            Err(e) if e.errno() == Some(EPERM) => Err(KernelError::TableBusy { table: self.table_label() }),
+            r => r,
+        }
+    }
+
+    /// Number of live pinholes.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The conntrack mark under the mask, as configured.
+    pub fn mark(&self) -> (u32, u32) {
+        (self.layout.mark, self.layout.mask)
+    }
+
+    /// Puts a pinhole into the kernel. On success it admits the flow's
+    /// first connection until its timeout; on error nothing was added.
+    /// If the table was deleted by someone else, it is recreated, the
+    /// pinhole added, and the loss is logged (pinholes it held fail at the
+    /// next [`poll`](Self::poll)).
+    pub fn add(&mut self, flow: &PinholeFlow) -> Result<PinholeId, KernelError> {
+        if !flow.same_family() {
+            return Err(KernelError::MixedFamilies);
+        }
+        if self.live.values().any(|l| l.flow.gateway == flow.gateway) {
+            return Err(KernelError::PortInUse(flow.gateway.0));
+        }
+        let elements = Elements::of(flow);
+        // Milliseconds, at least one: a zero timeout would mean "the set's
+        // default" (none), a pinhole for ever.
+        let ms = u64::try_from(flow.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        match self.add_elements(&elements, ms) {
+            Err(e) if e.errno() == Some(ENOENT) => {
+                let lost = self.live.len();
+                tracing::warn!(table = %self.table_label(), lost, "nftables table removed by someone else; recreating");
+                self.create_table()?;
+                self.mark_all_lost();
+                self.add_elements(&elements, ms)?;
+            }
+            r => r?,
+        }
+        let id = PinholeId(self.next_id);
+        self.next_id += 1;
+        self.live.insert(id, Live { flow: *flow, elements, deadline: Instant::now() + flow.timeout, seen: None });
+        Ok(id)
+    }
+
+    fn add_elements(&mut self, e: &Elements, ms: u64) -> Result<(), KernelError> {
+        let mut b = Batch::new(self.sock.reserve_seq(8));
+        ruleset::add_elements(&mut b, &self.layout, e, ms);
+        match self.sock.transact(b, "add pinhole") {
+            Err(err) if err.errno() == Some(ENFILE) => Err(KernelError::Full { max: self.layout.size }),
+            Err(err) if err.errno() == Some(EEXIST) => Err(KernelError::Refused { what: "add pinhole (already present)", errno: EEXIST, index: 0 }),
+            r => r,
+        }
+    }
+
+    /// Every live pinhole went with the table: they fail at the next poll.
+    fn mark_all_lost(&mut self) {
+        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
+        ids.sort();
+        self.live.clear();
+        self.pending.extend(ids.into_iter().map(|id| (id, FlowEvent::Failed(FailReason::TableLost))));
+    }
+
+    /// Withdraws a pinhole: an unused one admits nothing from now on; a
+    /// connection it already admitted goes on (see [`abort`](Self::abort)).
+    /// Unknown ids (already finished) are not an error.
+    pub fn remove(&mut self, id: PinholeId) -> Result<(), KernelError> {
+        match self.live.remove(&id) {
+            Some(l) => self.remove_elements(&l.elements),
+            None => Ok(()),
+        }
+    }
+
+    /// Withdraws a pinhole and cuts the connection it admitted, if any:
+    /// its conntrack entry is deleted, so its next packets carry no mark
+    /// and meet the operator's drop (for ABOR). Returns whether there was
+    /// a connection to cut.
+    pub fn abort(&mut self, id: PinholeId) -> Result<bool, KernelError> {
+        let Some(l) = self.live.remove(&id) else { return Ok(false) };
+        self.remove_elements(&l.elements)?;
+        let dialer = match l.seen {
+            Some(s) => Some(s.dialer),
+            None => self.find_entry(&l)?.map(|e| e.src),
+        };
+        match dialer {
+            Some(src) => conntrack::delete(&mut self.sock, src, l.flow.gateway.0),
+            None => Ok(false),
+        }
+    }
+
+    fn find_entry(&mut self, l: &Live) -> Result<Option<Entry>, KernelError> {
+        let entries = conntrack::dump_marked(&mut self.sock, self.layout.mark, self.layout.mask)?;
+        Ok(entries.into_iter().find(|e| matches_flow(e, l)))
+    }
+
+    fn remove_elements(&mut self, e: &Elements) -> Result<(), KernelError> {
+        if self.destroy_supported != Some(false) {
+            let mut b = Batch::new(self.sock.reserve_seq(8));
+            ruleset::remove_elements(&mut b, &self.layout, e, ruleset::NFT_MSG_DESTROYSETELEM);
+            match self.sock.transact(b, "remove pinhole") {
+                Ok(()) => {
+                    self.destroy_supported = Some(true);
+                    return Ok(());
+                }
+                // Kernels before 6.3 do not know the message.
+                Err(err) if self.destroy_supported.is_none() && matches!(err.errno(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                    self.destroy_supported = Some(false);
+                }
+                Err(err) if err.errno() == Some(ENOENT) => return Ok(()), // table gone: nothing left
+                Err(err) => return Err(err),
+            }
+        }
+        let batches = ruleset::remove_elements_one_by_one(&self.layout, e, || self.sock.reserve_seq(4));
+        for b in batches {
+            match self.sock.transact(b, "remove pinhole element") {
+                Err(err) if err.errno() == Some(ENOENT) => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the table still holds its rules; if someone deleted or
+    /// flushed it, recreates it. Returns true if it had to.
+    pub fn check_table(&mut self) -> Result<bool, KernelError> {
+        let seq = self.sock.reserve_seq(1);
+        let req = netlink::request(
+            netlink::NFNL_SUBSYS_NFTABLES,
+            ruleset::NFT_MSG_GETRULE,
+            netlink::NLM_F_DUMP,
+            seq,
+            ruleset::NFPROTO_INET,
+            |w| w.str(ruleset::NFTA_RULE_TABLE, &self.layout.table),
+        );
+        let table = self.layout.table.clone();
+        let mut rules = 0usize;
+        let r = self.sock.query(req.as_bytes(), seq, true, "list rules", |m| {
+            // Older kernels ignore the table filter of a dump.
+            if netlink::attr(m.attrs(), ruleset::NFTA_RULE_TABLE).is_some_and(|t| t.strip_suffix(&[0]).unwrap_or(t) == table.as_bytes()) {
+                rules += 1;
+            }
+        });
+        match r {
+            Ok(()) if rules == ruleset::RULE_COUNT => return Ok(false),
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        tracing::warn!(table = %self.table_label(), rules, "nftables table removed or flushed by someone else; recreating");
+        self.create_table()?;
+        self.mark_all_lost();
+        Ok(true)
+    }
+
+    /// Reads conntrack for every live pinhole and reports what changed:
+    /// `Established` once, then one terminal event, after which the
+    /// pinhole is gone (its remaining elements removed). Also checks the
+    /// table (see [`check_table`](Self::check_table)). Call it every so
+    /// often (the granularity of the reported durations).
+    pub fn poll(&mut self) -> Result<Vec<(PinholeId, FlowEvent)>, KernelError> {
+        self.check_table()?;
+        let mut events = std::mem::take(&mut self.pending);
+        if self.live.is_empty() {
+            return Ok(events);
+        }
+        let entries = conntrack::dump_marked(&mut self.sock, self.layout.mark, self.layout.mask)?;
+        let now = Instant::now();
+        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
+        ids.sort();
+        let mut done = Vec::new();
+        for id in ids {
+            let Some(l) = self.live.get_mut(&id) else { continue };
+            let entry = entries.iter().find(|e| matches_flow(e, l));
+            for ev in step(l, entry, now) {
+                if ev.is_terminal() {
+                    done.push(id);
+                }
+                events.push((id, ev));
+            }
+        }
+        for id in done {
+            if let Some(l) = self.live.remove(&id) {
+                self.remove_elements(&l.elements)?;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Deletes the table and everything in it. Dropping does the same,
+    /// ignoring errors.
+    pub fn close(mut self) -> Result<(), KernelError> {
+        self.delete_table()
+    }
+
+    fn delete_table(&mut self) -> Result<(), KernelError> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        self.live.clear();
+        let mut b = Batch::new(self.sock.reserve_seq(4));
+        ruleset::delete(&mut b, &self.layout);
+        match self.sock.transact(b, "delete table") {
+            Err(e) if e.errno() == Some(ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl Drop for KernelDataPlane {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete_table() {
+            tracing::warn!(error = %e, table = %self.table_label(), "could not delete nftables table at exit");
+        }
+    }
+}
+
+/// The conntrack entry of a pinhole's connection: from the expected peer
+/// to the gateway address and port (the original tuple, before NAT); once
+/// seen, that exact source port.
+fn matches_flow(e: &Entry, l: &Live) -> bool {
+    let by_peer = e.src.ip() == l.flow.peer.0 && e.dst == l.flow.gateway.0;
+    by_peer && l.seen.is_none_or(|s| s.dialer == e.src)
+}
+
+/// One pinhole's next events given what conntrack shows now.
+fn step(l: &mut Live, entry: Option<&Entry>, now: Instant) -> Vec<FlowEvent> {
+    let mut out = Vec::new();
+    match (entry, l.seen.as_mut()) {
+        (None, None) => {
+            if now >= l.deadline {
+                out.push(FlowEvent::Expired);
+            }
+        }
+        (None, Some(s)) => {
+            // The entry is gone (closed and timed out, or deleted).
+            out.push(finish(s));
+        }
+        (Some(e), seen) => {
+            let s = match seen {
+                Some(s) => s,
+                None => l.seen.insert(Seen { dialer: e.src, first: now, last: now, established: false, counts: e.counts }),
+            };
+            s.last = now;
+            s.counts = e.counts;
+            if !s.established && e.state >= TcpState::Established && e.state != TcpState::Other {
+                s.established = true;
+                out.push(FlowEvent::Established { dialer: s.dialer });
+            }
+            if e.state == TcpState::Closed {
+                out.push(finish(s));
+            }
+        }
+    }
+    out
+}
+
+fn finish(s: &Seen) -> FlowEvent {
+    if s.established {
+        FlowEvent::Finished { counts: s.counts, duration: s.last.saturating_duration_since(s.first) }
+    } else {
+        FlowEvent::Failed(FailReason::NotEstablished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{ByteCounts, ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+
+    fn live(timeout: Duration) -> Live {
+        let flow = PinholeFlow::passive(
+            ClientAddr("100.64.0.2:0".parse().unwrap()),
+            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+            ServerAddr("198.51.100.2:5000".parse().unwrap()),
+            SourceNat("198.51.100.1".parse().unwrap()),
+            timeout,
+        );
+        Live { elements: Elements::of(&flow), flow, deadline: Instant::now() + timeout, seen: None }
+    }
+
+    fn entry(src: &str, state: TcpState, bytes: u64) -> Entry {
+        Entry {
+            src: src.parse().unwrap(),
+            dst: "100.64.0.1:40000".parse().unwrap(),
+            state,
+            counts: ByteCounts { from_dialer: 100, to_dialer: bytes, packets_from_dialer: 1, packets_to_dialer: 2 },
+        }
+    }
+
+    #[test]
+    fn established_then_finished_with_the_last_counts() {
+        let mut l = live(Duration::from_secs(5));
+        let t = Instant::now();
+        let e = entry("100.64.0.2:33000", TcpState::Established, 10);
+        assert!(matches_flow(&e, &l));
+        assert_eq!(step(&mut l, Some(&e), t), vec![FlowEvent::Established { dialer: e.src }]);
+        assert_eq!(step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Established, 500)), t), vec![]);
+        let ev = step(&mut l, None, t + Duration::from_secs(2));
+        assert!(matches!(ev.as_slice(), [FlowEvent::Finished { counts, duration }] if counts.to_dialer == 500 && *duration == Duration::ZERO));
+    }
+
+    #[test]
+    fn a_short_connection_seen_only_closed_is_established_and_finished() {
+        let mut l = live(Duration::from_secs(5));
+        let ev = step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Closed, 7)), Instant::now());
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(ev[1], FlowEvent::Finished { counts, .. } if counts.to_dialer == 7));
+    }
+
+    #[test]
+    fn refused_connection_fails_and_unused_pinhole_expires() {
+        let mut l = live(Duration::from_secs(5));
+        let t = Instant::now();
+        assert_eq!(step(&mut l, Some(&entry("100.64.0.2:1", TcpState::SynSent, 0)), t), vec![]);
+        assert_eq!(step(&mut l, None, t), vec![FlowEvent::Failed(FailReason::NotEstablished)]);
+
+        let mut l = live(Duration::ZERO);
+        assert_eq!(step(&mut l, None, Instant::now()), vec![FlowEvent::Expired]);
+        let mut l = live(Duration::from_secs(60));
+        assert_eq!(step(&mut l, None, Instant::now()), vec![]);
+    }
+
+    #[test]
+    fn other_peers_and_later_source_ports_do_not_match() {
+        let mut l = live(Duration::from_secs(5));
+        assert!(!matches_flow(&entry("100.64.0.3:33000", TcpState::Established, 1), &l));
+        step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Established, 1)), Instant::now());
+        assert!(!matches_flow(&entry("100.64.0.2:33001", TcpState::Established, 1), &l));
+    }
+
+    #[test]
+    fn config_checks_and_accept_line() {
+        let c = KernelConfig { mark: 0x4654_0000, mark_mask: 0xffff_0000, ..KernelConfig::default() };
+        assert_eq!(c.accept_rule(), "ct mark and 0xffff0000 == 0x46540000 accept");
+        let bad = KernelConfig { mark: 0x1, mark_mask: 0xffff_0000, ..KernelConfig::default() };
+        assert!(matches!(KernelDataPlane::open(bad), Err(KernelError::Config(_))));
+    }
+}
