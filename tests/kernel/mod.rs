@@ -73,7 +73,10 @@ impl Lab {
         for ns in [&lab.cli, &lab.gw, &lab.srv] {
             let _ = try_run(&["ip", "netns", "del", ns]);
             run(&["ip", "netns", "add", ns]);
-            lab.sh(ns, "ip link set lo up");
+            // No duplicate address detection, for link-local addresses too:
+            // neighbour discovery waits for it, which holds the first
+            // IPv6 packets back for seconds.
+            lab.sh(ns, "ip link set lo up && sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0");
         }
         run(&["ip", "link", "add", "c0", "netns", &lab.cli, "type", "veth", "peer", "name", "g0", "netns", &lab.gw]);
         run(&["ip", "link", "add", "s0", "netns", &lab.srv, "type", "veth", "peer", "name", "g1", "netns", &lab.gw]);
