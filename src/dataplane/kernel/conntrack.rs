@@ -1,11 +1,11 @@
-//! ctnetlink: the conntrack entries of ftpalg's pinhole flows (found by
-//! their mark), their byte counts and TCP state, and deleting one.
+//! ctnetlink: the conntrack entry of a pinhole's connection (looked up by
+//! its exact tuple), its byte counts and TCP state, and deleting it.
 //!
 //! Layouts from `linux/netfilter/nfnetlink_conntrack.h`. Counters are only
 //! present when `net.netfilter.nf_conntrack_acct` was 1 when the entry was
 //! made.
 
-use super::netlink::{self, attr, be_u16, be_u32, be_u64, Message, NfSocket, Writer, NFNL_SUBSYS_CTNETLINK};
+use super::netlink::{self, attr, be_u16, be_u64, Message, NfSocket, Writer, NFNL_SUBSYS_CTNETLINK};
 use super::KernelError;
 use crate::dataplane::ByteCounts;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,10 +15,10 @@ const IPCTNL_MSG_CT_DELETE: u16 = 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_PROTOINFO: u16 = 4;
+#[cfg(test)]
 const CTA_MARK: u16 = 8;
 const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
-const CTA_MARK_MASK: u16 = 21;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -112,28 +112,6 @@ pub(super) fn parse_entry(attrs: &[u8]) -> Option<Entry> {
     })
 }
 
-/// Every TCP entry whose mark, under `mask`, equals `mark`: the kernel
-/// filters the dump, so other traffic costs only the walk.
-pub(super) fn dump_marked(sock: &mut NfSocket, mark: u32, mask: u32) -> Result<Vec<Entry>, KernelError> {
-    let seq = sock.reserve_seq(1);
-    let req = netlink::request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, netlink::NLM_F_DUMP, seq, 0, |w| {
-        w.u32(CTA_MARK, mark);
-        w.u32(CTA_MARK_MASK, mask);
-    });
-    let mut out = Vec::new();
-    sock.query(req.as_bytes(), seq, true, "conntrack dump", |m: Message<'_>| {
-        // The mark filter is applied by the kernel; check again in case an
-        // old kernel ignored it.
-        let a = m.attrs();
-        if attr(a, CTA_MARK).and_then(be_u32).is_some_and(|v| v & mask == mark) {
-            if let Some(e) = parse_entry(a) {
-                out.push(e);
-            }
-        }
-    })?;
-    Ok(out)
-}
-
 fn tuple(w: &mut Writer, src: SocketAddr, dst: SocketAddr) {
     w.nested(CTA_TUPLE_ORIG, |w| {
         w.nested(CTA_TUPLE_IP, |w| match (src.ip(), dst.ip()) {
@@ -156,6 +134,20 @@ fn tuple(w: &mut Writer, src: SocketAddr, dst: SocketAddr) {
             w.bytes(CTA_PROTO_DST_PORT, &dst.port().to_be_bytes());
         });
     });
+}
+
+/// The entry whose original tuple is src -> dst, if conntrack has it. An
+/// exact lookup: its cost does not grow with the conntrack table.
+pub(super) fn get(sock: &mut NfSocket, src: SocketAddr, dst: SocketAddr) -> Result<Option<Entry>, KernelError> {
+    let seq = sock.reserve_seq(1);
+    let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
+    let req = netlink::request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, 0, seq, family, |w| tuple(w, src, dst));
+    let mut out = None;
+    match sock.query(req.as_bytes(), seq, false, "conntrack get", |m: Message<'_>| out = parse_entry(m.attrs())) {
+        Ok(()) => Ok(out),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The delete request for the entry whose original tuple is src -> dst.

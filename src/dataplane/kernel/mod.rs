@@ -88,17 +88,26 @@ struct Live {
     flow: PinholeFlow,
     elements: Elements,
     deadline: Instant,
+    /// The peer's address and source port, once the pinhole was used.
+    dialer: Option<SocketAddr>,
     seen: Option<Seen>,
+    /// Polls in a row that found a used pinhole without its conntrack
+    /// entry (it may not be confirmed yet).
+    misses: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    dialer: SocketAddr,
     first: Instant,
     last: Instant,
     established: bool,
     counts: crate::dataplane::ByteCounts,
 }
+
+/// Polls a used pinhole may go without a conntrack entry before it counts
+/// as failed: the entry is confirmed only when the first packet has
+/// passed every hook, a moment after the pinhole's element is written.
+const MISS_LIMIT: u8 = 2;
 
 /// ftpalg's pinholes in the kernel. See the module documentation.
 #[derive(Debug)]
@@ -218,7 +227,10 @@ impl KernelDataPlane {
         }
         let id = PinholeId(self.next_id);
         self.next_id += 1;
-        self.live.insert(id, Live { flow: *flow, elements, deadline: Instant::now() + flow.timeout, seen: None });
+        self.live.insert(
+            id,
+            Live { flow: *flow, elements, deadline: Instant::now() + flow.timeout, dialer: None, seen: None, misses: 0 },
+        );
         Ok(id)
     }
 
@@ -255,21 +267,39 @@ impl KernelDataPlane {
     /// and meet the operator's drop (for ABOR). Returns whether there was
     /// a connection to cut.
     pub fn abort(&mut self, id: PinholeId) -> Result<bool, KernelError> {
+        if !self.live.contains_key(&id) {
+            return Ok(false);
+        }
+        // Learn the source port if the pinhole was used since the last poll.
+        self.read_used()?;
         let Some(l) = self.live.remove(&id) else { return Ok(false) };
         self.remove_elements(&l.elements)?;
-        let dialer = match l.seen {
-            Some(s) => Some(s.dialer),
-            None => self.find_entry(&l)?.map(|e| e.src),
-        };
-        match dialer {
+        match l.dialer {
             Some(src) => conntrack::delete(&mut self.sock, src, l.flow.gateway.0),
             None => Ok(false),
         }
     }
 
-    fn find_entry(&mut self, l: &Live) -> Result<Option<Entry>, KernelError> {
-        let entries = conntrack::dump_marked(&mut self.sock, self.layout.mark, self.layout.mask)?;
-        Ok(entries.into_iter().find(|e| matches_flow(e, l)))
+    /// Reads the `used` sets and notes each used pinhole's source port.
+    fn read_used(&mut self) -> Result<(), KernelError> {
+        for fam in [ruleset::Fam::V4, ruleset::Fam::V6] {
+            if !self.live.values().any(|l| l.dialer.is_none() && l.elements.fam == fam) {
+                continue;
+            }
+            let seq = self.sock.reserve_seq(1);
+            let req = ruleset::list_used(seq, &self.layout, fam);
+            let mut used = Vec::new();
+            self.sock.query(req.as_bytes(), seq, true, "list used pinholes", |m| {
+                used.extend(ruleset::element_keys(m.attrs()).into_iter().filter_map(|k| ruleset::parse_used(fam, k)));
+            })?;
+            for (peer, gw, sport) in used {
+                if let Some(l) = self.live.values_mut().find(|l| l.dialer.is_none() && l.flow.peer.0 == peer && l.flow.gateway.0 == gw) {
+                    l.dialer = Some(SocketAddr::new(peer, sport));
+                    l.elements.set_used(sport);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn remove_elements(&mut self, e: &Elements) -> Result<(), KernelError> {
@@ -342,15 +372,19 @@ impl KernelDataPlane {
         if self.live.is_empty() {
             return Ok(events);
         }
-        let entries = conntrack::dump_marked(&mut self.sock, self.layout.mark, self.layout.mask)?;
+        self.read_used()?;
         let now = Instant::now();
         let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
         ids.sort();
         let mut done = Vec::new();
         for id in ids {
+            let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else { continue };
+            let entry = match dialer {
+                Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
+                None => None,
+            };
             let Some(l) = self.live.get_mut(&id) else { continue };
-            let entry = entries.iter().find(|e| matches_flow(e, l));
-            for ev in step(l, entry, now) {
+            for ev in step(l, entry.as_ref(), now) {
                 if ev.is_terminal() {
                     done.push(id);
                 }
@@ -394,21 +428,21 @@ impl Drop for KernelDataPlane {
     }
 }
 
-/// The conntrack entry of a pinhole's connection: from the expected peer
-/// to the gateway address and port (the original tuple, before NAT); once
-/// seen, that exact source port.
-fn matches_flow(e: &Entry, l: &Live) -> bool {
-    let by_peer = e.src.ip() == l.flow.peer.0 && e.dst == l.flow.gateway.0;
-    by_peer && l.seen.is_none_or(|s| s.dialer == e.src)
-}
-
-/// One pinhole's next events given what conntrack shows now.
+/// One pinhole's next events given what conntrack shows now for its
+/// connection (looked up by the dialer's exact tuple, once known).
 fn step(l: &mut Live, entry: Option<&Entry>, now: Instant) -> Vec<FlowEvent> {
     let mut out = Vec::new();
+    let Some(dialer) = l.dialer else {
+        if now >= l.deadline {
+            out.push(FlowEvent::Expired);
+        }
+        return out;
+    };
     match (entry, l.seen.as_mut()) {
         (None, None) => {
-            if now >= l.deadline {
-                out.push(FlowEvent::Expired);
+            l.misses += 1;
+            if l.misses >= MISS_LIMIT {
+                out.push(FlowEvent::Failed(FailReason::NotEstablished));
             }
         }
         (None, Some(s)) => {
@@ -418,13 +452,13 @@ fn step(l: &mut Live, entry: Option<&Entry>, now: Instant) -> Vec<FlowEvent> {
         (Some(e), seen) => {
             let s = match seen {
                 Some(s) => s,
-                None => l.seen.insert(Seen { dialer: e.src, first: now, last: now, established: false, counts: e.counts }),
+                None => l.seen.insert(Seen { first: now, last: now, established: false, counts: e.counts }),
             };
             s.last = now;
             s.counts = e.counts;
             if !s.established && e.state >= TcpState::Established && e.state != TcpState::Other {
                 s.established = true;
-                out.push(FlowEvent::Established { dialer: s.dialer });
+                out.push(FlowEvent::Established { dialer });
             }
             if e.state == TcpState::Closed {
                 out.push(finish(s));
@@ -447,7 +481,9 @@ mod tests {
     use super::*;
     use crate::dataplane::{ByteCounts, ClientAddr, GatewayAddr, ServerAddr, SourceNat};
 
-    fn live(timeout: Duration) -> Live {
+    const DIALER: &str = "100.64.0.2:33000";
+
+    fn live(timeout: Duration, used: bool) -> Live {
         let flow = PinholeFlow::passive(
             ClientAddr("100.64.0.2:0".parse().unwrap()),
             GatewayAddr("100.64.0.1:40000".parse().unwrap()),
@@ -455,12 +491,19 @@ mod tests {
             SourceNat("198.51.100.1".parse().unwrap()),
             timeout,
         );
-        Live { elements: Elements::of(&flow), flow, deadline: Instant::now() + timeout, seen: None }
+        Live {
+            elements: Elements::of(&flow),
+            flow,
+            deadline: Instant::now() + timeout,
+            dialer: used.then(|| DIALER.parse().unwrap()),
+            seen: None,
+            misses: 0,
+        }
     }
 
-    fn entry(src: &str, state: TcpState, bytes: u64) -> Entry {
+    fn entry(state: TcpState, bytes: u64) -> Entry {
         Entry {
-            src: src.parse().unwrap(),
+            src: DIALER.parse().unwrap(),
             dst: "100.64.0.1:40000".parse().unwrap(),
             state,
             counts: ByteCounts { from_dialer: 100, to_dialer: bytes, packets_from_dialer: 1, packets_to_dialer: 2 },
@@ -469,43 +512,45 @@ mod tests {
 
     #[test]
     fn established_then_finished_with_the_last_counts() {
-        let mut l = live(Duration::from_secs(5));
+        let mut l = live(Duration::from_secs(5), true);
         let t = Instant::now();
-        let e = entry("100.64.0.2:33000", TcpState::Established, 10);
-        assert!(matches_flow(&e, &l));
+        let e = entry(TcpState::Established, 10);
         assert_eq!(step(&mut l, Some(&e), t), vec![FlowEvent::Established { dialer: e.src }]);
-        assert_eq!(step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Established, 500)), t), vec![]);
+        assert_eq!(step(&mut l, Some(&entry(TcpState::Established, 500)), t + Duration::from_secs(1)), vec![]);
         let ev = step(&mut l, None, t + Duration::from_secs(2));
-        assert!(matches!(ev.as_slice(), [FlowEvent::Finished { counts, duration }] if counts.to_dialer == 500 && *duration == Duration::ZERO));
+        assert!(
+            matches!(ev.as_slice(), [FlowEvent::Finished { counts, duration }] if counts.to_dialer == 500 && *duration == Duration::from_secs(1)),
+            "{ev:?}"
+        );
     }
 
     #[test]
     fn a_short_connection_seen_only_closed_is_established_and_finished() {
-        let mut l = live(Duration::from_secs(5));
-        let ev = step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Closed, 7)), Instant::now());
+        let mut l = live(Duration::from_secs(5), true);
+        let ev = step(&mut l, Some(&entry(TcpState::Closed, 7)), Instant::now());
         assert_eq!(ev.len(), 2);
         assert!(matches!(ev[1], FlowEvent::Finished { counts, .. } if counts.to_dialer == 7));
     }
 
     #[test]
     fn refused_connection_fails_and_unused_pinhole_expires() {
-        let mut l = live(Duration::from_secs(5));
+        let mut l = live(Duration::from_secs(5), true);
         let t = Instant::now();
-        assert_eq!(step(&mut l, Some(&entry("100.64.0.2:1", TcpState::SynSent, 0)), t), vec![]);
+        assert_eq!(step(&mut l, Some(&entry(TcpState::SynSent, 0)), t), vec![]);
         assert_eq!(step(&mut l, None, t), vec![FlowEvent::Failed(FailReason::NotEstablished)]);
 
-        let mut l = live(Duration::ZERO);
+        let mut l = live(Duration::ZERO, false);
         assert_eq!(step(&mut l, None, Instant::now()), vec![FlowEvent::Expired]);
-        let mut l = live(Duration::from_secs(60));
+        let mut l = live(Duration::from_secs(60), false);
         assert_eq!(step(&mut l, None, Instant::now()), vec![]);
     }
 
     #[test]
-    fn other_peers_and_later_source_ports_do_not_match() {
-        let mut l = live(Duration::from_secs(5));
-        assert!(!matches_flow(&entry("100.64.0.3:33000", TcpState::Established, 1), &l));
-        step(&mut l, Some(&entry("100.64.0.2:33000", TcpState::Established, 1)), Instant::now());
-        assert!(!matches_flow(&entry("100.64.0.2:33001", TcpState::Established, 1), &l));
+    fn a_used_pinhole_gets_a_grace_poll_before_its_entry_counts_as_missing() {
+        let mut l = live(Duration::from_secs(5), true);
+        let t = Instant::now();
+        assert_eq!(step(&mut l, None, t), vec![], "entry may not be confirmed yet");
+        assert_eq!(step(&mut l, None, t), vec![FlowEvent::Failed(FailReason::NotEstablished)]);
     }
 
     #[test]

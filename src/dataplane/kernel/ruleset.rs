@@ -8,9 +8,12 @@
 //!   map fwd4  { ipv4_addr . ipv4_addr . inet_service : ipv4_addr . inet_service; timeout }
 //!   map snat4 { ipv4_addr . ipv4_addr . inet_service : ipv4_addr; timeout }
 //!   set guard4 { ipv4_addr . inet_service; timeout }
-//!   (and pin6, fwd6, snat6, guard6)
+//!   set used4 { ipv4_addr . ipv4_addr . inet_service . inet_service; timeout, dynamic }
+//!   (and pin6, fwd6, snat6, guard6, used6)
 //!   chain dnat { type nat hook prerouting priority dstnat
-//!     ip saddr . ip daddr . tcp dport @pin4 delete @pin4 { ... }
+//!     ip saddr . ip daddr . tcp dport @pin4
+//!       add @used4 { ip saddr . ip daddr . tcp dport . tcp sport }
+//!       delete @pin4 { ip saddr . ip daddr . tcp dport }
 //!       ct mark set ct mark & ~MASK | MARK  dnat to ip saddr . ip daddr . tcp dport map @fwd4 }
 //!   chain snat { type nat hook postrouting priority srcnat
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
@@ -26,7 +29,9 @@
 //! marked (a relay listener or a transparent flow). The mark is what the
 //! operator's default-drop chains accept. `guard` drops every other new
 //! connection to a pinhole's gateway port while the pinhole lives, so a
-//! stranger or a second attempt gets nothing, not even a reset.
+//! stranger or a second attempt gets nothing, not even a reset. `used`
+//! records the source port the peer dialed from, so the backend can ask
+//! conntrack for that one entry instead of walking the whole table.
 
 use super::expr::{self, Base, CtKey, Cmp, MetaKey, Nat, REG32_00, REG_SCRATCH};
 use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
@@ -46,6 +51,7 @@ const NFT_MSG_NEWRULE: u16 = 6;
 pub(super) const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSET: u16 = 9;
 pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(super) const NFT_MSG_GETSETELEM: u16 = 13;
 pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
 /// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
 pub(super) const NFT_MSG_DESTROYSETELEM: u16 = 30;
@@ -69,6 +75,10 @@ const TYPE_BITS: u32 = 6;
 /// `ct state new`: the IP_CT_NEW bit of the state bitmask.
 const CT_STATE_NEW: u32 = 1 << 3;
 const IPPROTO_TCP: u8 = 6;
+
+/// How long a `used` element outlives its pinhole if ftpalg never removes
+/// it (the backend reads it within a poll interval, then removes it).
+const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// The rules one table holds; a different count means someone changed it.
 pub(super) const RULE_COUNT: usize = 6;
@@ -129,10 +139,11 @@ impl Fam {
             Fam::V6 => (8, 24),
         }
     }
-    /// Registers (32-bit units) of the key fields peer, gateway, port.
-    fn key_regs(self) -> (u32, u32, u32) {
+    /// Registers (32-bit units) of the key fields peer, gateway, port,
+    /// and of the source port that follows them in a `used` key.
+    fn key_regs(self) -> (u32, u32, u32, u32) {
         let w = self.addr_len() / 4;
-        (REG32_00, REG32_00 + w, REG32_00 + 2 * w)
+        (REG32_00, REG32_00 + w, REG32_00 + 2 * w, REG32_00 + 2 * w + 1)
     }
 }
 
@@ -143,10 +154,11 @@ pub(super) enum SetKind {
     Fwd,
     Snat,
     Guard,
+    Used,
 }
 
 impl SetKind {
-    pub const ALL: [SetKind; 4] = [SetKind::Pin, SetKind::Fwd, SetKind::Snat, SetKind::Guard];
+    pub const ALL: [SetKind; 5] = [SetKind::Pin, SetKind::Fwd, SetKind::Snat, SetKind::Guard, SetKind::Used];
 
     pub fn name(self, fam: Fam) -> String {
         let base = match self {
@@ -154,13 +166,14 @@ impl SetKind {
             SetKind::Fwd => "fwd",
             SetKind::Snat => "snat",
             SetKind::Guard => "guard",
+            SetKind::Used => "used",
         };
         format!("{base}{}", fam.suffix())
     }
 
     /// Transaction-unique id, so rules can name sets made in the same batch.
     fn id(self, fam: Fam) -> u32 {
-        let f = if fam == Fam::V4 { 0 } else { 4 };
+        let f = if fam == Fam::V4 { 0 } else { 5 };
         1 + f + self as u32
     }
 }
@@ -194,6 +207,12 @@ fn set_message(b: &mut Batch, l: &Layout, kind: SetKind, fam: Fam) {
             NFT_SET_TIMEOUT | NFT_SET_CONCAT,
             vec![a, 2],
             vec![fam.addr_type(), TYPE_SERVICE],
+            None,
+        ),
+        SetKind::Used => (
+            NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_CONCAT,
+            vec![a, a, 2, 2],
+            vec![fam.addr_type(), fam.addr_type(), TYPE_SERVICE, TYPE_SERVICE],
             None,
         ),
     };
@@ -261,13 +280,17 @@ fn match_mark(w: &mut Writer, l: &Layout, op: Cmp) {
 fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     let (src, dst) = fam.addr_offsets();
     let a = fam.addr_len();
-    let (r_peer, r_gw, r_port) = fam.key_regs();
+    let (r_peer, r_gw, r_port, r_sport) = fam.key_regs();
     let pin = SetKind::Pin;
+    let used = SetKind::Used;
     match_family_tcp(w, fam);
     expr::payload(w, Base::Network, src, a, r_peer);
     expr::payload(w, Base::Network, dst, a, r_gw);
     expr::payload(w, Base::Transport, 2, 2, r_port);
+    expr::payload(w, Base::Transport, 0, 2, r_sport);
     expr::lookup(w, &pin.name(fam), pin.id(fam), REG32_00, None);
+    // Record the source port first: if that fails the pinhole stays unused.
+    expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
     expr::dynset_delete(w, &pin.name(fam), pin.id(fam), REG32_00);
     // Keep the operator's other mark bits; set ours.
     expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
@@ -280,7 +303,7 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
 }
 
 fn snat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
-    let (r_peer, r_gw, r_port) = fam.key_regs();
+    let (r_peer, r_gw, r_port, _) = fam.key_regs();
     expr::meta(w, MetaKey::NfProto, REG_SCRATCH);
     expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[fam.nfproto()]);
     match_mark(w, l, Cmp::Eq);
@@ -370,6 +393,8 @@ pub(super) struct Elements {
     pub guard_key: Vec<u8>,
     pub fwd: Option<Vec<u8>>,
     pub snat: Option<Vec<u8>>,
+    /// Once the pinhole has been used: its `used` key (with the source port).
+    pub used_key: Option<Vec<u8>>,
 }
 
 impl Elements {
@@ -388,7 +413,14 @@ impl Elements {
                 (Some(d), source_nat.map(|s| ip_bytes(s.0)))
             }
         };
-        Elements { fam: Fam::of(flow.peer.0), pin_key, guard_key, fwd, snat }
+        Elements { fam: Fam::of(flow.peer.0), pin_key, guard_key, fwd, snat, used_key: None }
+    }
+
+    /// Notes the source port the peer dialed from.
+    pub fn set_used(&mut self, sport: u16) {
+        let mut k = self.pin_key.clone();
+        k.extend(port_bytes(sport));
+        self.used_key = Some(k);
     }
 
     /// (set, key, data) for each element of the flow; the pin element goes
@@ -402,6 +434,9 @@ impl Elements {
             v.push((SetKind::Snat, &self.pin_key, Some(d)));
         }
         v.push((SetKind::Pin, &self.pin_key, None));
+        if let Some(k) = &self.used_key {
+            v.push((SetKind::Used, k, None));
+        }
         v
     }
 }
@@ -432,6 +467,49 @@ fn element_message(
             });
         });
     });
+}
+
+/// The request that lists one family's `used` set.
+pub(super) fn list_used(seq: u32, l: &Layout, fam: Fam) -> Writer {
+    super::netlink::request(
+        super::netlink::NFNL_SUBSYS_NFTABLES,
+        NFT_MSG_GETSETELEM,
+        super::netlink::NLM_F_DUMP,
+        seq,
+        NFPROTO_INET,
+        |w| {
+            w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
+            w.str(2, &SetKind::Used.name(fam)); // NFTA_SET_ELEM_LIST_SET
+        },
+    )
+}
+
+/// The keys in one GETSETELEM answer.
+pub(super) fn element_keys(attrs: &[u8]) -> Vec<&[u8]> {
+    use super::netlink::attr;
+    let Some(list) = attr(attrs, 3) else { return Vec::new() }; // NFTA_SET_ELEM_LIST_ELEMENTS
+    super::netlink::Attrs(list)
+        .filter_map(|(_, elem)| attr(elem, 1).and_then(|k| attr(k, expr::NFTA_DATA_VALUE)))
+        .collect()
+}
+
+/// Reads a `used` key back: (peer, gateway, source port).
+pub(super) fn parse_used(fam: Fam, key: &[u8]) -> Option<(IpAddr, std::net::SocketAddr, u16)> {
+    let a = fam.addr_len() as usize;
+    if key.len() != 2 * a + 8 {
+        return None;
+    }
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        Some(match fam {
+            Fam::V4 => IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
+            Fam::V6 => IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
+        })
+    };
+    let peer = ip(&key[..a])?;
+    let gw = ip(&key[a..2 * a])?;
+    let port = u16::from_be_bytes([key[2 * a], key[2 * a + 1]]);
+    let sport = u16::from_be_bytes([key[2 * a + 4], key[2 * a + 5]]);
+    Some((peer, std::net::SocketAddr::new(gw, port), sport))
 }
 
 /// Adds a flow's elements; EXCL so a duplicate pinhole is an error.
@@ -491,6 +569,23 @@ mod tests {
     }
 
     #[test]
+    fn used_keys_read_back_and_are_removed_with_the_flow() {
+        let f = PinholeFlow::relay(
+            PeerIp("2001:db8:1::2".parse().unwrap()),
+            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
+            Duration::from_secs(1),
+        );
+        let mut e = Elements::of(&f);
+        e.set_used(51000);
+        let key = e.used_key.clone().unwrap();
+        assert_eq!(key.len(), 40);
+        let (peer, gw, sport) = parse_used(Fam::V6, &key).unwrap();
+        assert_eq!((peer, gw, sport), (f.peer.0, f.gateway.0, 51000));
+        assert_eq!(parse_used(Fam::V4, &key), None);
+        assert_eq!(e.each().last().map(|(k, _, _)| k.name(e.fam)), Some("used6".to_string()));
+    }
+
+    #[test]
     fn v6_relay_flow_has_only_pin_and_guard() {
         let f = PinholeFlow::relay(
             PeerIp("2001:db8:1::2".parse().unwrap()),
@@ -509,7 +604,7 @@ mod tests {
     fn set_types_follow_nft_concat_encoding() {
         // nft prints `ipv4_addr . ipv4_addr . inet_service` for this number.
         assert_eq!(concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]), (7 << 12) | (7 << 6) | 13);
-        assert_eq!(SetKind::Guard.id(Fam::V6), 8);
+        assert_eq!(SetKind::Used.id(Fam::V6), 10);
         assert_eq!(SetKind::Pin.id(Fam::V4), 1);
     }
 
@@ -521,7 +616,7 @@ mod tests {
         let msgs: Vec<_> = messages(&bytes).collect();
         let kinds: Vec<u16> = msgs[1..msgs.len() - 1].iter().map(|m| m.ty & 0xff).collect();
         assert_eq!(&kinds[..3], &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]);
-        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 8);
+        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 10);
         assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(), RULE_COUNT);
         // Every message names ftpalg's table and nothing else.
         for m in &msgs[1..msgs.len() - 1] {
@@ -540,7 +635,10 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "lookup", "dynset", "ct", "bitwise", "ct", "lookup", "nat"]
+            [
+                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup", "dynset", "dynset", "ct",
+                "bitwise", "ct", "lookup", "nat"
+            ]
         );
     }
 }
