@@ -36,7 +36,8 @@ fn pinhole_setup_p99_with_200_live() {
             assert!(Instant::now() < deadline, "bounded in time");
             // Distinct clients and gateway ports, as 200 sessions would use.
             let n = i as u32;
-            let client = std::net::Ipv4Addr::from(u32::from_be_bytes([100, 64, 0, 0]) + 10 + n % 200);
+            let client =
+                std::net::Ipv4Addr::from(u32::from_be_bytes([100, 64, 0, 0]) + 10 + n % 200);
             let flow = PinholeFlow::passive(
                 ClientAddr((client, 0).into()),
                 GatewayAddr(sa(GW_IN, 20_000 + (i % 40_000) as u16)),
@@ -84,7 +85,11 @@ fn pinhole_setup_p99_with_200_live() {
         pct(&polls, 0.5)
     );
     assert_eq!(adds.len(), ADDS);
-    let bound = if cfg!(debug_assertions) { Duration::from_millis(5) } else { Duration::from_millis(1) };
+    let bound = if cfg!(debug_assertions) {
+        Duration::from_millis(5)
+    } else {
+        Duration::from_millis(1)
+    };
     assert!(p99 <= bound, "p99 {p99:?} over {bound:?}");
     assert!(!lab.tables().contains("ftpalg_data"));
 }

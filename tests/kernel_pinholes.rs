@@ -6,14 +6,17 @@
 mod kernel;
 
 use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError, PinholeId};
-use ftpalg::dataplane::{ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
+use ftpalg::dataplane::{
+    ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
+};
 use kernel::*;
 use std::time::{Duration, Instant};
 
 const SHORT: Duration = Duration::from_millis(800);
 
 fn open(lab: &Lab, config: KernelConfig) -> KernelDataPlane {
-    let (dp, report) = in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
+    let (dp, report) =
+        in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
     assert!(report.accounting, "the lab turns conntrack accounting on");
     dp
 }
@@ -55,26 +58,55 @@ fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
     );
     let id = dp.add(&flow).expect("add pinhole");
     let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
-    assert!(listing.contains("100.64.0.2 . 100.64.0.1 . 40000"), "{listing}");
+    assert!(
+        listing.contains("100.64.0.2 . 100.64.0.1 . 40000"),
+        "{listing}"
+    );
 
     // A stranger on the client's LAN gets nothing, not even a reset...
-    assert_eq!(dial(&lab.cli, sa(STRANGER, 0), gw, 10, SHORT), Outcome::TimedOut);
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
     // ...and has not used up the pinhole: the expected peer goes through.
-    assert_eq!(dial(&lab.cli, sa(CLIENT, 0), gw, 100_000, Duration::from_secs(3)), Outcome::Transferred(200_000));
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 100_000, Duration::from_secs(3)),
+        Outcome::Transferred(200_000)
+    );
     // Once only: the same peer's second connection is dropped.
-    assert_eq!(dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT), Outcome::TimedOut);
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
 
     let seen = srv.finish();
-    assert_eq!(seen.len(), 1, "exactly one connection reached the server: {seen:?}");
-    assert_eq!(seen[0].peer.ip().to_string(), GW_OUT, "source NAT to the gateway's outside address");
+    assert_eq!(
+        seen.len(),
+        1,
+        "exactly one connection reached the server: {seen:?}"
+    );
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        GW_OUT,
+        "source NAT to the gateway's outside address"
+    );
     assert_eq!(seen[0].received, 100_000);
 
     let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
-    assert!(matches!(evs.first(), Some(FlowEvent::Established { dialer }) if dialer.ip().to_string() == CLIENT), "{evs:?}");
+    assert!(
+        matches!(evs.first(), Some(FlowEvent::Established { dialer }) if dialer.ip().to_string() == CLIENT),
+        "{evs:?}"
+    );
     match evs.last() {
         Some(FlowEvent::Finished { counts, .. }) => {
-            assert!(counts.from_dialer >= 100_000 && counts.from_dialer < 120_000, "{counts:?}");
-            assert!(counts.to_dialer >= 200_000 && counts.to_dialer < 230_000, "{counts:?}");
+            assert!(
+                counts.from_dialer >= 100_000 && counts.from_dialer < 120_000,
+                "{counts:?}"
+            );
+            assert!(
+                counts.to_dialer >= 200_000 && counts.to_dialer < 230_000,
+                "{counts:?}"
+            );
         }
         other => panic!("expected Finished, got {other:?} in {evs:?}"),
     }
@@ -92,18 +124,47 @@ fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
     let mut dp = open(&lab, config());
     let cli = server(&lab.cli, sa(CLIENT6, 6000), 50_000, Duration::from_secs(8));
     let gw = sa(GW_OUT6, 40001);
-    let flow = PinholeFlow::active(ServerAddr(sa(SERVER6, 20)), GatewayAddr(gw), ClientAddr(sa(CLIENT6, 6000)), Duration::from_secs(5));
+    let flow = PinholeFlow::active(
+        ServerAddr(sa(SERVER6, 20)),
+        GatewayAddr(gw),
+        ClientAddr(sa(CLIENT6, 6000)),
+        Duration::from_secs(5),
+    );
     let id = dp.add(&flow).expect("add pinhole");
     // Another host on the server's side: the gateway's own other address
     // stands in for it here (it is not the expected peer).
-    assert_eq!(dial(&lab.srv, sa(SERVER6, 0), sa(GW_OUT6, 40002), 10, SHORT), Outcome::Refused, "no pinhole there: a plain reset");
-    assert_eq!(dial(&lab.srv, sa(SERVER6, 20), gw, 70_000, Duration::from_secs(3)), Outcome::Transferred(50_000));
-    assert_eq!(dial(&lab.srv, sa(SERVER6, 0), gw, 10, SHORT), Outcome::TimedOut, "second connection");
+    assert_eq!(
+        dial(&lab.srv, sa(SERVER6, 0), sa(GW_OUT6, 40002), 10, SHORT),
+        Outcome::Refused,
+        "no pinhole there: a plain reset"
+    );
+    assert_eq!(
+        dial(
+            &lab.srv,
+            sa(SERVER6, 20),
+            gw,
+            70_000,
+            Duration::from_secs(3)
+        ),
+        Outcome::Transferred(50_000)
+    );
+    assert_eq!(
+        dial(&lab.srv, sa(SERVER6, 0), gw, 10, SHORT),
+        Outcome::TimedOut,
+        "second connection"
+    );
     let seen = cli.finish();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].peer, sa(SERVER6, 20), "no source NAT in active mode: the client sees the server");
+    assert_eq!(
+        seen[0].peer,
+        sa(SERVER6, 20),
+        "no source NAT in active mode: the client sees the server"
+    );
     let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
-    assert!(matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.from_dialer >= 70_000 && counts.to_dialer >= 50_000), "{evs:?}");
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.from_dialer >= 70_000 && counts.to_dialer >= 50_000),
+        "{evs:?}"
+    );
 }
 
 #[test]
@@ -125,7 +186,10 @@ fn expired_pinhole_admits_nothing_and_reports_expiry() {
     let id = dp.add(&flow).expect("add pinhole");
     std::thread::sleep(Duration::from_millis(600));
     let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
-    assert!(matches!(out, Outcome::TimedOut | Outcome::Refused), "{out:?}");
+    assert!(
+        matches!(out, Outcome::TimedOut | Outcome::Refused),
+        "{out:?}"
+    );
     assert!(srv.finish().is_empty(), "nothing reached the server");
     let evs = events_until_done(&mut dp, id, Duration::from_secs(3));
     assert_eq!(evs, vec![FlowEvent::Expired]);
@@ -141,14 +205,34 @@ fn relay_pinhole_admits_only_the_peer_to_the_gateways_listener() {
     let mut dp = open(&lab, config());
     let relay = sa(GW_IN, 40010);
     let listener = server(&lab.gw, relay, 1000, Duration::from_secs(8));
-    let id = dp.add(&PinholeFlow::relay(PeerIp(CLIENT.parse().unwrap()), GatewayAddr(relay), Duration::from_secs(5))).unwrap();
-    assert_eq!(dial(&lab.cli, sa(STRANGER, 0), relay, 10, SHORT), Outcome::TimedOut, "stranger dropped in the kernel");
-    assert_eq!(dial(&lab.cli, sa(CLIENT, 0), relay, 10, Duration::from_secs(3)), Outcome::Transferred(1000));
+    let id = dp
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(relay),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), relay, 10, SHORT),
+        Outcome::TimedOut,
+        "stranger dropped in the kernel"
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), relay, 10, Duration::from_secs(3)),
+        Outcome::Transferred(1000)
+    );
     let seen = listener.finish();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].peer.ip().to_string(), CLIENT, "no NAT on a relay pinhole");
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        CLIENT,
+        "no NAT on a relay pinhole"
+    );
     let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
-    assert!(matches!(evs.last(), Some(FlowEvent::Finished { .. })), "{evs:?}");
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { .. })),
+        "{evs:?}"
+    );
 }
 
 #[test]
@@ -164,13 +248,25 @@ fn stale_table_is_replaced_and_other_tables_are_untouched() {
     assert!(report.replaced_stale);
     let (_, table) = lab.nft("list table inet ftpalg_data");
     assert!(!table.contains("stale"), "{table}");
-    for chain in ["chain dnat", "chain snat", "chain guard", "set pin4", "map fwd6"] {
+    for chain in [
+        "chain dnat",
+        "chain snat",
+        "chain guard",
+        "set pin4",
+        "map fwd6",
+    ] {
         assert!(table.contains(chain), "{chain} missing:\n{table}");
     }
-    assert!(lab.tables().contains("table inet knop"), "the operator's table stays");
+    assert!(
+        lab.tables().contains("table inet knop"),
+        "the operator's table stays"
+    );
     dp.close().unwrap();
     let tables = lab.tables();
-    assert!(!tables.contains("ftpalg_data") && tables.contains("knop"), "{tables}");
+    assert!(
+        !tables.contains("ftpalg_data") && tables.contains("knop"),
+        "{tables}"
+    );
 }
 
 #[test]
@@ -180,7 +276,12 @@ fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
     }
     let lab = Lab::new("f");
     let mut dp = open(&lab, config());
-    dp.add(&PinholeFlow::relay(PeerIp(CLIENT.parse().unwrap()), GatewayAddr(sa(GW_IN, 40010)), Duration::from_secs(30))).unwrap();
+    dp.add(&PinholeFlow::relay(
+        PeerIp(CLIENT.parse().unwrap()),
+        GatewayAddr(sa(GW_IN, 40010)),
+        Duration::from_secs(30),
+    ))
+    .unwrap();
     assert!(lab.tables().contains("ftpalg_data"));
     drop(dp);
     assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
@@ -189,13 +290,21 @@ fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
     // first lives...
     let dp = open(&lab, config());
     let second = in_ns(&lab.gw, || KernelDataPlane::open(config()));
-    assert!(matches!(second, Err(KernelError::TableBusy { .. })), "{second:?}");
+    assert!(
+        matches!(second, Err(KernelError::TableBusy { .. })),
+        "{second:?}"
+    );
     drop(dp);
 
     // ...and when the process holding it is killed (no chance to send a
     // delete), the kernel removes the table with its socket.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "hold_table_until_killed", "--ignored", "--test-threads=1"])
+        .args([
+            "--exact",
+            "hold_table_until_killed",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env(HOLD_ENV, &lab.gw)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -208,7 +317,10 @@ fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
     let listing = lab.tables();
     let _ = try_run(&["kill", "-9", &child.id().to_string()]);
     let _ = child.wait();
-    assert!(listing.contains("ftpalg_data"), "the child opened the table: {listing}");
+    assert!(
+        listing.contains("ftpalg_data"),
+        "the child opened the table: {listing}"
+    );
     assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
 }
 
@@ -232,16 +344,35 @@ fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
         return;
     }
     let lab = Lab::new("g");
-    let mut dp = open(&lab, KernelConfig { owner: false, ..config() });
-    let gone = dp.add(&PinholeFlow::relay(PeerIp(CLIENT.parse().unwrap()), GatewayAddr(sa(GW_IN, 40010)), Duration::from_secs(30))).unwrap();
+    let mut dp = open(
+        &lab,
+        KernelConfig {
+            owner: false,
+            ..config()
+        },
+    );
+    let gone = dp
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(sa(GW_IN, 40010)),
+            Duration::from_secs(30),
+        ))
+        .unwrap();
     let (ok, out) = lab.nft("delete table inet ftpalg_data");
     assert!(ok, "{out}");
     // The next add notices, recreates the table and succeeds.
     let next = dp
-        .add(&PinholeFlow::relay(PeerIp(CLIENT.parse().unwrap()), GatewayAddr(sa(GW_IN, 40011)), Duration::from_secs(30)))
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(sa(GW_IN, 40011)),
+            Duration::from_secs(30),
+        ))
         .expect("add after the table was deleted");
     let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
-    assert!(listing.contains("40011") && !listing.contains("40010"), "{listing}");
+    assert!(
+        listing.contains("40011") && !listing.contains("40010"),
+        "{listing}"
+    );
     let evs = dp.poll().unwrap();
     assert_eq!(evs, vec![(gone, FlowEvent::Failed(FailReason::TableLost))]);
     assert_eq!(dp.live(), 1);
@@ -252,8 +383,18 @@ fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
     let evs = dp.poll().unwrap();
     assert_eq!(evs, vec![(next, FlowEvent::Failed(FailReason::TableLost))]);
     let (_, table) = lab.nft("list table inet ftpalg_data");
-    for rule in ["delete @pin4", "delete @pin6", "map @snat4", "map @snat6", "@guard4", "@guard6"] {
-        assert!(table.contains(rule), "rule with {rule} not restored:\n{table}");
+    for rule in [
+        "delete @pin4",
+        "delete @pin6",
+        "map @snat4",
+        "map @snat6",
+        "@guard4",
+        "@guard6",
+    ] {
+        assert!(
+            table.contains(rule),
+            "rule with {rule} not restored:\n{table}"
+        );
     }
     dp.close().unwrap();
     assert!(!lab.tables().contains("ftpalg_data"));
@@ -265,7 +406,13 @@ fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
         return;
     }
     let lab = Lab::new("h");
-    let mut dp = open(&lab, KernelConfig { max_pinholes: 2, ..config() });
+    let mut dp = open(
+        &lab,
+        KernelConfig {
+            max_pinholes: 2,
+            ..config()
+        },
+    );
     let passive = |port| {
         PinholeFlow::passive(
             ClientAddr(sa(CLIENT, 0)),
@@ -278,13 +425,26 @@ fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
     dp.add(&passive(40000)).unwrap();
     dp.add(&passive(40001)).unwrap();
     let third = dp.add(&passive(40002));
-    assert!(matches!(third, Err(KernelError::Full { max: 2 })), "{third:?}");
+    assert!(
+        matches!(third, Err(KernelError::Full { max: 2 })),
+        "{third:?}"
+    );
     for set in ["pin4", "fwd4", "snat4", "guard4"] {
         let (_, listing) = lab.nft(&format!("list set inet ftpalg_data {set}"));
-        assert!(!listing.contains("40002"), "{set} kept part of the refused pinhole:\n{listing}");
+        assert!(
+            !listing.contains("40002"),
+            "{set} kept part of the refused pinhole:\n{listing}"
+        );
     }
-    assert!(matches!(dp.add(&passive(40000)), Err(KernelError::PortInUse(_))));
-    let mixed = PinholeFlow::relay(PeerIp(CLIENT6.parse().unwrap()), GatewayAddr(sa(GW_IN, 40003)), Duration::from_secs(1));
+    assert!(matches!(
+        dp.add(&passive(40000)),
+        Err(KernelError::PortInUse(_))
+    ));
+    let mixed = PinholeFlow::relay(
+        PeerIp(CLIENT6.parse().unwrap()),
+        GatewayAddr(sa(GW_IN, 40003)),
+        Duration::from_secs(1),
+    );
     assert!(matches!(dp.add(&mixed), Err(KernelError::MixedFamilies)));
     assert_eq!(dp.live(), 2);
 }
@@ -325,7 +485,8 @@ fn abort_cuts_an_admitted_connection() {
         ))
         .unwrap();
     let client = spawn_in(&lab.cli, move || {
-        let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
+        let mut s =
+            std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
         std::io::Write::write_all(&mut s, b"before").unwrap();
         std::thread::sleep(Duration::from_millis(1200));
         // After the abort these bytes never reach the server.
@@ -333,7 +494,10 @@ fn abort_cuts_an_admitted_connection() {
         std::thread::sleep(Duration::from_millis(500));
     });
     std::thread::sleep(Duration::from_millis(600));
-    assert!(dp.abort(id).expect("abort"), "there was a connection to cut");
+    assert!(
+        dp.abort(id).expect("abort"),
+        "there was a connection to cut"
+    );
     client.join().unwrap();
     assert_eq!(hold.join().unwrap(), b"before".len());
     assert_eq!(dp.live(), 0);

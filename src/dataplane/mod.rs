@@ -98,11 +98,20 @@ pub struct PinholeFlow {
 impl PinholeFlow {
     /// Client passive, server passive: the client dials the gateway, which
     /// forwards to the server's passive port, leaving from `outside`.
-    pub fn passive(client: ClientAddr, gateway: GatewayAddr, server: ServerAddr, outside: SourceNat, timeout: Duration) -> Self {
+    pub fn passive(
+        client: ClientAddr,
+        gateway: GatewayAddr,
+        server: ServerAddr,
+        outside: SourceNat,
+        timeout: Duration,
+    ) -> Self {
         PinholeFlow {
             peer: PeerIp(client.0.ip()),
             gateway,
-            admit: Admit::Forward { to: TargetAddr(server.0), source_nat: Some(outside) },
+            admit: Admit::Forward {
+                to: TargetAddr(server.0),
+                source_nat: Some(outside),
+            },
             timeout,
         }
     }
@@ -110,18 +119,31 @@ impl PinholeFlow {
     /// Client active, server active: the server dials the gateway (the
     /// address ftpalg sent in PORT/EPRT), which forwards to the client's
     /// own PORT address.
-    pub fn active(server: ServerAddr, gateway: GatewayAddr, client: ClientAddr, timeout: Duration) -> Self {
+    pub fn active(
+        server: ServerAddr,
+        gateway: GatewayAddr,
+        client: ClientAddr,
+        timeout: Duration,
+    ) -> Self {
         PinholeFlow {
             peer: PeerIp(server.0.ip()),
             gateway,
-            admit: Admit::Forward { to: TargetAddr(client.0), source_nat: None },
+            admit: Admit::Forward {
+                to: TargetAddr(client.0),
+                source_nat: None,
+            },
             timeout,
         }
     }
 
     /// Mode conversion: admit only `peer` to ftpalg's own relay listener.
     pub fn relay(peer: PeerIp, relay: GatewayAddr, timeout: Duration) -> Self {
-        PinholeFlow { peer, gateway: relay, admit: Admit::Only, timeout }
+        PinholeFlow {
+            peer,
+            gateway: relay,
+            admit: Admit::Only,
+            timeout,
+        }
     }
 
     /// True when every address in the flow is IPv4.
@@ -172,7 +194,9 @@ impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailReason::NotEstablished => f.write_str("admitted connection was never established"),
-            FailReason::TableLost => f.write_str("ftpalg's nftables table was removed by someone else"),
+            FailReason::TableLost => {
+                f.write_str("ftpalg's nftables table was removed by someone else")
+            }
         }
     }
 }
@@ -225,7 +249,9 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(f.peer.0, "100.64.0.2".parse::<IpAddr>().unwrap());
-        assert!(matches!(f.admit, Admit::Forward { to, source_nat: Some(_) } if to.0 == sa("198.51.100.2:5000")));
+        assert!(
+            matches!(f.admit, Admit::Forward { to, source_nat: Some(_) } if to.0 == sa("198.51.100.2:5000"))
+        );
         assert!(f.same_family());
     }
 
@@ -238,7 +264,13 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(f.peer.0, "198.51.100.2".parse::<IpAddr>().unwrap());
-        assert_eq!(f.admit, Admit::Forward { to: TargetAddr(sa("100.64.0.2:6000")), source_nat: None });
+        assert_eq!(
+            f.admit,
+            Admit::Forward {
+                to: TargetAddr(sa("100.64.0.2:6000")),
+                source_nat: None
+            }
+        );
     }
 
     #[test]
@@ -249,7 +281,10 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(f.same_family());
-        f.admit = Admit::Forward { to: TargetAddr(sa("198.51.100.2:1")), source_nat: None };
+        f.admit = Admit::Forward {
+            to: TargetAddr(sa("198.51.100.2:1")),
+            source_nat: None,
+        };
         assert!(!f.same_family());
         f.admit = Admit::Forward {
             to: TargetAddr(sa("[2001:db8::9]:1")),
@@ -260,7 +295,10 @@ mod tests {
 
     #[test]
     fn only_established_is_not_terminal() {
-        assert!(!FlowEvent::Established { dialer: sa("100.64.0.2:1") }.is_terminal());
+        assert!(!FlowEvent::Established {
+            dialer: sa("100.64.0.2:1")
+        }
+        .is_terminal());
         assert!(FlowEvent::Expired.is_terminal());
         assert!(FlowEvent::Failed(FailReason::TableLost).is_terminal());
     }

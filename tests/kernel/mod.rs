@@ -31,7 +31,11 @@ pub const SERVER6: &str = "2001:db8:2::2";
 
 /// The tests' configuration: a table name of their own, the default mark.
 pub fn config() -> KernelConfig {
-    KernelConfig { table: "ftpalg_data".into(), max_pinholes: 256, ..KernelConfig::default() }
+    KernelConfig {
+        table: "ftpalg_data".into(),
+        max_pinholes: 256,
+        ..KernelConfig::default()
+    }
 }
 
 /// Kernel tests need root (namespaces, nftables). Without it they fail
@@ -48,15 +52,28 @@ pub fn require_root() -> bool {
 }
 
 pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A command's output whether or not it succeeded.
 pub fn try_run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// The lab. Dropping it deletes its namespaces (and with them every
@@ -69,7 +86,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(tag: &str) -> Lab {
-        let lab = Lab { cli: format!("kn{tag}-cli"), gw: format!("kn{tag}-gw"), srv: format!("kn{tag}-srv") };
+        let lab = Lab {
+            cli: format!("kn{tag}-cli"),
+            gw: format!("kn{tag}-gw"),
+            srv: format!("kn{tag}-srv"),
+        };
         for ns in [&lab.cli, &lab.gw, &lab.srv] {
             let _ = try_run(&["ip", "netns", "del", ns]);
             run(&["ip", "netns", "add", ns]);
@@ -78,8 +99,14 @@ impl Lab {
             // IPv6 packets back for seconds.
             lab.sh(ns, "ip link set lo up && sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0");
         }
-        run(&["ip", "link", "add", "c0", "netns", &lab.cli, "type", "veth", "peer", "name", "g0", "netns", &lab.gw]);
-        run(&["ip", "link", "add", "s0", "netns", &lab.srv, "type", "veth", "peer", "name", "g1", "netns", &lab.gw]);
+        run(&[
+            "ip", "link", "add", "c0", "netns", &lab.cli, "type", "veth", "peer", "name", "g0",
+            "netns", &lab.gw,
+        ]);
+        run(&[
+            "ip", "link", "add", "s0", "netns", &lab.srv, "type", "veth", "peer", "name", "g1",
+            "netns", &lab.gw,
+        ]);
         lab.sh(
             &lab.cli,
             &format!(
@@ -147,7 +174,10 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
 }
 
 /// Starts `f` on a thread inside namespace `ns`.
-pub fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+pub fn spawn_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("open netns");
@@ -206,7 +236,9 @@ pub fn server(ns: &str, addr: SocketAddr, reply: usize, window: Duration) -> Ser
         }
         seen
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
     Server { stop, h }
 }
 
@@ -225,13 +257,22 @@ pub enum Outcome {
 
 /// From `ns`, binds `from` and dials `to`, sends `send` bytes, half-closes
 /// and reads the answer to EOF.
-pub fn dial(ns: &str, from: SocketAddr, to: SocketAddr, send: usize, connect_timeout: Duration) -> Outcome {
+pub fn dial(
+    ns: &str,
+    from: SocketAddr,
+    to: SocketAddr,
+    send: usize,
+    connect_timeout: Duration,
+) -> Outcome {
     in_ns(ns, move || {
         let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
         s.bind(&from.into()).expect("bind client");
         match s.connect_timeout(&to.into(), connect_timeout) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 return Outcome::TimedOut
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,

@@ -5,7 +5,9 @@
 //! present when `net.netfilter.nf_conntrack_acct` was 1 when the entry was
 //! made.
 
-use super::netlink::{self, attr, be_u16, be_u64, Message, NfSocket, Writer, NFNL_SUBSYS_CTNETLINK};
+use super::netlink::{
+    self, attr, be_u16, be_u64, Message, NfSocket, Writer, NFNL_SUBSYS_CTNETLINK,
+};
 use super::KernelError;
 use crate::dataplane::ByteCounts;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -108,7 +110,12 @@ pub(super) fn parse_entry(attrs: &[u8]) -> Option<Entry> {
         src: SocketAddr::new(sip, sport),
         dst: SocketAddr::new(dip, dport),
         state,
-        counts: ByteCounts { from_dialer: bo, to_dialer: br, packets_from_dialer: po, packets_to_dialer: pr },
+        counts: ByteCounts {
+            from_dialer: bo,
+            to_dialer: br,
+            packets_from_dialer: po,
+            packets_to_dialer: pr,
+        },
     })
 }
 
@@ -138,12 +145,29 @@ fn tuple(w: &mut Writer, src: SocketAddr, dst: SocketAddr) {
 
 /// The entry whose original tuple is src -> dst, if conntrack has it. An
 /// exact lookup: its cost does not grow with the conntrack table.
-pub(super) fn get(sock: &mut NfSocket, src: SocketAddr, dst: SocketAddr) -> Result<Option<Entry>, KernelError> {
+pub(super) fn get(
+    sock: &mut NfSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Option<Entry>, KernelError> {
     let seq = sock.reserve_seq(1);
     let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
-    let req = netlink::request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, 0, seq, family, |w| tuple(w, src, dst));
+    let req = netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        0,
+        seq,
+        family,
+        |w| tuple(w, src, dst),
+    );
     let mut out = None;
-    match sock.query(req.as_bytes(), seq, false, "conntrack get", |m: Message<'_>| out = parse_entry(m.attrs())) {
+    match sock.query(
+        req.as_bytes(),
+        seq,
+        false,
+        "conntrack get",
+        |m: Message<'_>| out = parse_entry(m.attrs()),
+    ) {
         Ok(()) => Ok(out),
         Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
@@ -153,13 +177,24 @@ pub(super) fn get(sock: &mut NfSocket, src: SocketAddr, dst: SocketAddr) -> Resu
 /// The delete request for the entry whose original tuple is src -> dst.
 pub(super) fn delete_request(seq: u32, src: SocketAddr, dst: SocketAddr) -> Writer {
     let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
-    netlink::request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, netlink::NLM_F_ACK, seq, family, |w| tuple(w, src, dst))
+    netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_DELETE,
+        netlink::NLM_F_ACK,
+        seq,
+        family,
+        |w| tuple(w, src, dst),
+    )
 }
 
 /// Deletes the entry src -> dst; true if there was one. The connection's
 /// next packets are then new to conntrack, carry no mark, and meet the
 /// operator's drop.
-pub(super) fn delete(sock: &mut NfSocket, src: SocketAddr, dst: SocketAddr) -> Result<bool, KernelError> {
+pub(super) fn delete(
+    sock: &mut NfSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<bool, KernelError> {
     let seq = sock.reserve_seq(1);
     let req = delete_request(seq, src, dst);
     match sock.ack(req.as_bytes(), seq, "conntrack delete") {
@@ -175,8 +210,16 @@ mod tests {
 
     fn entry_bytes(state: u8, with_counters: bool) -> Vec<u8> {
         let mut w = Writer::default();
-        tuple(&mut w, "100.64.0.2:33000".parse().unwrap(), "100.64.0.1:40000".parse().unwrap());
-        w.nested(CTA_PROTOINFO, |w| w.nested(CTA_PROTOINFO_TCP, |w| w.bytes(CTA_PROTOINFO_TCP_STATE, &[state])));
+        tuple(
+            &mut w,
+            "100.64.0.2:33000".parse().unwrap(),
+            "100.64.0.1:40000".parse().unwrap(),
+        );
+        w.nested(CTA_PROTOINFO, |w| {
+            w.nested(CTA_PROTOINFO_TCP, |w| {
+                w.bytes(CTA_PROTOINFO_TCP_STATE, &[state])
+            })
+        });
         if with_counters {
             w.nested(CTA_COUNTERS_ORIG, |w| {
                 w.u64(CTA_COUNTERS_PACKETS, 10);
@@ -220,7 +263,11 @@ mod tests {
 
     #[test]
     fn delete_request_carries_the_v6_tuple() {
-        let w = delete_request(9, "[2001:db8:1::2]:1000".parse().unwrap(), "[2001:db8:1::1]:40000".parse().unwrap());
+        let w = delete_request(
+            9,
+            "[2001:db8:1::2]:1000".parse().unwrap(),
+            "[2001:db8:1::1]:40000".parse().unwrap(),
+        );
         let m = netlink::messages(w.as_bytes()).next().unwrap();
         assert_eq!(m.ty, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE);
         assert_eq!(m.body[0], AF_INET6);

@@ -42,7 +42,9 @@ pub enum KernelError {
     },
     /// The table was deleted or flushed by someone else; it has been
     /// recreated and the pinholes it held are gone.
-    #[error("table {table} was removed or flushed by someone else; recreated, {lost} pinholes lost")]
+    #[error(
+        "table {table} was removed or flushed by someone else; recreated, {lost} pinholes lost"
+    )]
     TableLost {
         /// `inet <name>`.
         table: String,

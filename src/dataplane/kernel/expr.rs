@@ -107,7 +107,10 @@ pub(super) fn ct_get(w: &mut Writer, key: CtKey, dreg: u32) {
     expr(w, "ct", |w| {
         w.u32(1, dreg); // NFTA_CT_DREG
         w.u32(2, key as u32); // NFTA_CT_KEY
-        if matches!(key, CtKey::ProtoDst | CtKey::SrcIp | CtKey::DstIp | CtKey::SrcIp6 | CtKey::DstIp6) {
+        if matches!(
+            key,
+            CtKey::ProtoDst | CtKey::SrcIp | CtKey::DstIp | CtKey::SrcIp6 | CtKey::DstIp6
+        ) {
             w.bytes(3, &[0]); // NFTA_CT_DIRECTION: IP_CT_DIR_ORIGINAL
         }
     });

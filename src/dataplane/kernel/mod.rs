@@ -14,20 +14,23 @@
 //! [`close`]: KernelDataPlane::close
 
 mod conntrack;
+mod elements;
 mod error;
 mod expr;
 mod netlink;
 mod ruleset;
+mod track;
 
 pub use error::KernelError;
 
 use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
-use conntrack::{Entry, TcpState};
+use elements::Elements;
 use netlink::{Batch, NfSocket};
-use ruleset::{Elements, Layout};
+use ruleset::Layout;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use track::{step, Live};
 
 /// How the kernel data path is set up.
 #[derive(Debug, Clone)]
@@ -66,7 +69,10 @@ impl Default for KernelConfig {
 impl KernelConfig {
     /// The accept line for the operator's default-drop chains.
     pub fn accept_rule(&self) -> String {
-        format!("ct mark and {:#010x} == {:#010x} accept", self.mark_mask, self.mark)
+        format!(
+            "ct mark and {:#010x} == {:#010x} accept",
+            self.mark_mask, self.mark
+        )
     }
 }
 
@@ -82,32 +88,6 @@ pub struct OpenReport {
 /// A live pinhole, as handed out by [`KernelDataPlane::add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PinholeId(u64);
-
-#[derive(Debug)]
-struct Live {
-    flow: PinholeFlow,
-    elements: Elements,
-    deadline: Instant,
-    /// The peer's address and source port, once the pinhole was used.
-    dialer: Option<SocketAddr>,
-    seen: Option<Seen>,
-    /// Polls in a row that found a used pinhole without its conntrack
-    /// entry (it may not be confirmed yet).
-    misses: u8,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    first: Instant,
-    last: Instant,
-    established: bool,
-    counts: crate::dataplane::ByteCounts,
-}
-
-/// Polls a used pinhole may go without a conntrack entry before it counts
-/// as failed: the entry is confirmed only when the first packet has
-/// passed every hook, a moment after the pinhole's element is written.
-const MISS_LIMIT: u8 = 2;
 
 /// ftpalg's pinholes in the kernel. See the module documentation.
 #[derive(Debug)]
@@ -136,7 +116,9 @@ impl KernelDataPlane {
             return Err(KernelError::Config("table name must be 1 to 255 bytes"));
         }
         if config.mark == 0 || config.mark & !config.mark_mask != 0 {
-            return Err(KernelError::Config("mark must be non-zero and inside mark_mask"));
+            return Err(KernelError::Config(
+                "mark must be non-zero and inside mark_mask",
+            ));
         }
         if config.max_pinholes == 0 {
             return Err(KernelError::Config("max_pinholes must be at least 1"));
@@ -149,7 +131,15 @@ impl KernelDataPlane {
             size: config.max_pinholes,
             owner: config.owner,
         };
-        let mut dp = KernelDataPlane { sock, layout, live: HashMap::new(), next_id: 1, destroy_supported: None, pending: Vec::new(), open: false };
+        let mut dp = KernelDataPlane {
+            sock,
+            layout,
+            live: HashMap::new(),
+            next_id: 1,
+            destroy_supported: None,
+            pending: Vec::new(),
+            open: false,
+        };
         let replaced_stale = dp.table_exists()?;
         dp.create_table()?;
         dp.open = true;
@@ -159,9 +149,17 @@ impl KernelDataPlane {
             tracing::warn!(table = %dp.table_label(), "replaced a stale nftables table (left by a killed ftpalg?)");
         }
         if !accounting {
-            tracing::warn!("net.netfilter.nf_conntrack_acct is 0: kernel transfers will report zero bytes");
+            tracing::warn!(
+                "net.netfilter.nf_conntrack_acct is 0: kernel transfers will report zero bytes"
+            );
         }
-        Ok((dp, OpenReport { replaced_stale, accounting }))
+        Ok((
+            dp,
+            OpenReport {
+                replaced_stale,
+                accounting,
+            },
+        ))
     }
 
     fn table_label(&self) -> String {
@@ -170,10 +168,18 @@ impl KernelDataPlane {
 
     fn table_exists(&mut self) -> Result<bool, KernelError> {
         let seq = self.sock.reserve_seq(1);
-        let req = netlink::request(netlink::NFNL_SUBSYS_NFTABLES, ruleset::NFT_MSG_GETTABLE, 0, seq, ruleset::NFPROTO_INET, |w| {
-            w.str(ruleset::NFTA_TABLE_NAME, &self.layout.table)
-        });
-        match self.sock.query(req.as_bytes(), seq, false, "get table", |_| {}) {
+        let req = netlink::request(
+            netlink::NFNL_SUBSYS_NFTABLES,
+            ruleset::NFT_MSG_GETTABLE,
+            0,
+            seq,
+            ruleset::NFPROTO_INET,
+            |w| w.str(ruleset::NFTA_TABLE_NAME, &self.layout.table),
+        );
+        match self
+            .sock
+            .query(req.as_bytes(), seq, false, "get table", |_| {})
+        {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(ENOENT) => Ok(false),
             Err(e) => Err(e),
@@ -184,7 +190,9 @@ impl KernelDataPlane {
         let mut b = Batch::new(self.sock.reserve_seq(64));
         ruleset::create(&mut b, &self.layout);
         match self.sock.transact(b, "create table") {
-            Err(e) if e.errno() == Some(EPERM) => Err(KernelError::TableBusy { table: self.table_label() }),
+            Err(e) if e.errno() == Some(EPERM) => Err(KernelError::TableBusy {
+                table: self.table_label(),
+            }),
             r => r,
         }
     }
@@ -214,7 +222,9 @@ impl KernelDataPlane {
         let elements = Elements::of(flow);
         // Milliseconds, at least one: a zero timeout would mean "the set's
         // default" (none), a pinhole for ever.
-        let ms = u64::try_from(flow.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(flow.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         match self.add_elements(&elements, ms) {
             Err(e) if e.errno() == Some(ENOENT) => {
                 let lost = self.live.len();
@@ -229,17 +239,23 @@ impl KernelDataPlane {
         self.next_id += 1;
         self.live.insert(
             id,
-            Live { flow: *flow, elements, deadline: Instant::now() + flow.timeout, dialer: None, seen: None, misses: 0 },
+            Live::new(*flow, elements, Instant::now() + flow.timeout),
         );
         Ok(id)
     }
 
     fn add_elements(&mut self, e: &Elements, ms: u64) -> Result<(), KernelError> {
         let mut b = Batch::new(self.sock.reserve_seq(8));
-        ruleset::add_elements(&mut b, &self.layout, e, ms);
+        elements::add_elements(&mut b, &self.layout, e, ms);
         match self.sock.transact(b, "add pinhole") {
-            Err(err) if err.errno() == Some(ENFILE) => Err(KernelError::Full { max: self.layout.size }),
-            Err(err) if err.errno() == Some(EEXIST) => Err(KernelError::Refused { what: "add pinhole (already present)", errno: EEXIST, index: 0 }),
+            Err(err) if err.errno() == Some(ENFILE) => Err(KernelError::Full {
+                max: self.layout.size,
+            }),
+            Err(err) if err.errno() == Some(EEXIST) => Err(KernelError::Refused {
+                what: "add pinhole (already present)",
+                errno: EEXIST,
+                index: 0,
+            }),
             r => r,
         }
     }
@@ -249,7 +265,10 @@ impl KernelDataPlane {
         let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
         ids.sort();
         self.live.clear();
-        self.pending.extend(ids.into_iter().map(|id| (id, FlowEvent::Failed(FailReason::TableLost))));
+        self.pending.extend(
+            ids.into_iter()
+                .map(|id| (id, FlowEvent::Failed(FailReason::TableLost))),
+        );
     }
 
     /// Withdraws a pinhole: an unused one admits nothing from now on; a
@@ -272,7 +291,9 @@ impl KernelDataPlane {
         }
         // Learn the source port if the pinhole was used since the last poll.
         self.read_used()?;
-        let Some(l) = self.live.remove(&id) else { return Ok(false) };
+        let Some(l) = self.live.remove(&id) else {
+            return Ok(false);
+        };
         self.remove_elements(&l.elements)?;
         match l.dialer {
             Some(src) => conntrack::delete(&mut self.sock, src, l.flow.gateway.0),
@@ -283,17 +304,30 @@ impl KernelDataPlane {
     /// Reads the `used` sets and notes each used pinhole's source port.
     fn read_used(&mut self) -> Result<(), KernelError> {
         for fam in [ruleset::Fam::V4, ruleset::Fam::V6] {
-            if !self.live.values().any(|l| l.dialer.is_none() && l.elements.fam == fam) {
+            if !self
+                .live
+                .values()
+                .any(|l| l.dialer.is_none() && l.elements.fam == fam)
+            {
                 continue;
             }
             let seq = self.sock.reserve_seq(1);
-            let req = ruleset::list_used(seq, &self.layout, fam);
+            let req = elements::list_used(seq, &self.layout, fam);
             let mut used = Vec::new();
-            self.sock.query(req.as_bytes(), seq, true, "list used pinholes", |m| {
-                used.extend(ruleset::element_keys(m.attrs()).into_iter().filter_map(|k| ruleset::parse_used(fam, k)));
-            })?;
+            self.sock
+                .query(req.as_bytes(), seq, true, "list used pinholes", |m| {
+                    used.extend(
+                        elements::element_keys(m.attrs())
+                            .into_iter()
+                            .filter_map(|k| elements::parse_used(fam, k)),
+                    );
+                })?;
             for (peer, gw, sport) in used {
-                if let Some(l) = self.live.values_mut().find(|l| l.dialer.is_none() && l.flow.peer.0 == peer && l.flow.gateway.0 == gw) {
+                if let Some(l) = self
+                    .live
+                    .values_mut()
+                    .find(|l| l.dialer.is_none() && l.flow.peer.0 == peer && l.flow.gateway.0 == gw)
+                {
                     l.dialer = Some(SocketAddr::new(peer, sport));
                     l.elements.set_used(sport);
                 }
@@ -305,21 +339,25 @@ impl KernelDataPlane {
     fn remove_elements(&mut self, e: &Elements) -> Result<(), KernelError> {
         if self.destroy_supported != Some(false) {
             let mut b = Batch::new(self.sock.reserve_seq(8));
-            ruleset::remove_elements(&mut b, &self.layout, e, ruleset::NFT_MSG_DESTROYSETELEM);
+            elements::remove_elements(&mut b, &self.layout, e, elements::NFT_MSG_DESTROYSETELEM);
             match self.sock.transact(b, "remove pinhole") {
                 Ok(()) => {
                     self.destroy_supported = Some(true);
                     return Ok(());
                 }
                 // Kernels before 6.3 do not know the message.
-                Err(err) if self.destroy_supported.is_none() && matches!(err.errno(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                Err(err)
+                    if self.destroy_supported.is_none()
+                        && matches!(err.errno(), Some(libc::EOPNOTSUPP | libc::EINVAL)) =>
+                {
                     self.destroy_supported = Some(false);
                 }
                 Err(err) if err.errno() == Some(ENOENT) => return Ok(()), // table gone: nothing left
                 Err(err) => return Err(err),
             }
         }
-        let batches = ruleset::remove_elements_one_by_one(&self.layout, e, || self.sock.reserve_seq(4));
+        let batches =
+            elements::remove_elements_one_by_one(&self.layout, e, || self.sock.reserve_seq(4));
         for b in batches {
             match self.sock.transact(b, "remove pinhole element") {
                 Err(err) if err.errno() == Some(ENOENT) => {}
@@ -343,12 +381,16 @@ impl KernelDataPlane {
         );
         let table = self.layout.table.clone();
         let mut rules = 0usize;
-        let r = self.sock.query(req.as_bytes(), seq, true, "list rules", |m| {
-            // Older kernels ignore the table filter of a dump.
-            if netlink::attr(m.attrs(), ruleset::NFTA_RULE_TABLE).is_some_and(|t| t.strip_suffix(&[0]).unwrap_or(t) == table.as_bytes()) {
-                rules += 1;
-            }
-        });
+        let r = self
+            .sock
+            .query(req.as_bytes(), seq, true, "list rules", |m| {
+                // Older kernels ignore the table filter of a dump.
+                if netlink::attr(m.attrs(), ruleset::NFTA_RULE_TABLE)
+                    .is_some_and(|t| t.strip_suffix(&[0]).unwrap_or(t) == table.as_bytes())
+                {
+                    rules += 1;
+                }
+            });
         match r {
             Ok(()) if rules == ruleset::RULE_COUNT => return Ok(false),
             Ok(()) => {}
@@ -378,12 +420,16 @@ impl KernelDataPlane {
         ids.sort();
         let mut done = Vec::new();
         for id in ids {
-            let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else { continue };
+            let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else {
+                continue;
+            };
             let entry = match dialer {
                 Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
                 None => None,
             };
-            let Some(l) = self.live.get_mut(&id) else { continue };
+            let Some(l) = self.live.get_mut(&id) else {
+                continue;
+            };
             for ev in step(l, entry.as_ref(), now) {
                 if ev.is_terminal() {
                     done.push(id);
@@ -393,7 +439,11 @@ impl KernelDataPlane {
         }
         for id in done {
             if let Some(l) = self.live.remove(&id) {
-                self.remove_elements(&l.elements)?;
+                // The events stand even if this fails: what is left of the
+                // pinhole expires with its timeout.
+                if let Err(e) = self.remove_elements(&l.elements) {
+                    tracing::warn!(error = %e, gateway = %l.flow.gateway, "could not remove a finished pinhole's elements");
+                }
             }
         }
         Ok(events)
@@ -428,136 +478,29 @@ impl Drop for KernelDataPlane {
     }
 }
 
-/// One pinhole's next events given what conntrack shows now for its
-/// connection (looked up by the dialer's exact tuple, once known).
-fn step(l: &mut Live, entry: Option<&Entry>, now: Instant) -> Vec<FlowEvent> {
-    let mut out = Vec::new();
-    let Some(dialer) = l.dialer else {
-        if now >= l.deadline {
-            out.push(FlowEvent::Expired);
-        }
-        return out;
-    };
-    match (entry, l.seen.as_mut()) {
-        (None, None) => {
-            l.misses += 1;
-            if l.misses >= MISS_LIMIT {
-                out.push(FlowEvent::Failed(FailReason::NotEstablished));
-            }
-        }
-        (None, Some(s)) => {
-            // The entry is gone (closed and timed out, or deleted).
-            out.push(finish(s));
-        }
-        (Some(e), seen) => {
-            let s = match seen {
-                Some(s) => s,
-                None => l.seen.insert(Seen { first: now, last: now, established: false, counts: e.counts }),
-            };
-            s.last = now;
-            s.counts = e.counts;
-            if !s.established && e.state >= TcpState::Established && e.state != TcpState::Other {
-                s.established = true;
-                out.push(FlowEvent::Established { dialer });
-            }
-            if e.state == TcpState::Closed {
-                out.push(finish(s));
-            }
-        }
-    }
-    out
-}
-
-fn finish(s: &Seen) -> FlowEvent {
-    if s.established {
-        FlowEvent::Finished { counts: s.counts, duration: s.last.saturating_duration_since(s.first) }
-    } else {
-        FlowEvent::Failed(FailReason::NotEstablished)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ByteCounts, ClientAddr, GatewayAddr, ServerAddr, SourceNat};
-
-    const DIALER: &str = "100.64.0.2:33000";
-
-    fn live(timeout: Duration, used: bool) -> Live {
-        let flow = PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
-            timeout,
-        );
-        Live {
-            elements: Elements::of(&flow),
-            flow,
-            deadline: Instant::now() + timeout,
-            dialer: used.then(|| DIALER.parse().unwrap()),
-            seen: None,
-            misses: 0,
-        }
-    }
-
-    fn entry(state: TcpState, bytes: u64) -> Entry {
-        Entry {
-            src: DIALER.parse().unwrap(),
-            dst: "100.64.0.1:40000".parse().unwrap(),
-            state,
-            counts: ByteCounts { from_dialer: 100, to_dialer: bytes, packets_from_dialer: 1, packets_to_dialer: 2 },
-        }
-    }
-
-    #[test]
-    fn established_then_finished_with_the_last_counts() {
-        let mut l = live(Duration::from_secs(5), true);
-        let t = Instant::now();
-        let e = entry(TcpState::Established, 10);
-        assert_eq!(step(&mut l, Some(&e), t), vec![FlowEvent::Established { dialer: e.src }]);
-        assert_eq!(step(&mut l, Some(&entry(TcpState::Established, 500)), t + Duration::from_secs(1)), vec![]);
-        let ev = step(&mut l, None, t + Duration::from_secs(2));
-        assert!(
-            matches!(ev.as_slice(), [FlowEvent::Finished { counts, duration }] if counts.to_dialer == 500 && *duration == Duration::from_secs(1)),
-            "{ev:?}"
-        );
-    }
-
-    #[test]
-    fn a_short_connection_seen_only_closed_is_established_and_finished() {
-        let mut l = live(Duration::from_secs(5), true);
-        let ev = step(&mut l, Some(&entry(TcpState::Closed, 7)), Instant::now());
-        assert_eq!(ev.len(), 2);
-        assert!(matches!(ev[1], FlowEvent::Finished { counts, .. } if counts.to_dialer == 7));
-    }
-
-    #[test]
-    fn refused_connection_fails_and_unused_pinhole_expires() {
-        let mut l = live(Duration::from_secs(5), true);
-        let t = Instant::now();
-        assert_eq!(step(&mut l, Some(&entry(TcpState::SynSent, 0)), t), vec![]);
-        assert_eq!(step(&mut l, None, t), vec![FlowEvent::Failed(FailReason::NotEstablished)]);
-
-        let mut l = live(Duration::ZERO, false);
-        assert_eq!(step(&mut l, None, Instant::now()), vec![FlowEvent::Expired]);
-        let mut l = live(Duration::from_secs(60), false);
-        assert_eq!(step(&mut l, None, Instant::now()), vec![]);
-    }
-
-    #[test]
-    fn a_used_pinhole_gets_a_grace_poll_before_its_entry_counts_as_missing() {
-        let mut l = live(Duration::from_secs(5), true);
-        let t = Instant::now();
-        assert_eq!(step(&mut l, None, t), vec![], "entry may not be confirmed yet");
-        assert_eq!(step(&mut l, None, t), vec![FlowEvent::Failed(FailReason::NotEstablished)]);
-    }
 
     #[test]
     fn config_checks_and_accept_line() {
-        let c = KernelConfig { mark: 0x4654_0000, mark_mask: 0xffff_0000, ..KernelConfig::default() };
-        assert_eq!(c.accept_rule(), "ct mark and 0xffff0000 == 0x46540000 accept");
-        let bad = KernelConfig { mark: 0x1, mark_mask: 0xffff_0000, ..KernelConfig::default() };
-        assert!(matches!(KernelDataPlane::open(bad), Err(KernelError::Config(_))));
+        let c = KernelConfig {
+            mark: 0x4654_0000,
+            mark_mask: 0xffff_0000,
+            ..KernelConfig::default()
+        };
+        assert_eq!(
+            c.accept_rule(),
+            "ct mark and 0xffff0000 == 0x46540000 accept"
+        );
+        let bad = KernelConfig {
+            mark: 0x1,
+            mark_mask: 0xffff_0000,
+            ..KernelConfig::default()
+        };
+        assert!(matches!(
+            KernelDataPlane::open(bad),
+            Err(KernelError::Config(_))
+        ));
     }
 }

@@ -69,7 +69,8 @@ impl Writer {
     pub fn nested(&mut self, ty: u16, f: impl FnOnce(&mut Writer)) {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         f(self);
         let len = (self.buf.len() - start) as u16;
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
@@ -130,9 +131,19 @@ impl Batch {
     /// Opens a batch whose messages use sequence numbers from `seq` on.
     pub fn new(seq: u32) -> Self {
         let mut w = Writer::default();
-        let start = w.begin_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES);
+        let start = w.begin_message(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
         w.end_message(start);
-        Batch { w, first_seq: seq.wrapping_add(1), next_seq: seq.wrapping_add(1) }
+        Batch {
+            w,
+            first_seq: seq.wrapping_add(1),
+            next_seq: seq.wrapping_add(1),
+        }
     }
 
     /// Adds one nf_tables message (`NFT_MSG_*`) for `family`.
@@ -157,7 +168,13 @@ impl Batch {
 
     /// Closes the batch; returns the bytes and the sequence numbers to ack.
     pub fn finish(mut self) -> (Vec<u8>, u32, u32) {
-        let start = self.w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, self.next_seq, 0, NFNL_SUBSYS_NFTABLES);
+        let start = self.w.begin_message(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            self.next_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
         self.w.end_message(start);
         (self.w.buf, self.first_seq, self.next_seq)
     }
@@ -217,7 +234,11 @@ impl Message<'_> {
     /// For `NLMSG_ERROR`: the errno (0 for an ack).
     pub fn error_code(&self) -> Option<i32> {
         (self.ty == NLMSG_ERROR)
-            .then(|| self.body.get(..4).map(|b| -i32::from_ne_bytes(b.try_into().unwrap_or_default())))
+            .then(|| {
+                self.body
+                    .get(..4)
+                    .map(|b| -i32::from_ne_bytes(b.try_into().unwrap_or_default()))
+            })
             .flatten()
     }
 
@@ -271,7 +292,12 @@ impl NfSocket {
         let _ = sock.set_rx_buf_sz(1 << 20);
         socket2::SockRef::from(&sock).set_read_timeout(Some(timeout))?;
         let seq = std::process::id().wrapping_mul(0x9e37_79b9);
-        Ok(NfSocket { sock, seq, timeout, rbuf: vec![0; RECV_BUF] })
+        Ok(NfSocket {
+            sock,
+            seq,
+            timeout,
+            rbuf: vec![0; RECV_BUF],
+        })
     }
 
     /// A fresh sequence number, leaving room for `n` messages.
@@ -284,7 +310,10 @@ impl NfSocket {
     fn send(&self, bytes: &[u8]) -> Result<(), KernelError> {
         let n = self.sock.send(bytes, 0)?;
         if n != bytes.len() {
-            return Err(KernelError::Io(io::Error::new(io::ErrorKind::WriteZero, "short netlink send")));
+            return Err(KernelError::Io(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            )));
         }
         Ok(())
     }
@@ -300,12 +329,23 @@ impl NfSocket {
         let deadline = Instant::now() + self.timeout;
         loop {
             if Instant::now() >= deadline {
-                return Err(KernelError::Timeout { what, after: self.timeout });
+                return Err(KernelError::Timeout {
+                    what,
+                    after: self.timeout,
+                });
             }
             let n = match self.sock.recv(&mut &mut self.rbuf[..], 0) {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    return Err(KernelError::Timeout { what, after: self.timeout })
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(KernelError::Timeout {
+                        what,
+                        after: self.timeout,
+                    })
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
@@ -347,7 +387,9 @@ impl NfSocket {
         let mut first_err: Option<(i32, usize)> = None;
         let begin = first.wrapping_sub(1);
         self.recv_until(what, |m| {
-            let Some(code) = m.error_code() else { return Ok(false) };
+            let Some(code) = m.error_code() else {
+                return Ok(false);
+            };
             let idx = m.seq.wrapping_sub(first) as usize;
             if m.seq == begin || m.seq == end {
                 // The batch as a whole was refused (e.g. no CAP_NET_ADMIN).
@@ -391,7 +433,11 @@ impl NfSocket {
                 NLMSG_DONE => Ok(true),
                 NLMSG_ERROR => match m.error_code() {
                     Some(0) => Ok(true),
-                    Some(errno) => Err(KernelError::Refused { what, errno, index: 0 }),
+                    Some(errno) => Err(KernelError::Refused {
+                        what,
+                        errno,
+                        index: 0,
+                    }),
                     None => Err(KernelError::Malformed(what)),
                 },
                 _ => {
@@ -453,9 +499,17 @@ mod tests {
         assert_eq!(Attrs(&[8, 0, 1, 0, 1]).count(), 0);
         assert_eq!(Attrs(&[2, 0, 1, 0]).count(), 0);
         assert_eq!(messages(&[40, 0, 0, 0, 0, 0]).count(), 0);
-        let err = Message { ty: NLMSG_ERROR, seq: 1, body: &[1, 2] };
+        let err = Message {
+            ty: NLMSG_ERROR,
+            seq: 1,
+            body: &[1, 2],
+        };
         assert_eq!(err.error_code(), None);
-        let ack = Message { ty: NLMSG_ERROR, seq: 1, body: &(-2i32).to_ne_bytes() };
+        let ack = Message {
+            ty: NLMSG_ERROR,
+            seq: 1,
+            body: &(-2i32).to_ne_bytes(),
+        };
         assert_eq!(ack.error_code(), Some(2));
     }
 }

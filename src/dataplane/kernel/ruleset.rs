@@ -33,9 +33,8 @@
 //! records the source port the peer dialed from, so the backend can ask
 //! conntrack for that one entry instead of walking the whole table.
 
-use super::expr::{self, Base, CtKey, Cmp, MetaKey, Nat, REG32_00, REG_SCRATCH};
+use super::expr::{self, Base, Cmp, CtKey, MetaKey, Nat, REG32_00, REG_SCRATCH};
 use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
-use crate::dataplane::{Admit, PinholeFlow};
 use std::net::IpAddr;
 
 pub(super) const NFPROTO_INET: u8 = 1;
@@ -50,11 +49,6 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 pub(super) const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSET: u16 = 9;
-pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
-pub(super) const NFT_MSG_GETSETELEM: u16 = 13;
-pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
-/// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
-pub(super) const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 pub(super) const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_FLAGS: u16 = 2;
@@ -114,7 +108,7 @@ impl Fam {
             Fam::V6 => NFPROTO_IPV6,
         }
     }
-    fn addr_len(self) -> u32 {
+    pub(super) fn addr_len(self) -> u32 {
         match self {
             Fam::V4 => 4,
             Fam::V6 => 16,
@@ -143,7 +137,12 @@ impl Fam {
     /// and of the source port that follows them in a `used` key.
     fn key_regs(self) -> (u32, u32, u32, u32) {
         let w = self.addr_len() / 4;
-        (REG32_00, REG32_00 + w, REG32_00 + 2 * w, REG32_00 + 2 * w + 1)
+        (
+            REG32_00,
+            REG32_00 + w,
+            REG32_00 + 2 * w,
+            REG32_00 + 2 * w + 1,
+        )
     }
 }
 
@@ -158,9 +157,15 @@ pub(super) enum SetKind {
 }
 
 impl SetKind {
-    pub const ALL: [SetKind; 5] = [SetKind::Pin, SetKind::Fwd, SetKind::Snat, SetKind::Guard, SetKind::Used];
+    pub const ALL: [SetKind; 5] = [
+        SetKind::Pin,
+        SetKind::Fwd,
+        SetKind::Snat,
+        SetKind::Guard,
+        SetKind::Used,
+    ];
 
-    pub fn name(self, fam: Fam) -> String {
+    pub(super) fn name(self, fam: Fam) -> String {
         let base = match self {
             SetKind::Pin => "pin",
             SetKind::Fwd => "fwd",
@@ -182,85 +187,107 @@ fn concat_type(types: &[u32]) -> u32 {
     types.iter().fold(0, |acc, t| (acc << TYPE_BITS) | t)
 }
 
+/// What the kernel needs to know about one set.
+struct SetSpec {
+    flags: u32,
+    /// (length in bytes, nft datatype) of each key field.
+    key: Vec<(u32, u32)>,
+    /// (nft datatype, length) of a map's data.
+    data: Option<(u32, u32)>,
+}
+
+impl SetSpec {
+    fn of(kind: SetKind, fam: Fam) -> SetSpec {
+        let addr = (fam.addr_len(), fam.addr_type());
+        let port = (2, TYPE_SERVICE);
+        let base = NFT_SET_TIMEOUT | NFT_SET_CONCAT;
+        let (flags, key, data) = match kind {
+            SetKind::Pin => (base | NFT_SET_EVAL, vec![addr, addr, port], None),
+            SetKind::Fwd => (
+                base | NFT_SET_MAP,
+                vec![addr, addr, port],
+                Some((
+                    concat_type(&[fam.addr_type(), TYPE_SERVICE]),
+                    fam.addr_len() + 4,
+                )),
+            ),
+            SetKind::Snat => (
+                base | NFT_SET_MAP,
+                vec![addr, addr, port],
+                Some((fam.addr_type(), fam.addr_len())),
+            ),
+            SetKind::Guard => (base, vec![addr, port], None),
+            SetKind::Used => (base | NFT_SET_EVAL, vec![addr, addr, port, port], None),
+        };
+        SetSpec { flags, key, data }
+    }
+}
+
 fn set_message(b: &mut Batch, l: &Layout, kind: SetKind, fam: Fam) {
-    let a = fam.addr_len();
-    let (flags, key_fields, key_types, data): (u32, Vec<u32>, Vec<u32>, Option<(u32, u32)>) = match kind {
-        SetKind::Pin => (
-            NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_CONCAT,
-            vec![a, a, 2],
-            vec![fam.addr_type(), fam.addr_type(), TYPE_SERVICE],
-            None,
-        ),
-        SetKind::Fwd => (
-            NFT_SET_TIMEOUT | NFT_SET_MAP | NFT_SET_CONCAT,
-            vec![a, a, 2],
-            vec![fam.addr_type(), fam.addr_type(), TYPE_SERVICE],
-            Some((concat_type(&[fam.addr_type(), TYPE_SERVICE]), a + 4)),
-        ),
-        SetKind::Snat => (
-            NFT_SET_TIMEOUT | NFT_SET_MAP | NFT_SET_CONCAT,
-            vec![a, a, 2],
-            vec![fam.addr_type(), fam.addr_type(), TYPE_SERVICE],
-            Some((fam.addr_type(), a)),
-        ),
-        SetKind::Guard => (
-            NFT_SET_TIMEOUT | NFT_SET_CONCAT,
-            vec![a, 2],
-            vec![fam.addr_type(), TYPE_SERVICE],
-            None,
-        ),
-        SetKind::Used => (
-            NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_CONCAT,
-            vec![a, a, 2, 2],
-            vec![fam.addr_type(), fam.addr_type(), TYPE_SERVICE, TYPE_SERVICE],
-            None,
-        ),
-    };
+    let spec = SetSpec::of(kind, fam);
+    let (flags, data) = (spec.flags, spec.data);
+    let key_fields: Vec<u32> = spec.key.iter().map(|(len, _)| *len).collect();
+    let key_types: Vec<u32> = spec.key.iter().map(|(_, ty)| *ty).collect();
     let key_len: u32 = key_fields.iter().map(|f| (f + 3) & !3).sum();
-    b.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_EXCL, |w| {
-        w.str(1, &l.table); // NFTA_SET_TABLE
-        w.str(2, &kind.name(fam)); // NFTA_SET_NAME
-        w.u32(3, flags); // NFTA_SET_FLAGS
-        w.u32(4, concat_type(&key_types)); // NFTA_SET_KEY_TYPE
-        w.u32(5, key_len); // NFTA_SET_KEY_LEN
-        if let Some((ty, len)) = data {
-            w.u32(6, ty); // NFTA_SET_DATA_TYPE
-            w.u32(7, len); // NFTA_SET_DATA_LEN
-        }
-        w.nested(9, |w| {
-            // NFTA_SET_DESC
-            w.u32(1, l.size); // NFTA_SET_DESC_SIZE
-            w.nested(2, |w| {
-                // NFTA_SET_DESC_CONCAT
-                for f in &key_fields {
-                    w.nested(1, |w| w.u32(1, *f)); // NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }
-                }
+    b.add(
+        NFT_MSG_NEWSET,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_EXCL,
+        |w| {
+            w.str(1, &l.table); // NFTA_SET_TABLE
+            w.str(2, &kind.name(fam)); // NFTA_SET_NAME
+            w.u32(3, flags); // NFTA_SET_FLAGS
+            w.u32(4, concat_type(&key_types)); // NFTA_SET_KEY_TYPE
+            w.u32(5, key_len); // NFTA_SET_KEY_LEN
+            if let Some((ty, len)) = data {
+                w.u32(6, ty); // NFTA_SET_DATA_TYPE
+                w.u32(7, len); // NFTA_SET_DATA_LEN
+            }
+            w.nested(9, |w| {
+                // NFTA_SET_DESC
+                w.u32(1, l.size); // NFTA_SET_DESC_SIZE
+                w.nested(2, |w| {
+                    // NFTA_SET_DESC_CONCAT
+                    for f in &key_fields {
+                        w.nested(1, |w| w.u32(1, *f)); // NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }
+                    }
+                });
             });
-        });
-        w.u32(10, kind.id(fam)); // NFTA_SET_ID
-    });
+            w.u32(10, kind.id(fam)); // NFTA_SET_ID
+        },
+    );
 }
 
 fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: u32, prio: i32) {
-    b.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_EXCL, |w| {
-        w.str(1, &l.table); // NFTA_CHAIN_TABLE
-        w.str(3, name); // NFTA_CHAIN_NAME
-        w.nested(4, |w| {
-            // NFTA_CHAIN_HOOK
-            w.u32(1, hook); // NFTA_HOOK_HOOKNUM
-            w.u32(2, prio as u32); // NFTA_HOOK_PRIORITY
-        });
-        w.u32(5, 1); // NFTA_CHAIN_POLICY: NF_ACCEPT
-        w.str(7, kind); // NFTA_CHAIN_TYPE
-    });
+    b.add(
+        NFT_MSG_NEWCHAIN,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_EXCL,
+        |w| {
+            w.str(1, &l.table); // NFTA_CHAIN_TABLE
+            w.str(3, name); // NFTA_CHAIN_NAME
+            w.nested(4, |w| {
+                // NFTA_CHAIN_HOOK
+                w.u32(1, hook); // NFTA_HOOK_HOOKNUM
+                w.u32(2, prio as u32); // NFTA_HOOK_PRIORITY
+            });
+            w.u32(5, 1); // NFTA_CHAIN_POLICY: NF_ACCEPT
+            w.str(7, kind); // NFTA_CHAIN_TYPE
+        },
+    );
 }
 
 fn rule_message(b: &mut Batch, l: &Layout, chain: &str, f: impl FnOnce(&mut Writer)) {
-    b.add(NFT_MSG_NEWRULE, NFPROTO_INET, NLM_F_CREATE | NLM_F_APPEND, |w| {
-        w.str(NFTA_RULE_TABLE, &l.table);
-        w.str(2, chain); // NFTA_RULE_CHAIN
-        w.nested(4, f); // NFTA_RULE_EXPRESSIONS
-    });
+    b.add(
+        NFT_MSG_NEWRULE,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_APPEND,
+        |w| {
+            w.str(NFTA_RULE_TABLE, &l.table);
+            w.str(2, chain); // NFTA_RULE_CHAIN
+            w.nested(4, f); // NFTA_RULE_EXPRESSIONS
+        },
+    );
 }
 
 fn match_family_tcp(w: &mut Writer, fam: Fam) {
@@ -294,12 +321,23 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     expr::dynset_delete(w, &pin.name(fam), pin.id(fam), REG32_00);
     // Keep the operator's other mark bits; set ours.
     expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
-    expr::bitwise(w, REG_SCRATCH, &(!l.mask).to_ne_bytes(), &l.mark.to_ne_bytes());
+    expr::bitwise(
+        w,
+        REG_SCRATCH,
+        &(!l.mask).to_ne_bytes(),
+        &l.mark.to_ne_bytes(),
+    );
     expr::ct_set_mark(w, REG_SCRATCH);
     // A pinhole without a fwd element ends here, admitted and marked.
     let fwd = SetKind::Fwd;
     expr::lookup(w, &fwd.name(fam), fwd.id(fam), REG32_00, Some(REG32_00));
-    expr::nat(w, Nat::Dnat, fam.nfproto(), REG32_00, Some(REG32_00 + a / 4));
+    expr::nat(
+        w,
+        Nat::Dnat,
+        fam.nfproto(),
+        REG32_00,
+        Some(REG32_00 + a / 4),
+    );
 }
 
 fn snat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
@@ -324,7 +362,12 @@ fn guard_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     let a = fam.addr_len();
     match_family_tcp(w, fam);
     expr::ct_get(w, CtKey::State, REG_SCRATCH);
-    expr::bitwise(w, REG_SCRATCH, &CT_STATE_NEW.to_ne_bytes(), &0u32.to_ne_bytes());
+    expr::bitwise(
+        w,
+        REG_SCRATCH,
+        &CT_STATE_NEW.to_ne_bytes(),
+        &0u32.to_ne_bytes(),
+    );
     expr::cmp(w, REG_SCRATCH, Cmp::Neq, &0u32.to_ne_bytes());
     expr::payload(w, Base::Network, dst, a, REG32_00);
     expr::payload(w, Base::Transport, 2, 2, REG32_00 + a / 4);
@@ -372,238 +415,28 @@ pub(super) fn delete(b: &mut Batch, l: &Layout) {
     table_message(b, l, 0, NFT_MSG_DELTABLE, 0);
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-/// A port as a key field: network order, padded to a register word.
-fn port_bytes(port: u16) -> [u8; 4] {
-    let p = port.to_be_bytes();
-    [p[0], p[1], 0, 0]
-}
-
-/// The element keys and data of one flow, per set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Elements {
-    pub fam: Fam,
-    pub pin_key: Vec<u8>,
-    pub guard_key: Vec<u8>,
-    pub fwd: Option<Vec<u8>>,
-    pub snat: Option<Vec<u8>>,
-    /// Once the pinhole has been used: its `used` key (with the source port).
-    pub used_key: Option<Vec<u8>>,
-}
-
-impl Elements {
-    pub fn of(flow: &PinholeFlow) -> Elements {
-        let gw = flow.gateway.0;
-        let mut pin_key = ip_bytes(flow.peer.0);
-        pin_key.extend(ip_bytes(gw.ip()));
-        pin_key.extend(port_bytes(gw.port()));
-        let mut guard_key = ip_bytes(gw.ip());
-        guard_key.extend(port_bytes(gw.port()));
-        let (fwd, snat) = match flow.admit {
-            Admit::Only => (None, None),
-            Admit::Forward { to, source_nat } => {
-                let mut d = ip_bytes(to.0.ip());
-                d.extend(port_bytes(to.0.port()));
-                (Some(d), source_nat.map(|s| ip_bytes(s.0)))
-            }
-        };
-        Elements { fam: Fam::of(flow.peer.0), pin_key, guard_key, fwd, snat, used_key: None }
-    }
-
-    /// Notes the source port the peer dialed from.
-    pub fn set_used(&mut self, sport: u16) {
-        let mut k = self.pin_key.clone();
-        k.extend(port_bytes(sport));
-        self.used_key = Some(k);
-    }
-
-    /// (set, key, data) for each element of the flow; the pin element goes
-    /// last so the packet path never sees it without its companions.
-    fn each(&self) -> Vec<(SetKind, &[u8], Option<&[u8]>)> {
-        let mut v: Vec<(SetKind, &[u8], Option<&[u8]>)> = vec![(SetKind::Guard, &self.guard_key, None)];
-        if let Some(d) = &self.fwd {
-            v.push((SetKind::Fwd, &self.pin_key, Some(d)));
-        }
-        if let Some(d) = &self.snat {
-            v.push((SetKind::Snat, &self.pin_key, Some(d)));
-        }
-        v.push((SetKind::Pin, &self.pin_key, None));
-        if let Some(k) = &self.used_key {
-            v.push((SetKind::Used, k, None));
-        }
-        v
-    }
-}
-
-fn element_message(
-    b: &mut Batch,
-    l: &Layout,
-    msg: u16,
-    flags: u16,
-    set: &str,
-    key: &[u8],
-    data: Option<&[u8]>,
-    timeout_ms: Option<u64>,
-) {
-    b.add(msg, NFPROTO_INET, flags, |w| {
-        w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
-        w.str(2, set); // NFTA_SET_ELEM_LIST_SET
-        w.nested(3, |w| {
-            // NFTA_SET_ELEM_LIST_ELEMENTS
-            w.nested(1, |w| {
-                w.nested(1, |w| w.bytes(expr::NFTA_DATA_VALUE, key)); // NFTA_SET_ELEM_KEY
-                if let Some(d) = data {
-                    w.nested(2, |w| w.bytes(expr::NFTA_DATA_VALUE, d)); // NFTA_SET_ELEM_DATA
-                }
-                if let Some(t) = timeout_ms {
-                    w.u64(4, t); // NFTA_SET_ELEM_TIMEOUT
-                }
-            });
-        });
-    });
-}
-
-/// The request that lists one family's `used` set.
-pub(super) fn list_used(seq: u32, l: &Layout, fam: Fam) -> Writer {
-    super::netlink::request(
-        super::netlink::NFNL_SUBSYS_NFTABLES,
-        NFT_MSG_GETSETELEM,
-        super::netlink::NLM_F_DUMP,
-        seq,
-        NFPROTO_INET,
-        |w| {
-            w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
-            w.str(2, &SetKind::Used.name(fam)); // NFTA_SET_ELEM_LIST_SET
-        },
-    )
-}
-
-/// The keys in one GETSETELEM answer.
-pub(super) fn element_keys(attrs: &[u8]) -> Vec<&[u8]> {
-    use super::netlink::attr;
-    let Some(list) = attr(attrs, 3) else { return Vec::new() }; // NFTA_SET_ELEM_LIST_ELEMENTS
-    super::netlink::Attrs(list)
-        .filter_map(|(_, elem)| attr(elem, 1).and_then(|k| attr(k, expr::NFTA_DATA_VALUE)))
-        .collect()
-}
-
-/// Reads a `used` key back: (peer, gateway, source port).
-pub(super) fn parse_used(fam: Fam, key: &[u8]) -> Option<(IpAddr, std::net::SocketAddr, u16)> {
-    let a = fam.addr_len() as usize;
-    if key.len() != 2 * a + 8 {
-        return None;
-    }
-    let ip = |b: &[u8]| -> Option<IpAddr> {
-        Some(match fam {
-            Fam::V4 => IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
-            Fam::V6 => IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
-        })
-    };
-    let peer = ip(&key[..a])?;
-    let gw = ip(&key[a..2 * a])?;
-    let port = u16::from_be_bytes([key[2 * a], key[2 * a + 1]]);
-    let sport = u16::from_be_bytes([key[2 * a + 4], key[2 * a + 5]]);
-    Some((peer, std::net::SocketAddr::new(gw, port), sport))
-}
-
-/// Adds a flow's elements; EXCL so a duplicate pinhole is an error.
-pub(super) fn add_elements(b: &mut Batch, l: &Layout, e: &Elements, timeout_ms: u64) {
-    for (kind, key, data) in e.each() {
-        element_message(b, l, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, &kind.name(e.fam), key, data, Some(timeout_ms));
-    }
-}
-
-/// Removes a flow's elements with `msg` (DESTROYSETELEM or DELSETELEM).
-pub(super) fn remove_elements(b: &mut Batch, l: &Layout, e: &Elements, msg: u16) {
-    for (kind, key, _) in e.each() {
-        element_message(b, l, msg, 0, &kind.name(e.fam), key, None, None);
-    }
-}
-
-/// The same as `remove_elements`, one batch per element, for kernels
-/// without DESTROYSETELEM where a missing element fails the whole batch.
-pub(super) fn remove_elements_one_by_one(l: &Layout, e: &Elements, mut seq: impl FnMut() -> u32) -> Vec<Batch> {
-    e.each()
-        .into_iter()
-        .map(|(kind, key, _)| {
-            let mut b = Batch::new(seq());
-            element_message(&mut b, l, NFT_MSG_DELSETELEM, 0, &kind.name(e.fam), key, None, None);
-            b
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::netlink::{attr, messages, Attrs};
     use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, PeerIp, ServerAddr, SourceNat};
-    use std::time::Duration;
 
     fn layout() -> Layout {
-        Layout { table: "ftpalg_data".into(), mark: 0x4600_0000, mask: 0xff00_0000, size: 64, owner: true }
-    }
-
-    #[test]
-    fn v4_keys_are_peer_gateway_port_padded_to_words() {
-        let f = PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
-            Duration::from_secs(1),
-        );
-        let e = Elements::of(&f);
-        assert_eq!(e.pin_key, [100, 64, 0, 2, 100, 64, 0, 1, 0x9c, 0x40, 0, 0]);
-        assert_eq!(e.guard_key, [100, 64, 0, 1, 0x9c, 0x40, 0, 0]);
-        assert_eq!(e.fwd.as_deref(), Some(&[198, 51, 100, 2, 0x13, 0x88, 0, 0][..]));
-        assert_eq!(e.snat.as_deref(), Some(&[198, 51, 100, 1][..]));
-        let kinds: Vec<_> = e.each().iter().map(|(k, _, _)| k.name(e.fam)).collect();
-        assert_eq!(kinds, ["guard4", "fwd4", "snat4", "pin4"]);
-    }
-
-    #[test]
-    fn used_keys_read_back_and_are_removed_with_the_flow() {
-        let f = PinholeFlow::relay(
-            PeerIp("2001:db8:1::2".parse().unwrap()),
-            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
-            Duration::from_secs(1),
-        );
-        let mut e = Elements::of(&f);
-        e.set_used(51000);
-        let key = e.used_key.clone().unwrap();
-        assert_eq!(key.len(), 40);
-        let (peer, gw, sport) = parse_used(Fam::V6, &key).unwrap();
-        assert_eq!((peer, gw, sport), (f.peer.0, f.gateway.0, 51000));
-        assert_eq!(parse_used(Fam::V4, &key), None);
-        assert_eq!(e.each().last().map(|(k, _, _)| k.name(e.fam)), Some("used6".to_string()));
-    }
-
-    #[test]
-    fn v6_relay_flow_has_only_pin_and_guard() {
-        let f = PinholeFlow::relay(
-            PeerIp("2001:db8:1::2".parse().unwrap()),
-            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
-            Duration::from_secs(1),
-        );
-        let e = Elements::of(&f);
-        assert_eq!(e.fam, Fam::V6);
-        assert_eq!(e.pin_key.len(), 36);
-        assert_eq!(e.guard_key.len(), 20);
-        let kinds: Vec<_> = e.each().iter().map(|(k, _, _)| k.name(e.fam)).collect();
-        assert_eq!(kinds, ["guard6", "pin6"]);
+        Layout {
+            table: "ftpalg_data".into(),
+            mark: 0x4600_0000,
+            mask: 0xff00_0000,
+            size: 64,
+            owner: true,
+        }
     }
 
     #[test]
     fn set_types_follow_nft_concat_encoding() {
         // nft prints `ipv4_addr . ipv4_addr . inet_service` for this number.
-        assert_eq!(concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]), (7 << 12) | (7 << 6) | 13);
+        assert_eq!(
+            concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]),
+            (7 << 12) | (7 << 6) | 13
+        );
         assert_eq!(SetKind::Used.id(Fam::V6), 10);
         assert_eq!(SetKind::Pin.id(Fam::V4), 1);
     }
@@ -614,16 +447,28 @@ mod tests {
         create(&mut b, &layout());
         let (bytes, _, _) = b.finish();
         let msgs: Vec<_> = messages(&bytes).collect();
-        let kinds: Vec<u16> = msgs[1..msgs.len() - 1].iter().map(|m| m.ty & 0xff).collect();
-        assert_eq!(&kinds[..3], &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]);
+        let kinds: Vec<u16> = msgs[1..msgs.len() - 1]
+            .iter()
+            .map(|m| m.ty & 0xff)
+            .collect();
+        assert_eq!(
+            &kinds[..3],
+            &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]
+        );
         assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 10);
-        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(), RULE_COUNT);
+        assert_eq!(
+            kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(),
+            RULE_COUNT
+        );
         // Every message names ftpalg's table and nothing else.
         for m in &msgs[1..msgs.len() - 1] {
             assert_eq!(attr(m.attrs(), 1), Some(&b"ftpalg_data\0"[..]));
         }
         // The final NEWTABLE carries the owner flag.
-        assert_eq!(attr(msgs[3].attrs(), NFTA_TABLE_FLAGS), Some(&NFT_TABLE_F_OWNER.to_be_bytes()[..]));
+        assert_eq!(
+            attr(msgs[3].attrs(), NFTA_TABLE_FLAGS),
+            Some(&NFT_TABLE_F_OWNER.to_be_bytes()[..])
+        );
     }
 
     #[test]
@@ -631,13 +476,17 @@ mod tests {
         let mut w = Writer::default();
         dnat_rule(&mut w, &layout(), Fam::V4);
         let names: Vec<String> = Attrs(w.as_bytes())
-            .map(|(_, e)| String::from_utf8_lossy(attr(e, 1).unwrap()).trim_end_matches('\0').to_string())
+            .map(|(_, e)| {
+                String::from_utf8_lossy(attr(e, 1).unwrap())
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .collect();
         assert_eq!(
             names,
             [
-                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup", "dynset", "dynset", "ct",
-                "bitwise", "ct", "lookup", "nat"
+                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup",
+                "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
             ]
         );
     }
