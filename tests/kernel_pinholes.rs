@@ -502,3 +502,34 @@ fn abort_cuts_an_admitted_connection() {
     assert_eq!(hold.join().unwrap(), b"before".len());
     assert_eq!(dp.live(), 0);
 }
+
+#[test]
+fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("j");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
+    let gw = sa(GW_IN, 40000);
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER, 5000)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(30),
+        ))
+        .unwrap();
+    let (_, before) = lab.nft("list table inet ftpalg_data");
+    let elements = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("elements") && l.contains("40000")).count();
+    assert_eq!(elements(&before), 4, "pin, fwd, snat, guard:\n{before}");
+    dp.remove(id).expect("remove");
+    dp.remove(id).expect("removing twice is not an error");
+    let (_, after) = lab.nft("list table inet ftpalg_data");
+    assert_eq!(elements(&after), 0, "{after}");
+    let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
+    assert!(matches!(out, Outcome::TimedOut | Outcome::Refused), "{out:?}");
+    assert!(srv.finish().is_empty());
+    assert_eq!(dp.poll().unwrap(), vec![], "a removed pinhole reports nothing");
+}
