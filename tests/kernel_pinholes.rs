@@ -522,14 +522,104 @@ fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
         ))
         .unwrap();
     let (_, before) = lab.nft("list table inet ftpalg_data");
-    let elements = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("elements") && l.contains("40000")).count();
+    let elements = |t: &str| {
+        t.lines()
+            .filter(|l| l.trim_start().starts_with("elements") && l.contains("40000"))
+            .count()
+    };
     assert_eq!(elements(&before), 4, "pin, fwd, snat, guard:\n{before}");
     dp.remove(id).expect("remove");
     dp.remove(id).expect("removing twice is not an error");
     let (_, after) = lab.nft("list table inet ftpalg_data");
     assert_eq!(elements(&after), 0, "{after}");
     let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
-    assert!(matches!(out, Outcome::TimedOut | Outcome::Refused), "{out:?}");
+    assert!(
+        matches!(out, Outcome::TimedOut | Outcome::Refused),
+        "{out:?}"
+    );
     assert!(srv.finish().is_empty());
-    assert_eq!(dp.poll().unwrap(), vec![], "a removed pinhole reports nothing");
+    assert_eq!(
+        dp.poll().unwrap(),
+        vec![],
+        "a removed pinhole reports nothing"
+    );
+}
+
+#[test]
+fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("k");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER6, 5000), 30_000, Duration::from_secs(8));
+    let gw = sa(GW_IN6, 40000);
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT6, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER6, 5000)),
+            SourceNat(GW_OUT6.parse().unwrap()),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER6, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT6, 0), gw, 1000, Duration::from_secs(3)),
+        Outcome::Transferred(30_000)
+    );
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].peer.ip().to_string(), GW_OUT6);
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.to_dialer >= 30_000),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn transparent_pinhole_admits_the_peer_to_the_servers_own_address() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("m");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(8));
+    // Without a pinhole the operator's forward policy drops the client.
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), sa(SERVER, 5000), 10, SHORT),
+        Outcome::TimedOut
+    );
+    let to = sa(SERVER, 5000);
+    dp.add(&PinholeFlow::relay(
+        PeerIp(CLIENT.parse().unwrap()),
+        GatewayAddr(to),
+        Duration::from_secs(5),
+    ))
+    .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), to, 10, SHORT),
+        Outcome::TimedOut,
+        "stranger"
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), to, 10, Duration::from_secs(3)),
+        Outcome::Transferred(100)
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), to, 10, SHORT),
+        Outcome::TimedOut,
+        "second connection"
+    );
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        CLIENT,
+        "no NAT: the server sees the client"
+    );
 }
