@@ -126,8 +126,8 @@ fn element_message(
     });
 }
 
-/// The request that lists one family's `used` set.
-pub(super) fn list_used(seq: u32, l: &Layout, fam: Fam) -> Writer {
+/// The request that lists the elements of one set.
+pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> Writer {
     netlink::request(
         netlink::NFNL_SUBSYS_NFTABLES,
         NFT_MSG_GETSETELEM,
@@ -136,7 +136,7 @@ pub(super) fn list_used(seq: u32, l: &Layout, fam: Fam) -> Writer {
         NFPROTO_INET,
         |w| {
             w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
-            w.str(2, &SetKind::Used.name(fam)); // NFTA_SET_ELEM_LIST_SET
+            w.str(2, &kind.name(fam)); // NFTA_SET_ELEM_LIST_SET
         },
     )
 }

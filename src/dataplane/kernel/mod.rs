@@ -109,7 +109,7 @@ const ENFILE: i32 = libc::ENFILE;
 const EEXIST: i32 = libc::EEXIST;
 
 impl KernelDataPlane {
-    /// Creates ftpalg's table in the current network namespace, replacing
+    /// Creates ftpalg's table in the calling thread's network namespace, replacing
     /// a stale one of the same name. Needs CAP_NET_ADMIN.
     pub fn open(config: KernelConfig) -> Result<(Self, OpenReport), KernelError> {
         if config.table.is_empty() || config.table.len() > 255 {
@@ -312,7 +312,7 @@ impl KernelDataPlane {
                 continue;
             }
             let seq = self.sock.reserve_seq(1);
-            let req = elements::list_used(seq, &self.layout, fam);
+            let req = elements::list_set(seq, &self.layout, ruleset::SetKind::Used, fam);
             let mut used = Vec::new();
             self.sock
                 .query(req.as_bytes(), seq, true, "list used pinholes", |m| {
@@ -481,6 +481,80 @@ impl Drop for KernelDataPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use ruleset::{Fam, SetKind};
+
+    /// Runs `f` on a thread in a network namespace of its own (gone when
+    /// the thread ends). Needs root; `None` when skipped on purpose.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
+                "kernel tests need root (set FTPALG_SKIP_KERNEL_TESTS=1 to skip them)"
+            );
+            return None;
+        }
+        let h = std::thread::spawn(move || {
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        });
+        Some(h.join().expect("namespace thread"))
+    }
+
+    fn element_count(dp: &mut KernelDataPlane) -> usize {
+        let mut n = 0;
+        for fam in [Fam::V4, Fam::V6] {
+            for kind in SetKind::ALL {
+                let seq = dp.sock.reserve_seq(1);
+                let req = elements::list_set(seq, &dp.layout, kind, fam);
+                dp.sock
+                    .query(req.as_bytes(), seq, true, "list set", |m| {
+                        n += elements::element_keys(m.attrs()).len()
+                    })
+                    .expect("list set");
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn removal_without_destroysetelem_deletes_each_element() {
+        in_fresh_netns(|| {
+            let (mut dp, _) = KernelDataPlane::open(KernelConfig::default()).expect("open");
+            // As on kernels before 6.3, which do not know DESTROYSETELEM.
+            dp.destroy_supported = Some(false);
+            let flow = PinholeFlow::passive(
+                ClientAddr("100.64.0.2:0".parse().unwrap()),
+                GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+                ServerAddr("198.51.100.2:5000".parse().unwrap()),
+                SourceNat("198.51.100.1".parse().unwrap()),
+                Duration::from_secs(30),
+            );
+            let id = dp.add(&flow).expect("add");
+            assert_eq!(element_count(&mut dp), 4);
+            // A used pinhole has lost its pin element already (and here its
+            // guard too): missing elements must not stop the others going.
+            let mut pin_and_guard = Elements::of(&flow);
+            pin_and_guard.fwd = None;
+            pin_and_guard.snat = None;
+            let mut b = Batch::new(dp.sock.reserve_seq(4));
+            elements::remove_elements(
+                &mut b,
+                &dp.layout,
+                &pin_and_guard,
+                elements::NFT_MSG_DESTROYSETELEM,
+            );
+            dp.sock
+                .transact(b, "remove pin and guard")
+                .expect("destroy pin and guard");
+            assert_eq!(element_count(&mut dp), 2);
+            dp.remove(id)
+                .expect("remove with one DELSETELEM per element");
+            assert_eq!(element_count(&mut dp), 0);
+            dp.close().expect("close");
+        });
+    }
 
     #[test]
     fn config_checks_and_accept_line() {
