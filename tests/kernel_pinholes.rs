@@ -623,3 +623,30 @@ fn transparent_pinhole_admits_the_peer_to_the_servers_own_address() {
         "no NAT: the server sees the client"
     );
 }
+
+#[test]
+fn a_target_that_refuses_is_reported_as_failed() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("n");
+    let mut dp = open(&lab, config());
+    let gw = sa(GW_IN, 40000);
+    // Nothing listens on the server's port 5999.
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER, 5999)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        Outcome::Refused,
+        "the server's reset comes back"
+    );
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert_eq!(evs, vec![FlowEvent::Failed(FailReason::NotEstablished)]);
+}
