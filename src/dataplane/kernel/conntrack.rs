@@ -5,9 +5,8 @@
 //! present when `net.netfilter.nf_conntrack_acct` was 1 when the entry was
 //! made.
 
-use super::netlink::{
-    self, attr, be_u16, be_u64, Message, NfSocket, Writer, NFNL_SUBSYS_CTNETLINK,
-};
+use super::netlink::{self, attr, be_u16, be_u64, Message, Writer, NFNL_SUBSYS_CTNETLINK};
+use super::socket::NfSocket;
 use super::KernelError;
 use crate::dataplane::ByteCounts;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -19,14 +19,16 @@ mod error;
 mod expr;
 mod netlink;
 mod ruleset;
+mod socket;
 mod track;
 
 pub use error::KernelError;
 
 use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
 use elements::Elements;
-use netlink::{Batch, NfSocket};
+use netlink::Batch;
 use ruleset::Layout;
+use socket::NfSocket;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
