@@ -8,6 +8,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod dataplane;
 pub mod ftp;
 pub mod proxy;
 pub mod rules;
