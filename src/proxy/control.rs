@@ -379,21 +379,24 @@ impl Driver {
     }
 
     /// Writes queued client output in order, stopping at a reply that must
-    /// wait for a data channel still delivering.
+    /// wait for a data channel still delivering. One write under one
+    /// deadline: the whole batch must go within it, and pipelined replies
+    /// leave in as few segments as possible (Nagle is off here).
     async fn flush(&mut self) -> io::Result<()> {
-        let deadline = self.write_deadline();
+        let mut batch = Vec::new();
         while let Some((None, _)) = self.out.front() {
             let Some((_, bytes)) = self.out.pop_front() else {
                 break;
             };
             self.out_bytes -= bytes.len();
-            if bytes.is_empty() {
-                continue;
+            if batch.is_empty() {
+                batch = bytes;
+            } else {
+                batch.extend_from_slice(&bytes);
             }
-            let (id, gw) = (self.id, self.gw.clone());
-            bounded_write(&mut self.client_w, &bytes, deadline, &gw, id, "client").await?;
         }
-        Ok(())
+        let (deadline, id, gw) = (self.write_deadline(), self.id, self.gw.clone());
+        bounded_write(&mut self.client_w, &batch, deadline, &gw, id, "client").await
     }
 
     async fn execute(&mut self) -> io::Result<()> {
