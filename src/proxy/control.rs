@@ -7,6 +7,7 @@
 //! it.
 
 mod channels;
+mod opaque;
 
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
@@ -19,7 +20,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -501,56 +502,6 @@ impl Driver {
             .await;
             let _ = tx.send(DataEvent::Upstream(result));
         });
-    }
-
-    /// After AUTH TLS passes through: copy raw bytes both ways, until
-    /// either side ends, nothing moves for the control idle timeout, or the
-    /// gateway shuts down (the gateway cannot see where an encrypted reply
-    /// ends, so there is nothing to drain: it closes at once).
-    async fn go_opaque(&mut self) -> io::Result<()> {
-        let (Some(mut cr), Some(mut sr), Some(mut sw)) = (
-            self.client_r.take(),
-            self.server_r.take(),
-            self.server_w.take(),
-        ) else {
-            return Ok(());
-        };
-        let idle = self.write_deadline();
-        let (id, gw) = (self.id, self.gw.clone());
-        let from_client = self.from_client.take_buffered();
-        bounded_write(&mut sw, &from_client, idle, &gw, id, "server").await?;
-        let from_server = self.from_server.take_buffered();
-        bounded_write(&mut self.client_w, &from_server, idle, &gw, id, "client").await?;
-        let mut shutdown = self.gw.shutdown_signal();
-        let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-        let (mut client_open, mut server_open) = (true, true);
-        while client_open || server_open {
-            tokio::select! {
-                r = cr.read(&mut cbuf), if client_open => match r? {
-                    0 => {
-                        client_open = false;
-                        let _ = sw.shutdown().await;
-                    }
-                    n => bounded_write(&mut sw, &cbuf[..n], idle, &gw, id, "server").await?,
-                },
-                r = sr.read(&mut sbuf), if server_open => match r? {
-                    0 => {
-                        server_open = false;
-                        let _ = self.client_w.shutdown().await;
-                    }
-                    n => bounded_write(&mut self.client_w, &sbuf[..n], idle, &gw, id, "client").await?,
-                },
-                _ = tokio::time::sleep(idle) => {
-                    warn!(session = id, reason = "control idle timeout", "closing the TLS passthrough session");
-                    return Ok(());
-                }
-                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-                    info!(session = id, reason = "gateway shutting down", "closing the TLS passthrough session");
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
     }
 }
 
