@@ -805,6 +805,40 @@ impl Session {
         }
     }
 
+    /// The driver's report on how data channel `id` ended (`Err` with the
+    /// reason when the data path failed), for one line of the reply that
+    /// waited for it ([`Action::ToClientAfterData`]); returns what the client
+    /// gets instead of `held`. A broken transfer is never reported complete:
+    /// a success reply becomes `426`, its leading lines are dropped, and the
+    /// channel is released. Otherwise `held` goes out as it is.
+    pub fn data_finished(
+        &mut self,
+        id: DataId,
+        outcome: Result<(), &str>,
+        held: Vec<u8>,
+    ) -> Vec<u8> {
+        if outcome.is_ok() {
+            return held;
+        }
+        let code = held
+            .get(..3)
+            .filter(|c| c.iter().all(u8::is_ascii_digit))
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+            .map(ReplyCode);
+        let last = code.is_some() && held.get(3).is_none_or(|&b| b != b'-');
+        match code {
+            Some(c) if last && !c.is_success() => held,
+            Some(_) if last => {
+                self.push(Action::Release { id });
+                reply(426, "Connection closed; transfer aborted.")
+            }
+            // A leading or middle line of a multi-line reply: only its last
+            // line says what the reply means, and it is answered above.
+            _ if code.is_none_or(|c| c.is_success()) => Vec::new(),
+            _ => held,
+        }
+    }
+
     // ---------------------------------------------------------------- server
 
     /// The driver connected to the server the client named.
