@@ -22,7 +22,7 @@ pub use policy::{
 
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
-use crate::ftp::framer::{Frame, Line};
+use crate::ftp::framer::{encode_line, Frame, Line};
 use crate::ftp::reply::{ReplyCode, ReplyTracker};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -314,7 +314,20 @@ impl Session {
     }
 
     fn client_line(&mut self, line: Line, policy: &dyn Policy) {
-        let text = line.text();
+        let checked = match line.decode() {
+            Ok(c) => c,
+            Err(e) => {
+                let detail = format!("{e}: {}", lossy(&line.raw));
+                self.deny(
+                    500,
+                    "Telnet sequence not allowed here; command refused.",
+                    Denial::Telnet,
+                    detail,
+                );
+                return;
+            }
+        };
+        let text = checked.text;
         let command = match parse_command(&text) {
             Ok(c) => c,
             Err(e) => {
@@ -358,13 +371,16 @@ impl Session {
             self.before_route(command);
             return;
         }
+        // The server gets exactly the text checked above, re-encoded: never
+        // the raw bytes, whose telnet sequences it might read differently.
+        let wire = encode_line(&text, checked.synch && command.verb == cmd::ABOR);
         match command.verb {
             cmd::USER => {
                 let name = lossy(command.arg);
                 self.user = Some(name.clone());
                 self.logged_in = false;
                 self.event(Event::User { name });
-                self.forward(&line, command.verb, None);
+                self.forward(wire, command.verb, None);
             }
             cmd::PORT | cmd::EPRT | cmd::LPRT => self.client_active(command, policy),
             cmd::PASV | cmd::EPSV | cmd::LPSV => self.client_passive(command, policy),
@@ -375,7 +391,7 @@ impl Session {
                     Denial::Tls,
                     format!("AUTH {}", lossy(command.arg)),
                 ),
-                TlsPolicy::Passthrough => self.forward(&line, command.verb, None),
+                TlsPolicy::Passthrough => self.forward(wire, command.verb, None),
             },
             cmd::REIN => {
                 self.user = None;
@@ -384,7 +400,7 @@ impl Session {
                 if let Some(id) = self.ready.take() {
                     self.push(Action::Release { id });
                 }
-                self.forward(&line, command.verb, None);
+                self.forward(wire, command.verb, None);
             }
             v if v.is_transfer() => {
                 let data = self.ready.take();
@@ -395,17 +411,14 @@ impl Session {
                         arg: lossy(command.arg),
                     });
                 }
-                self.forward(&line, v, data);
+                self.forward(wire, v, data);
             }
-            v => self.forward(&line, v, None),
+            v => self.forward(wire, v, None),
         }
     }
 
-    fn forward(&mut self, line: &Line, verb: Verb, data: Option<DataId>) {
-        let mut bytes = Vec::with_capacity(line.raw.len() + 2);
-        bytes.extend_from_slice(&line.raw);
-        bytes.extend_from_slice(b"\r\n");
-        self.send_server(bytes);
+    fn forward(&mut self, wire: Vec<u8>, verb: Verb, data: Option<DataId>) {
+        self.send_server(wire);
         self.pending.push_back(Pending::Forward { verb, data });
     }
 
