@@ -55,6 +55,8 @@ enum Pending {
     RoutedGreeting,
     /// A forwarded command whose reply is forwarded.
     Forward { verb: Verb, data: Option<DataId> },
+    /// A forwarded USER: its reply says whether `name` is being logged in.
+    User { name: String },
     /// Our PASV/EPSV to the server.
     ServerPassive { id: DataId, verb: Verb },
     /// Our PORT/EPRT to the server.
@@ -103,7 +105,13 @@ pub struct Session {
     server: Option<SocketAddr>,
     route_user: Option<String>,
     route_attempts: u32,
+    /// The identity the server accepted with its last 230.
     user: Option<String>,
+    /// The name in the last USER sent: what rules see before a login.
+    proposed: Option<String>,
+    /// The name of the USER the server is taking a password for: bound by
+    /// the 230 that ends the exchange, forgotten when the USER is refused.
+    candidate: Option<String>,
     logged_in: bool,
     replies: ReplyTracker,
     pending: VecDeque<Pending>,
@@ -150,6 +158,8 @@ impl Session {
             route_user: None,
             route_attempts: 0,
             user: None,
+            proposed: None,
+            candidate: None,
             logged_in: false,
             replies: ReplyTracker::default(),
             pending: VecDeque::new(),
@@ -199,9 +209,14 @@ impl Session {
         self.cfg.client
     }
 
-    /// The user named so far.
+    /// The user rules see: the identity the server accepted while logged
+    /// in, else the name proposed in the last USER.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        if self.logged_in {
+            self.user.as_deref()
+        } else {
+            self.proposed.as_deref()
+        }
     }
 
     /// Whether the server accepted the login.
@@ -352,7 +367,7 @@ impl Session {
         };
         let ctx = CommandContext {
             verb: command.verb,
-            user: self.user.as_deref(),
+            user: self.user(),
             client: self.cfg.client.ip(),
             server: self.server,
             data_mode,
@@ -376,11 +391,13 @@ impl Session {
         let wire = encode_line(&text, checked.synch && command.verb == cmd::ABOR);
         match command.verb {
             cmd::USER => {
+                // Logged in, the accepted identity stays until a new 230: a
+                // refused USER leaves the server's login as it was.
                 let name = lossy(command.arg);
-                self.user = Some(name.clone());
-                self.logged_in = false;
-                self.event(Event::User { name });
-                self.forward(wire, command.verb, None);
+                self.proposed = Some(name.clone());
+                self.event(Event::User { name: name.clone() });
+                self.send_server(wire);
+                self.pending.push_back(Pending::User { name });
             }
             cmd::PORT | cmd::EPRT | cmd::LPRT => self.client_active(command, policy),
             cmd::PASV | cmd::EPSV | cmd::LPSV => self.client_passive(command, policy),
@@ -395,6 +412,8 @@ impl Session {
             },
             cmd::REIN => {
                 self.user = None;
+                self.proposed = None;
+                self.candidate = None;
                 self.logged_in = false;
                 self.epsv_all = false;
                 if let Some(id) = self.ready.take() {
@@ -429,7 +448,7 @@ impl Session {
                 let arg = lossy(command.arg);
                 match split_user_host(&arg) {
                     Some((user, host, port)) => {
-                        self.user = Some(user.clone());
+                        self.proposed = Some(user.clone());
                         self.event(Event::User { name: user.clone() });
                         self.route_user = Some(user);
                         self.route_attempts += 1;
@@ -849,7 +868,7 @@ impl Session {
             return;
         }
         self.phase = Phase::WaitUser;
-        self.user = None;
+        self.proposed = None;
         self.send_client(reply(530, &format!("{reason}.")));
         self.drain_held(policy);
     }
@@ -933,8 +952,17 @@ impl Session {
     }
 
     fn forwarded_reply(&mut self, head: Pending, code: ReplyCode) {
-        let Pending::Forward { verb, data } = head else {
-            return;
+        let (verb, data) = match head {
+            Pending::Forward { verb, data } => (verb, data),
+            Pending::User { name } => {
+                match code.0 {
+                    230 => self.accept_login(Some(name)),
+                    331 | 332 => self.candidate = Some(name),
+                    _ => self.candidate = None,
+                }
+                return;
+            }
+            _ => return,
         };
         // After a failed transfer the channel will never be used: close it.
         // After a successful one the data has flowed (or is still being
@@ -943,9 +971,9 @@ impl Session {
             self.push(Action::Release { id });
         }
         match verb {
-            cmd::USER | cmd::PASS | cmd::ACCT if code.0 == 230 => {
-                self.logged_in = true;
-                self.event(Event::LoggedIn);
+            cmd::PASS | cmd::ACCT if code.0 == 230 => {
+                let name = self.candidate.take();
+                self.accept_login(name);
             }
             cmd::AUTH if code.0 == 234 => {
                 self.phase = Phase::Opaque;
@@ -960,6 +988,20 @@ impl Session {
         }
     }
 
+    /// A 230 ended a login exchange for `name`; without one (a 230 to a
+    /// PASS whose USER was refused, as vsftpd's "Already logged in") the
+    /// identity already accepted stays.
+    fn accept_login(&mut self, name: Option<String>) {
+        if let Some(name) = name {
+            self.user = Some(name);
+        } else if !self.logged_in {
+            self.user = self.proposed.clone();
+        }
+        self.candidate = None;
+        self.logged_in = true;
+        self.event(Event::LoggedIn);
+    }
+
     fn consumed_reply(&mut self, head: Pending, code: ReplyCode, text: &[u8], policy: &dyn Policy) {
         match head {
             Pending::RoutedGreeting => {
@@ -967,10 +1009,7 @@ impl Session {
                     let user = self.route_user.take().unwrap_or_default();
                     self.phase = Phase::Open;
                     self.send_server(format!("USER {user}\r\n").into_bytes());
-                    self.pending.push_back(Pending::Forward {
-                        verb: cmd::USER,
-                        data: None,
-                    });
+                    self.pending.push_back(Pending::User { name: user });
                     self.drain_held(policy);
                 } else {
                     let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());
@@ -999,7 +1038,10 @@ impl Session {
                     self.fail_setup(425, &msg, policy);
                 }
             }
-            Pending::Greeting | Pending::Forward { .. } | Pending::Local(_) => {}
+            Pending::Greeting
+            | Pending::Forward { .. }
+            | Pending::User { .. }
+            | Pending::Local(_) => {}
         }
     }
 
