@@ -289,6 +289,9 @@ impl Session {
             Phase::Closed | Phase::Opaque => return,
             _ => {}
         }
+        if self.pipeline_full() {
+            return;
+        }
         match frame {
             Frame::TooLong { prefix } => {
                 let detail = format!(
@@ -328,7 +331,26 @@ impl Session {
         }
     }
 
+    /// Closes the session when the client has run too far ahead of the
+    /// server's replies (a server that never answers, or a client that
+    /// pipelines without end): the queue of replies owed must stay bounded.
+    fn pipeline_full(&mut self) -> bool {
+        if self.pending.len() < self.cfg.max_pending {
+            return false;
+        }
+        self.event(Event::Denied {
+            reason: Denial::Pipeline,
+            detail: format!("{} replies owed", self.pending.len()),
+        });
+        self.send_client(reply(421, "Too many commands without replies; closing."));
+        self.close();
+        true
+    }
+
     fn client_line(&mut self, line: Line, policy: &dyn Policy) {
+        if self.pipeline_full() {
+            return;
+        }
         let checked = match line.decode() {
             Ok(c) => c,
             Err(e) => {
