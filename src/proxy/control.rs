@@ -104,7 +104,14 @@ pub(crate) async fn serve(
 ) {
     let rules = gw.rules();
     let listener = rules.listeners[listener_index].clone();
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    // v4-mapped to v4, but a v6 peer keeps its scope id: data connections
+    // to a link-local client must leave through the same interface.
+    let peer = match peer {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(peer.ip().to_canonical(), peer.port())
+        }
+        p => p,
+    };
     let client_local = match client.local_addr() {
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(_) => return,

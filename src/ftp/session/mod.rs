@@ -146,12 +146,38 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// A v4-mapped address as plain v4; any other address unchanged, scope id
+/// included (a link-local peer is only reachable through its interface).
+fn canonical_addr(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(canonical(a.ip()), a.port())
+        }
+        _ => a,
+    }
+}
+
+/// `to` with the scope id of `peer` when `to` is link-local and names no
+/// scope itself: a data connection to `fe80::` goes out through the
+/// interface the control connection came in on.
+fn with_scope(to: SocketAddr, peer: SocketAddr) -> SocketAddr {
+    match (to, peer) {
+        (SocketAddr::V6(mut t), SocketAddr::V6(p))
+            if t.scope_id() == 0 && t.ip().is_unicast_link_local() =>
+        {
+            t.set_scope_id(p.scope_id());
+            SocketAddr::V6(t)
+        }
+        _ => to,
+    }
+}
+
 impl Session {
     /// Starts a session. With [`Upstream::Fixed`] the server's greeting is
     /// awaited; with [`Upstream::UserAtHost`] the gateway greets the client
     /// itself and waits for `USER name@host`.
     pub fn new(mut cfg: SessionConfig) -> Session {
-        cfg.client = SocketAddr::new(canonical(cfg.client.ip()), cfg.client.port());
+        cfg.client = canonical_addr(cfg.client);
         let mut s = Session {
             phase: Phase::Open,
             server: None,
@@ -175,7 +201,7 @@ impl Session {
         };
         match s.cfg.upstream {
             Upstream::Fixed(server) => {
-                s.server = Some(server);
+                s.server = Some(canonical_addr(server));
                 s.pending.push_back(Pending::Greeting);
             }
             Upstream::UserAtHost => {
@@ -530,7 +556,7 @@ impl Session {
             return;
         }
         let addr = match parsed {
-            Ok(a) => SocketAddr::new(canonical(a.ip()), a.port()),
+            Ok(a) => with_scope(canonical_addr(a), self.cfg.client),
             Err(codec::CodecError::Family(_)) if mode == ClientMode::Eprt => {
                 let text = "Network protocol not supported, use (1,2)";
                 self.deny(
@@ -620,17 +646,31 @@ impl Session {
         } else if self.refused_after_epsv_all(mode) {
             return;
         }
-        if mode == ClientMode::Pasv
-            && !client_v4
-            && self.cfg.client_advertise.is_none_or(|a| !a.is_ipv4())
-        {
-            self.deny(
-                425,
-                "PASV carries only IPv4 addresses; use EPSV.",
-                Denial::Protocol,
-                "PASV over IPv6".into(),
-            );
-            return;
+        // A pinhole admits only the expected peer, the client's control
+        // address (RFC 2577). PASV and LPSV tell the client where to connect,
+        // and it connects from an address of that family: to a v4 address a
+        // v6 client comes from a v4 address the gateway cannot know, and the
+        // pinhole would refuse it. So the advertised address must be of the
+        // client's family (PASV: v4 only); EPSV carries no address, the
+        // client comes back the way it reached the gateway, and always works.
+        if matches!(mode, ClientMode::Pasv | ClientMode::Lpsv) {
+            let advertise_v4 = self.cfg.client_advertise.map(|a| canonical(a).is_ipv4());
+            let same_family = advertise_v4.is_none_or(|v4| v4 == client_v4);
+            if !same_family || (mode == ClientMode::Pasv && !client_v4) {
+                let text = if mode == ClientMode::Pasv && !client_v4 {
+                    "PASV carries only IPv4 addresses; use EPSV."
+                } else {
+                    "The gateway's passive address is not of your address family; use EPSV."
+                };
+                let detail = format!(
+                    "{} from {} with advertise {:?}",
+                    mode.as_str(),
+                    self.cfg.client.ip(),
+                    self.cfg.client_advertise
+                );
+                self.deny(425, text, Denial::Protocol, detail);
+                return;
+            }
         }
         self.start_setup(ClientReq::Passive(mode), policy);
     }
@@ -866,7 +906,7 @@ impl Session {
         if self.phase != Phase::Routing {
             return;
         }
-        self.server = Some(SocketAddr::new(canonical(server.ip()), server.port()));
+        self.server = Some(canonical_addr(server));
         self.phase = Phase::Greeting;
         self.pending.push_back(Pending::RoutedGreeting);
     }
@@ -1120,7 +1160,7 @@ impl Session {
         };
         let advertised = canonical(data.ip());
         let target = if self.cfg.trust_passive_address && !advertised.is_unspecified() {
-            SocketAddr::new(advertised, data.port())
+            with_scope(SocketAddr::new(advertised, data.port()), server)
         } else {
             if advertised != server.ip() && !advertised.is_unspecified() {
                 self.event(Event::PassiveAddressIgnored {
@@ -1128,7 +1168,9 @@ impl Session {
                     used: server.ip(),
                 });
             }
-            SocketAddr::new(server.ip(), data.port())
+            let mut at = server;
+            at.set_port(data.port());
+            at
         };
         self.set_stage(Stage::ServerConnect);
         self.push(Action::Prepare {

@@ -781,5 +781,6 @@ fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
 
 mod bounds;
 mod identity;
+mod ipv6;
 mod rig;
 mod telnet;
