@@ -250,6 +250,12 @@ impl Session {
         self.logged_in
     }
 
+    /// How many replies are owed to the client and how many client lines
+    /// are held, each bounded by the config (for metrics and tests).
+    pub fn backlog(&self) -> (usize, usize) {
+        (self.pending.len(), self.held.len())
+    }
+
     /// Whether a data channel is being set up (client input is held).
     pub fn busy(&self) -> bool {
         matches!(self.phase, Phase::Routing | Phase::Greeting) || self.setup.is_some()
@@ -805,8 +811,13 @@ impl Session {
         policy: &dyn Policy,
     ) {
         let Some(stage) = self.current(id, side) else {
-            // A channel this session no longer wants.
-            self.push(Action::Release { id });
+            // A channel this session issued and no longer wants: close what
+            // the driver prepared. A live channel (a duplicate or wrong-side
+            // report) and an id never issued are left alone.
+            let live = self.setup.as_ref().is_some_and(|s| s.id == id) || self.ready == Some(id);
+            if !live && id.0 < self.next_id {
+                self.push(Action::Release { id });
+            }
             return;
         };
         match stage {

@@ -780,6 +780,7 @@ fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
 }
 
 mod bounds;
+mod driver;
 mod identity;
 mod ipv6;
 mod rig;
