@@ -579,9 +579,13 @@ impl Model {
                 // A client line, exactly as fed and checked: or the USER of
                 // a USER name@host the client sent.
                 let pos = self.fed.iter().position(|f| *f == text);
+                // A routed USER carries the name part of a `USER name@host`.
+                let name = text.get(5..).unwrap_or_default();
                 let routed = verb == "USER"
                     && self.fed.iter().any(|f| {
-                        f.len() > text.len() && f.starts_with(&text) && f[text.len()] == b'@'
+                        parse_command(f).is_ok_and(|c| c.verb.as_str() == "USER")
+                            && f.windows(name.len() + 1)
+                                .any(|w| &w[..name.len()] == name && w[name.len()] == b'@')
                     });
                 match pos {
                     Some(p) => {

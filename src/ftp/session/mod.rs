@@ -103,7 +103,8 @@ pub struct Session {
     cfg: SessionConfig,
     phase: Phase,
     server: Option<SocketAddr>,
-    route_user: Option<String>,
+    /// The user part of `USER name@host`, as the client sent it.
+    route_user: Option<Vec<u8>>,
     route_attempts: u32,
     /// The identity the server accepted with its last 230.
     user: Option<String>,
@@ -499,12 +500,16 @@ impl Session {
     fn before_route(&mut self, command: Command<'_>) {
         match command.verb {
             cmd::USER => {
-                let arg = lossy(command.arg);
+                let arg = String::from_utf8_lossy(command.arg);
                 match split_user_host(&arg) {
                     Some((user, host, port)) => {
                         self.proposed = Some(user.clone());
                         self.event(Event::User { name: user.clone() });
-                        self.route_user = Some(user);
+                        // The server gets the name as the client sent it,
+                        // not as decoded for the rules and the log.
+                        let raw = command.arg.trim_ascii();
+                        let at = raw.iter().rposition(|&b| b == b'@').unwrap_or(raw.len());
+                        self.route_user = Some(raw[..at].to_vec());
                         self.route_attempts += 1;
                         self.phase = Phase::Routing;
                         self.push(Action::Connect { host, port });
@@ -1081,8 +1086,11 @@ impl Session {
                 if code.is_success() {
                     let user = self.route_user.take().unwrap_or_default();
                     self.phase = Phase::Open;
-                    self.send_server(format!("USER {user}\r\n").into_bytes());
-                    self.pending.push_back(Pending::User { name: user });
+                    let text = [&b"USER "[..], &user].concat();
+                    self.send_server(encode_line(&text, false));
+                    self.pending.push_back(Pending::User {
+                        name: String::from_utf8_lossy(&user).into_owned(),
+                    });
                     self.drain_held(policy);
                 } else {
                     let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());

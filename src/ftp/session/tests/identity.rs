@@ -100,3 +100,29 @@ fn rein_forgets_the_identity() {
     assert_eq!(r.s.user(), None);
     assert!(!r.s.logged_in());
 }
+
+/// Found by the session fuzz target: the USER sent after a user@host
+/// route carried the name decoded lossily (U+FFFD for a Latin-1 byte), not
+/// the bytes the client sent; and a 255 in it went out unescaped.
+#[test]
+fn a_routed_user_name_reaches_the_server_as_sent() {
+    for (line, wire) in [
+        (&b"USER ft\xa3@198.51.100.10"[..], &b"USER ft\xa3\r\n"[..]),
+        (b"USER a\xff\xffb@198.51.100.10", b"USER a\xff\xffb\r\n"),
+    ] {
+        let mut s = Session::new(SessionConfig::new(sa(CLIENT), Upstream::UserAtHost));
+        let policy = AllowAll::default();
+        s.on_client(Frame::Line(Line::new(line)), &policy);
+        s.upstream_connected(sa(SERVER));
+        s.on_server(Frame::Line(Line::new(&b"220 real server"[..])), &policy);
+        let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+        let sent: Vec<_> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::ToServer(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![wire.to_vec()], "{acts:?}");
+    }
+}
