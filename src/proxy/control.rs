@@ -78,7 +78,14 @@ pub(crate) async fn serve(
     guard: SessionGuard,
 ) {
     let id = guard.id();
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    // v4-mapped to v4, but a v6 peer keeps its scope id: data connections
+    // to a link-local client must leave through the same interface.
+    let peer = match peer {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(peer.ip().to_canonical(), peer.port())
+        }
+        p => p,
+    };
     let client_local = match client.local_addr() {
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(_) => return,
