@@ -8,6 +8,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod diagnose;
 pub mod ftp;
+pub mod packet;
 pub mod proxy;
 pub mod rules;

@@ -1,0 +1,84 @@
+//! Pairs one session seen in two captures (the two sides of a NAT) and
+//! says what the NAT, or a helper on it, changed.
+
+use super::report::{NatPair, SessionReport};
+
+/// Largest difference in start time for two sightings of one session.
+const MAX_SKEW: f64 = 5.0;
+
+fn commands(s: &SessionReport) -> Vec<&str> {
+    s.transcript
+        .iter()
+        .filter(|l| l.from == super::model::Side::Client)
+        .map(|l| l.text.split(' ').next().unwrap_or(""))
+        // A gateway (ftpalg) may change the data commands themselves.
+        .filter(|v| !matches!(*v, "PORT" | "EPRT" | "LPRT" | "PASV" | "EPSV" | "LPSV"))
+        .take(8)
+        .collect()
+}
+
+/// Fills in `nat` for sessions found in two different captures.
+pub fn pair_sessions(sessions: &mut [SessionReport]) {
+    let n = sessions.len();
+    let mut taken = vec![false; n];
+    for i in 0..n {
+        if taken[i] {
+            continue;
+        }
+        let best = (0..n)
+            .filter(|&j| j != i && !taken[j] && sessions[j].capture != sessions[i].capture)
+            .filter(|&j| sessions[j].server == sessions[i].server)
+            .filter(|&j| (sessions[j].abs_start - sessions[i].abs_start).abs() < MAX_SKEW)
+            .filter(|&j| commands(&sessions[j]) == commands(&sessions[i]))
+            .min_by(|&a, &b| {
+                let da = (sessions[a].abs_start - sessions[i].abs_start).abs();
+                let db = (sessions[b].abs_start - sessions[i].abs_start).abs();
+                da.total_cmp(&db)
+            });
+        let Some(j) = best else { continue };
+        taken[i] = true;
+        taken[j] = true;
+        let (a, b) = (&sessions[i], &sessions[j]);
+        let mut changes = Vec::new();
+        if a.client != b.client {
+            changes.push(format!(
+                "the client {} appears as {} in {}",
+                a.client, b.client, b.capture
+            ));
+        } else {
+            changes.push(
+                "the client's address is the same in both: no address translation between them"
+                    .to_string(),
+            );
+        }
+        for (na, nb) in a.negotiations.iter().zip(&b.negotiations) {
+            let label = |n: &super::model::Negotiation| match n.reply.as_ref() {
+                Some(r) if n.mode == super::model::Mode::Passive => r.text.clone(),
+                _ => format!("{} {}", n.command, n.argument),
+            };
+            let (la, lb) = (label(na), label(nb));
+            if la != lb {
+                changes.push(format!(
+                    "\"{la}\" in {} became \"{lb}\" in {}",
+                    a.capture, b.capture
+                ));
+            } else if na.mode == super::model::Mode::Active && a.client != b.client {
+                changes.push(format!(
+                    "\"{la}\" went through unchanged: nothing translated the address inside it"
+                ));
+            }
+        }
+        let pa = NatPair {
+            capture: b.capture.clone(),
+            client: b.client.clone(),
+            changes: changes.clone(),
+        };
+        let pb = NatPair {
+            capture: a.capture.clone(),
+            client: a.client.clone(),
+            changes,
+        };
+        sessions[i].nat = Some(pa);
+        sessions[j].nat = Some(pb);
+    }
+}
