@@ -158,6 +158,10 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
     }
     let server_ip = s.server.ip();
     let client_ip = s.client.ip();
+    // A transfer whose final reply the client never got did not work,
+    // whatever the server said.
+    let lost = control_lost(s, data);
+    let lost_index = lost.as_ref().map(|(i, _)| *i);
     for (i, n) in s.negotiations.iter().enumerate() {
         let d = n.data.and_then(|d| data.get(d));
         let refused = code(n).is_some_and(|c| c >= 400);
@@ -195,7 +199,12 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
                     ));
                     continue;
                 }
-                let not_translated = private && !is_private(server_ip);
+                // Seen inside the NAT, a private address is the client's
+                // own; only a refusal shows that nothing translated it (a
+                // server that accepts it probably got it translated).
+                // Outside, an address other than the client's is proof.
+                let not_translated =
+                    private && !is_private(server_ip) && (addr.ip() != client_ip || refused);
                 let blocked = d.is_some_and(|d| !d.established());
                 if not_translated
                     && (refused
@@ -254,8 +263,15 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
                         Kind::ActiveDataBlocked,
                         &[Some(n.at), reply_at, n.transfer_at, result_at],
                         format!(
-                            "The server accepted {}, but its connection to {} never arrived here, and it answered {}: it could not connect.",
-                            label(n), addr, n.result.as_ref().map(|r| said(&r.text)).unwrap_or("")
+                            "The server accepted {}, but its connection to {} never arrived here, and it answered {}: it could not connect.{}",
+                            label(n),
+                            addr,
+                            n.result.as_ref().map(|r| said(&r.text)).unwrap_or(""),
+                            if private && addr.ip() == client_ip {
+                                " Seen from inside the NAT, this capture cannot tell whether a helper translated the address (the server accepted it, so probably) and the connection back was dropped; a capture outside the NAT shows which."
+                            } else {
+                                ""
+                            }
                         ),
                         FIX_ACTIVE_BLOCKED,
                     ));
@@ -320,7 +336,7 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
                 }
             }
         }
-        if ok_transfer && d.is_none_or(|d| d.established()) {
+        if ok_transfer && d.is_none_or(|d| d.established()) && lost_index != Some(i) {
             let bytes = d
                 .map(|d| format!(", {} bytes", d.bytes()))
                 .unwrap_or_default();
@@ -342,7 +358,7 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
             ));
         }
     }
-    if let Some(f) = control_lost(s, data) {
+    if let Some((_, f)) = lost {
         out.push(f);
     }
     out.sort_by_key(|f| (f.packets.first().copied().unwrap_or(0), f.kind));
@@ -371,54 +387,68 @@ fn extended_refused(n: &Negotiation, next: Option<&Negotiation>) -> Finding {
     )
 }
 
-/// A transfer started (1xx) that never got its final reply, while the
-/// control connection was reset or went silent for the rest of the capture.
-fn control_lost(s: &Session, data: &[DataConn]) -> Option<Finding> {
-    let n = s
+/// A transfer started (1xx) and then the control connection died: reset
+/// (or never answered) with no final reply, or its final reply, after the
+/// connection sat idle through the transfer, met a reset from the client's
+/// side (the NAT had forgotten the mapping). Commands after the transfer
+/// mean the session went on, so nothing was lost.
+fn control_lost(s: &Session, data: &[DataConn]) -> Option<(usize, Finding)> {
+    let (index, n) = s
         .negotiations
         .iter()
+        .enumerate()
         .rev()
-        .find(|n| n.started.is_some() && n.result.is_none())?;
+        .find(|(_, n)| n.started.is_some())?;
     let started = n.started.as_ref()?.at;
+    if s.transcript
+        .iter()
+        .any(|l| l.from == Side::Client && l.at.time > started.time)
+    {
+        return None;
+    }
     let d = n.data.and_then(|d| data.get(d));
     let data_end = d.map(|d| d.fin.map(|f| f.at).unwrap_or(d.last));
-    let last_control = [s.last_payload[0], s.last_payload[1]]
-        .into_iter()
-        .flatten()
-        .max_by(|a, b| a.time.total_cmp(&b.time));
-    let idle = data_end
-        .map(|e| e.time - last_control.map(|l| l.time).unwrap_or(started.time))
-        .unwrap_or(0.0);
-    let (end, how) = match s.reset {
-        Some(r) => (
-            Some(r.at),
+    let (end, how, idle) = match (&n.result, s.reset) {
+        (None, Some(r)) => (
+            r.at,
             format!(
-                "the control connection was reset by the {} at packet {}",
-                if r.by == Side::Client {
-                    "client's end"
-                } else {
-                    "server's end"
-                },
+                "the control connection was reset (by the {}) at packet {} without the transfer's final reply",
+                if r.by == Side::Client { "client's side" } else { "server's side" },
                 r.at.packet
             ),
+            r.at.time - started.time,
         ),
-        None if s.fin.is_none() => (None, "the final reply never came".to_string()),
-        None => return None,
+        (None, None) if s.fin.is_none() && data_end.is_some_and(|e| s.last.time - e.time >= 1.0) => (
+            s.last,
+            "the transfer's final reply never came".to_string(),
+            s.last.time - started.time,
+        ),
+        (Some(res), Some(r))
+            if r.by == Side::Client
+                && r.at.time >= res.at.time
+                && r.at.time - res.at.time < 1.0
+                && res.at.time - started.time >= 1.0 =>
+        {
+            (
+                r.at,
+                format!(
+                    "the server's final reply ({}) was answered with a reset from the client's side at packet {}",
+                    said(&res.text),
+                    r.at.packet
+                ),
+                res.at.time - started.time,
+            )
+        }
+        _ => return None,
     };
     let bytes = d
-        .map(|d| {
-            format!(
-                " ({} bytes moved, data connection ended at {:.3} s)",
-                d.bytes(),
-                data_end.map(|e| e.time).unwrap_or(0.0)
-            )
-        })
+        .map(|d| format!(" ({} bytes moved on the data connection)", d.bytes()))
         .unwrap_or_default();
-    Some(finding(
+    Some((index, finding(
         Kind::ControlLostDuringTransfer,
-        &[Some(started), d.map(|d| d.first), data_end, end],
+        &[Some(started), d.map(|d| d.first), data_end, n.result.as_ref().map(|r| r.at), Some(end)],
         format!(
-            "{} started at packet {}{}; the control connection had been silent for {:.1} s while the data flowed, then {}. A NAT or firewall that drops idle connections forgot it.",
+            "{} started at packet {}{}; the control connection then carried nothing for {:.1} s, and {}. A NAT or firewall on the way forgot the idle control connection while the data flowed.",
             n.transfer.as_deref().unwrap_or("The transfer"),
             started.packet,
             bytes,
@@ -426,5 +456,5 @@ fn control_lost(s: &Session, data: &[DataConn]) -> Option<Finding> {
             how
         ),
         FIX_LOST,
-    ))
+    )))
 }

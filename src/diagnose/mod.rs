@@ -148,6 +148,9 @@ impl Diagnoser {
             .tracker
             .sessions
             .iter()
+            // Stray packets of a connection seen neither opening nor
+            // carrying a line are no session to report.
+            .filter(|state| state.session.saw_open || !state.session.transcript.is_empty())
             .map(|state| {
                 let s = &state.session;
                 let findings = findings::session_findings(s, data);
