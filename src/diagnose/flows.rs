@@ -348,3 +348,40 @@ impl Tracker {
         self.pending.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::TcpFlags;
+
+    #[test]
+    fn flow_table_is_bounded() {
+        let mut t = Tracker::default();
+        for i in 0..(MAX_FLOWS as u32 * 2) {
+            let src =
+                SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16));
+            let seg = TcpSegment {
+                src,
+                dst: SocketAddr::from(([198, 51, 100, 10], 8080)),
+                seq: i,
+                ack: 0,
+                flags: TcpFlags {
+                    syn: true,
+                    ..TcpFlags::default()
+                },
+                payload: &[],
+                wire_len: 0,
+            };
+            t.segment(
+                0,
+                &seg,
+                Stamp {
+                    packet: u64::from(i),
+                    time: 0.0,
+                },
+            );
+            assert!(t.flows.len() <= MAX_FLOWS);
+        }
+        assert!(t.sessions.is_empty() && t.data.is_empty());
+    }
+}
