@@ -141,9 +141,18 @@ fn diagnose(
         d.add_capture(&path.display().to_string(), std::io::BufReader::new(file))?;
     }
     let report = d.report();
-    match format {
-        ReportFormat::Text => print!("{}", report.to_text()),
-        ReportFormat::Json => println!("{}", report.to_json()),
+    let mut text = match format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Json => report.to_json(),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A reader that stopped early (`| head`) is no error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("cannot write the report")?,
     }
     if let Some(path) = svg {
         std::fs::write(&path, ftpalg::diagnose::svg::render(&report))

@@ -56,7 +56,11 @@ pub struct Tracker {
     pub sessions: Vec<ControlState>,
     /// Data connections.
     pub data: Vec<DataConn>,
-    pending: Vec<Pending>,
+    /// Expected data connections by the port they go to.
+    pending: HashMap<u16, Vec<Pending>>,
+    /// Ports of `pending` entries in the order they were added, to drop
+    /// the oldest when full.
+    pending_order: std::collections::VecDeque<u16>,
     /// Connections not followed because a table was full.
     pub untracked: u64,
     expects: Vec<Expect>,
@@ -97,6 +101,7 @@ impl Tracker {
     pub fn end_capture(&mut self) {
         self.flows.clear();
         self.pending.clear();
+        self.pending_order.clear();
     }
 
     /// Follows one segment of capture `capture`.
@@ -176,8 +181,17 @@ impl Tracker {
 
     fn classify_new(&mut self, capture: usize, seg: &TcpSegment<'_>, at: Stamp) -> Option<Flow> {
         // A data connection someone announced?
-        if let Some(p) = self.match_pending(seg) {
-            let pending = self.pending.swap_remove(p);
+        if let Some((port, p)) = self.match_pending(seg) {
+            let Some(list) = self.pending.get_mut(&port) else {
+                return Some(Flow::Other);
+            };
+            let pending = list.remove(p);
+            if list.is_empty() {
+                self.pending.remove(&port);
+            }
+            if let Some(at) = self.pending_order.iter().position(|&q| q == port) {
+                self.pending_order.remove(at);
+            }
             if self.data.len() >= MAX_DATA {
                 return Some(Flow::Other);
             }
@@ -233,31 +247,34 @@ impl Tracker {
         Some(Flow::Probe(Probe::default()))
     }
 
-    fn match_pending(&self, seg: &TcpSegment<'_>) -> Option<usize> {
+    fn match_pending(&self, seg: &TcpSegment<'_>) -> Option<(u16, usize)> {
         let opening = seg.flags.syn && !seg.flags.ack;
-        self.pending.iter().position(|p| {
-            // The connecting end and the end connected to, both ways round
-            // for a connection seen after its SYN.
-            let ways: &[(SocketAddr, SocketAddr)] = if opening {
-                &[(seg.src, seg.dst)]
-            } else {
-                &[(seg.src, seg.dst), (seg.dst, seg.src)]
+        // The connecting end and the end connected to, both ways round
+        // for a connection seen after its SYN.
+        let ways: &[(SocketAddr, SocketAddr)] = if opening {
+            &[(seg.src, seg.dst)]
+        } else {
+            &[(seg.src, seg.dst), (seg.dst, seg.src)]
+        };
+        for &(from, to) in ways {
+            let Some(list) = self.pending.get(&to.port()) else {
+                continue;
             };
-            ways.iter().any(|&(from, to)| match p.expect.mode {
+            let found = list.iter().position(|p| match p.expect.mode {
                 Mode::Passive => {
-                    to.port() == p.expect.port
-                        && (Some(to.ip()) == p.expect.address.map(|a| a.ip())
-                            || to.ip() == p.server_ip)
+                    (Some(to.ip()) == p.expect.address.map(|a| a.ip()) || to.ip() == p.server_ip)
                         && from.ip() != p.server_ip
                 }
                 Mode::Active => {
                     Some(to) == p.expect.address
-                        || (to.port() == p.expect.port
-                            && from.ip() == p.server_ip
-                            && to.ip() != p.server_ip)
+                        || (from.ip() == p.server_ip && to.ip() != p.server_ip)
                 }
-            })
-        })
+            });
+            if let Some(i) = found {
+                return Some((to.port(), i));
+            }
+        }
+        None
     }
 
     fn control_segment(&mut self, i: usize, seg: &TcpSegment<'_>, at: Stamp) {
@@ -287,10 +304,20 @@ impl Tracker {
         }
         let server_ip = state.session.server.ip();
         for e in expects.drain(..) {
-            if self.pending.len() >= MAX_EXPECTS {
-                self.pending.remove(0);
+            if self.pending_order.len() >= MAX_EXPECTS {
+                if let Some(old) = self.pending_order.pop_front() {
+                    if let Some(list) = self.pending.get_mut(&old) {
+                        if !list.is_empty() {
+                            list.remove(0);
+                        }
+                        if list.is_empty() {
+                            self.pending.remove(&old);
+                        }
+                    }
+                }
             }
-            self.pending.push(Pending {
+            self.pending_order.push_back(e.port);
+            self.pending.entry(e.port).or_default().push(Pending {
                 session: i,
                 expect: e,
                 server_ip,

@@ -21,13 +21,25 @@ fn commands(s: &SessionReport) -> Vec<&str> {
 pub fn pair_sessions(sessions: &mut [SessionReport]) {
     let n = sessions.len();
     let mut taken = vec![false; n];
+    // Candidates share the server's address; index by it so that many
+    // sessions do not make pairing quadratic.
+    let mut by_server: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, s) in sessions.iter().enumerate() {
+        by_server.entry(s.server.clone()).or_default().push(i);
+    }
+    let multi = sessions.iter().any(|s| s.capture != sessions[0].capture);
     for i in 0..n {
-        if taken[i] {
+        if taken[i] || !multi {
             continue;
         }
-        let best = (0..n)
+        let Some(candidates) = by_server.get(&sessions[i].server) else {
+            continue;
+        };
+        let best = candidates
+            .iter()
+            .copied()
             .filter(|&j| j != i && !taken[j] && sessions[j].capture != sessions[i].capture)
-            .filter(|&j| sessions[j].server == sessions[i].server)
             .filter(|&j| (sessions[j].abs_start - sessions[i].abs_start).abs() < MAX_SKEW)
             .filter(|&j| commands(&sessions[j]) == commands(&sessions[i]))
             .min_by(|&a, &b| {
