@@ -12,8 +12,9 @@
 # Captures stay small: a snap length of 400 bytes and 16 KiB files. Only
 # the lab's documentation addresses appear in them.
 set -u
-source "$(dirname "$0")/../e2e/lib.sh"
+# The lab name is set before lib.sh, whose default belongs to others.
 LAB=${LAB:-dg1}
+source "$(dirname "$0")/../e2e/lib.sh"
 STATE=$REPO/target/captures/$LAB
 OUTDIR=$REPO/tests/captures
 SNAP=400
