@@ -303,3 +303,106 @@ fn a_hundred_thousand_flows_stay_bounded() {
         150_000 + frames(SEED).len() as u64
     );
 }
+
+/// A scripted control session on port 21 and the data connections it
+/// asks for, as Ethernet frames.
+struct Script {
+    frames: Vec<Frame>,
+    cseq: u32,
+    sseq: u32,
+}
+
+const CLI: ([u8; 4], u16) = ([100, 64, 0, 2], 40100);
+const SRV: ([u8; 4], u16) = ([198, 51, 100, 10], 21);
+
+impl Script {
+    fn new() -> Script {
+        let mut s = Script {
+            frames: Vec::new(),
+            cseq: 100,
+            sseq: 500,
+        };
+        s.push(tcp(CLI, SRV, 99, true, b""));
+        s.server("220 FTP server ready");
+        s
+    }
+    fn push(&mut self, data: Vec<u8>) {
+        let n = self.frames.len() as u64;
+        self.frames.push(frame(n, data));
+    }
+    fn client(&mut self, line: &str) {
+        let bytes = format!("{line}\r\n");
+        self.push(tcp(CLI, SRV, self.cseq, false, bytes.as_bytes()));
+        self.cseq += bytes.len() as u32;
+    }
+    fn server(&mut self, line: &str) {
+        let bytes = format!("{line}\r\n");
+        self.push(tcp(SRV, CLI, self.sseq, false, bytes.as_bytes()));
+        self.sseq += bytes.len() as u32;
+    }
+    /// A connection that is answered and carries `bytes` from `to`.
+    fn data(&mut self, from: ([u8; 4], u16), to: ([u8; 4], u16), bytes: usize) {
+        self.push(tcp(from, to, 9, true, b""));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(to.0, from.0, 64)
+            .tcp(to.1, from.1, 19, 64240)
+            .syn()
+            .ack(10);
+        let mut synack = Vec::new();
+        b.write(&mut synack, &[]).unwrap();
+        self.push(synack);
+        self.push(tcp(to, from, 20, false, &vec![b'x'; bytes]));
+    }
+}
+
+#[test]
+fn long_forms_lpsv_and_lprt_are_followed() {
+    let mut s = Script::new();
+    s.client("LPSV");
+    s.server("228 Entering Long Passive Mode (4,4,198,51,100,10,2,117,48)");
+    s.client("RETR a");
+    s.data(([100, 64, 0, 2], 41000), ([198, 51, 100, 10], 30000), 700);
+    s.server("150 Opening");
+    s.server("226 Done");
+    s.client("LPRT 4,4,100,64,0,2,2,160,10");
+    s.server("200 LPRT ok");
+    s.client("STOR b");
+    s.data(([198, 51, 100, 10], 20), ([100, 64, 0, 2], 40970), 300);
+    s.server("150 Opening");
+    s.server("226 Done");
+    let r = diagnose(&[("long", &pcap(&s.frames, DataLink::ETHERNET))]);
+    assert_eq!(kinds(&r), vec![vec!["transfer-ok", "transfer-ok"]]);
+    let session = &r.sessions[0];
+    assert_eq!(
+        session.negotiations[0].address.unwrap().to_string(),
+        "198.51.100.10:30000"
+    );
+    assert_eq!(
+        session.negotiations[1].address.unwrap().to_string(),
+        "100.64.0.2:40970"
+    );
+    assert_eq!(session.data[0].bytes_down, 700);
+    assert_eq!(session.data[1].from.to_string(), "198.51.100.10:20");
+    assert_eq!(session.data[1].bytes_down, 300);
+}
+
+#[test]
+fn multi_line_replies_and_pipelined_commands() {
+    let mut s = Script::new();
+    // Two commands in one segment, two replies in the next.
+    s.client("TYPE I\r\nEPSV");
+    s.server("200 Binary\r\n229 Entering Extended Passive Mode (|||30002|)");
+    s.client("FEAT");
+    s.server("211-Features:");
+    s.server("227 this continuation line is not a reply");
+    s.server("211 End");
+    s.client("PASV");
+    s.server("227 Entering Passive Mode (198,51,100,10,117,49)");
+    let r = diagnose(&[("ml", &pcap(&s.frames, DataLink::ETHERNET))]);
+    let n = &r.sessions[0].negotiations;
+    assert_eq!(n.len(), 2);
+    assert_eq!(n[0].reply.as_ref().unwrap().code, 229);
+    assert_eq!(n[0].address.unwrap().to_string(), "198.51.100.10:30002");
+    assert_eq!(n[1].reply.as_ref().unwrap().code, 227);
+    assert_eq!(n[1].address.unwrap().to_string(), "198.51.100.10:30001");
+}

@@ -249,3 +249,26 @@ fn cli_exit_status_and_json() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a pcap or pcapng capture"));
 }
+
+#[test]
+fn ipv6_without_nat() {
+    let r = case("ipv6-21-only");
+    assert_eq!(
+        kinds(&r),
+        vec![
+            vec!["passive-data-blocked"],
+            vec!["transfer-ok"],
+            vec!["passive-data-blocked"],
+            vec!["transfer-ok"]
+        ]
+    );
+    assert_eq!(r.sessions[0].server, "[2001:db8:2::10]:21");
+    // EPRT over IPv6, followed to the server's connection from port 20.
+    let n = &r.sessions[1].negotiations[0];
+    assert_eq!(n.command, "EPRT");
+    assert_eq!(
+        r.sessions[1].data[0].from.to_string(),
+        "[2001:db8:2::10]:20"
+    );
+    assert!(r.sessions[0].nat.as_ref().unwrap().changes[0].contains("no address translation"));
+}

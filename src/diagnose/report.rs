@@ -141,11 +141,19 @@ impl Report {
                 let _ = writeln!(out, "verdict: {} ({})", s.verdict, seen.join(", "));
             }
             if let Some(nat) = &s.nat {
-                let _ = writeln!(
-                    out,
-                    "  across the NAT: seen in {} as client {}",
-                    nat.capture, nat.client
-                );
+                if nat.client == s.client {
+                    let _ = writeln!(
+                        out,
+                        "  also seen in {}, with the same addresses",
+                        nat.capture
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "  across the NAT: seen in {} as client {}",
+                        nat.capture, nat.client
+                    );
+                }
                 for c in &nat.changes {
                     let _ = writeln!(out, "    {c}");
                 }

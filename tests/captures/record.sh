@@ -22,7 +22,7 @@ SNAP=400
 trap 'lab_down' EXIT
 trap 'exit 130' INT TERM
 
-ALL_CASES="active-no-helper passive-21-only helper-active-ok helper-no-related ftpalg-ok pasv-private auth-tls epsv-refused bounce idle-timeout"
+ALL_CASES="active-no-helper passive-21-only helper-active-ok helper-no-related ftpalg-ok pasv-private auth-tls epsv-refused bounce idle-timeout ipv6-21-only"
 CASES=${CASES:-$ALL_CASES}
 
 CAPS=()
@@ -202,6 +202,16 @@ for command in ("USER anonymous", "PASS x", "PORT 198,51,100,20,78,32", "QUIT"):
     print(command, "->", c.cmd(command))
 PY
       ;;
+    ipv6-21-only)
+      # The seed's firewall over IPv6 (routed, no NAT): EPSV, then EPRT.
+      start_server vsftpd srv >/dev/null
+      wait_port srv 198.51.100.10 21
+      srv_firewall_on
+      captures_on "$name"
+      inns cli "${CURL[@]}" -s -S --connect-timeout 3 --max-time 8 --user anonymous:diagnose@ \
+        -o "$STATE/out" "ftp://[2001:db8:2::10]/$LAB/f16k" >>"$STATE/client.log" 2>&1 || true
+      inns cli "${CURL[@]}" -s -S --connect-timeout 3 --max-time 8 --ftp-port - --user anonymous:diagnose@ \
+        -o "$STATE/out" "ftp://[2001:db8:2::10]/$LAB/f16k" >>"$STATE/client.log" 2>&1 || true ;;
     idle-timeout)
       # The gateway forgets an idle control connection after 2 s (a NAT
       # idle timeout, made short); the transfer is slowed to outlast it.
