@@ -46,7 +46,8 @@ enum Command {
         explain: bool,
     },
     /// Explain from captures (or live) why FTP through NAT failed and what
-    /// to change. Exit 0: no problem found; 2: problems found; 1: error.
+    /// to change. Exit 0: every session ok (or recovered); 2: a session
+    /// failed or could not be read; 1: a capture could not be read.
     Diagnose {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]

@@ -406,3 +406,36 @@ fn multi_line_replies_and_pipelined_commands() {
     assert_eq!(n[1].reply.as_ref().unwrap().code, 227);
     assert_eq!(n[1].address.unwrap().to_string(), "198.51.100.10:30001");
 }
+
+#[test]
+fn data_connection_seen_without_its_handshake() {
+    // An active-mode transfer whose handshake was not captured, and whose
+    // first packet seen comes from the end that accepted the connection
+    // (the client's ACK): the direction must still be server -> client.
+    let ports = |fr: &Frame| {
+        let t = 14 + usize::from(fr.data[14] & 0x0f) * 4;
+        let p = |at: usize| u16::from_be_bytes([fr.data[at], fr.data[at + 1]]);
+        (p(t), p(t + 2), fr.data[t + 13] & 0x02 != 0)
+    };
+    let all = frames("helper-active-ok.outside.pcap");
+    let first_ack = all
+        .iter()
+        .position(|fr| matches!(ports(fr), (_, 20, false)))
+        .unwrap();
+    let f: Vec<Frame> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, fr)| match ports(fr) {
+            (20, _, syn) | (_, 20, syn) if syn => false,
+            (20, _, _) => *i > first_ack,
+            _ => true,
+        })
+        .map(|(_, fr)| fr)
+        .collect();
+    let r = diagnose(&[("nosyn", &pcap(&f, DataLink::ETHERNET))]);
+    assert_eq!(kinds(&r), vec![vec!["transfer-ok"]]);
+    let d = &r.sessions[0].data[0];
+    assert_eq!(d.from.to_string(), "198.51.100.10:20");
+    assert_eq!(d.syns, 0);
+    assert!(d.bytes_up > 0 && d.bytes_down == 0, "{d:?}");
+}

@@ -181,7 +181,8 @@ impl Tracker {
 
     fn classify_new(&mut self, capture: usize, seg: &TcpSegment<'_>, at: Stamp) -> Option<Flow> {
         // A data connection someone announced?
-        if let Some((port, p)) = self.match_pending(seg) {
+        if let Some((from, to, p)) = self.match_pending(seg) {
+            let port = to.port();
             let Some(list) = self.pending.get_mut(&port) else {
                 return Some(Flow::Other);
             };
@@ -195,15 +196,6 @@ impl Tracker {
             if self.data.len() >= MAX_DATA {
                 return Some(Flow::Other);
             }
-            let opening = seg.flags.syn && !seg.flags.ack;
-            let (from, to) = if opening
-                || seg.src.ip() != pending.server_ip
-                || pending.expect.mode == Mode::Active
-            {
-                (seg.src, seg.dst)
-            } else {
-                (seg.dst, seg.src)
-            };
             self.data.push(DataConn {
                 capture,
                 from,
@@ -247,7 +239,10 @@ impl Tracker {
         Some(Flow::Probe(Probe::default()))
     }
 
-    fn match_pending(&self, seg: &TcpSegment<'_>) -> Option<(u16, usize)> {
+    /// The expected connection this segment opens (or belongs to): the
+    /// connecting end, the end connected to, and the entry's index under
+    /// the port connected to.
+    fn match_pending(&self, seg: &TcpSegment<'_>) -> Option<(SocketAddr, SocketAddr, usize)> {
         let opening = seg.flags.syn && !seg.flags.ack;
         // The connecting end and the end connected to, both ways round
         // for a connection seen after its SYN.
@@ -271,7 +266,7 @@ impl Tracker {
                 }
             });
             if let Some(i) = found {
-                return Some((to.port(), i));
+                return Some((from, to, i));
             }
         }
         None
