@@ -17,6 +17,17 @@ fn commands(s: &SessionReport) -> Vec<&str> {
         .collect()
 }
 
+/// The data connection of a session's `k`th negotiation: the report keeps
+/// them in negotiation order, for negotiations that have one.
+fn data_for(s: &SessionReport, k: usize) -> Option<&super::model::DataConn> {
+    s.negotiations.get(k)?.data?;
+    let before = s.negotiations[..k]
+        .iter()
+        .filter(|n| n.data.is_some())
+        .count();
+    s.data.get(before)
+}
+
 /// Fills in `nat` for sessions found in two different captures.
 pub fn pair_sessions(sessions: &mut [SessionReport]) {
     let n = sessions.len();
@@ -63,7 +74,7 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
                     .to_string(),
             );
         }
-        for (na, nb) in a.negotiations.iter().zip(&b.negotiations) {
+        for (k, (na, nb)) in a.negotiations.iter().zip(&b.negotiations).enumerate() {
             let label = |n: &super::model::Negotiation| match n.reply.as_ref() {
                 Some(r) if n.mode == super::model::Mode::Passive => r.text.clone(),
                 _ => format!("{} {}", n.command, n.argument),
@@ -78,6 +89,17 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
                 changes.push(format!(
                     "\"{la}\" went through unchanged: nothing translated the address inside it"
                 ));
+            }
+            // Where a gateway changed the data commands (ftpalg turning
+            // EPSV into PASV, then PORT), the k-th connections are not one.
+            let same = na.command == nb.command;
+            if let (true, Some(da), Some(db)) = (same, data_for(a, k), data_for(b, k)) {
+                if (da.from, da.to) != (db.from, db.to) {
+                    changes.push(format!(
+                        "the data connection {} -> {} appears as {} -> {}",
+                        da.from, da.to, db.from, db.to
+                    ));
+                }
             }
         }
         let pa = NatPair {
