@@ -58,6 +58,9 @@ pub struct Session {
     /// The last control payload in each direction.
     #[serde(skip)]
     pub last_payload: [Option<Stamp>; 2],
+    /// The last command line, kept whatever the transcript's cap.
+    #[serde(skip)]
+    pub last_command: Option<Stamp>,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,8 @@ pub struct ControlState {
     /// Lines produced by the current packet, to be read after the borrow
     /// of the reassembler ends.
     frames: Vec<Frame>,
+    /// Most transcript lines this session may keep.
+    transcript_cap: usize,
 }
 
 /// A new expectation of a data connection, for the flow table.
@@ -134,6 +139,7 @@ impl ControlState {
                 long_lines: 0,
                 gap_bytes: 0,
                 last_payload: [None, None],
+                last_command: None,
             },
             streams: [Reassembler::new(MAX_PENDING), Reassembler::new(MAX_PENDING)],
             framers: [
@@ -143,7 +149,18 @@ impl ControlState {
             replies: ReplyTracker::default(),
             awaiting: VecDeque::new(),
             frames: Vec::new(),
+            transcript_cap: MAX_TRANSCRIPT,
         }
+    }
+
+    /// Lowers the transcript cap (the report's total budget is shared).
+    pub fn limit_transcript(&mut self, cap: usize) {
+        self.transcript_cap = cap.min(MAX_TRANSCRIPT);
+    }
+
+    /// The transcript cap.
+    pub fn transcript_cap(&self) -> usize {
+        self.transcript_cap
     }
 
     /// A SYN from one side: the stream's start.
@@ -226,7 +243,7 @@ impl ControlState {
     }
 
     fn transcript(&mut self, from: Side, text: String, at: Stamp) {
-        if self.session.transcript.len() < MAX_TRANSCRIPT {
+        if self.session.transcript.len() < self.transcript_cap {
             self.session.transcript.push(ControlLine { at, from, text });
         } else {
             self.session.transcript_dropped += 1;
@@ -234,6 +251,7 @@ impl ControlState {
     }
 
     fn client_line(&mut self, line: &[u8], at: Stamp) {
+        self.session.last_command = Some(at);
         let Ok(cmd) = parse_command(line) else {
             self.transcript(Side::Client, text_of(line), at);
             return;

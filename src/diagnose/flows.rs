@@ -16,6 +16,9 @@ pub const MAX_FLOWS: usize = 65_536;
 pub const MAX_SESSIONS: usize = 10_000;
 /// Most data connections kept in a report.
 pub const MAX_DATA: usize = 100_000;
+/// Most transcript lines kept in a report, all sessions together; each
+/// new session reserves its share (at most 400) from what is left.
+pub const MAX_TRANSCRIPT_LINES: usize = 400_000;
 /// Most data connections expected and not yet seen, per capture.
 const MAX_EXPECTS: usize = 4096;
 
@@ -66,6 +69,8 @@ pub struct Tracker {
     expects: Vec<Expect>,
     /// Per data connection: base and highest sequence end per direction.
     data_seq: Vec<[Option<(u32, u32)>; 2]>,
+    /// Transcript lines reserved by the sessions so far.
+    transcript_reserved: usize,
 }
 
 fn key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
@@ -97,6 +102,17 @@ fn looks_like_ftp(payload: &[u8]) -> Option<Side> {
 }
 
 impl Tracker {
+    /// Adds a control session, reserving its transcript lines.
+    fn add_session(&mut self, mut state: ControlState) -> usize {
+        let cap = state
+            .transcript_cap()
+            .min(MAX_TRANSCRIPT_LINES.saturating_sub(self.transcript_reserved));
+        state.limit_transcript(cap);
+        self.transcript_reserved += cap;
+        self.sessions.push(state);
+        self.sessions.len() - 1
+    }
+
     /// Forgets the flows of a finished capture, keeping what was found.
     pub fn end_capture(&mut self) {
         self.flows.clear();
@@ -160,8 +176,7 @@ impl Tracker {
                                 seq,
                             );
                         }
-                        self.sessions.push(state);
-                        let i = self.sessions.len() - 1;
+                        let i = self.add_session(state);
                         self.flows.insert(k, Flow::Control(i));
                         self.control_segment(i, seg, at);
                     }
@@ -232,9 +247,8 @@ impl Tracker {
             } else {
                 (seg.dst, seg.src)
             };
-            self.sessions
-                .push(ControlState::new(capture, client, server, at));
-            return Some(Flow::Control(self.sessions.len() - 1));
+            let state = ControlState::new(capture, client, server, at);
+            return Some(Flow::Control(self.add_session(state)));
         }
         Some(Flow::Probe(Probe::default()))
     }
@@ -405,5 +419,40 @@ mod tests {
             assert!(t.flows.len() <= MAX_FLOWS);
         }
         assert!(t.sessions.is_empty() && t.data.is_empty());
+    }
+
+    #[test]
+    fn transcripts_share_one_budget() {
+        let mut t = Tracker::default();
+        let n = MAX_TRANSCRIPT_LINES / 400 + 5;
+        for i in 0..n as u32 {
+            let seg = TcpSegment {
+                src: SocketAddr::from((
+                    [100, 64, (i / 60_000) as u8, 2],
+                    1024 + (i % 60_000) as u16,
+                )),
+                dst: SocketAddr::from(([198, 51, 100, 10], 21)),
+                seq: i,
+                ack: 0,
+                flags: TcpFlags {
+                    syn: true,
+                    ..TcpFlags::default()
+                },
+                payload: &[],
+                wire_len: 0,
+            };
+            t.segment(
+                0,
+                &seg,
+                Stamp {
+                    packet: u64::from(i),
+                    time: 0.0,
+                },
+            );
+        }
+        assert_eq!(t.sessions.len(), n);
+        let caps: usize = t.sessions.iter().map(|s| s.transcript_cap()).sum();
+        assert_eq!(caps, MAX_TRANSCRIPT_LINES);
+        assert_eq!(t.sessions[n - 1].transcript_cap(), 0);
     }
 }
