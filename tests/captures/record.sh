@@ -16,7 +16,7 @@ set -u
 LAB=${LAB:-dg1}
 source "$(dirname "$0")/../e2e/lib.sh"
 STATE=$REPO/target/captures/$LAB
-OUTDIR=$REPO/tests/captures
+OUTDIR=${OUTDIR:-$REPO/tests/captures}
 SNAP=400
 [ "$(id -u)" -eq 0 ] || { echo "record.sh needs root (network namespaces)" >&2; exit 1; }
 trap 'lab_down' EXIT
