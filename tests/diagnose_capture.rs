@@ -439,3 +439,96 @@ fn data_connection_seen_without_its_handshake() {
     assert_eq!(d.syns, 0);
     assert!(d.bytes_up > 0 && d.bytes_down == 0, "{d:?}");
 }
+
+impl Script {
+    /// A SYN sent `n` times and never answered.
+    fn unanswered(&mut self, from: ([u8; 4], u16), to: ([u8; 4], u16), n: usize) {
+        for _ in 0..n {
+            self.push(tcp(from, to, 9, true, b""));
+        }
+    }
+    /// A SYN answered with a reset.
+    fn refused(&mut self, from: ([u8; 4], u16), to: ([u8; 4], u16)) {
+        self.push(tcp(from, to, 9, true, b""));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(to.0, from.0, 64)
+            .tcp(to.1, from.1, 0, 0)
+            .rst()
+            .ack(10);
+        let mut rst = Vec::new();
+        b.write(&mut rst, &[]).unwrap();
+        self.push(rst);
+    }
+}
+
+/// The outside of a NAT: the client appears as 198.51.100.1.
+const OUT: ([u8; 4], u16) = ([198, 51, 100, 1], 40100);
+
+#[test]
+fn untranslated_port_accepted_and_the_connect_goes_nowhere() {
+    // Seen outside the NAT: a server that does not check PORT accepts the
+    // client's private address and its SYN to it is never answered.
+    let mut s = Script::new();
+    s.client("PORT 100,64,0,2,156,64");
+    s.server("200 PORT command successful");
+    s.client("RETR f");
+    s.unanswered(([198, 51, 100, 10], 20), ([100, 64, 0, 2], 40000), 3);
+    s.server("425 Failed to establish connection");
+    let mut frames = s.frames;
+    // Move the client to the NAT's address: rewrite 100.64.0.2:40100.
+    for fr in &mut frames {
+        for at in [26, 30] {
+            if fr.data[at..at + 4] == [100, 64, 0, 2]
+                && fr.data[34..38].windows(2).any(|w| w == [0, 21])
+            {
+                fr.data[at..at + 4].copy_from_slice(&OUT.0);
+            }
+        }
+    }
+    let r = diagnose(&[("out", &pcap(&frames, DataLink::ETHERNET))]);
+    assert_eq!(kinds(&r), vec![vec!["active-address-not-translated"]]);
+    let e = &r.sessions[0].findings[0].explanation;
+    assert!(
+        e.contains("went nowhere") && e.contains("3 SYN(s), no answer"),
+        "{e}"
+    );
+    assert!(
+        e.contains("The server sees the client as 198.51.100.1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn passive_port_answered_with_a_reset() {
+    let mut s = Script::new();
+    s.client("EPSV");
+    s.server("229 Entering Extended Passive Mode (|||30003|)");
+    s.refused(([100, 64, 0, 2], 41001), ([198, 51, 100, 10], 30003));
+    let r = diagnose(&[("rst", &pcap(&s.frames, DataLink::ETHERNET))]);
+    assert_eq!(kinds(&r), vec![vec!["passive-data-blocked"]]);
+    assert!(r.sessions[0].findings[0]
+        .explanation
+        .contains("answered with a reset"));
+}
+
+#[test]
+fn eprt_refused_for_its_family_then_port() {
+    let mut s = Script::new();
+    s.client("EPRT |2|2001:db8:1::2|40000|");
+    s.server("522 Network protocol not supported, use (1)");
+    s.client("PORT 100,64,0,2,156,64");
+    s.server("200 PORT command successful");
+    s.client("RETR f");
+    s.data(([198, 51, 100, 10], 20), ([100, 64, 0, 2], 40000), 10);
+    s.server("150 Opening");
+    s.server("226 Done");
+    let r = diagnose(&[("eprt", &pcap(&s.frames, DataLink::ETHERNET))]);
+    assert_eq!(
+        kinds(&r),
+        vec![vec!["extended-mode-refused", "transfer-ok"]]
+    );
+    assert_eq!(r.sessions[0].verdict, "ok");
+    assert!(r.sessions[0].findings[0]
+        .explanation
+        .contains("then sent PORT 100,64,0,2,156,64"));
+}

@@ -180,7 +180,11 @@ pub fn session_findings(s: &Session, data: &[DataConn]) -> Vec<Finding> {
             Mode::Active => {
                 let Some(addr) = n.address else { continue };
                 let private = is_private(addr.ip());
-                if !private && addr.ip() != client_ip && !addr.ip().is_unspecified() {
+                // An address of the other family is the same dual-stack client,
+                // not a third host.
+                let same_family = addr.is_ipv4() == client_ip.is_ipv4();
+                if !private && same_family && addr.ip() != client_ip && !addr.ip().is_unspecified()
+                {
                     let answer = if refused {
                         format!("the server refused it ({reply_text})")
                     } else if n.reply.is_some() {
