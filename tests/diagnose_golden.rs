@@ -272,3 +272,29 @@ fn ipv6_without_nat() {
     );
     assert!(r.sessions[0].nat.as_ref().unwrap().changes[0].contains("no address translation"));
 }
+
+#[test]
+fn both_legs_in_one_gateway_capture() {
+    // tcpdump -i any on the gateway (Linux cooked v2), ftpalg running.
+    let report = diagnose_files(&["ftpalg-gateway.gateway.pcap"]);
+    golden("ftpalg-gateway.txt", &report.to_text());
+    golden("ftpalg-gateway.json", &report.to_json());
+    assert_eq!(
+        kinds(&report),
+        vec![
+            vec!["transfer-ok"],
+            vec!["passive-data-blocked", "transfer-ok"]
+        ]
+    );
+    assert_eq!(verdicts(&report), ["ok", "recovered"]);
+    let nat = report.sessions[0].nat.as_ref().unwrap();
+    assert!(nat.client.starts_with("198.51.100.1:"), "{nat:?}");
+    assert!(
+        nat.changes
+            .iter()
+            // ftpalg relayed the client's passive connection over an
+            // active one.
+            .any(|c| c.contains("appears as 198.51.100.10:20 -> 198.51.100.1:")),
+        "{nat:?}"
+    );
+}

@@ -39,9 +39,18 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
     for (i, s) in sessions.iter().enumerate() {
         by_server.entry(s.server.clone()).or_default().push(i);
     }
-    let multi = sessions.iter().any(|s| s.capture != sessions[0].capture);
+    // One capture can hold both legs (tcpdump -i any on the gateway): a
+    // client on a private address inside, one on a public address outside.
+    let private: Vec<bool> = sessions
+        .iter()
+        .map(|s| {
+            s.client
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| super::control::is_private(a.ip()))
+        })
+        .collect();
     for i in 0..n {
-        if taken[i] || !multi {
+        if taken[i] {
             continue;
         }
         let Some(candidates) = by_server.get(&sessions[i].server) else {
@@ -50,7 +59,8 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
         let best = candidates
             .iter()
             .copied()
-            .filter(|&j| j != i && !taken[j] && sessions[j].capture != sessions[i].capture)
+            .filter(|&j| j != i && !taken[j])
+            .filter(|&j| sessions[j].capture != sessions[i].capture || private[i] != private[j])
             .filter(|&j| (sessions[j].abs_start - sessions[i].abs_start).abs() < MAX_SKEW)
             .filter(|&j| commands(&sessions[j]) == commands(&sessions[i]))
             .min_by(|&a, &b| {
@@ -74,7 +84,7 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
                     .to_string(),
             );
         }
-        for (k, (na, nb)) in a.negotiations.iter().zip(&b.negotiations).enumerate() {
+        for (na, nb) in a.negotiations.iter().zip(&b.negotiations) {
             let label = |n: &super::model::Negotiation| match n.reply.as_ref() {
                 Some(r) if n.mode == super::model::Mode::Passive => r.text.clone(),
                 _ => format!("{} {}", n.command, n.argument),
@@ -90,10 +100,26 @@ pub fn pair_sessions(sessions: &mut [SessionReport]) {
                     "\"{la}\" went through unchanged: nothing translated the address inside it"
                 ));
             }
-            // Where a gateway changed the data commands (ftpalg turning
-            // EPSV into PASV, then PORT), the k-th connections are not one.
-            let same = na.command == nb.command;
-            if let (true, Some(da), Some(db)) = (same, data_for(a, k), data_for(b, k)) {
+        }
+        // The data connections: a transfer's connection is the one its
+        // transfer command used on each side (a gateway such as ftpalg may
+        // have put other negotiations in between); connections without a
+        // transfer pair by position, when the commands agree.
+        let mut used = vec![false; b.negotiations.len()];
+        for (k, na) in a.negotiations.iter().enumerate() {
+            let Some(da) = data_for(a, k) else { continue };
+            let m = b.negotiations.iter().enumerate().position(|(m, nb)| {
+                !used[m]
+                    && data_for(b, m).is_some()
+                    && match (&na.transfer, &nb.transfer) {
+                        (Some(ta), Some(tb)) => ta == tb,
+                        (None, None) => m == k && na.command == nb.command,
+                        _ => false,
+                    }
+            });
+            let Some(m) = m else { continue };
+            used[m] = true;
+            if let Some(db) = data_for(b, m) {
                 if (da.from, da.to) != (db.from, db.to) {
                     changes.push(format!(
                         "the data connection {} -> {} appears as {} -> {}",

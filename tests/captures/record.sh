@@ -22,7 +22,7 @@ SNAP=400
 trap 'lab_down' EXIT
 trap 'exit 130' INT TERM
 
-ALL_CASES="active-no-helper passive-21-only helper-active-ok helper-no-related ftpalg-ok pasv-private auth-tls epsv-refused bounce idle-timeout ipv6-21-only"
+ALL_CASES="active-no-helper passive-21-only helper-active-ok helper-no-related ftpalg-ok pasv-private auth-tls epsv-refused bounce idle-timeout ipv6-21-only ftpalg-gateway"
 CASES=${CASES:-$ALL_CASES}
 
 CAPS=()
@@ -202,6 +202,18 @@ for command in ("USER anonymous", "PASS x", "PORT 198,51,100,20,78,32", "QUIT"):
     print(command, "->", c.cmd(command))
 PY
       ;;
+    ftpalg-gateway)
+      # As ftpalg-ok, captured once on the gateway with "-i any" (Linux
+      # cooked v2): both legs in one file, NAME.gateway.pcap.
+      vsftpd_with ""
+      srv_firewall_on
+      transparent_on
+      spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$REPO/rules/cgnat-gateway.yaml" >/dev/null
+      wait_port gw 100.64.0.1 2100
+      CAPS=()
+      capture gw any "$OUTDIR/$name.gateway.pcap"
+      sleep 1
+      curl_get f16k --disable-epsv ;;
     ipv6-21-only)
       # The seed's firewall over IPv6 (routed, no NAT): EPSV, then EPRT.
       start_server vsftpd srv >/dev/null
