@@ -17,7 +17,9 @@ print([[f["kind"] for f in s["findings"]] for s in r["sessions"]], [s["verdict"]
 pass=0 fail=0
 for golden in "$REPO"/tests/captures/*.json; do
   c=$(basename "$golden" .json)
-  "$FTPALG" diagnose --format json "$SCRATCH/$c.inside.pcap" "$SCRATCH/$c.outside.pcap" >"$SCRATCH/$c.json"
+  if [ -f "$SCRATCH/$c.gateway.pcap" ]; then legs=("$SCRATCH/$c.gateway.pcap")
+  else legs=("$SCRATCH/$c.inside.pcap" "$SCRATCH/$c.outside.pcap"); fi
+  "$FTPALG" diagnose --format json "${legs[@]}" >"$SCRATCH/$c.json"
   want=$(summary "$golden"); got=$(summary "$SCRATCH/$c.json")
   if [ "$want" = "$got" ]; then pass=$((pass + 1)); echo "ok   $c"; else fail=$((fail + 1)); echo "FAIL $c: want $want, got $got"; fi
 done
