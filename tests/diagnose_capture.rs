@@ -98,7 +98,10 @@ fn reordered_and_retransmitted_segments() {
         } else {
             shuffled.push(f[i].clone());
             if i % 3 == 0 {
-                shuffled.push(f[i].clone());
+                // A retransmission comes a retransmission timeout later.
+                let mut again = f[i].clone();
+                again.ts += Duration::from_millis(300);
+                shuffled.push(again);
             }
             i += 1;
         }
@@ -443,8 +446,12 @@ fn data_connection_seen_without_its_handshake() {
 impl Script {
     /// A SYN sent `n` times and never answered.
     fn unanswered(&mut self, from: ([u8; 4], u16), to: ([u8; 4], u16), n: usize) {
-        for _ in 0..n {
+        for k in 0..n {
             self.push(tcp(from, to, 9, true, b""));
+            // Retransmitted after one, two, ... seconds.
+            if let Some(last) = self.frames.last_mut() {
+                last.ts += Duration::from_secs(k as u64);
+            }
         }
     }
     /// A SYN answered with a reset.
@@ -531,4 +538,26 @@ fn eprt_refused_for_its_family_then_port() {
     assert!(r.sessions[0].findings[0]
         .explanation
         .contains("then sent PORT 100,64,0,2,156,64"));
+}
+
+#[test]
+fn one_frame_on_two_interfaces_counts_once() {
+    // tcpdump -i any on a bridge: every frame twice, microseconds apart.
+    let f = frames(SEED);
+    let mut doubled = Vec::new();
+    for fr in &f {
+        doubled.push(fr.clone());
+        let mut copy = fr.clone();
+        copy.ts += Duration::from_micros(20);
+        doubled.push(copy);
+    }
+    let once = diagnose(&[("once", &pcap(&f, DataLink::ETHERNET))]);
+    let twice = diagnose(&[("twice", &pcap(&doubled, DataLink::ETHERNET))]);
+    assert_eq!(twice.captures[0].duplicates, f.len() as u64);
+    assert_eq!(kinds(&once), kinds(&twice));
+    assert_eq!(
+        once.sessions[0].data[0].syns,
+        twice.sessions[0].data[0].syns
+    );
+    assert_eq!(twice.sessions[0].data[0].syns, 4);
 }

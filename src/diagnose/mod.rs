@@ -63,6 +63,25 @@ pub struct Diagnoser {
     captures: Vec<CaptureSummary>,
     /// Absolute time of each capture's first packet.
     origins: Vec<Option<Duration>>,
+    /// The last segments seen, to drop the copies `tcpdump -i any` makes
+    /// of a frame that crosses two interfaces (a bridge and its port).
+    recent: [(u64, Duration); RECENT],
+    recent_at: usize,
+}
+
+/// Segments remembered for duplicate detection.
+const RECENT: usize = 16;
+/// A copy of a frame on another interface arrives within this time; a
+/// retransmission takes far longer (200 ms at least).
+const DUPLICATE_WINDOW: Duration = Duration::from_millis(2);
+
+/// Everything that makes two captured segments the same segment.
+fn signature(seg: &crate::packet::TcpSegment<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (seg.src, seg.dst, seg.seq, seg.ack, seg.wire_len).hash(&mut h);
+    (seg.flags.syn, seg.flags.ack, seg.flags.fin, seg.flags.rst).hash(&mut h);
+    h.finish()
 }
 
 impl Diagnoser {
@@ -103,7 +122,9 @@ impl Diagnoser {
             tcp_segments: 0,
             error: None,
             untracked: 0,
+            duplicates: 0,
         });
+        self.recent = [(0, Duration::ZERO); RECENT];
         self.origins.push(None);
         self.captures.len() - 1
     }
@@ -129,6 +150,17 @@ impl Diagnoser {
             return;
         };
         summary.tcp_segments += 1;
+        let sig = signature(&seg);
+        if self
+            .recent
+            .iter()
+            .any(|&(s, t)| s == sig && p.ts.saturating_sub(t) <= DUPLICATE_WINDOW && t <= p.ts)
+        {
+            summary.duplicates += 1;
+            return;
+        }
+        self.recent[self.recent_at] = (sig, p.ts);
+        self.recent_at = (self.recent_at + 1) % RECENT;
         self.tracker.segment(
             index,
             &seg,

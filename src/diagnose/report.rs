@@ -20,6 +20,9 @@ pub struct CaptureSummary {
     pub error: Option<String>,
     /// Connections not followed because the flow table was full.
     pub untracked: u64,
+    /// Segments seen twice within 2 ms (one frame on two interfaces), not
+    /// counted again.
+    pub duplicates: u64,
 }
 
 /// What a NAT between two captures changed in one session.
