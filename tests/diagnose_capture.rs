@@ -22,6 +22,21 @@ fn transcript(r: &ftpalg::diagnose::Report) -> Vec<Vec<String>> {
 }
 
 #[test]
+fn pcap_of_either_byte_order_and_resolution() {
+    let mut f = frames(SEED);
+    // Nanoseconds that microseconds could not carry.
+    for (i, fr) in f.iter_mut().enumerate() {
+        fr.ts += Duration::from_nanos(i as u64 * 7 + 1);
+    }
+    let big_micro = diagnose(&[("a", &pcap(&f, DataLink::ETHERNET))]);
+    let little_nano = diagnose(&[("b", &diagnose_util::pcap_nanos(&f))]);
+    assert_eq!(kinds(&big_micro), kinds(&little_nano));
+    let t = little_nano.sessions[1].first.time;
+    let expected = (f[25].ts - f[0].ts).as_secs_f64();
+    assert!((t - expected).abs() < 1e-9, "{t} {expected}");
+}
+
+#[test]
 fn pcapng_with_nanosecond_timestamps_reads_like_pcap() {
     let f = frames(SEED);
     let a = diagnose(&[("a", &pcap(&f, DataLink::ETHERNET))]);

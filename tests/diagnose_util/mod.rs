@@ -61,6 +61,28 @@ pub fn pcap(frames: &[Frame], link: DataLink) -> Vec<u8> {
     w.into_writer()
 }
 
+/// Writes Ethernet frames as a little-endian pcap with nanosecond
+/// timestamps.
+pub fn pcap_nanos(frames: &[Frame]) -> Vec<u8> {
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        snaplen: 262_144,
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        endianness: pcap_file::Endianness::Little,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+    for f in frames {
+        w.write_packet(&PcapPacket::new(
+            f.ts,
+            f.orig_len.max(f.data.len() as u32),
+            &f.data,
+        ))
+        .unwrap();
+    }
+    w.into_writer()
+}
+
 /// Writes Ethernet frames as pcapng with nanosecond timestamps.
 pub fn pcapng(frames: &[Frame]) -> Vec<u8> {
     let mut w = PcapNgWriter::new(Vec::new()).unwrap();
