@@ -46,7 +46,7 @@ enum Command {
         explain: bool,
     },
     /// Explain from captures (or live) why FTP through NAT failed and what
-    /// to change. Exit 0: every session ok (or recovered); 2: a session
+    /// to change. Exit 0: every session ok (or recovered); 3: a session
     /// failed or could not be read; 1: a capture could not be read.
     Diagnose {
         /// Output format.
@@ -160,7 +160,7 @@ fn diagnose(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(if report.has_problems() {
-        ExitCode::from(2)
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })

@@ -209,7 +209,7 @@ fn cli_exit_status_and_json() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -38,7 +38,7 @@ inns cli "${CURL[@]}" -s --connect-timeout 3 --max-time 6 --user anonymous:x@ -o
 wait "$DIAG"; rc=$?
 t1=$(date +%s.%N)
 
-check "exit status 2 (a problem found)" test "$rc" -eq 2
+check "exit status 3 (a problem found)" test "$rc" -eq 3
 check "stops at its deadline" python3 -c "import sys; sys.exit(0 if float('$t1') - float('$t0') < 12 else 1)"
 check "passive-data-blocked diagnosed on the gateway" python3 - "$STATE/live.json" <<'PY'
 import json, sys
