@@ -48,6 +48,7 @@ fmt:
 ## Speed and footprint against a direct route and the kernel helper.
 bench: deps build-bench
 	bash bench/run.sh
+	bash bench/diagnose.sh
 
 ## The seed's case live: a download through CGNAT to a 21-only server fails
 ## without ftpalg and succeeds with it.

@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod dataplane;
+pub mod diagnose;
 pub mod ftp;
+pub mod packet;
 pub mod proxy;
 pub mod rules;
