@@ -1,7 +1,7 @@
 //! One transfer through the gateway, with the client-side fault its plan
 //! asks for, and the verdict on what the client saw.
 
-use crate::content::{fill, hex, sha256, ClientFault};
+use crate::content::{fill, hex, sha256, ClientFault, ServerFault};
 use crate::net::{set_reset, Ctl, Reply, Res};
 use crate::plan::{Kind, Mode, Plan};
 use sha2::{Digest, Sha256};
@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Deadlines of one transfer.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,9 @@ pub enum Verdict {
     Late(String),
     /// A transfer without a breaking fault failed.
     CleanFailed(String),
+    /// A download broken by a reset or a timeout reached the client as a
+    /// clean close: a truncated file that looks whole to the data channel.
+    FinForBroken(String),
 }
 
 impl Verdict {
@@ -67,6 +70,7 @@ impl Verdict {
             Verdict::False226(_) => "226-FOR-BROKEN-DOWNLOAD",
             Verdict::Late(_) => "NO-OUTCOME-IN-TIME",
             Verdict::CleanFailed(_) => "CLEAN-TRANSFER-FAILED",
+            Verdict::FinForBroken(_) => "BROKEN-DOWNLOAD-ENDED-WITH-FIN",
         }
     }
     pub fn violation(&self) -> bool {
@@ -119,7 +123,7 @@ fn parse_229(text: &str, host: IpAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(host, port))
 }
 
-async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits) -> Result<Setup, Reply> {
+async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits, small: bool) -> Result<Setup, Reply> {
     match mode {
         Mode::Pasv | Mode::Epsv => {
             let r = ctl.cmd(mode.tag(), lim.setup).await;
@@ -132,9 +136,7 @@ async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits) -> Result<Setup, Reply> {
         }
         Mode::Port | Mode::Eprt => {
             let ip = ctl.local.ip();
-            let l = TcpListener::bind(SocketAddr::new(ip, 0))
-                .await
-                .map_err(|e| Reply::Code(0, format!("local bind: {e}")))?;
+            let l = listen_data(SocketAddr::new(ip, 0), small).map_err(|e| Reply::Code(0, format!("local bind: {e}")))?;
             let port = l
                 .local_addr()
                 .map_err(|e| Reply::Code(0, e.to_string()))?
@@ -166,7 +168,8 @@ async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits) -> Result<Setup, Reply> {
 
 /// Runs one transfer on a logged-in session.
 pub async fn transfer(ctl: &mut Ctl, plan: &Plan, lim: Limits) -> Seen {
-    let setup = match setup(ctl, plan.mode, lim).await {
+    let small = small_window(plan);
+    let setup = match setup(ctl, plan.mode, lim, small).await {
         Ok(s) => s,
         Err(r) => return seen(DataEnd::NotOpened("setup refused".into()), Some(r)),
     };
@@ -174,7 +177,7 @@ pub async fn transfer(ctl: &mut Ctl, plan: &Plan, lim: Limits) -> Seen {
     let command = format!("{verb} {}", plan.path);
     let d = match setup {
         Setup::Connect(a) => {
-            let d = match tokio::time::timeout(lim.setup, TcpStream::connect(a)).await {
+            let d = match tokio::time::timeout(lim.setup, connect_data(a, small)).await {
                 Ok(Ok(d)) => d,
                 Ok(Err(e)) => return seen(DataEnd::NotOpened(e.to_string()), None),
                 Err(_) => return seen(DataEnd::NotOpened("connect timed out".into()), None),
@@ -207,18 +210,53 @@ pub async fn transfer(ctl: &mut Ctl, plan: &Plan, lim: Limits) -> Seen {
     }
 }
 
-/// The pause between chunks of a slow client.
-fn pace(plan: &Plan) -> Option<Duration> {
+/// A slow client's chunk and pause between chunks.
+fn pace(plan: &Plan) -> Option<(usize, Duration)> {
     match (plan.spec.client, plan.spec.client_tag.as_str()) {
-        (_, "gwstop") => Some(Duration::from_millis(250)),
-        (ClientFault::Slow, _) => Some(Duration::from_millis(50)),
+        (_, "gwstop") => Some((64 * 1024, Duration::from_millis(100))),
+        (ClientFault::Slow, _) => Some((16 * 1024, Duration::from_millis(50))),
+        (ClientFault::VerySlow, _) => Some((16 * 1024, Duration::from_millis(250))),
         _ => None,
     }
+}
+
+/// A client that will stop reading mid-download keeps a small receive
+/// window, so that the gateway's writes to it block soon.
+fn small_window(plan: &Plan) -> bool {
+    !plan.spec.upload && matches!(plan.spec.client, ClientFault::Stall | ClientFault::HalfStall)
+}
+
+const SMALL_WINDOW: u32 = 64 * 1024;
+
+async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> {
+    let s = if a.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if small {
+        s.set_recv_buffer_size(SMALL_WINDOW)?;
+    }
+    s.connect(a).await
+}
+
+fn listen_data(at: SocketAddr, small: bool) -> std::io::Result<TcpListener> {
+    let s = if at.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if small {
+        s.set_recv_buffer_size(SMALL_WINDOW)?;
+    }
+    s.bind(at)?;
+    s.listen(4)
 }
 
 /// Where the client's own fault strikes, if it has one that does.
 fn strike_at(plan: &Plan) -> Option<u64> {
     match plan.spec.client {
+        ClientFault::Stall | ClientFault::HalfStall if !plan.spec.upload => Some(64 * 1024),
         ClientFault::Rst | ClientFault::Kill | ClientFault::Stall | ClientFault::HalfStall => {
             Some(plan.spec.fault_at())
         }
@@ -284,8 +322,10 @@ async fn download(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> 
     if matches!(fault, ClientFault::HalfClose | ClientFault::HalfStall) {
         let _ = d.shutdown().await;
     }
-    let pause = pace(plan);
-    let chunk = if pause.is_some() { 16 * 1024 } else { 64 * 1024 };
+    let (chunk, pause) = match pace(plan) {
+        Some((c, p)) => (c, Some(p)),
+        None => (64 * 1024, None),
+    };
     let mut rd = Reader {
         h: Sha256::new(),
         got: 0,
@@ -328,8 +368,10 @@ async fn download(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> 
 
 async fn upload(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> Seen {
     let size = plan.spec.size;
-    let pause = pace(plan);
-    let chunk = if pause.is_some() { 16 * 1024 } else { 64 * 1024 } as u64;
+    let (chunk, pause) = match pace(plan) {
+        Some((c, p)) => (c as u64, Some(p)),
+        None => (64 * 1024, None),
+    };
     let stop = strike_at(plan).unwrap_or(size);
     let mut buf = vec![0u8; chunk as usize];
     let mut sent = 0u64;
@@ -454,6 +496,16 @@ pub fn judge(kind: Kind, plan: &Plan, seen: &Seen, real_root: &Path) -> Verdict 
             DataEnd::Reset(..) | DataEnd::Aborted if client_broke => Verdict::FailedProperly,
             other => Verdict::False226(format!("{} while the data ended: {other:?}", reply.text())),
         };
+    }
+    // A server that dies closes its data connection cleanly, and the
+    // gateway can only pass that on; every other break it must reset.
+    let server_closed = plan.spec.server == ServerFault::Die || kind == Kind::Victim;
+    if let (false, DataEnd::Short(n), false) = (plan.spec.upload, &seen.data, server_closed) {
+        return Verdict::FinForBroken(format!(
+            "the data connection closed cleanly at {n} of {} bytes; reply: {}",
+            plan.spec.size,
+            reply.text()
+        ));
     }
     if must {
         return Verdict::CleanFailed(format!("{}; data: {:?}", reply.text(), seen.data));

@@ -23,8 +23,10 @@ pub enum ServerFault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFault {
     None,
-    /// Reads (or writes) at a slow, steady pace.
+    /// Reads (or writes) at a slow, steady pace (320 KB/s).
     Slow,
+    /// Reads at 64 KB/s: slow, but never silent for a second.
+    VerySlow,
     /// Shuts down its sending direction of the data connection early.
     HalfClose,
     /// Resets the data connection mid-transfer.
@@ -62,6 +64,7 @@ impl ClientFault {
         match self {
             ClientFault::None => "none",
             ClientFault::Slow => "slow",
+            ClientFault::VerySlow => "vslow",
             ClientFault::HalfClose => "hclose",
             ClientFault::Rst => "crst",
             ClientFault::Kill => "ckill",
@@ -73,6 +76,7 @@ impl ClientFault {
         Some(match s {
             "none" => ClientFault::None,
             "slow" => ClientFault::Slow,
+            "vslow" => ClientFault::VerySlow,
             "hclose" => ClientFault::HalfClose,
             "crst" => ClientFault::Rst,
             "ckill" => ClientFault::Kill,

@@ -116,7 +116,7 @@ pub fn extra_sockets(pid: u32, now: &Snap, base: &Snap) -> Vec<String> {
             found
                 .get(i)
                 .cloned()
-                .unwrap_or_else(|| format!("socket {i} (not TCP)"))
+                .unwrap_or_else(|| format!("socket {i}: not in the TCP tables (reset or closed by the peer)"))
         })
         .collect()
 }

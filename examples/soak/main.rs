@@ -20,7 +20,7 @@ use client::{judge, transfer, DataEnd, Limits, Seen, Verdict};
 use content::{ClientFault, ServerFault, Spec};
 use gwstat::Snap;
 use net::{Ctl, Reply, Res};
-use plan::{pick_target, plan, rnd, Kind, Mode, Plan, Target};
+use plan::{pick_target, plan, rnd, FaultSet, Kind, Mode, Plan, Target};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +93,7 @@ struct Ctx {
     lim: Limits,
     real_root: PathBuf,
     real_prefix: String,
+    faults: FaultSet,
     stop_at: Instant,
     stats: Mutex<Stats>,
     parked: Mutex<Vec<TcpStream>>,
@@ -131,7 +132,8 @@ fn ending(s: &Seen) -> String {
 
 fn record(ctx: &Ctx, t: &Target, p: &Plan, s: Seen, v: Verdict) {
     let fault = format!(
-        "{}{}",
+        "{}{}{}",
+        if p.spec.upload { "STOR " } else { "RETR " },
         if t.kind == Kind::Victim { "victim:" } else { "" },
         match (p.spec.server, p.spec.client) {
             (ServerFault::None, c) => c.tag(),
@@ -160,7 +162,8 @@ fn record(ctx: &Ctx, t: &Target, p: &Plan, s: Seen, v: Verdict) {
             Verdict::Corrupted(d)
             | Verdict::False226(d)
             | Verdict::Late(d)
-            | Verdict::CleanFailed(d) => d.clone(),
+            | Verdict::CleanFailed(d)
+            | Verdict::FinForBroken(d) => d.clone(),
             _ => String::new(),
         };
         let line = format!(
@@ -222,7 +225,7 @@ async fn worker(ctx: Arc<Ctx>, next: Arc<AtomicU64>, total: u64, warmup: bool) {
         let mut ctl = match login(t, ctx.lim).await {
             Ok(c) => c,
             Err(r) => {
-                let p = plan(ctx.seed, first, t, warmup, &ctx.real_prefix);
+                let p = plan(ctx.seed, first, t, warmup, &ctx.real_prefix, &ctx.faults);
                 let s = Seen {
                     data: DataEnd::NotOpened(format!("login: {}", r.text())),
                     reply: None,
@@ -242,7 +245,7 @@ async fn worker(ctx: Arc<Ctx>, next: Arc<AtomicU64>, total: u64, warmup: bool) {
                 index = take();
             }
             let Some(i) = index else { break };
-            let p = plan(ctx.seed, i, t, warmup, &ctx.real_prefix);
+            let p = plan(ctx.seed, i, t, warmup, &ctx.real_prefix, &ctx.faults);
             let s = match tokio::time::timeout(ctx.lim.cap, transfer(&mut ctl, &p, ctx.lim)).await
             {
                 Ok(s) => s,
@@ -345,6 +348,9 @@ async fn run(args: &[String]) -> Res<i32> {
         lim,
         real_root: PathBuf::from(arg(args, "--real-root").unwrap_or_default()),
         real_prefix: arg(args, "--real-prefix").unwrap_or_default(),
+        faults: FaultSet(
+            arg(args, "--faults").map(|l| l.split(',').map(String::from).collect()),
+        ),
         stop_at: started + Duration::from_secs(max_seconds),
         stats: Mutex::new(Stats::default()),
         parked: Mutex::new(Vec::new()),
@@ -435,7 +441,7 @@ async fn run(args: &[String]) -> Res<i32> {
     println!("how transfers ended, per fault (data end/final reply: count):");
     for (fault, e) in &st.endings {
         let list: Vec<String> = e.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        println!("  {fault:<14} {}", list.join(" "));
+        println!("  {fault:<19} {}", list.join(" "));
     }
     violations.append(&mut st.violations);
     let n_viol = violations.len();
@@ -473,7 +479,7 @@ async fn run(args: &[String]) -> Res<i32> {
 async fn gwstop(args: &[String]) -> Res<i32> {
     let t = targets(args)?.remove(0);
     let sessions = num(args, "--sessions", 20);
-    let size = num(args, "--size", 4 * 1024 * 1024);
+    let size = num(args, "--size", 32 * 1024 * 1024);
     let lim = Limits {
         cap: Duration::from_secs(num(args, "--cap", 120)),
         ..limits(args)

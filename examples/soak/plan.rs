@@ -88,7 +88,10 @@ impl Plan {
         self.spec.server == ServerFault::None
             && matches!(
                 self.spec.client,
-                ClientFault::None | ClientFault::Slow | ClientFault::HalfClose
+                ClientFault::None
+                    | ClientFault::Slow
+                    | ClientFault::VerySlow
+                    | ClientFault::HalfClose
             )
     }
 }
@@ -145,11 +148,13 @@ fn faults(seed: u64, index: u64, upload: bool) -> (ServerFault, ClientFault) {
     use ServerFault as S;
     match rnd(seed, index, 4) % 100 {
         0..=49 => (S::None, C::None),
-        50..=55 => (S::None, C::Slow),
-        56..=61 => (S::None, C::HalfClose),
-        62..=67 => (S::None, C::Rst),
-        68..=73 => (S::None, C::Kill),
-        74..=79 => (S::None, C::Stall),
+        50..=54 => (S::None, C::Slow),
+        55..=57 if upload => (S::None, C::Slow),
+        55..=57 => (S::None, C::VerySlow),
+        58..=62 => (S::None, C::HalfClose),
+        63..=68 => (S::None, C::Rst),
+        69..=74 => (S::None, C::Kill),
+        75..=79 => (S::None, C::Stall),
         // Half-close then stop reading is a download's fault.
         80..=84 if upload => (S::None, C::HalfClose),
         80..=84 => (S::None, C::HalfStall),
@@ -159,16 +164,39 @@ fn faults(seed: u64, index: u64, upload: bool) -> (ServerFault, ClientFault) {
     }
 }
 
+/// Which fault tags a run injects (`--faults`); the others run clean.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSet(pub Option<Vec<String>>);
+
+impl FaultSet {
+    fn keeps(&self, tag: &str) -> bool {
+        self.0.as_ref().is_none_or(|l| l.iter().any(|t| t == tag))
+    }
+}
+
 /// Transfer `index` on a session to `target`.
-pub fn plan(seed: u64, index: u64, target: &Target, warmup: bool, real_prefix: &str) -> Plan {
+pub fn plan(
+    seed: u64,
+    index: u64,
+    target: &Target,
+    warmup: bool,
+    real_prefix: &str,
+    only: &FaultSet,
+) -> Plan {
     let r = rnd(seed, index, 5);
     let mode = [Mode::Pasv, Mode::Epsv, Mode::Port, Mode::Eprt][(r % 4) as usize];
     let upload = (r >> 8) % 2 == 1;
-    let (mut server, client) = if warmup {
+    let (mut server, mut client) = if warmup {
         (ServerFault::None, ClientFault::None)
     } else {
         faults(seed, index, upload)
     };
+    if !only.keeps(server.tag()) {
+        server = ServerFault::None;
+    }
+    if !only.keeps(client.tag()) {
+        client = ClientFault::None;
+    }
     if target.kind == Kind::Real {
         server = ServerFault::None;
     }
@@ -180,10 +208,24 @@ pub fn plan(seed: u64, index: u64, target: &Target, warmup: bool, real_prefix: &
     if client == ClientFault::Slow {
         size = size.min(1024 * 1024);
     }
+    if client == ClientFault::VerySlow {
+        // More than the gateway's pipe drains to it within the idle timeout.
+        size = 400 * 1024 + rnd(seed, index, 9) % (300 * 1024);
+    }
+    let stall = !upload && matches!(client, ClientFault::Stall | ClientFault::HalfStall);
+    if stall {
+        // Far more than the buffers between the gateway and a stopped
+        // reader hold, so the gateway's writes block.
+        size = 4 * 1024 * 1024 + rnd(seed, index, 9) % (2 * 1024 * 1024);
+    }
     let mut file_seed = rnd(seed, index, 6);
     if target.kind == Kind::Real && !upload {
         size = REAL_FILES[(rnd(seed, index, 7) % REAL_FILES.len() as u64) as usize];
-        if client != ClientFault::None && size < 16 * 1024 {
+        if stall {
+            size = 4_000_000;
+        } else if client == ClientFault::VerySlow {
+            size = 1_048_576;
+        } else if client != ClientFault::None && size < 16 * 1024 {
             size = 300_000;
         }
         file_seed = size + 1;

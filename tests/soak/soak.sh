@@ -8,6 +8,10 @@
 #   tests/soak/soak.sh full     10,000 transfers at 200 sessions (make soak)
 #   tests/soak/soak.sh short    600 transfers at 100 sessions (make test)
 #
+#   SOAK_FAULTS=none,sdie,...   inject only these faults (the others run clean)
+#   SOAK_GWSTOP=0               skip the shutdown phase
+#   SOAK_SEED=N                 another schedule (default 1)
+#
 # Lab name: $LAB, else ${E2E_LABS}3 (so it never meets the e2e labs).
 set -u
 VARIANT=${1:-full}
@@ -23,6 +27,7 @@ case "$VARIANT" in
   short) COUNT=600 CONC=100 WARM=100 MAXS=90 GWSTOP=8 ;;
   *) echo "usage: $0 full|short" >&2; exit 2 ;;
 esac
+GWSTOP=${SOAK_GWSTOP:-$GWSTOP}
 IDLE=3     # transfer_idle_timeout in tests/soak/rules.yaml
 MARGIN=5   # a broken transfer must end within IDLE + MARGIN
 RULES=tests/soak/rules.yaml
@@ -35,7 +40,8 @@ started=$(date +%s)
 violations=()
 trap 'lab_down' EXIT
 trap 'lab_down; exit 130' INT TERM
-ulimit -n 65536
+# 200 sessions, each with up to three sockets, plus the hung clients kept.
+ulimit -n "$(ulimit -Hn)"
 lab_up
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log "$OUT/kills"
@@ -94,6 +100,7 @@ timeout $((MAXS + 90)) ip netns exec "$LAB-cli" "$SOAK" run \
   --target real,real,100.64.0.1:2125,18 \
   --count "$COUNT" --concurrency "$CONC" --warmup "$WARM" --max-seconds "$MAXS" \
   --idle "$IDLE" --margin "$MARGIN" --seed "${SOAK_SEED:-1}" \
+  ${SOAK_FAULTS:+--faults "$SOAK_FAULTS"} \
   --gw-pid "$GW" --drain-seconds $((IDLE * 3 + 11)) \
   --real-root "$FTPROOT/$LAB" --real-prefix "$LAB" --kills-file "$OUT/kills" \
   | tee "$OUT/run.log"
