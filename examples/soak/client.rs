@@ -136,7 +136,8 @@ async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits, small: bool) -> Result<Se
         }
         Mode::Port | Mode::Eprt => {
             let ip = ctl.local.ip();
-            let l = listen_data(SocketAddr::new(ip, 0), small).map_err(|e| Reply::Code(0, format!("local bind: {e}")))?;
+            let l = listen_data(SocketAddr::new(ip, 0), small)
+                .map_err(|e| Reply::Code(0, format!("local bind: {e}")))?;
             let port = l
                 .local_addr()
                 .map_err(|e| Reply::Code(0, e.to_string()))?
@@ -223,7 +224,11 @@ fn pace(plan: &Plan) -> Option<(usize, Duration)> {
 /// A client that will stop reading mid-download keeps a small receive
 /// window, so that the gateway's writes to it block soon.
 fn small_window(plan: &Plan) -> bool {
-    !plan.spec.upload && matches!(plan.spec.client, ClientFault::Stall | ClientFault::HalfStall)
+    !plan.spec.upload
+        && matches!(
+            plan.spec.client,
+            ClientFault::Stall | ClientFault::HalfStall
+        )
 }
 
 const SMALL_WINDOW: u32 = 64 * 1024;
@@ -465,7 +470,10 @@ pub fn judge(kind: Kind, plan: &Plan, seen: &Seen, real_root: &Path) -> Verdict 
         None => return Verdict::FailedProperly,
     };
     if reply == Reply::Timeout {
-        return Verdict::Late(format!("no reply within the deadline; data: {:?}", seen.data));
+        return Verdict::Late(format!(
+            "no reply within the deadline; data: {:?}",
+            seen.data
+        ));
     }
     if reply.is_2xx() {
         if plan.spec.upload {
@@ -511,4 +519,116 @@ pub fn judge(kind: Kind, plan: &Plan, seen: &Seen, real_root: &Path) -> Verdict 
         return Verdict::CleanFailed(format!("{}; data: {:?}", reply.text(), seen.data));
     }
     Verdict::FailedProperly
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::Spec;
+
+    fn plan(upload: bool, server: ServerFault, client: ClientFault) -> Plan {
+        Plan {
+            index: 1,
+            mode: Mode::Pasv,
+            spec: Spec {
+                upload,
+                size: 1000,
+                seed: 5,
+                server,
+                client,
+                client_tag: client.tag().into(),
+            },
+            path: "soak/x".into(),
+        }
+    }
+
+    fn judged(p: &Plan, data: DataEnd, reply: Option<Reply>) -> Verdict {
+        let s = Seen {
+            data,
+            reply,
+            parked: None,
+            reusable: false,
+        };
+        judge(Kind::Fault, p, &s, Path::new("/nonexistent"))
+    }
+
+    fn ok226() -> Option<Reply> {
+        Some(Reply::Code(226, "226 done".into()))
+    }
+
+    #[test]
+    fn a_226_after_a_short_clean_end_is_corruption() {
+        let p = plan(false, ServerFault::None, ClientFault::None);
+        assert!(matches!(
+            judged(&p, DataEnd::Short(500), ok226()),
+            Verdict::Corrupted(_)
+        ));
+        assert_eq!(judged(&p, DataEnd::Complete, ok226()), Verdict::Ok);
+    }
+
+    #[test]
+    fn a_226_after_a_reset_is_false_unless_the_client_reset() {
+        let p = plan(false, ServerFault::None, ClientFault::Stall);
+        assert!(matches!(
+            judged(&p, DataEnd::Reset(10, "reset".into()), ok226()),
+            Verdict::False226(_)
+        ));
+        let p = plan(false, ServerFault::None, ClientFault::Rst);
+        assert_eq!(
+            judged(&p, DataEnd::Aborted, ok226()),
+            Verdict::FailedProperly
+        );
+    }
+
+    #[test]
+    fn an_upload_226_must_cover_every_byte() {
+        let p = plan(true, ServerFault::None, ClientFault::Rst);
+        let partial = format!("226 Received 500 bytes sha256={}", sha256(500, 5));
+        assert!(matches!(
+            judged(&p, DataEnd::Aborted, Some(Reply::Code(226, partial))),
+            Verdict::Corrupted(_)
+        ));
+        let p = plan(true, ServerFault::None, ClientFault::None);
+        let whole = format!("226 Received 1000 bytes sha256={}", sha256(1000, 5));
+        assert_eq!(
+            judged(&p, DataEnd::Complete, Some(Reply::Code(226, whole))),
+            Verdict::Ok
+        );
+    }
+
+    #[test]
+    fn silence_past_the_deadline_is_late_and_a_reset_as_fin_is_flagged() {
+        let p = plan(false, ServerFault::None, ClientFault::HalfStall);
+        assert!(matches!(
+            judged(&p, DataEnd::Stalled(64), Some(Reply::Timeout)),
+            Verdict::Late(_)
+        ));
+        let p = plan(false, ServerFault::Rst, ClientFault::None);
+        assert!(matches!(
+            judged(
+                &p,
+                DataEnd::Short(500),
+                Some(Reply::Code(426, "426 x".into()))
+            ),
+            Verdict::FinForBroken(_)
+        ));
+        assert_eq!(
+            judged(
+                &p,
+                DataEnd::Reset(500, "reset".into()),
+                Some(Reply::Code(426, "426 x".into()))
+            ),
+            Verdict::FailedProperly
+        );
+        // A server that dies closes cleanly; passing that on is right.
+        let p = plan(false, ServerFault::Die, ClientFault::None);
+        assert_eq!(
+            judged(
+                &p,
+                DataEnd::Short(500),
+                Some(Reply::Code(421, "421 x".into()))
+            ),
+            Verdict::FailedProperly
+        );
+    }
 }

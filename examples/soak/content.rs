@@ -126,7 +126,9 @@ impl Spec {
         };
         let size = it.next()?.parse().ok()?;
         let seed = it.next()?.parse().ok()?;
-        let server = it.next().map_or(Some(ServerFault::None), ServerFault::parse)?;
+        let server = it
+            .next()
+            .map_or(Some(ServerFault::None), ServerFault::parse)?;
         let client_tag = it.next().unwrap_or("none").to_string();
         let client = ClientFault::parse(&client_tag)?;
         Some(Spec {

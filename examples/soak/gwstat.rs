@@ -113,10 +113,9 @@ pub fn extra_sockets(pid: u32, now: &Snap, base: &Snap) -> Vec<String> {
     extra
         .iter()
         .map(|i| {
-            found
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("socket {i}: not in the TCP tables (reset or closed by the peer)"))
+            found.get(i).cloned().unwrap_or_else(|| {
+                format!("socket {i}: not in the TCP tables (reset or closed by the peer)")
+            })
         })
         .collect()
 }

@@ -134,7 +134,11 @@ fn record(ctx: &Ctx, t: &Target, p: &Plan, s: Seen, v: Verdict) {
     let fault = format!(
         "{}{}{}",
         if p.spec.upload { "STOR " } else { "RETR " },
-        if t.kind == Kind::Victim { "victim:" } else { "" },
+        if t.kind == Kind::Victim {
+            "victim:"
+        } else {
+            ""
+        },
         match (p.spec.server, p.spec.client) {
             (ServerFault::None, c) => c.tag(),
             (srv, _) => srv.tag(),
@@ -183,10 +187,7 @@ fn record(ctx: &Ctx, t: &Target, p: &Plan, s: Seen, v: Verdict) {
     }
     drop(st);
     if let Some(d) = s.parked {
-        ctx.parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(d);
+        ctx.parked.lock().unwrap_or_else(|e| e.into_inner()).push(d);
     }
 }
 
@@ -246,8 +247,7 @@ async fn worker(ctx: Arc<Ctx>, next: Arc<AtomicU64>, total: u64, warmup: bool) {
             }
             let Some(i) = index else { break };
             let p = plan(ctx.seed, i, t, warmup, &ctx.real_prefix, &ctx.faults);
-            let s = match tokio::time::timeout(ctx.lim.cap, transfer(&mut ctl, &p, ctx.lim)).await
-            {
+            let s = match tokio::time::timeout(ctx.lim.cap, transfer(&mut ctl, &p, ctx.lim)).await {
                 Ok(s) => s,
                 Err(_) => Seen {
                     data: DataEnd::Stalled(0),
@@ -348,9 +348,7 @@ async fn run(args: &[String]) -> Res<i32> {
         lim,
         real_root: PathBuf::from(arg(args, "--real-root").unwrap_or_default()),
         real_prefix: arg(args, "--real-prefix").unwrap_or_default(),
-        faults: FaultSet(
-            arg(args, "--faults").map(|l| l.split(',').map(String::from).collect()),
-        ),
+        faults: FaultSet(arg(args, "--faults").map(|l| l.split(',').map(String::from).collect())),
         stop_at: started + Duration::from_secs(max_seconds),
         stats: Mutex::new(Stats::default()),
         parked: Mutex::new(Vec::new()),
@@ -451,7 +449,9 @@ async fn run(args: &[String]) -> Res<i32> {
         *by_class.entry(class).or_default() += 1;
     }
     for v in violations.iter().filter(|v| {
-        v.starts_with("VIOLATION FDS") || v.starts_with("VIOLATION RSS") || v.starts_with("VIOLATION TIME")
+        v.starts_with("VIOLATION FDS")
+            || v.starts_with("VIOLATION RSS")
+            || v.starts_with("VIOLATION TIME")
     }) {
         println!("{v}");
     }

@@ -97,13 +97,14 @@ impl Plan {
 }
 
 /// Files the real server holds, prepared by `gen`: size, with seed = size + 1.
-pub const REAL_FILES: [u64; 8] = [1, 100, 4096, 65_536, 300_000, 1_048_576, 2_500_000, 4_000_000];
+pub const REAL_FILES: [u64; 8] = [
+    1, 100, 4096, 65_536, 300_000, 1_048_576, 2_500_000, 4_000_000,
+];
 
 /// splitmix64 over (seed, index, salt).
 pub fn rnd(seed: u64, index: u64, salt: u64) -> u64 {
-    let mut z = seed
-        ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let mut z =
+        seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -91,7 +91,10 @@ fn parse_eprt(arg: &str) -> Option<SocketAddr> {
     if parts.len() < 4 {
         return None;
     }
-    Some(SocketAddr::new(parts[2].parse().ok()?, parts[3].parse().ok()?))
+    Some(SocketAddr::new(
+        parts[2].parse().ok()?,
+        parts[3].parse().ok()?,
+    ))
 }
 
 async fn reply(w: &mut OwnedWriteHalf, text: &str) -> Res<()> {
@@ -247,7 +250,11 @@ async fn download(mut d: TcpStream, spec: &Spec, w: &mut OwnedWriteHalf) -> Res<
             let reset = wait_reset(&d).await;
             set_reset(&d);
             drop(d);
-            let why = if reset { "reset by peer" } else { "never reset" };
+            let why = if reset {
+                "reset by peer"
+            } else {
+                "never reset"
+            };
             reply(w, &format!("426 stalled transfer ended: {why}")).await?;
         }
     }
@@ -275,7 +282,11 @@ async fn upload(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteHal
                     let reset = wait_reset(&d).await;
                     set_reset(&d);
                     drop(d);
-                    let why = if reset { "reset by peer" } else { "never reset" };
+                    let why = if reset {
+                        "reset by peer"
+                    } else {
+                        "never reset"
+                    };
                     reply(w, &format!("426 stalled transfer ended: {why}")).await?;
                 }
             }

@@ -59,12 +59,20 @@ table inet soak_fw {
 }
 NFT
 # Thousands of short connections between the same few addresses: let
-# connects reuse TIME_WAIT pairs (vsftpd's active mode always uses port 20).
+# connects reuse TIME_WAIT pairs.
 for n in cli gw srv dmz; do inns "$n" sysctl -qw net.ipv4.tcp_tw_reuse=1; done
 transparent_on
 
 "$SOAK" gen --dir "$FTPROOT/$LAB" || exit 1
-start_server vsftpd dmz >/dev/null
+# The lab's vsftpd, restarted with two changes for this load: no limit of
+# sessions per address (every session comes from the gateway's one
+# address), and active-mode connections from any port rather than port 20
+# (thousands of connections from port 20 to the gateway's few addresses
+# collide with their own TIME_WAIT pairs within a second).
+stop_pid "$(start_server vsftpd dmz)"
+sed -i 's/^connect_from_port_20=YES/connect_from_port_20=NO/' "$STATE/vsftpd-dmz/vsftpd.conf"
+printf 'max_per_ip=0\nmax_clients=0\n' >>"$STATE/vsftpd-dmz/vsftpd.conf"
+spawn dmz "$STATE/vsftpd-dmz/log" vsftpd "$STATE/vsftpd-dmz/vsftpd.conf" >/dev/null
 spawn srv "$OUT/server.log" "$SOAK" serve --listen 198.51.100.10:21 --listen 198.51.100.11:21 >/dev/null
 VICTIM=$(spawn srv "$OUT/victim.log" "$SOAK" serve --listen 198.51.100.12:21)
 GW=$(spawn gw "$OUT/ftpalg.log" "$FTPALG" run --rules "$REPO/$RULES")
