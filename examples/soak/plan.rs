@@ -213,10 +213,11 @@ pub fn plan(
         // More than the gateway's pipe drains to it within the idle timeout.
         size = 400 * 1024 + rnd(seed, index, 9) % (300 * 1024);
     }
-    let stall = !upload && matches!(client, ClientFault::Stall | ClientFault::HalfStall);
+    let stall = (!upload && matches!(client, ClientFault::Stall | ClientFault::HalfStall))
+        || (upload && server == ServerFault::Stall);
     if stall {
         // Far more than the buffers between the gateway and a stopped
-        // reader hold, so the gateway's writes block.
+        // reader (client or server) hold, so the gateway's writes block.
         size = 4 * 1024 * 1024 + rnd(seed, index, 9) % (2 * 1024 * 1024);
     }
     let mut file_seed = rnd(seed, index, 6);

@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 const STALL_CAP: Duration = Duration::from_secs(30);
 /// Waiting for a data connection.
 const DATA_WAIT: Duration = Duration::from_secs(15);
+/// The receive buffer of a server that will stall an upload.
+const SMALL_WINDOW: usize = 64 * 1024;
 /// An idle control connection is dropped after this.
 const CONTROL_IDLE: Duration = Duration::from_secs(120);
 
@@ -103,16 +105,24 @@ async fn reply(w: &mut OwnedWriteHalf, text: &str) -> Res<()> {
 }
 
 /// Waits until the peer resets the data connection (the gateway's idle
-/// timeout at work), for at most `STALL_CAP`.
-async fn wait_reset(d: &TcpStream) -> bool {
-    let until = tokio::time::Instant::now() + STALL_CAP;
-    while tokio::time::Instant::now() < until {
+/// timeout at work), for at most `STALL_CAP`; logs how long that took.
+async fn wait_reset(d: &TcpStream, name: &str) -> bool {
+    let start = tokio::time::Instant::now();
+    let mut reset = false;
+    while start.elapsed() < STALL_CAP {
         if let Ok(Some(_)) = d.take_error() {
-            return true;
+            reset = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    false
+    let how = if reset {
+        "reset after"
+    } else {
+        "never reset in"
+    };
+    println!("STALLED {name} {how} {:.1}s", start.elapsed().as_secs_f64());
+    reset
 }
 
 /// What the session does after a transfer.
@@ -192,7 +202,7 @@ async fn session(c: TcpStream) -> Res<()> {
                     }
                 };
                 let after = if verb == "RETR" {
-                    download(d, &spec, &mut w).await?
+                    download(d, &spec, arg, &mut w).await?
                 } else {
                     upload(d, &spec, arg, &mut w).await?
                 };
@@ -210,7 +220,7 @@ async fn session(c: TcpStream) -> Res<()> {
     }
 }
 
-async fn download(mut d: TcpStream, spec: &Spec, w: &mut OwnedWriteHalf) -> Res<After> {
+async fn download(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteHalf) -> Res<After> {
     let stop = match spec.server {
         ServerFault::None => spec.size,
         _ => spec.fault_at(),
@@ -247,7 +257,7 @@ async fn download(mut d: TcpStream, spec: &Spec, w: &mut OwnedWriteHalf) -> Res<
             reply(w, "426 data connection reset (injected)").await?;
         }
         ServerFault::Stall => {
-            let reset = wait_reset(&d).await;
+            let reset = wait_reset(&d, name).await;
             set_reset(&d);
             drop(d);
             let why = if reset {
@@ -267,6 +277,13 @@ async fn upload(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteHal
     let mut buf = vec![0u8; 64 * 1024];
     let fault_at = match spec.server {
         ServerFault::None => u64::MAX,
+        ServerFault::Stall => {
+            // A small window and an early stop: the rest of the upload
+            // cannot all sit in this socket's buffer, so the gateway's
+            // writes block and its idle timeout must act.
+            let _ = socket2::SockRef::from(&d).set_recv_buffer_size(SMALL_WINDOW);
+            SMALL_WINDOW as u64
+        }
         _ => spec.fault_at(),
     };
     loop {
@@ -279,7 +296,7 @@ async fn upload(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteHal
                     reply(w, "426 data connection reset (injected)").await?;
                 }
                 _ => {
-                    let reset = wait_reset(&d).await;
+                    let reset = wait_reset(&d, name).await;
                     set_reset(&d);
                     drop(d);
                     let why = if reset {
