@@ -214,7 +214,7 @@ pub async fn transfer(ctl: &mut Ctl, plan: &Plan, lim: Limits) -> Seen {
 /// A slow client's chunk and pause between chunks.
 fn pace(plan: &Plan) -> Option<(usize, Duration)> {
     match (plan.spec.client, plan.spec.client_tag.as_str()) {
-        (_, "gwstop") => Some((64 * 1024, Duration::from_millis(100))),
+        (_, "gwstop" | "sigkill") => Some((64 * 1024, Duration::from_millis(100))),
         (ClientFault::Slow, _) => Some((16 * 1024, Duration::from_millis(50))),
         (ClientFault::VerySlow, _) => Some((16 * 1024, Duration::from_millis(250))),
         _ => None,
@@ -260,6 +260,10 @@ fn listen_data(at: SocketAddr, small: bool) -> std::io::Result<TcpListener> {
 
 /// Where the client's own fault strikes, if it has one that does.
 fn strike_at(plan: &Plan) -> Option<u64> {
+    if plan.spec.client_tag == "sigkill" {
+        // Its death comes from outside.
+        return None;
+    }
     match plan.spec.client {
         ClientFault::Stall | ClientFault::HalfStall if !plan.spec.upload => Some(64 * 1024),
         ClientFault::Rst | ClientFault::Kill | ClientFault::Stall | ClientFault::HalfStall => {

@@ -85,6 +85,9 @@ impl ClientFault {
             // The gateway is stopped under this transfer: for the server
             // it is a client that must not end an upload cleanly.
             "gwstop" => ClientFault::Slow,
+            // A client process SIGKILLed from outside: the server must not
+            // take its cut uploads for gateway faults.
+            "sigkill" => ClientFault::Kill,
             _ => return None,
         })
     }

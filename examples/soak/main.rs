@@ -379,6 +379,7 @@ async fn run(args: &[String]) -> Res<i32> {
     let main_start = Instant::now();
     phase(&ctx, count, concurrency, false).await;
     let secs = main_start.elapsed().as_secs_f64();
+    println!("load phase done in {secs:.1}s");
     if Instant::now() >= ctx.stop_at {
         violations.push(format!(
             "VIOLATION TIME: the run reached its {max_seconds}s limit before {count} transfers"
@@ -480,6 +481,10 @@ async fn gwstop(args: &[String]) -> Res<i32> {
     let t = targets(args)?.remove(0);
     let sessions = num(args, "--sessions", 20);
     let size = num(args, "--size", 32 * 1024 * 1024);
+    // `--tag sigkill`: the same slow transfers from a process that will be
+    // SIGKILLed mid-transfer.
+    let tag = arg(args, "--tag").unwrap_or_else(|| "gwstop".into());
+    let first_seed = num(args, "--seed", 1000);
     let lim = Limits {
         cap: Duration::from_secs(num(args, "--cap", 120)),
         ..limits(args)
@@ -487,14 +492,15 @@ async fn gwstop(args: &[String]) -> Res<i32> {
     let mut tasks = Vec::new();
     for i in 0..sessions {
         let t = t.clone();
+        let tag = tag.clone();
         tasks.push(tokio::spawn(async move {
             let spec = Spec {
                 upload: i % 2 == 1,
                 size,
-                seed: 1000 + i,
+                seed: first_seed + i,
                 server: ServerFault::None,
                 client: ClientFault::Slow,
-                client_tag: "gwstop".into(),
+                client_tag: tag,
             };
             let p = Plan {
                 index: i,

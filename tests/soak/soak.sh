@@ -23,8 +23,8 @@ SOAK=${SOAK:-$REPO/target/release/examples/soak}
 OUT=$STATE
 
 case "$VARIANT" in
-  full) COUNT=10000 CONC=200 WARM=400 MAXS=420 GWSTOP=20 ;;
-  short) COUNT=600 CONC=100 WARM=100 MAXS=90 GWSTOP=8 ;;
+  full) COUNT=10000 CONC=200 WARM=400 MAXS=420 GWSTOP=20 CKILLS=12 ;;
+  short) COUNT=600 CONC=100 WARM=100 MAXS=90 GWSTOP=8 CKILLS=3 ;;
   *) echo "usage: $0 full|short" >&2; exit 2 ;;
 esac
 GWSTOP=${SOAK_GWSTOP:-$GWSTOP}
@@ -45,6 +45,7 @@ ulimit -n "$(ulimit -Hn)"
 lab_up
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log "$OUT/kills"
+: >"$OUT/run.log"
 
 # Two more server addresses: .11 behind a firewall that opens only port 21
 # (the seed case), .12 for the server that is killed on a schedule.
@@ -98,6 +99,27 @@ touch "$OUT/running"
 echo $! >>"$STATE/pids"
 KILLER=$!
 
+# Client processes SIGKILLed mid-transfer: from the baseline to the end of
+# the load, every 3 s a second client process starts four slow transfers
+# (two each way) and is killed 1.5 s later; the kernel closes its sockets.
+(
+  for _ in $(seq 1 600); do
+    grep -q "gateway baseline" "$OUT/run.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  for i in $(seq 1 "$CKILLS"); do
+    sleep 1.5
+    grep -q "load phase done" "$OUT/run.log" 2>/dev/null && break
+    pid=$(spawn cli "$OUT/sigkill.log" "$SOAK" gwstop --tag sigkill --seed $((5000 + 10 * i)) \
+      --target same,fault,100.64.0.1:2121,1 --sessions 4 --size 8388608 --cap 30)
+    sleep 1.5
+    kill -9 "$pid" 2>/dev/null
+    echo "$(date +%s.%N) SIGKILLed client $pid" >>"$OUT/kills"
+  done
+) &
+echo $! >>"$STATE/pids"
+CLIENT_KILLER=$!
+
 echo "soak ($VARIANT): $COUNT transfers at $CONC sessions, lab $LAB, gateway PID $GW"
 timeout $((MAXS + 90)) ip netns exec "$LAB-cli" "$SOAK" run \
   --target same,fault,100.64.0.1:2121,30 \
@@ -115,6 +137,8 @@ timeout $((MAXS + 90)) ip netns exec "$LAB-cli" "$SOAK" run \
 run_rc=${PIPESTATUS[0]}
 rm -f "$OUT/running"
 stop_pid "$KILLER"
+stop_pid "$CLIENT_KILLER"
+echo "killed: $(grep -c ' killed ' "$OUT/kills" 2>/dev/null) times the victim server, $(grep -c 'SIGKILLed client' "$OUT/kills" 2>/dev/null) client processes"
 [ "$run_rc" -eq 0 ] || violations+=("the load run reported violations (exit $run_rc)")
 
 # Shutdown under load: slow transfers through the gateway when it gets
