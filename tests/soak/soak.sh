@@ -83,13 +83,14 @@ if [[ $(readlink "/proc/$GW/exe") != *ftpalg* ]]; then
   echo "soak: PID $GW is not ftpalg" >&2; exit 1
 fi
 
-# The victim server is SIGKILLed every 3 s while the load runs, and
+# The victim server is SIGKILLed every 3 s until the load is done, and
 # restarted; bounded in count.
 touch "$OUT/running"
 (
   for _ in $(seq 1 200); do
     sleep 3
     [ -e "$OUT/running" ] || break
+    grep -q "load phase done" "$OUT/run.log" && break
     kill -9 "$VICTIM" 2>/dev/null
     echo "$(date +%s.%N) killed $VICTIM" >>"$OUT/kills"
     sleep 0.2
