@@ -1,6 +1,8 @@
-//! What each transfer of the soak does: target, mode, direction, size and
-//! fault, all derived from the run's seed and the transfer's index, so a
-//! failing transfer can be replayed by its number.
+//! What each transfer of the soak does: mode, direction, size and fault,
+//! derived from the run's seed and the transfer's number. A session's
+//! listener follows from the number of its first transfer; the transfers
+//! after it take whatever numbers come next, so which listener a number
+//! meets depends on timing, and a run is the same mix, not the same order.
 
 use crate::content::{ClientFault, ServerFault, Spec};
 use crate::net::Res;
