@@ -19,7 +19,7 @@ build-bench:
 
 ## Install what the tests need, then run every test: lint, unit, property,
 ## loopback integration, rules examples, and the namespace end-to-end suite.
-test: deps lint unit script-tests check-rules e2e soak-short
+test: deps lint unit script-tests check-rules e2e diagnose-live soak-short
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -37,6 +37,11 @@ check-rules: build
 ## Real servers and clients through a real NAT, in network namespaces (root).
 e2e: build
 	bash tests/e2e/run.sh
+
+## `ftpalg diagnose --live` on the lab gateway's interface (root).
+.PHONY: diagnose-live
+diagnose-live: build
+	bash tests/captures/live.sh
 
 ## The gateway under faults: 10,000 transfers at 200 sessions in the lab,
 ## every file checked, fds and RSS back to baseline (root; docs/soak.md).
