@@ -12,6 +12,7 @@
 //! multi-line replies in step and lets a 227 be honoured only as the answer
 //! to a PASV the gateway itself sent.
 
+mod abort;
 mod action;
 mod policy;
 
@@ -63,6 +64,10 @@ enum Pending {
     ServerActive { id: DataId, verb: Verb },
     /// A reply of our own, waiting until earlier replies have been passed on.
     Local(Vec<u8>),
+    /// A transfer the gateway answered itself (`426`) because the server
+    /// stayed silent after its data was cut: the server's late reply is
+    /// dropped, so the client never gets two answers to one command.
+    Overdue,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +124,9 @@ pub struct Session {
     held: VecDeque<Line>,
     setup: Option<Setup>,
     ready: Option<DataId>,
+    /// The channel of the last transfer command, whose data may still flow
+    /// (what ABOR cuts).
+    transfer: Option<DataId>,
     next_id: u64,
     epsv_all: bool,
     passive_failed: bool,
@@ -193,6 +201,7 @@ impl Session {
             held: VecDeque::new(),
             setup: None,
             ready: None,
+            transfer: None,
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
@@ -476,9 +485,14 @@ impl Session {
                 }
                 self.forward(wire, command.verb, None);
             }
+            cmd::ABOR => {
+                self.cut_transfer();
+                self.forward(wire, cmd::ABOR, None);
+            }
             v if v.is_transfer() => {
                 let data = self.ready.take();
                 if let Some(id) = data {
+                    self.transfer = Some(id);
                     self.push(Action::Transfer {
                         id,
                         verb: v,
@@ -928,6 +942,10 @@ impl Session {
         held: Vec<u8>,
     ) -> Vec<u8> {
         if outcome.is_ok() {
+            // Delivered: an ABOR from now on has no data to cut.
+            if self.transfer == Some(id) {
+                self.transfer = None;
+            }
             return held;
         }
         let code = held
@@ -1020,6 +1038,7 @@ impl Session {
                 Pending::RoutedGreeting
                     | Pending::ServerPassive { .. }
                     | Pending::ServerActive { .. }
+                    | Pending::Overdue
             )
         );
         if consumes {
@@ -1081,6 +1100,9 @@ impl Session {
         // accepted and relayed): the relay ends by itself.
         if let Some(id) = data.filter(|_| !code.is_success()) {
             self.push(Action::Release { id });
+            if self.transfer == Some(id) {
+                self.transfer = None;
+            }
         }
         match verb {
             cmd::PASS | cmd::ACCT if code.0 == 230 => {
@@ -1156,7 +1178,8 @@ impl Session {
             Pending::Greeting
             | Pending::Forward { .. }
             | Pending::User { .. }
-            | Pending::Local(_) => {}
+            | Pending::Local(_)
+            | Pending::Overdue => {}
         }
     }
 
