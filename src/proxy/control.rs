@@ -543,10 +543,19 @@ impl Driver {
                 info!(session = id, client = %client, user = %user, "logged in")
             }
             Event::Aborted { id: channel } => {
-                info!(session = id, channel = channel.0, "transfer aborted by the client")
+                info!(
+                    session = id,
+                    channel = channel.0,
+                    "transfer aborted by the client"
+                )
             }
             Event::ReplyOverdue { id: channel } => {
-                warn!(session = id, channel = channel.0, reason = "the server did not answer a transfer whose data was cut", "replied 426 for the server")
+                warn!(
+                    session = id,
+                    channel = channel.0,
+                    reason = "the server did not answer a transfer whose data was cut",
+                    "replied 426 for the server"
+                )
             }
             Event::TlsPassthrough => {
                 // The login is encrypted from here on: the gateway cannot

@@ -114,7 +114,9 @@ pub(super) enum DataEvent {
         elapsed: Duration,
     },
     /// The deadline of `Action::ReplyDeadline` for this channel passed.
-    ReplyOverdue { id: DataId },
+    ReplyOverdue {
+        id: DataId,
+    },
 }
 
 async fn establish(

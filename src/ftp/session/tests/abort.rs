@@ -25,7 +25,10 @@ fn ready(mode: ServerDataMode, client_active: bool) -> Harness {
     } else {
         h.prepared(1, Side::Server, "198.51.100.1:33000");
         let acts = h.acts();
-        assert!(acts.contains(&to_server("PORT 198,51,100,1,128,232")), "{acts:?}");
+        assert!(
+            acts.contains(&to_server("PORT 198,51,100,1,128,232")),
+            "{acts:?}"
+        );
         h.server("200 PORT ok");
     }
     h.acts();
@@ -105,9 +108,8 @@ fn abor_after_the_server_finished_releases_the_held_reply_as_426() {
     // The server has answered the transfer: no deadline, just the cut.
     assert_eq!(h.acts(), vec![cut(1), to_server("ABOR")]);
     // The driver settles the held 226 as failed: the data never arrived.
-    let now = h
-        .s
-        .data_finished(DataId(1), Err("cut"), b"226 Done\r\n".to_vec());
+    let now =
+        h.s.data_finished(DataId(1), Err("cut"), b"226 Done\r\n".to_vec());
     assert_eq!(now, b"426 Connection closed; transfer aborted.\r\n");
     h.server("225 No transfer to abort");
     assert_eq!(
@@ -126,9 +128,8 @@ fn abor_after_delivery_or_without_a_transfer_cuts_nothing() {
     h.client("RETR f");
     h.server("226 Done");
     h.acts();
-    let out = h
-        .s
-        .data_finished(DataId(1), Ok(()), b"226 Done\r\n".to_vec());
+    let out =
+        h.s.data_finished(DataId(1), Ok(()), b"226 Done\r\n".to_vec());
     assert_eq!(out, b"226 Done\r\n");
     h.client("ABOR");
     assert_eq!(h.acts(), vec![to_server("ABOR")]);
@@ -154,12 +155,7 @@ fn abor_with_the_telnet_synch_is_cut_and_forwarded_with_the_synch() {
     let mut r = Rig::new(AllowAll::default());
     r.bytes(b"PASV\r\n");
     r.server("227 Entering Passive Mode (198,51,100,10,195,80).");
-    r.s.data_prepared(
-        DataId(1),
-        Side::Server,
-        sa("198.51.100.1:33000"),
-        &r.policy,
-    );
+    r.s.data_prepared(DataId(1), Side::Server, sa("198.51.100.1:33000"), &r.policy);
     r.s.data_prepared(DataId(1), Side::Client, sa("100.64.0.1:40001"), &r.policy);
     r.bytes(b"RETR f\r\n");
     r.drain();
