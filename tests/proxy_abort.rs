@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::client::{Client, Mode, Pending, Reply, MODES};
+use support::client::{Client, Mode, Reply, MODES};
 use support::server::{Opts, TestServer};
 use support::{data, explicit_rules, gateway, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

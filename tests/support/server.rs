@@ -372,10 +372,9 @@ fn strip_telnet(line: &[u8]) -> Vec<u8> {
             out.push(b);
             continue;
         }
-        match it.next() {
-            Some(255) => out.push(255),
-            // IP, DM, or the byte after a lone IAC: a command, dropped.
-            Some(_) | None => {}
+        // IP, DM, or the byte after a lone IAC: a command, dropped.
+        if let Some(255) = it.next() {
+            out.push(255);
         }
     }
     out
