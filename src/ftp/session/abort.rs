@@ -12,6 +12,7 @@
 //! ([`Action::ReplyDeadline`], [`Session::reply_overdue`]).
 
 use super::{reply, Action, DataId, Event, Pending, Phase, Session};
+use crate::ftp::reply::ReplyCode;
 
 impl Session {
     /// `ABOR` from the client: releases a data channel set up for no
@@ -25,6 +26,7 @@ impl Session {
             return;
         };
         self.event(Event::Aborted { id });
+        self.cut = Some(id);
         self.push(Action::Cut { id });
         self.arm_reply_deadline(id);
     }
@@ -82,5 +84,37 @@ impl Session {
         self.push(Action::Release { id });
         self.send_client(reply(426, "Connection closed; transfer aborted."));
         self.flush_local();
+    }
+
+    /// One line of a preliminary reply from the server while a transfer's
+    /// reply is owed; returns whether it was taken here. The first `1xx`
+    /// of a transfer passes. A second one after ABOR cut the transfer is
+    /// how pure-ftpd ends it (`150 0.010 seconds (measured here)`, then
+    /// only ABOR's `226`): taken as the transfer's end and answered `426`,
+    /// so the client gets one final reply per command and later replies
+    /// stay matched to their commands.
+    pub(super) fn late_preliminary(&mut self, code: ReplyCode, last: bool) -> bool {
+        let Some(&Pending::Forward { data: Some(id), .. }) = self.pending.front() else {
+            return false;
+        };
+        if !code.is_preliminary() {
+            return false;
+        }
+        if self.began != Some(id) {
+            if last {
+                self.began = Some(id);
+            }
+            return false;
+        }
+        if self.cut != Some(id) {
+            return false;
+        }
+        if last {
+            self.pending.pop_front();
+            self.push(Action::Release { id });
+            self.send_client(reply(426, "Connection closed; transfer aborted."));
+            self.flush_local();
+        }
+        true
     }
 }

@@ -127,6 +127,10 @@ pub struct Session {
     /// The channel of the last transfer command, whose data may still flow
     /// (what ABOR cuts).
     transfer: Option<DataId>,
+    /// The transfer ABOR cut, and the one whose preliminary reply has
+    /// passed: a second preliminary after the cut ends it (`abort.rs`).
+    cut: Option<DataId>,
+    began: Option<DataId>,
     next_id: u64,
     epsv_all: bool,
     passive_failed: bool,
@@ -202,6 +206,8 @@ impl Session {
             setup: None,
             ready: None,
             transfer: None,
+            cut: None,
+            began: None,
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
@@ -1056,6 +1062,9 @@ impl Session {
             } else if rl.last {
                 self.collected.clear();
             }
+            return;
+        }
+        if self.late_preliminary(code, rl.last) {
             return;
         }
         let mut bytes = raw;

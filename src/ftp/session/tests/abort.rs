@@ -249,3 +249,66 @@ fn rest_passes_through_before_every_transfer_command() {
         );
     }
 }
+
+#[test]
+fn a_second_preliminary_after_abor_ends_the_cut_transfer() {
+    let mut h = ready(ServerDataMode::SameAsClient, true);
+    h.client("RETR f");
+    h.acts();
+    h.server("150-Connecting to port 41631");
+    h.server("150 40960.0 kbytes to download");
+    assert_eq!(
+        h.acts(),
+        vec![
+            to_client("150-Connecting to port 41631"),
+            to_client("150 40960.0 kbytes to download")
+        ]
+    );
+    h.client("ABOR");
+    h.acts();
+    // pure-ftpd's end of a transfer cut by ABOR, then ABOR's only reply.
+    h.server("150 0.010 seconds (measured here), 1235.33 Mbytes per second");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Release { id: DataId(1) },
+            to_client("426 Connection closed; transfer aborted.")
+        ]
+    );
+    h.server("226 Since you see this ABOR must've succeeded");
+    assert_eq!(
+        h.acts(),
+        vec![to_client("226 Since you see this ABOR must've succeeded")]
+    );
+    // Replies are matched to their commands again: the 227 is the
+    // engine's own.
+    h.client("PASV");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+    h.server("227 Entering Passive Mode (198,51,100,10,195,81).");
+    let acts = h.acts();
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Prepare { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_second_preliminary_without_abor_passes() {
+    let mut h = ready(ServerDataMode::SameAsClient, false);
+    h.client("RETR f");
+    h.acts();
+    h.server("150 Opening");
+    h.server("125 Still going");
+    assert_eq!(
+        h.acts(),
+        vec![to_client("150 Opening"), to_client("125 Still going")]
+    );
+    h.server("226 Done");
+    assert_eq!(
+        h.acts(),
+        vec![Action::ToClientAfterData {
+            id: DataId(1),
+            bytes: b"226 Done\r\n".to_vec()
+        }]
+    );
+}
