@@ -262,14 +262,26 @@ async fn an_early_close_the_server_is_silent_about_is_answered_by_the_gateway() 
     );
 }
 
-/// An upload the client resets half way is never reported complete.
+/// An upload the client resets half way is never reported complete, even
+/// by a server that takes the reset for the end of the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_by_the_client_is_not_reported_complete() {
-    let server = TestServer::start(Opts::default()).await;
+    for stor_226_on_reset in [false, true] {
+        upload_cut(Opts {
+            stor_226_on_reset,
+            ..Opts::default()
+        })
+        .await;
+    }
+}
+
+async fn upload_cut(opts: Opts) {
+    let quirk = opts.stor_226_on_reset;
+    let server = TestServer::start(opts).await;
     for server_mode in SERVER_MODES {
         let (gw, mut c) = logged_in(&server, server_mode).await;
         for mode in MODES {
-            let what = format!("{mode:?}/{server_mode}");
+            let what = format!("{mode:?}/{server_mode} 226 on reset: {quirk}");
             let d = start_transfer(&mut c, mode, "STOR cut").await;
             let mut d = d;
             d.write_all(&data(1024 * 1024, 8)).await.expect("upload");

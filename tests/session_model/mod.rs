@@ -270,9 +270,7 @@ impl Model {
             // it (the engine answers 426 in its place): the command is
             // answered.
             let acts: Vec<Action> = std::iter::from_fn(|| self.s.poll_action()).collect();
-            let cut_426 = |a: &Action| {
-                matches!(a, Action::ToClient(b) if b.as_slice() == b"426 Connection closed; transfer aborted.\r\n")
-            };
+            let cut_426 = |a: &Action| matches!(a, Action::ToClient(b) if b.as_slice() == b"426 Connection closed; transfer aborted.\r\n");
             if preliminary_end && acts.iter().any(cut_426) {
                 answered = Some(self.owed.pop_front().flatten());
             }

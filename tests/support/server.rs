@@ -34,6 +34,9 @@ pub struct Opts {
     /// Say nothing at all about a RETR whose data connection broke (a
     /// server that hangs after the client cut the transfer).
     pub silent_on_broken_retr: bool,
+    /// Answer 226 to an upload whose data connection was reset, as a
+    /// server that takes a reset for the end of the file does.
+    pub stor_226_on_reset: bool,
 }
 
 /// A running test server.
@@ -320,8 +323,12 @@ async fn session(
                         // What arrived is kept, as servers do: a resumed
                         // upload continues from it.
                         files.lock().unwrap().insert(arg.to_string(), buf);
-                        aborted = true;
-                        "426 Transfer aborted".into()
+                        if opts.stor_226_on_reset {
+                            "226 Transfer complete".into()
+                        } else {
+                            aborted = true;
+                            "426 Transfer aborted".into()
+                        }
                     }
                 }
             }
