@@ -219,6 +219,13 @@ async fn start(
         (_, None) => client_local.ip(),
     };
     let session = Session::new(cfg);
+    // Urgent data stays in the stream: a client that sends ABOR, or the
+    // DM of the telnet synch, as TCP urgent data (ftplib sends the whole
+    // `ABOR\r\n` so) would otherwise lose that byte, and a lost LF leaves
+    // ABOR unfinished in the framer.
+    if let Err(e) = socket2::SockRef::from(&client).set_out_of_band_inline(true) {
+        debug!(session = id, error = %e, "cannot keep urgent data inline");
+    }
     let (client_r, client_w) = client.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let max_line = rules.limits.max_line;
@@ -492,6 +499,8 @@ impl Driver {
                 } => self.start_relay(id, client_mode, server_mode),
                 Action::Transfer { id, verb, arg } => self.bind_transfer(id, verb, arg),
                 Action::Release { id } => self.release(id),
+                Action::Cut { id } => self.kill(id, "cut: the client aborted the transfer"),
+                Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.closing = true,
                 Action::Event(e) => self.log_event(e),
@@ -532,6 +541,21 @@ impl Driver {
             Event::LoggedIn => {
                 self.admission.settle();
                 info!(session = id, client = %client, user = %user, "logged in")
+            }
+            Event::Aborted { id: channel } => {
+                info!(
+                    session = id,
+                    channel = channel.0,
+                    "transfer aborted by the client"
+                )
+            }
+            Event::ReplyOverdue { id: channel } => {
+                warn!(
+                    session = id,
+                    channel = channel.0,
+                    reason = "the server did not answer a transfer whose data was cut",
+                    "replied 426 for the server"
+                )
             }
             Event::TlsPassthrough => {
                 // The login is encrypted from here on: the gateway cannot

@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 [ -x "$FTPALG" ] || { echo "e2e: build first: $FTPALG missing" >&2; exit 1; }
 
-ALL_SCENARIOS="cgnat-transparent seed-21-only seed-tproxy explicit reverse ipv6 security baseline-kernel"
+ALL_SCENARIOS="cgnat-transparent seed-21-only seed-tproxy explicit reverse ipv6 resume security baseline-kernel"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-vsftpd pure-ftpd proftpd pyftpdlib}
 OUT=$REPO/target/e2e
@@ -151,6 +151,8 @@ expected_rows() {
                  printf 'reverse\t%s\tadvertise-per-client-network\n' "$server" ;;
         ipv6) sets=("ipv6:v6-to-v6:6" "ipv6:v6-to-v4:6" "ipv6:v4-to-v6:m") ;;
         baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:m") ;;
+        resume) sets=()
+                resume_lines | while read -r line; do printf 'resume\t%s\t%s\n' "$server" "$line"; done ;;
         *) sets=() ;;
       esac
       for s in "${sets[@]}"; do
@@ -214,6 +216,11 @@ scenario() { # scenario NAME SERVER
         matrix "ipv6:v4-to-v6" "$server" 100.64.0.1 2122 "anonymous@[2001:db8:2::10]" yes
       fi
       stop_ftpalg ;;
+    resume)
+      if start_ftpalg rules/explicit-proxy.yaml "$tag" "$scen" "$server"; then
+        resume_cases "$server" 100.64.0.1 2121
+      fi
+      stop_ftpalg ;;
     baseline-kernel)
       if step "$scen" "$server" "kernel ftp helper" kernel_helper_on; then
         matrix "baseline-kernel" "$server" 198.51.100.10 21 anonymous no
@@ -224,6 +231,106 @@ scenario() { # scenario NAME SERVER
     *)
       record "$scen" "$server" setup FAIL "no such scenario (known: $ALL_SCENARIOS)" yes ;;
   esac
+}
+
+# ------------------------------------------------------------- resume
+# Cancel a download part way, then resume it from what arrived: every
+# resumed file is compared by SHA-256 with the server's.
+resume_lines() {
+  echo lftp-passive-interrupt-reget
+  echo curl-epsv-cut-resume
+  echo curl-port-cut-resume
+  echo ftplib-passive-abort-rest
+  echo ftplib-active-abort-rest
+}
+
+# resume_check SERVER CASE FILE PART DETAIL: records the case from the
+# SHA-256 of the resumed file and the size of the part that arrived before
+# the cut.
+resume_check() {
+  local server=$1 case=$2 file=$3 part=$4 detail=$5 want got size
+  want=$(sha256sum <"$DATA/$file" | cut -d' ' -f1)
+  got=$(sha256sum <"$STATE/resume.out" 2>/dev/null | cut -d' ' -f1)
+  size=$(stat -c %s "$DATA/$file")
+  if [ "$part" -gt 0 ] && [ "$part" -lt "$size" ] && [ "$got" = "$want" ]; then
+    record resume "$server" "$case" ok "cut at $part of $size; resumed file sha256 equal; $detail" yes
+  else
+    record resume "$server" "$case" FAIL "cut at $part of $size; sha256 ${got:-none} want $want; $detail $(tr '\n\t' '  ' <"$STATE/resume.err" | cut -c1-200)" yes
+  fi
+}
+
+resume_cases() { # resume_cases SERVER HOST PORT
+  local server=$1 host=$2 port=$3 out="$STATE/resume.out" err="$STATE/resume.err" part r
+  local file="$LAB/f4m" m
+
+  # lftp, interrupted (SIGINT, as Ctrl-C) while downloading at 1 MB/s, then reget.
+  rm -f "$out"; : >"$err"
+  inns cli timeout -s INT 1.5 lftp -u anonymous,ftpalg@ -p "$port" \
+    -e "set net:limit-rate 1000000; set xfer:clobber on; get /$file -o $out; bye" "$host" </dev/null >>"$err" 2>&1
+  part=$(stat -c %s "$out" 2>/dev/null || echo 0)
+  inns cli timeout 25 lftp -u anonymous,ftpalg@ -p "$port" \
+    -e "set net:max-retries 1; set net:timeout 6; set cmd:fail-exit yes; reget /$file -o $out; bye" "$host" </dev/null >>"$err" 2>&1
+  resume_check "$server" lftp-passive-interrupt-reget f4m "$part" ""
+
+  # curl, cut by --max-time while downloading at 1 MB/s, then -C -.
+  for m in epsv port; do
+    local flags=(-s -S --connect-timeout 5 --user anonymous:ftpalg@)
+    [ "$m" = port ] && flags+=(--ftp-port - --disable-eprt)
+    rm -f "$out"; : >"$err"
+    inns cli "${CURL[@]}" "${flags[@]}" --limit-rate 1M --max-time 1.5 -o "$out" "ftp://$host:$port/$file" >>"$err" 2>&1
+    part=$(stat -c %s "$out" 2>/dev/null || echo 0)
+    inns cli "${CURL[@]}" "${flags[@]}" --max-time 20 -C - -o "$out" "ftp://$host:$port/$file" >>"$err" 2>&1
+    resume_check "$server" "curl-$m-cut-resume" f4m "$part" ""
+  done
+
+  # ftplib: read 1 MiB, abort() (ABOR as urgent data), then rest=. The
+  # file is larger than every socket buffer between the server and the
+  # client together: the data is still in flight when ABOR comes, so the
+  # transfer's reply must be 426 (4 MB could be handed to the client's
+  # socket whole, and the server's 226 would be right).
+  if [ ! -s "$DATA/f40m" ]; then
+    head -c 41943040 /dev/urandom >"$DATA/f40m"
+    chmod 644 "$DATA/f40m"
+  fi
+  file="$LAB/f40m"
+  for m in passive active; do
+    rm -f "$out"; : >"$err"
+    r=$(inns cli timeout 25 "$PY" - "$m" "$host" "$port" "$file" "$out" 2>>"$err" <<'PY'
+import ftplib, sys, time
+mode, host, port, name, out = sys.argv[1:6]
+f = ftplib.FTP(timeout=8)
+f.connect(host, int(port))
+f.login("anonymous", "ftpalg@")
+f.set_pasv(mode == "passive")
+f.voidcmd("TYPE I")
+conn = f.transfercmd("RETR /" + name)
+got = b""
+while len(got) < 1048576:
+    b = conn.recv(65536)
+    if not b:
+        break
+    got += b
+t = time.monotonic()
+first = f.abort()          # the transfer's reply (426: not all of it arrived)
+second = f.getmultiline()  # ABOR's own
+took = time.monotonic() - t
+conn.close()
+ok = first[:3] == "426" and second[:3] in ("225", "226") and took < 1.0
+with open(out, "wb") as fh:
+    fh.write(got)
+with open(out, "ab") as fh:
+    f.retrbinary("RETR /" + name, fh.write, rest=len(got))
+f.quit()
+flat = lambda r: r.replace("\n", " / ")
+print("ok" if ok else "BAD", len(got), "%.3fs" % took, flat(first), "|", flat(second))
+PY
+)
+    if [[ $r == ok* ]]; then
+      resume_check "$server" "ftplib-$m-abort-rest" f40m "$(echo "$r" | cut -d' ' -f2)" "ABOR answered in $(echo "$r" | cut -d' ' -f3): $(echo "$r" | cut -d' ' -f4- | cut -c1-120)"
+    else
+      record resume "$server" "ftplib-$m-abort-rest" FAIL "abort: ${r:-no output}; $(tr '\n\t' '  ' <"$err" | cut -c1-200)" yes
+    fi
+  done
 }
 
 # ------------------------------------------------------------- security

@@ -52,6 +52,9 @@ impl Model {
             Action::ToClientAfterData { id, .. } => {
                 assert!(self.started.contains(&id), "{id:?} used before Start");
             }
+            Action::Cut { id } | Action::ReplyDeadline { id, .. } => {
+                assert!(self.started.contains(&id), "{id:?} cut before Start");
+            }
             Action::ToServer(bytes) => self.check_to_server(bytes),
             Action::Connect { .. } => self.connect_outstanding = true,
             Action::Close => {

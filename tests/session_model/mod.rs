@@ -16,8 +16,8 @@ use ftpalg::ftp::command::Verb;
 use ftpalg::ftp::framer::{Frame, LineFramer};
 use ftpalg::ftp::reply::ReplyTracker;
 use ftpalg::ftp::session::{
-    CommandContext, DataId, Endpoint, Phase, Policy, ServerDataMode, Session, SessionConfig, Side,
-    TlsPolicy, Upstream, Verdict,
+    Action, CommandContext, DataId, Endpoint, Phase, Policy, ServerDataMode, Session,
+    SessionConfig, Side, TlsPolicy, Upstream, Verdict,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -258,14 +258,27 @@ impl Model {
             };
             // Mirror the engine's reply matching while it still reads lines.
             let mut answered = None;
+            let mut preliminary_end = false;
             if !matches!(self.s.phase(), Phase::Closed | Phase::Opaque) {
                 if let Some(rl) = self.replies.classify(&raw) {
                     if rl.last && !rl.code.is_preliminary() {
                         answered = Some(self.owed.pop_front().flatten());
                     }
+                    preliminary_end = rl.last && rl.code.is_preliminary();
                 }
             }
             self.s.on_server(f, &self.policy);
+            // A second preliminary reply after ABOR cut the transfer ends
+            // it (the engine answers 426 in its place): the command is
+            // answered.
+            let acts: Vec<Action> = std::iter::from_fn(|| self.s.poll_action()).collect();
+            let cut_426 = |a: &Action| matches!(a, Action::ToClient(b) if b.as_slice() == b"426 Connection closed; transfer aborted.\r\n");
+            if preliminary_end && acts.iter().any(cut_426) {
+                answered = Some(self.owed.pop_front().flatten());
+            }
+            for a in acts {
+                self.check(a, &answered);
+            }
             self.settle(answered);
         }
     }
@@ -367,6 +380,23 @@ impl Model {
                 } else {
                     Side::Server
                 };
+                // The end of a relay, or the reply deadline of a cut
+                // transfer, for any id: late, stale or live.
+                match script.byte() % 4 {
+                    0 => {
+                        let ok = script.byte() & 1 == 0;
+                        self.s
+                            .data_ended(id, if ok { Ok(()) } else { Err("reset") });
+                        self.settle(None);
+                        return;
+                    }
+                    1 => {
+                        self.s.reply_overdue(id);
+                        self.settle(None);
+                        return;
+                    }
+                    _ => {}
+                }
                 let ok = script.byte() & 1 == 0;
                 let port = script.port();
                 // A duplicate of an answered request is not an answer: keep

@@ -102,6 +102,24 @@ impl Client {
             .expect("send");
     }
 
+    /// Bytes as they are, telnet sequences included.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).await.expect("send");
+    }
+
+    /// Bytes sent as TCP urgent data (`MSG_OOB`), as ftplib sends ABOR.
+    pub fn send_urgent(&mut self, bytes: &[u8]) {
+        let sent = socket2::SockRef::from(self.w.as_ref())
+            .send_out_of_band(bytes)
+            .expect("send urgent");
+        assert_eq!(sent, bytes.len(), "urgent data sent in one piece");
+    }
+
+    /// The next reply if it comes within `within`.
+    pub async fn reply_within(&mut self, within: Duration) -> Option<Reply> {
+        tokio::time::timeout(within, self.reply_inner()).await.ok()
+    }
+
     pub async fn cmd(&mut self, line: &str) -> Reply {
         self.send(line).await;
         self.reply().await
@@ -227,7 +245,7 @@ pub enum Pending {
 impl Pending {
     /// Opens the data connection after the transfer command was sent. For
     /// active mode the preliminary reply is read first (as ftplib does).
-    async fn open_after(self, c: &mut Client) -> Result<(TcpStream, Option<Reply>), String> {
+    pub async fn open_after(self, c: &mut Client) -> Result<(TcpStream, Option<Reply>), String> {
         match self {
             Pending::Connect(a, from) => {
                 let s = if a.is_ipv4() {

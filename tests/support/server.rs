@@ -31,6 +31,12 @@ pub struct Opts {
     /// Keep every passive listener open until the session ends, as servers
     /// that let each PASV port time out do.
     pub keep_passive: bool,
+    /// Say nothing at all about a RETR whose data connection broke (a
+    /// server that hangs after the client cut the transfer).
+    pub silent_on_broken_retr: bool,
+    /// Answer 226 to an upload whose data connection was reset, as a
+    /// server that takes a reset for the end of the file does.
+    pub stor_226_on_reset: bool,
 }
 
 /// A running test server.
@@ -122,17 +128,47 @@ async fn session(
     w.write_all(b"220 test server ready\r\n").await?;
     let mut setup = DataSetup::None;
     let mut kept = Vec::new();
-    let mut line = String::new();
+    let mut line = Vec::new();
+    // REST's offset, for the next transfer command only.
+    let mut rest: Option<usize> = None;
+    // Whether the last transfer ended aborted: ABOR then says 226, else 225.
+    let mut aborted = false;
     loop {
         line.clear();
-        if r.read_line(&mut line).await? == 0 {
+        if r.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
-        let l = line.trim_end_matches(['\r', '\n']).to_string();
+        let l = String::from_utf8_lossy(&strip_telnet(&line))
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
         log.lock().unwrap().push(l.clone());
         let (verb, arg) = l.split_once(' ').unwrap_or((&l, ""));
         let verb = verb.to_ascii_uppercase();
+        // Kept across PASV/PORT (clients send REST before or after them),
+        // used by the next transfer command.
+        let mut offset = None;
+        if matches!(verb.as_str(), "RETR" | "STOR" | "APPE" | "LIST" | "NLST") {
+            offset = rest.take();
+            aborted = false;
+        }
         let reply: String = match verb.as_str() {
+            "REST" => match arg.trim().parse::<usize>() {
+                Ok(n) => {
+                    rest = Some(n);
+                    format!("350 Restarting at {n}. Send STORE or RETRIEVE.")
+                }
+                Err(_) => "501 Bad REST argument".into(),
+            },
+            "ABOR" if std::mem::take(&mut aborted) => "226 ABOR command successful".into(),
+            "ABOR" => {
+                // A data setup without a transfer is dropped, as servers do.
+                setup = DataSetup::None;
+                "225 No transfer to ABOR".into()
+            }
+            "SIZE" => match files.lock().unwrap().get(arg) {
+                Some(f) => format!("213 {}", f.len()),
+                None => "550 No such file".into(),
+            },
             "USER" => "331 Password please".into(),
             "PASS" => {
                 w.write_all(b"230 Logged in\r\n").await?;
@@ -211,10 +247,17 @@ async fn session(
                 Err(_) => "501 Bad EPRT".into(),
             },
             "RETR" => {
-                let Some(content) = files.lock().unwrap().get(arg).cloned() else {
+                let Some(mut content) = files.lock().unwrap().get(arg).cloned() else {
                     w.write_all(b"550 No such file\r\n").await?;
                     continue;
                 };
+                let from = offset.unwrap_or(0);
+                if from > content.len() {
+                    w.write_all(b"554 Restart offset past the end of the file\r\n")
+                        .await?;
+                    continue;
+                }
+                content.drain(..from);
                 w.write_all(b"150 Opening data connection\r\n").await?;
                 let mut d = match open_data(&mut setup, &peers).await {
                     Ok(d) => d,
@@ -242,11 +285,26 @@ async fn session(
                             d.shutdown().await?;
                             "226 Transfer complete".into()
                         }
-                        Err(_) => "426 Transfer aborted".into(),
+                        Err(_) if opts.silent_on_broken_retr => continue,
+                        Err(_) => {
+                            aborted = true;
+                            "426 Transfer aborted".into()
+                        }
                     }
                 }
             }
-            "STOR" => {
+            "STOR" | "APPE" => {
+                let old = files.lock().unwrap().get(arg).cloned().unwrap_or_default();
+                let keep = match (verb.as_str(), offset) {
+                    ("APPE", _) => old.len(),
+                    (_, Some(n)) if n > old.len() => {
+                        w.write_all(b"554 Restart offset past the end of the file\r\n")
+                            .await?;
+                        continue;
+                    }
+                    (_, Some(n)) => n,
+                    (_, None) => 0,
+                };
                 w.write_all(b"150 Ok to send data\r\n").await?;
                 let mut d = match open_data(&mut setup, &peers).await {
                     Ok(d) => d,
@@ -255,13 +313,23 @@ async fn session(
                         continue;
                     }
                 };
-                let mut buf = Vec::new();
+                let mut buf = old[..keep].to_vec();
                 match d.read_to_end(&mut buf).await {
                     Ok(_) => {
                         files.lock().unwrap().insert(arg.to_string(), buf);
                         "226 Transfer complete".into()
                     }
-                    Err(_) => "426 Transfer aborted".into(),
+                    Err(_) => {
+                        // What arrived is kept, as servers do: a resumed
+                        // upload continues from it.
+                        files.lock().unwrap().insert(arg.to_string(), buf);
+                        if opts.stor_226_on_reset {
+                            "226 Transfer complete".into()
+                        } else {
+                            aborted = true;
+                            "426 Transfer aborted".into()
+                        }
+                    }
                 }
             }
             "LIST" | "NLST" => {
@@ -299,4 +367,22 @@ async fn session(
         };
         w.write_all(format!("{reply}\r\n").as_bytes()).await?;
     }
+}
+
+/// The line without telnet commands (`IAC x`, and `IAC IAC` as one 255):
+/// the synch before ABOR, whether its DM came inline or was lost.
+fn strip_telnet(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut it = line.iter().copied();
+    while let Some(b) = it.next() {
+        if b != 255 {
+            out.push(b);
+            continue;
+        }
+        // IP, DM, or the byte after a lone IAC: a command, dropped.
+        if let Some(255) = it.next() {
+            out.push(255);
+        }
+    }
+    out
 }

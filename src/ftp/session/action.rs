@@ -146,6 +146,25 @@ pub enum Action {
         /// The channel.
         id: DataId,
     },
+    /// End data channel `id` now, whatever its state: reset both of its
+    /// connections (what is still queued towards the client is discarded)
+    /// and settle every reply held behind it as failed, through
+    /// [`Session::data_finished`](super::Session::data_finished) with `Err`.
+    /// Sent for `ABOR`: the client stops waiting for the data.
+    Cut {
+        /// The channel.
+        id: DataId,
+    },
+    /// The data of the transfer on channel `id` was cut before the server
+    /// answered it: if the server still has not answered after `after`,
+    /// call [`Session::reply_overdue`](super::Session::reply_overdue).
+    /// The engine reads no clock; the driver arms the timer.
+    ReplyDeadline {
+        /// The channel.
+        id: DataId,
+        /// How long the server may stay silent.
+        after: std::time::Duration,
+    },
     /// From now on copy raw bytes both ways (TLS passed through).
     Opaque,
     /// Close both control connections once everything before is written.
@@ -239,4 +258,16 @@ pub enum Event {
     LoggedIn,
     /// TLS passes through from now on; data channels are not inspected.
     TlsPassthrough,
+    /// The client cancelled the transfer on channel `id` (ABOR): its data
+    /// connections are cut.
+    Aborted {
+        /// The channel.
+        id: DataId,
+    },
+    /// The server did not answer a transfer whose data was cut within the
+    /// deadline; the client was told `426` by the gateway itself.
+    ReplyOverdue {
+        /// The channel.
+        id: DataId,
+    },
 }

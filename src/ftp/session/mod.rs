@@ -12,6 +12,7 @@
 //! multi-line replies in step and lets a 227 be honoured only as the answer
 //! to a PASV the gateway itself sent.
 
+mod abort;
 mod action;
 mod policy;
 
@@ -63,6 +64,10 @@ enum Pending {
     ServerActive { id: DataId, verb: Verb },
     /// A reply of our own, waiting until earlier replies have been passed on.
     Local(Vec<u8>),
+    /// A transfer the gateway answered itself (`426`) because the server
+    /// stayed silent after its data was cut: the server's late reply is
+    /// dropped, so the client never gets two answers to one command.
+    Overdue,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +124,13 @@ pub struct Session {
     held: VecDeque<Line>,
     setup: Option<Setup>,
     ready: Option<DataId>,
+    /// The channel of the last transfer command, whose data may still flow
+    /// (what ABOR cuts).
+    transfer: Option<DataId>,
+    /// The transfer ABOR cut, and the one whose preliminary reply has
+    /// passed: a second preliminary after the cut ends it (`abort.rs`).
+    cut: Option<DataId>,
+    began: Option<DataId>,
     next_id: u64,
     epsv_all: bool,
     passive_failed: bool,
@@ -193,6 +205,9 @@ impl Session {
             held: VecDeque::new(),
             setup: None,
             ready: None,
+            transfer: None,
+            cut: None,
+            began: None,
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
@@ -476,9 +491,14 @@ impl Session {
                 }
                 self.forward(wire, command.verb, None);
             }
+            cmd::ABOR => {
+                self.cut_transfer();
+                self.forward(wire, cmd::ABOR, None);
+            }
             v if v.is_transfer() => {
                 let data = self.ready.take();
                 if let Some(id) = data {
+                    self.transfer = Some(id);
                     self.push(Action::Transfer {
                         id,
                         verb: v,
@@ -928,6 +948,10 @@ impl Session {
         held: Vec<u8>,
     ) -> Vec<u8> {
         if outcome.is_ok() {
+            // Delivered: an ABOR from now on has no data to cut.
+            if self.transfer == Some(id) {
+                self.transfer = None;
+            }
             return held;
         }
         let code = held
@@ -1020,6 +1044,7 @@ impl Session {
                 Pending::RoutedGreeting
                     | Pending::ServerPassive { .. }
                     | Pending::ServerActive { .. }
+                    | Pending::Overdue
             )
         );
         if consumes {
@@ -1037,6 +1062,9 @@ impl Session {
             } else if rl.last {
                 self.collected.clear();
             }
+            return;
+        }
+        if self.late_preliminary(code, rl.last) {
             return;
         }
         let mut bytes = raw;
@@ -1081,6 +1109,9 @@ impl Session {
         // accepted and relayed): the relay ends by itself.
         if let Some(id) = data.filter(|_| !code.is_success()) {
             self.push(Action::Release { id });
+            if self.transfer == Some(id) {
+                self.transfer = None;
+            }
         }
         match verb {
             cmd::PASS | cmd::ACCT if code.0 == 230 => {
@@ -1156,7 +1187,8 @@ impl Session {
             Pending::Greeting
             | Pending::Forward { .. }
             | Pending::User { .. }
-            | Pending::Local(_) => {}
+            | Pending::Local(_)
+            | Pending::Overdue => {}
         }
     }
 

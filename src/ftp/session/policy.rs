@@ -140,6 +140,10 @@ pub struct SessionConfig {
     /// The server's passive ports are already known not to answer (server
     /// mode `auto` goes straight to active).
     pub passive_known_dead: bool,
+    /// How long the server may stay silent about a transfer whose data
+    /// connection was cut (ABOR, or a client that closed it early) before
+    /// the gateway answers `426` itself.
+    pub cut_reply_timeout: std::time::Duration,
 }
 
 impl SessionConfig {
@@ -157,6 +161,7 @@ impl SessionConfig {
             max_pending: 128,
             max_route_attempts: 3,
             passive_known_dead: false,
+            cut_reply_timeout: std::time::Duration::from_secs(2),
         }
     }
 }

@@ -113,6 +113,10 @@ pub(super) enum DataEvent {
         result: Result<Moved, String>,
         elapsed: Duration,
     },
+    /// The deadline of `Action::ReplyDeadline` for this channel passed.
+    ReplyOverdue {
+        id: DataId,
+    },
 }
 
 async fn establish(
@@ -444,6 +448,7 @@ impl Driver {
                     self.session.data_failed(id, side, &e.to_string(), &policy);
                 }
             },
+            DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
             DataEvent::Delivered { id, result } => {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
@@ -458,6 +463,8 @@ impl Driver {
                 let Some(c) = self.channels.remove(&id) else {
                     return;
                 };
+                self.session
+                    .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
                 if c.delivered.is_none() {
                     // It never got to delivering (no connection in time).
                     let outcome = result.as_ref().map(|_| ()).map_err(|e| e.clone());
@@ -506,6 +513,17 @@ impl Driver {
                 warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
             }
         }
+    }
+
+    /// Arms the engine's deadline for a server that stays silent about a
+    /// transfer whose data was cut. The timer task is tiny and ends by
+    /// itself; a report after the session ended goes nowhere.
+    pub(super) fn reply_deadline(&mut self, id: DataId, after: Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(DataEvent::ReplyOverdue { id });
+        });
     }
 
     /// Binds a transfer command to channel `id`, for the transfer log.

@@ -779,6 +779,7 @@ fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
     assert!(!acts.contains(&to_server("PASV")));
 }
 
+mod abort;
 mod bounds;
 mod driver;
 mod identity;
