@@ -43,15 +43,7 @@ impl Client {
             .expect("connect");
         let local = s.local_addr().unwrap();
         let (r, w) = s.into_split();
-        let mut c = Client {
-            r: BufReader::new(r),
-            w,
-            local,
-            peer: addr,
-            read_delay: None,
-        };
-        let greeting = c.reply().await;
-        (c, greeting)
+        Client::greeted(r, w, local, addr).await
     }
 
     pub async fn reply(&mut self) -> Reply {
@@ -292,15 +284,7 @@ impl Client {
             .expect("connect");
         let local = s.local_addr().unwrap();
         let (r, w) = s.into_split();
-        let mut c = Client {
-            r: BufReader::new(r),
-            w,
-            local,
-            peer: addr,
-            read_delay: None,
-        };
-        let greeting = c.reply().await;
-        (c, greeting)
+        Client::greeted(r, w, local, addr).await
     }
 
     /// A client over a connection the test set up itself (socket options);
@@ -311,6 +295,18 @@ impl Client {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Client {
+        let (c, greeting) = Client::greeted(r, w, local, peer).await;
+        assert_eq!(greeting.code, 220, "{}", greeting.text);
+        c
+    }
+
+    /// A client over an open control connection, with the greeting it read.
+    async fn greeted(
+        r: OwnedReadHalf,
+        w: OwnedWriteHalf,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> (Client, Reply) {
         let mut c = Client {
             r: BufReader::new(r),
             w,
@@ -319,8 +315,7 @@ impl Client {
             read_delay: None,
         };
         let greeting = c.reply().await;
-        assert_eq!(greeting.code, 220, "{}", greeting.text);
-        c
+        (c, greeting)
     }
 
     /// The control connection's halves, for tests that write raw bytes.
