@@ -196,7 +196,8 @@ fn small_window(plan: &Plan) -> bool {
 
 const SMALL_WINDOW: u32 = 64 * 1024;
 
-async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> {
+/// A socket of `a`'s family, with a small receive window if `small`.
+fn data_socket(a: SocketAddr, small: bool) -> std::io::Result<TcpSocket> {
     let s = if a.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -205,18 +206,15 @@ async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> 
     if small {
         s.set_recv_buffer_size(SMALL_WINDOW)?;
     }
-    s.connect(a).await
+    Ok(s)
+}
+
+async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> {
+    data_socket(a, small)?.connect(a).await
 }
 
 fn listen_data(at: SocketAddr, small: bool) -> std::io::Result<TcpListener> {
-    let s = if at.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if small {
-        s.set_recv_buffer_size(SMALL_WINDOW)?;
-    }
+    let s = data_socket(at, small)?;
     s.bind(at)?;
     s.listen(4)
 }
