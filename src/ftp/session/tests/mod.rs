@@ -63,6 +63,13 @@ impl Harness {
 fn to_client(s: &str) -> Action {
     Action::ToClient(format!("{s}\r\n").into_bytes())
 }
+/// `s` held for the client until channel `id`'s data is delivered.
+fn after_data(id: u64, s: &str) -> Action {
+    Action::ToClientAfterData {
+        id: DataId(id),
+        bytes: format!("{s}\r\n").into_bytes(),
+    }
+}
 fn to_server(s: &str) -> Action {
     Action::ToServer(format!("{s}\r\n").into_bytes())
 }
@@ -136,13 +143,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
     // Held until the data is delivered; the relay is not cancelled, since
     // the server may finish before the gateway has even accepted its
     // connection.
-    assert_eq!(
-        h.acts(),
-        vec![Action::ToClientAfterData {
-            id: DataId(1),
-            bytes: b"226 Done\r\n".to_vec()
-        }]
-    );
+    assert_eq!(h.acts(), vec![after_data(1, "226 Done")]);
 }
 
 #[test]
