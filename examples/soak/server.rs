@@ -9,7 +9,7 @@
 //! gateway that turns a broken upload into a clean close produces it.
 
 use crate::content::{fill, hex, ClientFault, ServerFault, Spec};
-use crate::net::{set_reset, Res};
+use crate::net::{port_tuple, set_reset, Res};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -158,16 +158,7 @@ async fn session(c: TcpStream) -> Res<()> {
                 data = Data::Passive(l);
                 let text = match (verb.as_str(), local.ip()) {
                     ("PASV", IpAddr::V4(v4)) => {
-                        let o = v4.octets();
-                        format!(
-                            "227 Entering Passive Mode ({},{},{},{},{},{})",
-                            o[0],
-                            o[1],
-                            o[2],
-                            o[3],
-                            port >> 8,
-                            port & 255
-                        )
+                        format!("227 Entering Passive Mode ({})", port_tuple(v4, port))
                     }
                     _ => format!("229 Entering Extended Passive Mode (|||{port}|)"),
                 };
