@@ -59,6 +59,14 @@ async fn epsv(c: &mut Client) -> SocketAddr {
     SocketAddr::new(c.peer.ip(), port)
 }
 
+/// A test server started with `opts`, behind one passive listener whose
+/// rules end with `extra`.
+async fn passive_gateway(opts: Opts, extra: &str) -> (TestServer, ftpalg::proxy::Handle) {
+    let server = TestServer::start(opts).await;
+    let gw = gateway(&explicit_rules(server.addr, "passive", extra)).await;
+    (server, gw)
+}
+
 /// Logs in and starts `RETR f` over EPSV: the control client and the
 /// data connection (small receive buffer), before any reply to the RETR.
 async fn retr_f(gw: &ftpalg::proxy::Handle) -> (Client, TcpStream) {
@@ -112,18 +120,15 @@ async fn read_to_end_or_error(d: &mut TcpStream, limit: Duration) -> Option<std:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_download_is_reset_and_the_client_gets_426() {
     within(40, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "limits:\n  transfer_idle_timeout: 1s\n",
+        )
         .await;
         server.put("f", data(32 * 1024 * 1024, 1));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 1s\n",
-        ))
-        .await;
         let (mut c, mut d) = retr_f(&gw).await;
         // Half-close and never read: the relay's writes towards us stall.
         d.shutdown().await.unwrap();
@@ -152,13 +157,15 @@ async fn a_stalled_download_is_reset_and_the_client_gets_426() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_download_is_never_reported_complete() {
     within(30, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "",
+        )
         .await;
         server.put("f", data(16 * 1024 * 1024, 2));
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
         let (mut c, mut d) = retr_f(&gw).await;
         let mut b = vec![0u8; 4096];
         let n = d.read(&mut b).await.unwrap();
@@ -180,14 +187,9 @@ async fn a_broken_download_is_never_reported_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_ends_resets_its_relays() {
     within(30, async {
-        let server = TestServer::start(Opts::default()).await;
+        let (server, gw) =
+            passive_gateway(Opts::default(), "limits:\n  transfer_idle_timeout: 60s\n").await;
         server.put("f", data(32 * 1024 * 1024, 3));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 60s\n",
-        ))
-        .await;
         let (mut c, mut d) = retr_f(&gw).await;
         assert_eq!(c.reply().await.code, 150);
         assert!(eventually(Duration::from_secs(3), || channels(&gw) == 1).await);
@@ -241,13 +243,8 @@ fn flood(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_its_control_connection_loses_the_session() {
     within(30, async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  control_idle_timeout: 1s\n",
-        ))
-        .await;
+        let (server, gw) =
+            passive_gateway(Opts::default(), "limits:\n  control_idle_timeout: 1s\n").await;
         let s = TcpSocket::new_v4().unwrap();
         s.set_recv_buffer_size(4096).unwrap();
         let c = client_over(s, &gw).await;
@@ -272,18 +269,15 @@ async fn a_client_that_does_not_read_its_control_connection_loses_the_session() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_behind_a_held_reply_are_not_read_without_bound() {
     within(40, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "limits:\n  transfer_idle_timeout: 30s\n",
+        )
         .await;
         server.put("f", data(32 * 1024 * 1024, 4));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 30s\n",
-        ))
-        .await;
         let s = TcpSocket::new_v4().unwrap();
         s.set_send_buffer_size(4096).unwrap();
         let mut c = client_over(s, &gw).await;
@@ -311,14 +305,6 @@ async fn commands_behind_a_held_reply_are_not_read_without_bound() {
     .await;
 }
 
-fn tls_rules(server: SocketAddr) -> String {
-    explicit_rules(
-        server,
-        "passive",
-        "limits:\n  control_idle_timeout: 1s\nsecurity:\n  tls: passthrough\n",
-    )
-}
-
 async fn opaque_session(gw: &ftpalg::proxy::Handle) -> TcpStream {
     let mut s = TcpStream::connect(gw.addrs[0]).await.unwrap();
     let mut b = vec![0u8; 256];
@@ -342,12 +328,14 @@ async fn opaque_session(gw: &ftpalg::proxy::Handle) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_passthrough_session_has_an_idle_timeout() {
     within(20, async {
-        let server = TestServer::start(Opts {
-            auth_tls: true,
-            ..Opts::default()
-        })
+        let (_server, gw) = passive_gateway(
+            Opts {
+                auth_tls: true,
+                ..Opts::default()
+            },
+            "limits:\n  control_idle_timeout: 1s\nsecurity:\n  tls: passthrough\n",
+        )
         .await;
-        let gw = gateway(&tls_rules(server.addr)).await;
         let mut s = opaque_session(&gw).await;
         let started = Instant::now();
         let mut b = [0u8; 16];
@@ -365,16 +353,13 @@ async fn a_tls_passthrough_session_has_an_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_passthrough_session_ends_at_shutdown() {
     within(20, async {
-        let server = TestServer::start(Opts {
-            auth_tls: true,
-            ..Opts::default()
-        })
-        .await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
+        let (_server, gw) = passive_gateway(
+            Opts {
+                auth_tls: true,
+                ..Opts::default()
+            },
             "security:\n  tls: passthrough\n",
-        ))
+        )
         .await;
         let g = gw.gateway().clone();
         let mut s = opaque_session(&gw).await;
@@ -399,12 +384,14 @@ async fn a_tls_passthrough_session_ends_at_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pasv_loop_keeps_at_most_two_data_channels() {
     within(60, async {
-        let server = TestServer::start(Opts {
-            keep_passive: true,
-            ..Opts::default()
-        })
+        let (_server, gw) = passive_gateway(
+            Opts {
+                keep_passive: true,
+                ..Opts::default()
+            },
+            "",
+        )
         .await;
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
         let (mut c, _) = Client::connect(gw.addrs[0]).await;
         c.login("u").await;
         let mut conns = Vec::new();
@@ -437,9 +424,8 @@ async fn a_pasv_loop_keeps_at_most_two_data_channels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_resets_a_transfer_still_running_when_the_grace_ends() {
     within(40, async {
-        let server = TestServer::start(Opts::default()).await;
+        let (server, gw) = passive_gateway(Opts::default(), "").await;
         server.put("f", data(32 * 1024 * 1024, 5));
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
         let (mut c, mut d) = retr_f(&gw).await;
         assert_eq!(c.reply().await.code, 150);
         // A slow reader: the transfer is still running when the grace ends.
