@@ -311,6 +311,49 @@ async fn upload(c: &mut Client, mode: Mode, line: &str, body: &[u8]) -> Reply {
     c.reply().await
 }
 
+/// How the second part of an upload continues the first.
+#[derive(Clone, Copy)]
+enum Resume {
+    /// REST at the first part's length, then STOR.
+    RestStor,
+    /// APPE.
+    Appe,
+}
+
+/// Stores the first third of `body` as `name`, then the rest as `resume`
+/// says; the server must then hold exactly `body`.
+async fn upload_in_two(
+    c: &mut Client,
+    server: &TestServer,
+    mode: Mode,
+    name: &str,
+    body: &[u8],
+    resume: Resume,
+    what: &str,
+) {
+    let half = body.len() / 3;
+    assert_eq!(
+        upload(c, mode, &format!("STOR {name}"), &body[..half])
+            .await
+            .code,
+        226
+    );
+    let (second, how) = match resume {
+        Resume::RestStor => {
+            assert_eq!(c.cmd(&format!("REST {half}")).await.code, 350);
+            ("STOR", "REST+STOR")
+        }
+        Resume::Appe => ("APPE", "APPE"),
+    };
+    let r = upload(c, mode, &format!("{second} {name}"), &body[half..]).await;
+    assert_eq!(r.code, 226, "{what}: {}", r.text);
+    assert_eq!(
+        server.get(name).map(|b| sha256(&b)),
+        Some(sha256(body)),
+        "{what} {how}"
+    );
+}
+
 /// REST at 0, in the middle, at the end and past the end of a download,
 /// and resumed uploads (REST + STOR, APPE), in every client mode against
 /// every server mode: the bytes from the offset on are exactly the
@@ -342,37 +385,11 @@ async fn rest_resumes_in_every_mode() {
 
             // A resumed upload: the first part, then REST + STOR the rest.
             let name = format!("up-{server_mode}-{mode:?}");
-            let half = len / 3;
-            assert_eq!(
-                upload(&mut c, mode, &format!("STOR {name}"), &body[..half])
-                    .await
-                    .code,
-                226
-            );
-            assert_eq!(c.cmd(&format!("REST {half}")).await.code, 350);
-            let r = upload(&mut c, mode, &format!("STOR {name}"), &body[half..]).await;
-            assert_eq!(r.code, 226, "{what}: {}", r.text);
-            assert_eq!(
-                server.get(&name).map(|b| sha256(&b)),
-                Some(sha256(&body)),
-                "{what} REST+STOR"
-            );
+            upload_in_two(&mut c, &server, mode, &name, &body, Resume::RestStor, &what).await;
 
             // APPE continues from the end.
             let name = format!("ap-{server_mode}-{mode:?}");
-            assert_eq!(
-                upload(&mut c, mode, &format!("STOR {name}"), &body[..half])
-                    .await
-                    .code,
-                226
-            );
-            let r = upload(&mut c, mode, &format!("APPE {name}"), &body[half..]).await;
-            assert_eq!(r.code, 226, "{what}: {}", r.text);
-            assert_eq!(
-                server.get(&name).map(|b| sha256(&b)),
-                Some(sha256(&body)),
-                "{what} APPE"
-            );
+            upload_in_two(&mut c, &server, mode, &name, &body, Resume::Appe, &what).await;
         }
         gw.shutdown(Duration::from_secs(1)).await;
     }

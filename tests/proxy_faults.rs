@@ -59,6 +59,48 @@ async fn epsv(c: &mut Client) -> SocketAddr {
     SocketAddr::new(c.peer.ip(), port)
 }
 
+/// A test server started with `opts`, behind one passive listener whose
+/// rules end with `extra`.
+async fn passive_gateway(opts: Opts, extra: &str) -> (TestServer, ftpalg::proxy::Handle) {
+    let server = TestServer::start(opts).await;
+    let gw = gateway(&explicit_rules(server.addr, "passive", extra)).await;
+    (server, gw)
+}
+
+/// Logs in and starts `RETR f` over EPSV: the control client and the
+/// data connection (small receive buffer), before any reply to the RETR.
+async fn retr_f(gw: &ftpalg::proxy::Handle) -> (Client, TcpStream) {
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    let at = epsv(&mut c).await;
+    c.send("RETR f").await;
+    let d = data_connect(at).await;
+    (c, d)
+}
+
+/// A control client over `s`, a socket the test tuned; reads the greeting.
+async fn client_over(s: TcpSocket, gw: &ftpalg::proxy::Handle) -> Client {
+    let stream = s.connect(gw.addrs[0]).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let (r, w) = stream.into_split();
+    Client::from_halves(r, w, local, gw.addrs[0]).await
+}
+
+/// Waits up to `limit` for the gateway to have no session left.
+async fn sessions_end(gw: &ftpalg::proxy::Handle, limit: Duration) -> bool {
+    eventually(limit, || gw.gateway().active_sessions() == 0).await
+}
+
+/// Asserts that `d` ends with a reset within `limit`, not a clean close.
+async fn assert_reset(d: &mut TcpStream, limit: Duration, why: &str) {
+    let e = read_to_end_or_error(d, limit).await;
+    assert_eq!(
+        e.map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{why}"
+    );
+}
+
 /// Reads until the connection ends; returns the error, or `None` for a
 /// clean end of stream.
 async fn read_to_end_or_error(d: &mut TcpStream, limit: Duration) -> Option<std::io::Error> {
@@ -78,23 +120,16 @@ async fn read_to_end_or_error(d: &mut TcpStream, limit: Duration) -> Option<std:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_download_is_reset_and_the_client_gets_426() {
     within(40, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "limits:\n  transfer_idle_timeout: 1s\n",
+        )
         .await;
         server.put("f", data(32 * 1024 * 1024, 1));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 1s\n",
-        ))
-        .await;
-        let (mut c, _) = Client::connect(gw.addrs[0]).await;
-        c.login("u").await;
-        let at = epsv(&mut c).await;
-        c.send("RETR f").await;
-        let mut d = data_connect(at).await;
+        let (mut c, mut d) = retr_f(&gw).await;
         // Half-close and never read: the relay's writes towards us stall.
         d.shutdown().await.unwrap();
         assert_eq!(c.reply().await.code, 150);
@@ -102,12 +137,12 @@ async fn a_stalled_download_is_reset_and_the_client_gets_426() {
         let r = c.reply().await;
         assert_eq!(r.code, 426, "a stalled transfer was reported as {}", r.text);
         assert!(started.elapsed() < Duration::from_secs(10));
-        let e = read_to_end_or_error(&mut d, Duration::from_secs(10)).await;
-        assert_eq!(
-            e.map(|e| e.kind()),
-            Some(std::io::ErrorKind::ConnectionReset),
-            "the stalled data connection must be reset"
-        );
+        assert_reset(
+            &mut d,
+            Duration::from_secs(10),
+            "the stalled data connection must be reset",
+        )
+        .await;
         assert!(
             eventually(Duration::from_secs(3), || channels(&gw) == 0).await,
             "relay still alive: {}",
@@ -122,18 +157,16 @@ async fn a_stalled_download_is_reset_and_the_client_gets_426() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_download_is_never_reported_complete() {
     within(30, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "",
+        )
         .await;
         server.put("f", data(16 * 1024 * 1024, 2));
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-        let (mut c, _) = Client::connect(gw.addrs[0]).await;
-        c.login("u").await;
-        let at = epsv(&mut c).await;
-        c.send("RETR f").await;
-        let mut d = data_connect(at).await;
+        let (mut c, mut d) = retr_f(&gw).await;
         let mut b = vec![0u8; 4096];
         let n = d.read(&mut b).await.unwrap();
         assert!(n > 0);
@@ -154,19 +187,10 @@ async fn a_broken_download_is_never_reported_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_ends_resets_its_relays() {
     within(30, async {
-        let server = TestServer::start(Opts::default()).await;
+        let (server, gw) =
+            passive_gateway(Opts::default(), "limits:\n  transfer_idle_timeout: 60s\n").await;
         server.put("f", data(32 * 1024 * 1024, 3));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 60s\n",
-        ))
-        .await;
-        let (mut c, _) = Client::connect(gw.addrs[0]).await;
-        c.login("u").await;
-        let at = epsv(&mut c).await;
-        c.send("RETR f").await;
-        let mut d = data_connect(at).await;
+        let (mut c, mut d) = retr_f(&gw).await;
         assert_eq!(c.reply().await.code, 150);
         assert!(eventually(Duration::from_secs(3), || channels(&gw) == 1).await);
         // The client leaves while its download is stalled.
@@ -176,16 +200,13 @@ async fn a_session_that_ends_resets_its_relays() {
             "relay outlived its session: {} alive",
             channels(&gw)
         );
-        let e = read_to_end_or_error(&mut d, Duration::from_secs(10)).await;
-        assert_eq!(
-            e.map(|e| e.kind()),
-            Some(std::io::ErrorKind::ConnectionReset)
-        );
-        assert!(
-            eventually(Duration::from_secs(3), || gw.gateway().active_sessions()
-                == 0)
-            .await
-        );
+        assert_reset(
+            &mut d,
+            Duration::from_secs(10),
+            "the data connection ended without a reset",
+        )
+        .await;
+        assert!(sessions_end(&gw, Duration::from_secs(3)).await);
     })
     .await;
 }
@@ -222,28 +243,18 @@ fn flood(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_its_control_connection_loses_the_session() {
     within(30, async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  control_idle_timeout: 1s\n",
-        ))
-        .await;
+        let (server, gw) =
+            passive_gateway(Opts::default(), "limits:\n  control_idle_timeout: 1s\n").await;
         let s = TcpSocket::new_v4().unwrap();
         s.set_recv_buffer_size(4096).unwrap();
-        let stream = s.connect(gw.addrs[0]).await.unwrap();
-        let local = stream.local_addr().unwrap();
-        let (r, w) = stream.into_split();
-        let c = Client::from_halves(r, w, local, gw.addrs[0]).await;
+        let c = client_over(s, &gw).await;
         let (_r, w) = c.into_halves();
         // Replies the gateway writes itself (refused PORT lines, nothing
         // reaches the server) pile up towards a client that never reads.
         let taken = flood(w, b"PORT 1,2,3,4,40,1\r\n", Duration::from_secs(20));
         let started = Instant::now();
         assert!(
-            eventually(Duration::from_secs(10), || gw.gateway().active_sessions()
-                == 0)
-            .await,
+            sessions_end(&gw, Duration::from_secs(10)).await,
             "a client that never reads kept its session ({} bytes sent)",
             taken.load(Ordering::Relaxed)
         );
@@ -258,24 +269,18 @@ async fn a_client_that_does_not_read_its_control_connection_loses_the_session() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_behind_a_held_reply_are_not_read_without_bound() {
     within(40, async {
-        let server = TestServer::start(Opts {
-            early_226: true,
-            ..Opts::default()
-        })
+        let (server, gw) = passive_gateway(
+            Opts {
+                early_226: true,
+                ..Opts::default()
+            },
+            "limits:\n  transfer_idle_timeout: 30s\n",
+        )
         .await;
         server.put("f", data(32 * 1024 * 1024, 4));
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  transfer_idle_timeout: 30s\n",
-        ))
-        .await;
         let s = TcpSocket::new_v4().unwrap();
         s.set_send_buffer_size(4096).unwrap();
-        let stream = s.connect(gw.addrs[0]).await.unwrap();
-        let local = stream.local_addr().unwrap();
-        let (r, w) = stream.into_split();
-        let mut c = Client::from_halves(r, w, local, gw.addrs[0]).await;
+        let mut c = client_over(s, &gw).await;
         c.login("u").await;
         let at = epsv(&mut c).await;
         c.send("RETR f").await;
@@ -298,14 +303,6 @@ async fn commands_behind_a_held_reply_are_not_read_without_bound() {
         assert!(first < 8 * 1024 * 1024, "{first} bytes taken");
     })
     .await;
-}
-
-fn tls_rules(server: SocketAddr) -> String {
-    explicit_rules(
-        server,
-        "passive",
-        "limits:\n  control_idle_timeout: 1s\nsecurity:\n  tls: passthrough\n",
-    )
 }
 
 async fn opaque_session(gw: &ftpalg::proxy::Handle) -> TcpStream {
@@ -331,12 +328,14 @@ async fn opaque_session(gw: &ftpalg::proxy::Handle) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_passthrough_session_has_an_idle_timeout() {
     within(20, async {
-        let server = TestServer::start(Opts {
-            auth_tls: true,
-            ..Opts::default()
-        })
+        let (_server, gw) = passive_gateway(
+            Opts {
+                auth_tls: true,
+                ..Opts::default()
+            },
+            "limits:\n  control_idle_timeout: 1s\nsecurity:\n  tls: passthrough\n",
+        )
         .await;
-        let gw = gateway(&tls_rules(server.addr)).await;
         let mut s = opaque_session(&gw).await;
         let started = Instant::now();
         let mut b = [0u8; 16];
@@ -346,11 +345,7 @@ async fn a_tls_passthrough_session_has_an_idle_timeout() {
             "an idle TLS passthrough session was kept: {r:?}"
         );
         assert!(started.elapsed() >= Duration::from_millis(900));
-        assert!(
-            eventually(Duration::from_secs(2), || gw.gateway().active_sessions()
-                == 0)
-            .await
-        );
+        assert!(sessions_end(&gw, Duration::from_secs(2)).await);
     })
     .await;
 }
@@ -358,16 +353,13 @@ async fn a_tls_passthrough_session_has_an_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_passthrough_session_ends_at_shutdown() {
     within(20, async {
-        let server = TestServer::start(Opts {
-            auth_tls: true,
-            ..Opts::default()
-        })
-        .await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
+        let (_server, gw) = passive_gateway(
+            Opts {
+                auth_tls: true,
+                ..Opts::default()
+            },
             "security:\n  tls: passthrough\n",
-        ))
+        )
         .await;
         let g = gw.gateway().clone();
         let mut s = opaque_session(&gw).await;
@@ -392,12 +384,14 @@ async fn a_tls_passthrough_session_ends_at_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pasv_loop_keeps_at_most_two_data_channels() {
     within(60, async {
-        let server = TestServer::start(Opts {
-            keep_passive: true,
-            ..Opts::default()
-        })
+        let (_server, gw) = passive_gateway(
+            Opts {
+                keep_passive: true,
+                ..Opts::default()
+            },
+            "",
+        )
         .await;
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
         let (mut c, _) = Client::connect(gw.addrs[0]).await;
         c.login("u").await;
         let mut conns = Vec::new();
@@ -419,12 +413,7 @@ async fn a_pasv_loop_keeps_at_most_two_data_channels() {
         }
         // Every channel but the last was closed with a reset.
         for (i, d) in conns.iter_mut().take(49).enumerate() {
-            let e = read_to_end_or_error(d, Duration::from_secs(5)).await;
-            assert_eq!(
-                e.map(|e| e.kind()),
-                Some(std::io::ErrorKind::ConnectionReset),
-                "channel {i}"
-            );
+            assert_reset(d, Duration::from_secs(5), &format!("channel {i}")).await;
         }
         assert!(most >= 1);
         assert_eq!(c.cmd("NOOP").await.code, 200);
@@ -435,14 +424,9 @@ async fn a_pasv_loop_keeps_at_most_two_data_channels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_resets_a_transfer_still_running_when_the_grace_ends() {
     within(40, async {
-        let server = TestServer::start(Opts::default()).await;
+        let (server, gw) = passive_gateway(Opts::default(), "").await;
         server.put("f", data(32 * 1024 * 1024, 5));
-        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
-        let (mut c, _) = Client::connect(gw.addrs[0]).await;
-        c.login("u").await;
-        let at = epsv(&mut c).await;
-        c.send("RETR f").await;
-        let mut d = data_connect(at).await;
+        let (mut c, mut d) = retr_f(&gw).await;
         assert_eq!(c.reply().await.code, 150);
         // A slow reader: the transfer is still running when the grace ends.
         let mut buf = vec![0u8; 4096];
@@ -451,12 +435,12 @@ async fn shutdown_resets_a_transfer_still_running_when_the_grace_ends() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         gw.shutdown(Duration::from_millis(300)).await;
-        let e = read_to_end_or_error(&mut d, Duration::from_secs(20)).await;
-        assert_eq!(
-            e.map(|e| e.kind()),
-            Some(std::io::ErrorKind::ConnectionReset),
-            "a transfer cut by shutdown ended like a complete one"
-        );
+        assert_reset(
+            &mut d,
+            Duration::from_secs(20),
+            "a transfer cut by shutdown ended like a complete one",
+        )
+        .await;
         // The transfer never reads as complete on the control channel
         // either: the client is told the gateway is stopping.
         let r = c.reply().await;

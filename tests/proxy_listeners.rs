@@ -27,17 +27,7 @@ fn ip(s: &str) -> IpAddr {
 /// A port free on `ip` right now (for rules that name a fixed address),
 /// outside the data port ranges of these rules.
 fn free_port(ip: IpAddr) -> u16 {
-    for _ in 0..100 {
-        let port = std::net::TcpListener::bind((ip, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !(42000..=45999).contains(&port) {
-            return port;
-        }
-    }
-    panic!("no free port outside the data ranges in 100 tries");
+    occupied(ip).local_addr().unwrap().port()
 }
 
 /// One explicit listener's YAML.
@@ -82,13 +72,26 @@ async fn stops_accepting(addr: SocketAddr) -> bool {
     false
 }
 
+/// Two test servers, one for each of two listeners.
+async fn two_servers() -> (TestServer, TestServer) {
+    (
+        TestServer::start(Opts::default()).await,
+        TestServer::start(Opts::default()).await,
+    )
+}
+
+/// A test server behind one passive listener with the given `limits:` YAML;
+/// the server is returned so that it lives as long as the test needs it.
+async fn limited(limits: &str) -> (TestServer, ftpalg::proxy::Handle) {
+    let server = TestServer::start(Opts::default()).await;
+    let gw = gateway(&explicit_rules(server.addr, "passive", limits)).await;
+    (server, gw)
+}
+
 #[tokio::test]
 async fn reordered_listeners_keep_their_own_upstreams_after_reload() {
     bounded(async {
-        let (sa, sb) = (
-            TestServer::start(Opts::default()).await,
-            TestServer::start(Opts::default()).await,
-        );
+        let (sa, sb) = two_servers().await;
         let la = listener("a", "127.0.0.1:0", sa.addr);
         let lb = listener("b", "127.0.0.2:0", sb.addr);
         let gw = ftpalg::proxy::start(rules_with(&[la.clone(), lb.clone()], ""))
@@ -115,10 +118,7 @@ async fn reordered_listeners_keep_their_own_upstreams_after_reload() {
 #[tokio::test]
 async fn a_removed_listener_stops_accepting_and_its_sessions_go_on() {
     bounded(async {
-        let (sa, sb) = (
-            TestServer::start(Opts::default()).await,
-            TestServer::start(Opts::default()).await,
-        );
+        let (sa, sb) = two_servers().await;
         sa.put("f", data(5000, 1));
         let la = listener("a", "127.0.0.1:0", sa.addr);
         let lb = listener("b", "127.0.0.2:0", sb.addr);
@@ -154,10 +154,7 @@ async fn a_removed_listener_stops_accepting_and_its_sessions_go_on() {
 #[tokio::test]
 async fn reload_binds_an_added_listener_and_rebinds_a_moved_one() {
     bounded(async {
-        let (sa, sb) = (
-            TestServer::start(Opts::default()).await,
-            TestServer::start(Opts::default()).await,
-        );
+        let (sa, sb) = two_servers().await;
         let la = listener("a", "127.0.0.1:0", sa.addr);
         let gw = ftpalg::proxy::start(rules_with(std::slice::from_ref(&la), ""))
             .await
@@ -199,10 +196,7 @@ fn occupied(ip: IpAddr) -> std::net::TcpListener {
 #[tokio::test]
 async fn a_listener_that_cannot_be_bound_on_reload_stays_and_the_rest_applies() {
     bounded(async {
-        let (sa, sb) = (
-            TestServer::start(Opts::default()).await,
-            TestServer::start(Opts::default()).await,
-        );
+        let (sa, sb) = two_servers().await;
         let gw = ftpalg::proxy::start(rules_with(&[listener("a", "127.0.0.1:0", sa.addr)], ""))
             .await
             .unwrap();
@@ -283,13 +277,7 @@ async fn a_transparent_listener_refuses_to_proxy_to_itself() {
 #[tokio::test]
 async fn the_login_deadline_closes_connections_that_do_not_log_in() {
     bounded(async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  login_timeout: 500ms\n",
-        ))
-        .await;
+        let (_server, gw) = limited("limits:\n  login_timeout: 500ms\n").await;
         let at = gw.addrs[0];
         let (mut silent, _) = Client::connect(at).await;
         let (mut chatty, _) = Client::connect(at).await;
@@ -320,13 +308,7 @@ async fn the_login_deadline_closes_connections_that_do_not_log_in() {
 #[tokio::test]
 async fn at_the_per_client_limit_the_longest_silent_session_makes_room() {
     bounded(async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  sessions_per_client: 2\n",
-        ))
-        .await;
+        let (_server, gw) = limited("limits:\n  sessions_per_client: 2\n").await;
         let at = gw.addrs[0];
         let (mut first, _) = Client::connect(at).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -354,13 +336,7 @@ async fn at_the_per_client_limit_the_longest_silent_session_makes_room() {
 #[tokio::test]
 async fn logged_in_sessions_are_never_evicted_for_a_newcomer() {
     bounded(async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  sessions_per_client: 2\n",
-        ))
-        .await;
+        let (_server, gw) = limited("limits:\n  sessions_per_client: 2\n").await;
         let at = gw.addrs[0];
         let (mut a, _) = Client::connect(at).await;
         a.login("a").await;
@@ -385,13 +361,7 @@ async fn logged_in_sessions_are_never_evicted_for_a_newcomer() {
 #[tokio::test]
 async fn at_the_global_limit_a_silent_session_of_another_address_makes_room() {
     bounded(async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  sessions: 2\n  sessions_per_client: 10\n",
-        ))
-        .await;
+        let (_server, gw) = limited("limits:\n  sessions: 2\n  sessions_per_client: 10\n").await;
         let at = gw.addrs[0];
         let (mut older, _) = Client::connect(at).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -409,13 +379,7 @@ async fn at_the_global_limit_a_silent_session_of_another_address_makes_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_silent_connections_does_not_lock_out_a_user_behind_the_same_address() {
     bounded(async {
-        let server = TestServer::start(Opts::default()).await;
-        let gw = gateway(&explicit_rules(
-            server.addr,
-            "passive",
-            "limits:\n  sessions_per_client: 5\n",
-        ))
-        .await;
+        let (_server, gw) = limited("limits:\n  sessions_per_client: 5\n").await;
         let at = gw.addrs[0];
         let flood = |n: usize| async move {
             let mut held = Vec::with_capacity(n);

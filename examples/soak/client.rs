@@ -2,7 +2,7 @@
 //! asks for; what the client saw is judged in `verdict`.
 
 use crate::content::{fill, hex, sha256, ClientFault};
-use crate::net::{set_reset, Ctl, Reply};
+use crate::net::{port_tuple, set_reset, Ctl, Reply};
 use crate::plan::{Mode, Plan};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
@@ -106,18 +106,7 @@ async fn setup(ctl: &mut Ctl, mode: Mode, lim: Limits, small: bool) -> Result<Se
                 .map_err(|e| Reply::Code(0, e.to_string()))?
                 .port();
             let line = match (mode, ip) {
-                (Mode::Port, IpAddr::V4(v4)) => {
-                    let o = v4.octets();
-                    format!(
-                        "PORT {},{},{},{},{},{}",
-                        o[0],
-                        o[1],
-                        o[2],
-                        o[3],
-                        port >> 8,
-                        port & 255
-                    )
-                }
+                (Mode::Port, IpAddr::V4(v4)) => format!("PORT {}", port_tuple(v4, port)),
                 _ => format!("EPRT |1|{ip}|{port}|"),
             };
             let r = ctl.cmd(&line, lim.setup).await;
@@ -196,7 +185,8 @@ fn small_window(plan: &Plan) -> bool {
 
 const SMALL_WINDOW: u32 = 64 * 1024;
 
-async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> {
+/// A socket of `a`'s family, with a small receive window if `small`.
+fn data_socket(a: SocketAddr, small: bool) -> std::io::Result<TcpSocket> {
     let s = if a.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -205,18 +195,15 @@ async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> 
     if small {
         s.set_recv_buffer_size(SMALL_WINDOW)?;
     }
-    s.connect(a).await
+    Ok(s)
+}
+
+async fn connect_data(a: SocketAddr, small: bool) -> std::io::Result<TcpStream> {
+    data_socket(a, small)?.connect(a).await
 }
 
 fn listen_data(at: SocketAddr, small: bool) -> std::io::Result<TcpListener> {
-    let s = if at.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if small {
-        s.set_recv_buffer_size(SMALL_WINDOW)?;
-    }
+    let s = data_socket(at, small)?;
     s.bind(at)?;
     s.listen(4)
 }
@@ -312,12 +299,7 @@ async fn download(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> 
     }
     // The client's own fault, mid-transfer.
     match fault {
-        ClientFault::Rst => {
-            set_reset(&d);
-            drop(d);
-            let r = ctl.reply(lim.deadline).await;
-            seen(DataEnd::Aborted, Some(r))
-        }
+        ClientFault::Rst => reset_by_client(ctl, d, lim).await,
         ClientFault::Kill => seen(DataEnd::Aborted, None),
         _ => {
             // Stopped reading, sockets open: the gateway must end it (idle
@@ -336,6 +318,15 @@ async fn download(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> 
             s
         }
     }
+}
+
+/// The client resets its data connection mid-transfer, then waits for the
+/// gateway's answer.
+async fn reset_by_client(ctl: &mut Ctl, d: TcpStream, lim: Limits) -> Seen {
+    set_reset(&d);
+    drop(d);
+    let r = ctl.reply(lim.deadline).await;
+    seen(DataEnd::Aborted, Some(r))
 }
 
 async fn upload(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> Seen {
@@ -363,12 +354,7 @@ async fn upload(ctl: &mut Ctl, mut d: TcpStream, plan: &Plan, lim: Limits) -> Se
         }
     }
     match plan.spec.client {
-        ClientFault::Rst => {
-            set_reset(&d);
-            drop(d);
-            let r = ctl.reply(lim.deadline).await;
-            seen(DataEnd::Aborted, Some(r))
-        }
+        ClientFault::Rst => reset_by_client(ctl, d, lim).await,
         ClientFault::Kill => seen(DataEnd::Aborted, None),
         ClientFault::Stall | ClientFault::HalfStall => {
             let r = ctl.reply(lim.deadline).await;

@@ -1,12 +1,26 @@
 //! Socket helpers shared by the server and the client.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// `ip` and `port` as the six numbers of PORT and 227: `h1,h2,h3,h4,p1,p2`.
+pub fn port_tuple(ip: Ipv4Addr, port: u16) -> String {
+    let o = ip.octets();
+    format!(
+        "{},{},{},{},{},{}",
+        o[0],
+        o[1],
+        o[2],
+        o[3],
+        port >> 8,
+        port & 255
+    )
+}
 
 /// Makes the next close of `s` a reset (SO_LINGER 0).
 pub fn set_reset(s: &TcpStream) {

@@ -9,7 +9,7 @@
 //! gateway that turns a broken upload into a clean close produces it.
 
 use crate::content::{fill, hex, ClientFault, ServerFault, Spec};
-use crate::net::{set_reset, Res};
+use crate::net::{port_tuple, set_reset, Res};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -158,16 +158,7 @@ async fn session(c: TcpStream) -> Res<()> {
                 data = Data::Passive(l);
                 let text = match (verb.as_str(), local.ip()) {
                     ("PASV", IpAddr::V4(v4)) => {
-                        let o = v4.octets();
-                        format!(
-                            "227 Entering Passive Mode ({},{},{},{},{},{})",
-                            o[0],
-                            o[1],
-                            o[2],
-                            o[3],
-                            port >> 8,
-                            port & 255
-                        )
+                        format!("227 Entering Passive Mode ({})", port_tuple(v4, port))
                     }
                     _ => format!("229 Entering Extended Passive Mode (|||{port}|)"),
                 };
@@ -250,13 +241,28 @@ async fn download(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteH
             drop(d);
             reply(w, "226 transfer complete").await?;
         }
+        fault => return strike(d, fault, name, w).await,
+    }
+    Ok(After::Continue)
+}
+
+/// Injects `fault` on the data connection at the fault point: the session
+/// dies, or the connection is reset, or (any other fault) it stalls until
+/// the gateway resets it; 426 tells the client which.
+async fn strike(
+    d: TcpStream,
+    fault: ServerFault,
+    name: &str,
+    w: &mut OwnedWriteHalf,
+) -> Res<After> {
+    match fault {
         ServerFault::Die => return Ok(After::Die),
         ServerFault::Rst => {
             set_reset(&d);
             drop(d);
             reply(w, "426 data connection reset (injected)").await?;
         }
-        ServerFault::Stall => {
+        _ => {
             let reset = wait_reset(&d, name).await;
             set_reset(&d);
             drop(d);
@@ -288,26 +294,7 @@ async fn upload(mut d: TcpStream, spec: &Spec, name: &str, w: &mut OwnedWriteHal
     };
     loop {
         if got >= fault_at {
-            match spec.server {
-                ServerFault::Die => return Ok(After::Die),
-                ServerFault::Rst => {
-                    set_reset(&d);
-                    drop(d);
-                    reply(w, "426 data connection reset (injected)").await?;
-                }
-                _ => {
-                    let reset = wait_reset(&d, name).await;
-                    set_reset(&d);
-                    drop(d);
-                    let why = if reset {
-                        "reset by peer"
-                    } else {
-                        "never reset"
-                    };
-                    reply(w, &format!("426 stalled transfer ended: {why}")).await?;
-                }
-            }
-            return Ok(After::Continue);
+            return strike(d, spec.server, name, w).await;
         }
         // Never read past the fault point, so it strikes at a known offset.
         let want = (fault_at - got).min(buf.len() as u64) as usize;

@@ -390,32 +390,35 @@ mod tests {
     use super::*;
     use crate::packet::TcpFlags;
 
+    /// Feeds the `i`-th SYN of a distinct client towards `port`, as packet `i`.
+    fn syn(t: &mut Tracker, i: u32, port: u16) {
+        let seg = TcpSegment {
+            src: SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16)),
+            dst: SocketAddr::from(([198, 51, 100, 10], port)),
+            seq: i,
+            ack: 0,
+            flags: TcpFlags {
+                syn: true,
+                ..TcpFlags::default()
+            },
+            payload: &[],
+            wire_len: 0,
+        };
+        t.segment(
+            0,
+            &seg,
+            Stamp {
+                packet: u64::from(i),
+                time: 0.0,
+            },
+        );
+    }
+
     #[test]
     fn flow_table_is_bounded() {
         let mut t = Tracker::default();
         for i in 0..(MAX_FLOWS as u32 * 2) {
-            let src =
-                SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16));
-            let seg = TcpSegment {
-                src,
-                dst: SocketAddr::from(([198, 51, 100, 10], 8080)),
-                seq: i,
-                ack: 0,
-                flags: TcpFlags {
-                    syn: true,
-                    ..TcpFlags::default()
-                },
-                payload: &[],
-                wire_len: 0,
-            };
-            t.segment(
-                0,
-                &seg,
-                Stamp {
-                    packet: u64::from(i),
-                    time: 0.0,
-                },
-            );
+            syn(&mut t, i, 8080);
             assert!(t.flows.len() <= MAX_FLOWS);
         }
         assert!(t.sessions.is_empty() && t.data.is_empty());
@@ -426,29 +429,7 @@ mod tests {
         let mut t = Tracker::default();
         let n = MAX_TRANSCRIPT_LINES / 400 + 5;
         for i in 0..n as u32 {
-            let seg = TcpSegment {
-                src: SocketAddr::from((
-                    [100, 64, (i / 60_000) as u8, 2],
-                    1024 + (i % 60_000) as u16,
-                )),
-                dst: SocketAddr::from(([198, 51, 100, 10], 21)),
-                seq: i,
-                ack: 0,
-                flags: TcpFlags {
-                    syn: true,
-                    ..TcpFlags::default()
-                },
-                payload: &[],
-                wire_len: 0,
-            };
-            t.segment(
-                0,
-                &seg,
-                Stamp {
-                    packet: u64::from(i),
-                    time: 0.0,
-                },
-            );
+            syn(&mut t, i, 21);
         }
         assert_eq!(t.sessions.len(), n);
         let caps: usize = t.sessions.iter().map(|s| s.transcript_cap()).sum();

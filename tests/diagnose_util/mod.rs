@@ -44,21 +44,14 @@ pub fn frames(name: &str) -> Vec<Frame> {
 
 /// Writes frames as a pcap of the given link type.
 pub fn pcap(frames: &[Frame], link: DataLink) -> Vec<u8> {
-    let header = PcapHeader {
-        datalink: link,
-        snaplen: 262_144,
-        ..PcapHeader::default()
-    };
-    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
-    for f in frames {
-        w.write_packet(&PcapPacket::new(
-            f.ts,
-            f.orig_len.max(f.data.len() as u32),
-            &f.data,
-        ))
-        .unwrap();
-    }
-    w.into_writer()
+    write_pcap(
+        frames,
+        PcapHeader {
+            datalink: link,
+            snaplen: 262_144,
+            ..PcapHeader::default()
+        },
+    )
 }
 
 /// Writes Ethernet frames as a little-endian pcap with nanosecond
@@ -71,6 +64,10 @@ pub fn pcap_nanos(frames: &[Frame]) -> Vec<u8> {
         endianness: pcap_file::Endianness::Little,
         ..PcapHeader::default()
     };
+    write_pcap(frames, header)
+}
+
+fn write_pcap(frames: &[Frame], header: PcapHeader) -> Vec<u8> {
     let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
     for f in frames {
         w.write_packet(&PcapPacket::new(

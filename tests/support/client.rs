@@ -37,21 +37,7 @@ const T: Duration = Duration::from_secs(20);
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> (Client, Reply) {
-        let s = tokio::time::timeout(T, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let local = s.local_addr().unwrap();
-        let (r, w) = s.into_split();
-        let mut c = Client {
-            r: BufReader::new(r),
-            w,
-            local,
-            peer: addr,
-            read_delay: None,
-        };
-        let greeting = c.reply().await;
-        (c, greeting)
+        Client::dial(TcpStream::connect(addr), addr).await
     }
 
     pub async fn reply(&mut self) -> Reply {
@@ -286,21 +272,7 @@ impl Client {
         }
         .expect("socket");
         sock.bind(SocketAddr::new(from, 0)).expect("bind source");
-        let s = tokio::time::timeout(T, sock.connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let local = s.local_addr().unwrap();
-        let (r, w) = s.into_split();
-        let mut c = Client {
-            r: BufReader::new(r),
-            w,
-            local,
-            peer: addr,
-            read_delay: None,
-        };
-        let greeting = c.reply().await;
-        (c, greeting)
+        Client::dial(sock.connect(addr), addr).await
     }
 
     /// A client over a connection the test set up itself (socket options);
@@ -311,6 +283,33 @@ impl Client {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Client {
+        let (c, greeting) = Client::greeted(r, w, local, peer).await;
+        assert_eq!(greeting.code, 220, "{}", greeting.text);
+        c
+    }
+
+    /// Waits (bounded) for `connecting` to reach `peer`; returns the client
+    /// with the greeting it read.
+    async fn dial(
+        connecting: impl std::future::Future<Output = std::io::Result<TcpStream>>,
+        peer: SocketAddr,
+    ) -> (Client, Reply) {
+        let s = tokio::time::timeout(T, connecting)
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let local = s.local_addr().unwrap();
+        let (r, w) = s.into_split();
+        Client::greeted(r, w, local, peer).await
+    }
+
+    /// A client over an open control connection, with the greeting it read.
+    async fn greeted(
+        r: OwnedReadHalf,
+        w: OwnedWriteHalf,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> (Client, Reply) {
         let mut c = Client {
             r: BufReader::new(r),
             w,
@@ -319,8 +318,7 @@ impl Client {
             read_delay: None,
         };
         let greeting = c.reply().await;
-        assert_eq!(greeting.code, 220, "{}", greeting.text);
-        c
+        (c, greeting)
     }
 
     /// The control connection's halves, for tests that write raw bytes.

@@ -304,11 +304,5 @@ fn a_second_preliminary_without_abor_passes() {
         vec![to_client("150 Opening"), to_client("125 Still going")]
     );
     h.server("226 Done");
-    assert_eq!(
-        h.acts(),
-        vec![Action::ToClientAfterData {
-            id: DataId(1),
-            bytes: b"226 Done\r\n".to_vec()
-        }]
-    );
+    assert_eq!(h.acts(), vec![after_data(1, "226 Done")]);
 }

@@ -29,11 +29,7 @@ fn a_report_for_the_wrong_side_does_not_release_the_setup() {
 #[test]
 fn a_duplicate_report_does_not_release_a_started_channel() {
     let mut h = Harness::new(ServerDataMode::Passive);
-    h.client("PASV");
-    h.server("227 (198,51,100,10,4,1)");
-    h.prepared(1, Side::Server, "198.51.100.1:5000");
-    h.prepared(1, Side::Client, "100.64.0.1:5001");
-    h.acts();
+    h.pasv_prepared();
     h.prepared(1, Side::Client, "100.64.0.1:5001");
     h.s.data_failed(DataId(1), Side::Server, "late", &h.policy);
     assert_eq!(releases(&h.acts()), vec![]);

@@ -49,13 +49,36 @@ impl Harness {
         self.s
             .data_prepared(DataId(id), side, sa(local), &self.policy);
     }
+    /// PASV through to both sides prepared: channel 1 is ready, its
+    /// actions drained.
+    fn pasv_prepared(&mut self) {
+        self.client("PASV");
+        self.server("227 (198,51,100,10,4,1)");
+        self.prepared(1, Side::Server, "198.51.100.1:5000");
+        self.prepared(1, Side::Client, "100.64.0.1:5001");
+        self.acts();
+    }
 }
 
 fn to_client(s: &str) -> Action {
     Action::ToClient(format!("{s}\r\n").into_bytes())
 }
+/// `s` held for the client until channel `id`'s data is delivered.
+fn after_data(id: u64, s: &str) -> Action {
+    Action::ToClientAfterData {
+        id: DataId(id),
+        bytes: format!("{s}\r\n").into_bytes(),
+    }
+}
 fn to_server(s: &str) -> Action {
     Action::ToServer(format!("{s}\r\n").into_bytes())
+}
+fn start(id: u64, client_mode: ClientMode, server_mode: ServerMode) -> Action {
+    Action::Start {
+        id: DataId(id),
+        client_mode,
+        server_mode,
+    }
 }
 fn prepare(id: u64, side: Side, endpoint: Endpoint) -> Action {
     Action::Prepare {
@@ -97,11 +120,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
     assert_eq!(
         h.acts(),
         vec![
-            Action::Start {
-                id: DataId(1),
-                client_mode: ClientMode::Pasv,
-                server_mode: ServerMode::Passive
-            },
+            start(1, ClientMode::Pasv, ServerMode::Passive),
             to_client("227 Entering Passive Mode (100,64,0,1,156,65)."),
         ]
     );
@@ -124,13 +143,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
     // Held until the data is delivered; the relay is not cancelled, since
     // the server may finish before the gateway has even accepted its
     // connection.
-    assert_eq!(
-        h.acts(),
-        vec![Action::ToClientAfterData {
-            id: DataId(1),
-            bytes: b"226 Done\r\n".to_vec()
-        }]
-    );
+    assert_eq!(h.acts(), vec![after_data(1, "226 Done")]);
 }
 
 #[test]
@@ -238,11 +251,7 @@ fn port_becomes_pasv_towards_the_server() {
     assert_eq!(
         h.acts(),
         vec![
-            Action::Start {
-                id: DataId(1),
-                client_mode: ClientMode::Port,
-                server_mode: ServerMode::Passive
-            },
+            start(1, ClientMode::Port, ServerMode::Passive),
             to_client("200 PORT command successful."),
         ]
     );
@@ -279,11 +288,7 @@ fn pasv_becomes_port_towards_the_server() {
     assert_eq!(
         h.acts(),
         vec![
-            Action::Start {
-                id: DataId(1),
-                client_mode: ClientMode::Epsv,
-                server_mode: ServerMode::Active
-            },
+            start(1, ClientMode::Epsv, ServerMode::Active),
             to_client("229 Entering Extended Passive Mode (|||40001|)"),
         ]
     );
@@ -407,11 +412,7 @@ fn pipelined_commands_keep_their_order() {
     assert_eq!(
         h.acts(),
         vec![
-            Action::Start {
-                id: DataId(1),
-                client_mode: ClientMode::Pasv,
-                server_mode: ServerMode::Passive
-            },
+            start(1, ClientMode::Pasv, ServerMode::Passive),
             to_client("227 Entering Passive Mode (100,64,0,1,19,137)."),
             Action::Transfer {
                 id: DataId(1),
@@ -713,11 +714,7 @@ fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
 #[test]
 fn failed_transfer_releases_at_once() {
     let mut h = Harness::new(ServerDataMode::Passive);
-    h.client("PASV");
-    h.server("227 (198,51,100,10,4,1)");
-    h.prepared(1, Side::Server, "198.51.100.1:5000");
-    h.prepared(1, Side::Client, "100.64.0.1:5001");
-    h.acts();
+    h.pasv_prepared();
     h.client("RETR missing");
     h.acts();
     h.server("550 No such file");
