@@ -136,3 +136,29 @@ fn sigterm_drains_then_exits() {
         .expect("gateway exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn check_reports_every_error_with_the_nearest_key() {
+    let p = temp("many.yaml", "listeners:\n  - name: a\n    listen: 127.0.0.1:2121\n    kind: explicit\n    upstream: 198.51.100.10:21\ndata:\n  pinhole_timout: 30s\nlimits:\n  sesions: 4\n  connect_timeout: soon\n");
+    let (code, out, err) = ftpalg(&["check", "--rules", &p]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains(&format!("{p}:7:3: error: unknown field `pinhole_timout`")),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: did you mean `pinhole_timeout`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:9:3: error: unknown field `sesions`")),
+        "{err}"
+    );
+    assert!(err.contains("hint: did you mean `sessions`?"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{p}:10:20: error: connect_timeout: 'soon' is not a duration"
+        )),
+        "{err}"
+    );
+}

@@ -163,7 +163,34 @@ impl Ctx {
     }
 }
 
+/// Compiles `text`, reporting every problem of shape (misspelt keys, wrong
+/// types, unknown values) and, around them, every problem of meaning.
 pub fn compile(text: &str) -> Loaded {
+    let Some(checked) = super::structure::check(text) else {
+        return compile_typed(text);
+    };
+    if checked.diagnostics.is_empty() {
+        return compile_typed(text);
+    }
+    let mut diagnostics = checked.diagnostics;
+    if let Some(remains) = checked.remains {
+        for d in compile_typed(&remains).diagnostics {
+            if !diagnostics
+                .iter()
+                .any(|x| (x.line, x.column) == (d.line, d.column))
+            {
+                diagnostics.push(d);
+            }
+        }
+    }
+    diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
+    Loaded {
+        rules: None,
+        diagnostics,
+    }
+}
+
+fn compile_typed(text: &str) -> Loaded {
     let options = serde_saphyr::options! { strict_booleans: true };
     let raw: RawFile = match serde_saphyr::from_str_with_options(text, options) {
         Ok(r) => r,

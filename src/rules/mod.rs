@@ -10,6 +10,7 @@ mod explain;
 mod network;
 mod policy;
 mod schema;
+mod structure;
 
 pub use duration::{parse_duration, parse_range, parse_rate, PortRange};
 pub use explain::explain;
