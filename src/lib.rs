@@ -8,6 +8,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod ftp;
+pub mod privilege;
 pub mod proxy;
 pub mod rules;

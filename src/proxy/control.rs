@@ -163,6 +163,9 @@ async fn start(
     admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
     let id = admission.id;
+    if let Err(e) = super::keepalive::enable(&client, rules.limits.control_keepalive) {
+        warn!(session = id, client = %peer, error = %e, "cannot set keepalive on the client's control connection");
+    }
     let upstream = match fixed_upstream(&listener, &client, client_local) {
         Ok(u) => u,
         Err(e) => {
@@ -339,6 +342,10 @@ impl Driver {
 
     fn attach_server(&mut self, s: TcpStream) {
         let _ = s.set_nodelay(true);
+        let keepalive = self.policy().rules().limits.control_keepalive;
+        if let Err(e) = super::keepalive::enable(&s, keepalive) {
+            warn!(session = self.id, error = %e, "cannot set keepalive on the server's control connection");
+        }
         self.server_local = s
             .local_addr()
             .ok()

@@ -4,6 +4,7 @@
 
 mod admission;
 mod control;
+mod keepalive;
 mod listeners;
 pub mod pinhole;
 pub mod relay;

@@ -346,7 +346,19 @@ fn compile_typed(text: &str) -> Loaded {
         ),
         max_line: DEFAULT_MAX_LINE,
         bandwidth_per_session: None,
+        control_keepalive: Some(Duration::from_secs(60)),
     };
+    if let Some(s) = &raw.limits.control_keepalive {
+        limits.control_keepalive = if s.value.trim() == "off" {
+            None
+        } else {
+            Some(cx.duration(
+                &raw.limits.control_keepalive,
+                "control_keepalive",
+                Duration::from_secs(60),
+            ))
+        };
+    }
     limits.sessions = cx.count(
         &raw.limits.sessions,
         "sessions",
@@ -419,6 +431,10 @@ fn compile_typed(text: &str) -> Loaded {
         limits,
         security,
         rules,
+        run_as: RunAs {
+            user: raw.run_as.user.as_ref().map(|s| s.value.clone()),
+            group: raw.run_as.group.as_ref().map(|s| s.value.clone()),
+        },
     });
     Loaded { rules, diagnostics }
 }

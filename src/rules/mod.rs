@@ -171,6 +171,20 @@ pub struct Limits {
     pub max_line: usize,
     /// Bytes per second per session, if capped.
     pub bandwidth_per_session: Option<u64>,
+    /// TCP keepalive idle time on both control connections (`None`: off),
+    /// so that a NAT or firewall on the way does not forget a control
+    /// connection left idle by a long transfer.
+    pub control_keepalive: Option<Duration>,
+}
+
+/// The unprivileged account the gateway runs as once its listeners are
+/// bound (see [`crate::privilege`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// User name or numeric uid.
+    pub user: Option<String>,
+    /// Group name or numeric gid; the user's primary group if not given.
+    pub group: Option<String>,
 }
 
 /// Security switches, all on by default.
@@ -267,6 +281,8 @@ pub struct Rules {
     pub security: Security,
     /// Access rules, first match wins; no match allows.
     pub rules: Vec<Rule>,
+    /// Who the gateway runs as when started as root.
+    pub run_as: RunAs,
 }
 
 impl Rules {

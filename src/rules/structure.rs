@@ -181,6 +181,7 @@ pub(super) const TOP: Shape = Shape::Map(&[
             ("connect_timeout", Shape::Text, false),
             ("max_line", Shape::Count, false),
             ("bandwidth_per_session", Shape::Text, false),
+            ("control_keepalive", Shape::Text, false),
         ]),
         false,
     ),
@@ -196,6 +197,11 @@ pub(super) const TOP: Shape = Shape::Map(&[
         false,
     ),
     ("rules", Shape::List(&RULE), false),
+    (
+        "run_as",
+        Shape::Map(&[("user", Shape::Text, false), ("group", Shape::Text, false)]),
+        false,
+    ),
 ]);
 
 /// The outcome of the shape check.
