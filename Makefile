@@ -37,6 +37,7 @@ check-rules: build
 ## Real servers and clients through a real NAT, in network namespaces (root).
 e2e: build
 	bash tests/e2e/run.sh
+	bash tests/e2e/ops.sh
 
 lint:
 	$(CARGO) fmt --check
