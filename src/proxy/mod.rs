@@ -250,21 +250,37 @@ pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
+    // systemd's Type=notify: ready once every listener is bound. Without
+    // NOTIFY_SOCKET (not under systemd) these do nothing.
+    notify(&[sd_notify::NotifyState::Ready]);
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                notify(&[
+                    sd_notify::NotifyState::Reloading,
+                    sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading")),
+                ]);
                 let _ = reload_file(&handle, &path);
+                notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     info!(
         sessions = handle.gateway().active_sessions(),
         "stopping: no new sessions; running transfers may finish"
     );
     handle.shutdown(grace).await;
     Ok(())
+}
+
+/// Tells systemd about a change of state; a failure is logged, never fatal.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Re-reads the rules file (what SIGHUP does). A valid file applies to new
