@@ -48,6 +48,7 @@ check-rules: build
 e2e: build
 	bash tests/e2e/run.sh
 	bash tests/e2e/ops.sh
+	bash tests/readme.sh
 
 lint:
 	$(CARGO) fmt --check
