@@ -29,7 +29,7 @@ build-bench:
 
 ## Install what the tests need, then run every test: lint, unit, property,
 ## loopback integration, rules examples, and the namespace end-to-end suite.
-test: deps lint unit script-tests check-rules packaging-tests e2e
+test: deps lint unit script-tests check-rules packaging-tests e2e diagnose-live soak-short
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -49,6 +49,22 @@ e2e: build
 	bash tests/e2e/run.sh
 	bash tests/e2e/ops.sh
 	bash tests/readme.sh
+
+## `ftpalg diagnose --live` on the lab gateway's interface (root).
+.PHONY: diagnose-live
+diagnose-live: build
+	bash tests/captures/live.sh
+
+## The gateway under faults: 10,000 transfers at 200 sessions in the lab,
+## every file checked, fds and RSS back to baseline (root; docs/soak.md).
+.PHONY: soak soak-short
+soak: build
+	$(CARGO) build --release --example soak
+	bash tests/soak/soak.sh full
+
+soak-short: build
+	$(CARGO) build --release --example soak
+	bash tests/soak/soak.sh short
 
 lint:
 	$(CARGO) fmt --check
@@ -90,6 +106,7 @@ packaging-tests: build man
 ## Speed and footprint against a direct route and the kernel helper.
 bench: deps build-bench
 	bash bench/run.sh
+	bash bench/diagnose.sh
 
 ## The seed's case live: a download through CGNAT to a 21-only server fails
 ## without ftpalg and succeeds with it.

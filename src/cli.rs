@@ -64,4 +64,36 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Explain from captures (or live) why FTP through NAT failed and what
+    /// to change. Exit 0: every session ok (or recovered); 3: a session
+    /// failed or could not be read; 1: a capture could not be read.
+    Diagnose {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Also draw a timeline per session into this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Capture live on this interface instead of reading files.
+        #[arg(long, conflicts_with = "captures")]
+        live: Option<String>,
+        /// How long to capture live.
+        #[arg(long, default_value_t = 30, requires = "live")]
+        seconds: u64,
+        /// Most packets to capture live.
+        #[arg(long, default_value_t = 1_000_000, requires = "live")]
+        max_packets: u64,
+        /// pcap or pcapng files; two from both sides of a NAT are paired.
+        #[arg(required_unless_present = "live")]
+        captures: Vec<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+/// How `diagnose` writes its report.
+pub enum ReportFormat {
+    /// For a person.
+    Text,
+    /// One JSON document.
+    Json,
 }

@@ -9,7 +9,10 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod dataplane;
+pub mod diagnose;
 pub mod ftp;
+pub mod packet;
 pub mod privilege;
 pub mod proxy;
 pub mod rules;

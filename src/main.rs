@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ftpalg::cli::{Cli, Command, LogFormat};
+use ftpalg::cli::{Cli, Command, LogFormat, ReportFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,10 +44,68 @@ fn check(path: &PathBuf, explain: bool) -> Result<ExitCode> {
     }
 }
 
+fn diagnose(
+    format: ReportFormat,
+    svg: Option<PathBuf>,
+    live: Option<String>,
+    seconds: u64,
+    max_packets: u64,
+    captures: Vec<PathBuf>,
+) -> Result<ExitCode> {
+    let mut d = ftpalg::diagnose::Diagnoser::new();
+    if let Some(iface) = live {
+        let index = d.begin_capture(&format!("live:{iface}"));
+        let seen = ftpalg::packet::live::capture(
+            &iface,
+            std::time::Duration::from_secs(seconds),
+            max_packets,
+            |p| d.packet(index, p),
+        )?;
+        d.end_capture();
+        eprintln!("captured {seen} packets on {iface}");
+    }
+    for path in &captures {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        d.add_capture(&path.display().to_string(), std::io::BufReader::new(file))?;
+    }
+    let report = d.report();
+    let mut text = match format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Json => report.to_json(),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A reader that stopped early (`| head`) is no error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("cannot write the report")?,
+    }
+    if let Some(path) = svg {
+        std::fs::write(&path, ftpalg::diagnose::svg::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if report.has_problems() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { rules, explain } => check(&rules, explain),
+        Command::Diagnose {
+            format,
+            svg,
+            live,
+            seconds,
+            max_packets,
+            captures,
+        } => diagnose(format, svg, live, seconds, max_packets, captures),
         Command::Run { rules, user, group } => {
             init_logs(cli.log_format);
             let (r, warnings) = ftpalg::rules::load(&rules)?;

@@ -175,7 +175,8 @@ fn tells_systemd_when_ready_reloading_and_stopping() {
     let sock_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let rules = temp(
         "notify.yaml",
         "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: 198.51.100.10:21\n",

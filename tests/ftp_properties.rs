@@ -1,8 +1,12 @@
 //! Property tests of the sans-IO core: codecs round-trip, the framer never
-//! panics or buffers past its cap, and the session engine survives any input.
+//! panics or buffers past its cap, and the session engine keeps its
+//! invariants under any interleaving of client lines, server lines and
+//! driver outcomes (see `session_model`).
+
+mod session_model;
 
 use ftpalg::ftp::codec::*;
-use ftpalg::ftp::framer::{Frame, LineFramer};
+use ftpalg::ftp::framer::{encode_line, Frame, LineFramer};
 use ftpalg::ftp::session::{AllowAll, ServerDataMode, Session, SessionConfig, TlsPolicy, Upstream};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -143,4 +147,57 @@ proptest! {
             while s.poll_action().is_some() {}
         }
     }
+
+    #[test]
+    fn checked_lines_re_encode_to_themselves(
+        data in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(255u8), Just(244u8), Just(242u8), Just(251u8), any::<u8>()], 0..400),
+    ) {
+        let mut out = Vec::new();
+        LineFramer::new(512).push(&data, &mut out);
+        for f in out {
+            let Frame::Line(l) = f else { continue };
+            let Ok(c) = l.decode() else { continue };
+            let wire = encode_line(&c.text, c.synch);
+            let mut again = Vec::new();
+            LineFramer::new(1024).push(&wire, &mut again);
+            prop_assert_eq!(again.len(), 1);
+            let Frame::Line(l2) = &again[0] else { panic!() };
+            prop_assert_eq!(l2.decode(), Ok(c));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Random scripts of client lines, server replies and driver outcomes
+    /// (prepared, failed, late, duplicate, stale) against the invariants in
+    /// `session_model`.
+    #[test]
+    fn session_keeps_its_invariants(script in prop::collection::vec(any::<u8>(), 0..600)) {
+        session_model::run(&script);
+    }
+
+    /// The same with scripts biased towards the data-setup steps.
+    #[test]
+    fn session_keeps_its_invariants_in_data_setup(
+        steps in prop::collection::vec((prop::sample::select(vec![0u8, 3, 6, 8, 9]), any::<[u8; 4]>()), 0..150),
+        head in any::<[u8; 5]>(),
+    ) {
+        let mut script = head.to_vec();
+        for (op, args) in steps {
+            script.push(op);
+            script.extend_from_slice(&args);
+        }
+        session_model::run(&script);
+    }
+}
+
+/// Replays a script from MODEL_SCRIPT (comma-separated bytes) with tracing.
+#[test]
+#[ignore]
+fn replay_model_script() {
+    let s = std::env::var("MODEL_SCRIPT").unwrap_or_default();
+    let bytes: Vec<u8> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+    session_model::run(&bytes);
 }

@@ -107,6 +107,10 @@ pub enum CommandError {
     /// C servers, hiding the rest of the line from the gateway's view).
     #[error("NUL byte in command line")]
     Nul,
+    /// A CR that does not end the line: servers that end lines at CR
+    /// would read the rest as a second command the gateway never checked.
+    #[error("CR inside a command line")]
+    Cr,
 }
 
 /// A parsed command: its verb and the bytes after the first space.
@@ -120,8 +124,12 @@ pub struct Command<'a> {
 
 /// Parses a command line (without terminator, telnet already removed).
 pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
-    if line.contains(&0) {
-        return Err(CommandError::Nul);
+    if let Some(p) = line.iter().position(|&b| b == 0 || b == b'\r') {
+        return Err(if line[p] == 0 {
+            CommandError::Nul
+        } else {
+            CommandError::Cr
+        });
     }
     if line.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(CommandError::Empty);
@@ -159,6 +167,7 @@ mod tests {
         assert_eq!(parse_command(b"   "), Err(CommandError::Empty));
         assert_eq!(parse_command(b"RE\0TR x"), Err(CommandError::Nul));
         assert_eq!(parse_command(b"RETR x\0y"), Err(CommandError::Nul));
+        assert_eq!(parse_command(b"RETR a\rDELE b"), Err(CommandError::Cr));
         assert_eq!(parse_command(b"123 x"), Err(CommandError::BadVerb));
         assert_eq!(parse_command(b"TOOLONGVERB x"), Err(CommandError::BadVerb));
         assert_eq!(parse_command(b"\xc3\xa9 x"), Err(CommandError::BadVerb));

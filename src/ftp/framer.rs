@@ -3,11 +3,18 @@
 //! FTP control lines end in CRLF (bare LF is tolerated: real servers and
 //! clients send it). The framer never buffers more than the configured cap:
 //! a longer line is reported once as [`Frame::TooLong`] and the rest of it is
-//! dropped up to its end. Telnet IAC sequences are tracked so that an option
-//! byte that happens to be LF does not split a line, and so that the parsed
-//! text of `IAC IP IAC DM ABOR` is plain `ABOR`.
+//! dropped up to its end.
+//!
+//! Telnet IAC sequences are tracked so that the option byte of a
+//! negotiation does not split a line; every other LF ends the line, even
+//! right after an IAC, because that is where a server splitting at LF ends
+//! it. [`Line::decode`] then accepts only what FTP clients really send and
+//! yields the text the policy checks; [`encode_line`] turns that text back
+//! into the only bytes the gateway forwards, so the server never sees bytes
+//! the gateway did not check.
 
 use std::borrow::Cow;
+use thiserror::Error;
 
 /// Telnet "interpret as command".
 pub const IAC: u8 = 255;
@@ -17,15 +24,44 @@ pub const IP: u8 = 244;
 pub const DM: u8 = 242;
 const WILL: u8 = 251;
 const DONT: u8 = 254;
+/// The lowest telnet command code (SE); bytes below are data.
+const FIRST_COMMAND: u8 = 240;
 
 /// Default cap on one control line, terminator included.
 pub const DEFAULT_MAX_LINE: usize = 2048;
 
+/// Why a line's telnet content is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TelnetError {
+    /// An IAC with nothing after it in the line (the line ended, possibly at
+    /// an LF the IAC tried to hide).
+    #[error("IAC at the end of the line")]
+    Dangling,
+    /// A telnet command after the command text has begun.
+    #[error("telnet command {0} inside the command text")]
+    InLine(u8),
+    /// A telnet command no FTP client sends (NOP, AYT, SB, ...).
+    #[error("telnet command {0} that FTP clients do not send")]
+    Unsupported(u8),
+}
+
+/// What the gateway checks of a client line, and all it forwards of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<'a> {
+    /// The command text: telnet commands removed, `IAC IAC` as one 255.
+    pub text: Cow<'a, [u8]>,
+    /// The line began with the telnet synch (IP and/or DM) that precedes
+    /// ABOR.
+    pub synch: bool,
+}
+
 /// One complete control line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// The bytes as received, without the line terminator; telnet
-    /// sequences included, so a line forwarded unchanged is byte-exact.
+    /// The bytes as received, without the line terminator, telnet
+    /// sequences included. Server replies are passed on as they came; client
+    /// lines are never forwarded from here but re-encoded from
+    /// [`Line::decode`].
     pub raw: Vec<u8>,
     has_iac: bool,
 }
@@ -38,38 +74,87 @@ impl Line {
         Line { raw, has_iac }
     }
 
-    /// The line's text with telnet commands removed and `IAC IAC` unescaped:
-    /// what the parsers read.
-    pub fn text(&self) -> Cow<'_, [u8]> {
+    /// The line as an FTP client may send it: `IAC IAC` anywhere (a literal
+    /// 255), and before the command text only the synch (`IAC IP`,
+    /// `IAC DM`, or `IAC IP IAC` whose DM went as TCP urgent data and was
+    /// taken out of the stream) and option negotiation (`IAC WILL|WONT|DO|
+    /// DONT <option>`). Anything else is refused: a server may read telnet
+    /// sequences differently from the gateway, so a line is only safe when
+    /// what the gateway checks is exactly what it forwards.
+    pub fn decode(&self) -> Result<Checked<'_>, TelnetError> {
         if !self.has_iac {
-            return Cow::Borrowed(&self.raw);
+            return Ok(Checked {
+                text: Cow::Borrowed(&self.raw),
+                synch: false,
+            });
         }
-        let mut out = Vec::with_capacity(self.raw.len());
+        let raw = &self.raw;
+        let mut out = Vec::with_capacity(raw.len());
+        let mut synch = false;
+        let mut after_ip = false;
         let mut i = 0;
-        while i < self.raw.len() {
-            if self.raw[i] != IAC {
-                out.push(self.raw[i]);
+        while i < raw.len() {
+            let b = raw[i];
+            if b != IAC {
+                out.push(b);
+                after_ip = false;
                 i += 1;
                 continue;
             }
-            match self.raw.get(i + 1) {
-                Some(&IAC) => {
+            // Before the text only: negotiation is "outside a line", and the
+            // synch precedes the command it interrupts for.
+            let at_start = out.is_empty();
+            match raw.get(i + 1).copied() {
+                None => return Err(TelnetError::Dangling),
+                Some(IAC) => {
                     out.push(IAC);
+                    after_ip = false;
                     i += 2;
                 }
-                Some(&c) if (WILL..=DONT).contains(&c) => i += 3,
-                Some(_) => i += 2,
-                None => i += 1,
+                Some(c @ (IP | DM)) if at_start => {
+                    synch = true;
+                    after_ip = c == IP;
+                    i += 2;
+                }
+                Some(WILL..=DONT) if at_start => {
+                    if i + 2 >= raw.len() {
+                        return Err(TelnetError::Dangling);
+                    }
+                    after_ip = false;
+                    i += 3;
+                }
+                // IAC IP IAC, then the text: the DM was sent urgent.
+                Some(c) if at_start && after_ip && c < FIRST_COMMAND => {
+                    after_ip = false;
+                    i += 1;
+                }
+                Some(c) if at_start => return Err(TelnetError::Unsupported(c)),
+                Some(c) => return Err(TelnetError::InLine(c)),
             }
         }
-        Cow::Owned(out)
+        Ok(Checked {
+            text: Cow::Owned(out),
+            synch,
+        })
     }
+}
 
-    /// Whether the line carried telnet commands other than escaped 255 bytes
-    /// (IP and DM precede ABOR).
-    pub fn has_telnet_commands(&self) -> bool {
-        self.has_iac && self.raw.windows(2).any(|w| w[0] == IAC && w[1] != IAC)
+/// The bytes forwarded for a checked command `text`: 255 doubled, CRLF
+/// appended, and with `synch` the `IAC IP IAC DM` that tells the server to
+/// look for ABOR (sent in line; servers read it there too).
+pub fn encode_line(text: &[u8], synch: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 6);
+    if synch {
+        out.extend_from_slice(&[IAC, IP, IAC, DM]);
     }
+    for part in text.split_inclusive(|&b| b == IAC) {
+        out.extend_from_slice(part);
+        if part.last() == Some(&IAC) {
+            out.push(IAC);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// What the framer produces.
@@ -171,6 +256,13 @@ impl LineFramer {
             }
             let b = rest[0];
             rest = &rest[1..];
+            if self.telnet == Telnet::Iac && b == b'\n' {
+                // IAC LF is no telnet sequence: the LF ends the line (which
+                // then fails to decode), as it does for the server.
+                self.telnet = Telnet::Data;
+                self.finish_line(out);
+                continue;
+            }
             if !self.append(&[b], out) {
                 continue;
             }
@@ -207,6 +299,7 @@ impl LineFramer {
             self.buf.pop();
         }
         let raw = std::mem::take(&mut self.buf);
+        self.telnet = Telnet::Data;
         out.push(Frame::Line(Line {
             raw,
             has_iac: std::mem::take(&mut self.has_iac),
@@ -269,33 +362,75 @@ mod tests {
         ));
     }
 
+    fn decoded(raw: &[u8]) -> Result<(Vec<u8>, bool), TelnetError> {
+        Line::new(raw)
+            .decode()
+            .map(|c| (c.text.into_owned(), c.synch))
+    }
+
     #[test]
     fn telnet_abort_sequence() {
         let out = frames(64, &[&[IAC, IP, IAC, DM], b"ABOR\r\n"]);
         let Frame::Line(l) = &out[0] else { panic!() };
-        assert_eq!(&*l.text(), b"ABOR");
         assert_eq!(l.raw, [&[IAC, IP, IAC, DM][..], b"ABOR"].concat());
-        assert!(l.has_telnet_commands());
-    }
-
-    #[test]
-    fn telnet_escaped_255_and_option_lf() {
-        // IAC WILL LF must not end the line; IAC IAC is a literal 255.
-        let out = frames(
-            64,
-            &[b"RETR a", &[IAC, IAC], b"b", &[IAC, WILL, b'\n'], b"c\r\n"],
+        assert_eq!(decoded(&l.raw), Ok((b"ABOR".to_vec(), true)));
+        // DM sent as urgent data never reaches the stream.
+        assert_eq!(
+            decoded(&[IAC, IP, IAC, b'A', b'B', b'O', b'R']),
+            Ok((b"ABOR".to_vec(), true))
         );
-        assert_eq!(out.len(), 1);
-        let Frame::Line(l) = &out[0] else { panic!() };
-        assert_eq!(&*l.text(), b"RETR a\xffbc");
-        assert!(l.has_telnet_commands());
+        assert_eq!(decoded(&[IAC, DM, b'A']), Ok((b"A".to_vec(), true)));
     }
 
     #[test]
-    fn iac_in_the_middle_of_a_command() {
-        let out = frames(64, &[b"NO", &[IAC, IP], b"OP\r\n"]);
+    fn telnet_escaped_255_and_negotiation_before_the_text() {
+        // IAC WILL LF before the text must not end the line; IAC IAC is a
+        // literal 255.
+        let out = frames(64, &[&[IAC, WILL, b'\n'], b"RETR a", &[IAC, IAC], b"b\r\n"]);
+        assert_eq!(out.len(), 1, "{out:?}");
         let Frame::Line(l) = &out[0] else { panic!() };
-        assert_eq!(&*l.text(), b"NOOP");
+        assert_eq!(decoded(&l.raw), Ok((b"RETR a\xffb".to_vec(), false)));
+    }
+
+    #[test]
+    fn telnet_commands_inside_the_text_are_refused() {
+        assert_eq!(decoded(b"NO\xff\xf4OP"), Err(TelnetError::InLine(IP)));
+        assert_eq!(
+            decoded(b"NOOP \xff\xfb\x01"),
+            Err(TelnetError::InLine(WILL))
+        );
+        assert_eq!(decoded(b"RETR a\xff"), Err(TelnetError::Dangling));
+        assert_eq!(decoded(b"\xff\xfb"), Err(TelnetError::Dangling));
+        assert_eq!(decoded(b"\xff\xf1NOOP"), Err(TelnetError::Unsupported(241)));
+        // A lone IAC is allowed only where an urgent DM left it.
+        assert_eq!(decoded(b"\xffABOR"), Err(TelnetError::Unsupported(b'A')));
+        assert_eq!(
+            decoded(b"\xff\xf4\xff\xffABOR"),
+            Ok((b"\xffABOR".to_vec(), true))
+        );
+    }
+
+    #[test]
+    fn encode_doubles_255_and_adds_the_synch() {
+        assert_eq!(
+            encode_line(b"RETR \xff\xff", false),
+            b"RETR \xff\xff\xff\xff\r\n"
+        );
+        assert_eq!(encode_line(b"ABOR", true), b"\xff\xf4\xff\xf2ABOR\r\n");
+        for raw in [&b"RETR a\xff\xffb"[..], b"\xff\xf4\xff\xf2ABOR", b"plain"] {
+            let l = Line::new(raw);
+            let c = l.decode().unwrap();
+            let wire = encode_line(&c.text, c.synch);
+            assert_eq!(&wire[..wire.len() - 2], raw);
+        }
+    }
+
+    #[test]
+    fn lf_after_iac_ends_the_line() {
+        // A server splitting at LF sees two lines: so must the gateway.
+        let out = frames(64, &[b"X\xff\nDELE f\r\n"]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1], line(b"DELE f"));
     }
 
     #[test]

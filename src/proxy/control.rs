@@ -1,17 +1,21 @@
 //! Drives one FTP session: reads both control connections, feeds the
 //! engine, and carries out its actions on sockets.
+//!
+//! Bounds: replies queued for the client are capped (`OUT_CAP`; over it
+//! neither connection is read, so TCP pushes back), every control write
+//! has a deadline, and the session's data channels (`channels`) end with
+//! it.
+
+mod channels;
+mod opaque;
 
 use super::admission::{Closing, Slot};
-use super::pinhole::{connect_as, connect_from, Pinhole, PinholeRequest};
-use super::relay::{relay, Moved, RelayLimits};
+use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
-use crate::ftp::command::{self as cmd, Verb};
 use crate::ftp::framer::LineFramer;
-use crate::ftp::session::{
-    Action, ClientMode, DataId, Endpoint, Event, ServerDataMode, ServerMode, Session,
-    SessionConfig, Side, Upstream,
-};
+use crate::ftp::session::{Action, DataId, Event, Session, SessionConfig, Upstream};
 use crate::rules::{Kind, Listener, Rules, RulesPolicy};
+use channels::{Channel, DataEvent};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -20,56 +24,17 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-/// One side of a data channel before the relay starts.
-enum Prepared {
-    Pinhole(Pinhole),
-    Stream(TcpStream),
-}
+/// Bytes of client output queued before the driver stops reading either
+/// connection: behind a held reply, pipelined commands wait in the peers'
+/// socket buffers instead of the gateway's memory.
+const OUT_CAP: usize = 64 * 1024;
 
-struct Channel {
-    client: Option<Prepared>,
-    server: Option<Prepared>,
-    cancel: Option<oneshot::Sender<()>>,
-    running: bool,
-    /// The server-to-client direction is still under way.
-    delivering: bool,
-    modes: Option<(ClientMode, ServerMode)>,
-    transfer: Option<(Verb, String)>,
-}
-
-impl Channel {
-    fn new() -> Channel {
-        Channel {
-            client: None,
-            server: None,
-            cancel: None,
-            running: false,
-            delivering: false,
-            modes: None,
-            transfer: None,
-        }
-    }
-}
-
-enum DataEvent {
-    Upstream(Result<TcpStream, String>),
-    Connected {
-        id: DataId,
-        side: Side,
-        result: io::Result<TcpStream>,
-    },
-    Delivered {
-        id: DataId,
-    },
-    Finished {
-        id: DataId,
-        result: Result<Moved, String>,
-        elapsed: Duration,
-    },
-}
+/// Addresses of a routed host name tried at most, each within the connect
+/// timeout.
+const MAX_ROUTE_ADDRS: usize = 4;
 
 struct Driver {
     gw: Arc<Gateway>,
@@ -86,7 +51,11 @@ struct Driver {
     from_client: LineFramer,
     from_server: LineFramer,
     channels: HashMap<DataId, Channel>,
+    /// Channels whose data path failed, newest last (bounded).
+    failed: VecDeque<(DataId, String)>,
     out: VecDeque<(Option<DataId>, Vec<u8>)>,
+    /// Bytes in `out`.
+    out_bytes: usize,
     tx: mpsc::UnboundedSender<DataEvent>,
     rx: mpsc::UnboundedReceiver<DataEvent>,
     opaque: bool,
@@ -109,7 +78,14 @@ pub(crate) async fn serve(
     guard: SessionGuard,
 ) {
     let id = guard.id();
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    // v4-mapped to v4, but a v6 peer keeps its scope id: data connections
+    // to a link-local client must leave through the same interface.
+    let peer = match peer {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(peer.ip().to_canonical(), peer.port())
+        }
+        p => p,
+    };
     let client_local = match client.local_addr() {
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(_) => return,
@@ -264,7 +240,9 @@ async fn start(
         from_client: LineFramer::new(max_line),
         from_server: LineFramer::new(max_line),
         channels: HashMap::new(),
+        failed: VecDeque::new(),
         out: VecDeque::new(),
+        out_bytes: 0,
         tx,
         rx,
         opaque: false,
@@ -355,18 +333,15 @@ impl Driver {
         self.server_w = Some(w);
     }
 
-    fn transfer_running(&self) -> bool {
-        self.channels.values().any(|c| c.running)
-    }
-
     async fn run(&mut self) -> io::Result<()> {
         let _ = self.client_w.as_ref().set_nodelay(true);
         let mut frames = Vec::new();
         let mut shutdown = self.gw.shutdown_signal();
+        let mut hard_stop = self.gw.hard_stop_signal();
         loop {
             self.execute().await?;
             self.flush().await?;
-            if self.closing {
+            if self.closing && !self.waiting_on_data() {
                 self.finish_close().await;
                 return Ok(());
             }
@@ -378,8 +353,10 @@ impl Driver {
                 let l = &policy.rules().limits;
                 (l.control_idle_timeout, l.login_timeout)
             };
+            // Over the cap, or closing: read nothing more from either peer.
+            let read = !self.closing && self.out_bytes <= OUT_CAP;
             tokio::select! {
-                r = readable_opt(&self.client_r) => {
+                r = readable_opt(&self.client_r), if read => {
                     r?;
                     frames.clear();
                     let Some(n) = read_frames(&self.client_r, &mut self.from_client, &mut frames)? else { continue };
@@ -393,19 +370,20 @@ impl Driver {
                         self.session.on_client(f, &policy);
                     }
                 }
-                r = readable_opt(&self.server_r) => {
+                r = readable_opt(&self.server_r), if read => {
                     r?;
                     frames.clear();
                     let Some(n) = read_frames(&self.server_r, &mut self.from_server, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "server closed the control connection");
                         self.execute().await?;
-                        self.out.iter_mut().for_each(|o| o.0 = None);
                         if !self.closing {
-                            self.out.push_back((None, b"421 The server closed the control connection.\r\n".to_vec()));
+                            self.push_out(None, b"421 The server closed the control connection.\r\n".to_vec());
                         }
-                        self.flush().await?;
-                        return Ok(());
+                        // Replies still waiting for their data go out once
+                        // it is delivered (or failed), then the session ends.
+                        self.closing = true;
+                        continue;
                     }
                     let policy = self.policy();
                     for f in frames.drain(..) {
@@ -416,15 +394,22 @@ impl Driver {
                 _ = tokio::time::sleep(idle) => {
                     if !self.transfer_running() {
                         warn!(session = self.id, reason = "control idle timeout", "closing");
-                        self.out.iter_mut().for_each(|o| o.0 = None);
-                        self.out.push_back((None, b"421 Idle timeout; closing control connection.\r\n".to_vec()));
+                        self.kill_all("control idle timeout");
+                        self.push_out(None, b"421 Idle timeout; closing control connection.\r\n".to_vec());
                         self.flush().await?;
                         return Ok(());
                     }
                 }
                 why = self.admission.closing(login_timeout) => return self.close_for(why).await,
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
-                    self.out.push_back((None, b"421 The gateway is shutting down.\r\n".to_vec()));
+                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
+                    self.flush().await?;
+                    return Ok(());
+                }
+                _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
+                    warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
+                    self.kill_all("the gateway is shutting down");
+                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
                     self.flush().await?;
                     return Ok(());
                 }
@@ -443,13 +428,22 @@ impl Driver {
             warn!(session = self.id, client = %self.session.client(), reason = why.reason(), "closing");
         }
         self.out.iter_mut().for_each(|o| o.0 = None);
-        self.out.push_back((None, why.reply().to_vec()));
+        self.push_out(None, why.reply().to_vec());
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
         Ok(())
     }
 
+    /// Whether a queued reply still waits for a data channel.
+    fn waiting_on_data(&self) -> bool {
+        self.out.iter().any(|o| o.0.is_some())
+    }
+
+    fn push_out(&mut self, wait: Option<DataId>, bytes: Vec<u8>) {
+        self.out_bytes += bytes.len();
+        self.out.push_back((wait, bytes));
+    }
+
     async fn finish_close(&mut self) {
-        self.out.iter_mut().for_each(|o| o.0 = None);
         let _ = self.flush().await;
         let _ = self.client_w.shutdown().await;
         if let Some(w) = self.server_w.as_mut() {
@@ -457,30 +451,43 @@ impl Driver {
         }
     }
 
+    /// How long one control write may take: a peer that does not read for
+    /// the control idle timeout loses the session.
+    fn write_deadline(&self) -> Duration {
+        self.policy().rules().limits.control_idle_timeout
+    }
+
     /// Writes queued client output in order, stopping at a reply that must
-    /// wait for a running data relay to finish.
+    /// wait for a data channel still delivering. One write under one
+    /// deadline: the whole batch must go within it, and pipelined replies
+    /// leave in as few segments as possible (Nagle is off here).
     async fn flush(&mut self) -> io::Result<()> {
-        while let Some((wait, _)) = self.out.front() {
-            if let Some(id) = wait {
-                if self.channels.get(id).is_some_and(|c| c.delivering) {
-                    return Ok(());
-                }
-            }
-            if let Some((_, bytes)) = self.out.pop_front() {
-                self.client_w.write_all(&bytes).await?;
+        let mut batch = Vec::new();
+        while let Some((None, _)) = self.out.front() {
+            let Some((_, bytes)) = self.out.pop_front() else {
+                break;
+            };
+            self.out_bytes -= bytes.len();
+            if batch.is_empty() {
+                batch = bytes;
+            } else {
+                batch.extend_from_slice(&bytes);
             }
         }
-        Ok(())
+        let (deadline, id, gw) = (self.write_deadline(), self.id, self.gw.clone());
+        bounded_write(&mut self.client_w, &batch, deadline, &gw, id, "client").await
     }
 
     async fn execute(&mut self) -> io::Result<()> {
         while let Some(action) = self.session.poll_action() {
             match action {
-                Action::ToClient(b) => self.out.push_back((None, b)),
-                Action::ToClientAfterData { id, bytes } => self.out.push_back((Some(id), bytes)),
+                Action::ToClient(b) => self.push_out(None, b),
+                Action::ToClientAfterData { id, bytes } => self.held_reply(id, bytes),
                 Action::ToServer(b) => {
+                    let deadline = self.write_deadline();
+                    let (id, gw) = (self.id, self.gw.clone());
                     if let Some(w) = self.server_w.as_mut() {
-                        w.write_all(&b).await?;
+                        bounded_write(w, &b, deadline, &gw, id, "server").await?;
                     }
                 }
                 Action::Connect { host, port } => self.connect_upstream(host, port),
@@ -490,21 +497,8 @@ impl Driver {
                     client_mode,
                     server_mode,
                 } => self.start_relay(id, client_mode, server_mode),
-                Action::Transfer { id, verb, arg } => {
-                    if let Some(c) = self.channels.get_mut(&id) {
-                        c.transfer = Some((verb, arg));
-                    }
-                }
-                Action::Release { id } => {
-                    if let Some(c) = self.channels.get_mut(&id) {
-                        if let Some(cancel) = c.cancel.take() {
-                            let _ = cancel.send(());
-                        }
-                        if !c.running {
-                            self.channels.remove(&id);
-                        }
-                    }
-                }
+                Action::Transfer { id, verb, arg } => self.bind_transfer(id, verb, arg),
+                Action::Release { id } => self.release(id),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.closing = true,
                 Action::Event(e) => self.log_event(e),
@@ -564,14 +558,20 @@ impl Driver {
         let timeout = self.policy().rules().limits.connect_timeout;
         tokio::spawn(async move {
             let result = async {
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                    .await
-                    .map_err(|e| format!("Cannot resolve {host}: {e}"))?
-                    .collect();
+                // A resolver that does not answer must not hold the session.
+                let addrs: Vec<SocketAddr> =
+                    tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                        .await
+                        .map_err(|_| {
+                            format!("Cannot resolve {host}: no answer within {timeout:?}")
+                        })?
+                        .map_err(|e| format!("Cannot resolve {host}: {e}"))?
+                        .collect();
                 let allowed: Vec<SocketAddr> = addrs
                     .iter()
                     .copied()
                     .filter(|a| listener.may_reach(a.ip()))
+                    .take(MAX_ROUTE_ADDRS)
                     .collect();
                 if allowed.is_empty() {
                     return Err(format!("{host} is not reachable through this gateway"));
@@ -589,269 +589,52 @@ impl Driver {
             let _ = tx.send(DataEvent::Upstream(result));
         });
     }
-
-    fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
-        let policy = self.policy();
-        let rules = policy.rules();
-        self.channels.entry(id).or_insert_with(Channel::new);
-        match endpoint {
-            Endpoint::Listen { expect_peer } => {
-                let (bind, range) = match side {
-                    Side::Client => (self.pinhole_bind, rules.data.client_ports),
-                    Side::Server => (
-                        self.server_local
-                            .map(|a| a.ip())
-                            .unwrap_or(unspecified_like(expect_peer)),
-                        rules.data.server_ports,
-                    ),
-                };
-                let req = PinholeRequest {
-                    bind,
-                    range,
-                    expect_peer: rules.security.check_data_peer.then_some(expect_peer),
-                    transparent: side == Side::Client && self.listener.tproxy,
-                };
-                match self.gw.pinholes.open(req) {
-                    Ok(p) => {
-                        let local = p.local_addr();
-                        debug!(session = self.id, ?side, %local, expect = %expect_peer, "pinhole open");
-                        let c = self.channels.entry(id).or_insert_with(Channel::new);
-                        match side {
-                            Side::Client => c.client = Some(Prepared::Pinhole(p)),
-                            Side::Server => c.server = Some(Prepared::Pinhole(p)),
-                        }
-                        self.session.data_prepared(id, side, local, &policy);
-                    }
-                    Err(e) => {
-                        warn!(session = self.id, ?side, error = %e, "cannot open pinhole");
-                        self.session.data_failed(id, side, &e.to_string(), &policy);
-                    }
-                }
-            }
-            Endpoint::Connect { to } => {
-                let (from, timeout) = match side {
-                    Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
-                    Side::Server => {
-                        let probe = if policy.listener().server_mode == ServerDataMode::Auto {
-                            rules.data.passive_probe_timeout
-                        } else {
-                            rules.limits.connect_timeout
-                        };
-                        (self.server_local.map(|a| a.ip()), probe)
-                    }
-                };
-                // Under TPROXY the client expects the server's address as
-                // the source of an active-mode connection.
-                let transparent = side == Side::Client && self.listener.tproxy;
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let result = connect_as(from, to, timeout, transparent).await;
-                    let _ = tx.send(DataEvent::Connected { id, side, result });
-                });
-            }
-        }
-    }
-
-    fn start_relay(&mut self, id: DataId, client_mode: ClientMode, server_mode: ServerMode) {
-        let rules = self.policy().rules().clone();
-        let Some(c) = self.channels.get_mut(&id) else {
-            return;
-        };
-        let (Some(client), Some(server)) = (c.client.take(), c.server.take()) else {
-            return;
-        };
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        c.cancel = Some(cancel_tx);
-        c.running = true;
-        c.delivering = true;
-        c.modes = Some((client_mode, server_mode));
-        let tx = self.tx.clone();
-        let deadline = rules.data.pinhole_timeout;
-        let limits = RelayLimits {
-            idle: rules.limits.transfer_idle_timeout,
-            rate: rules.limits.bandwidth_per_session,
-        };
-        let session = self.id;
-        let metrics = self.gw.metrics.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let strangers = |who: &'static str| {
-                let metrics = metrics.clone();
-                move |peer: SocketAddr| {
-                    metrics
-                        .strangers
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    warn!(session, side = who, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
-                }
-            };
-            let establish = async {
-                let c = establish(client, deadline, strangers("client"));
-                let s = establish(server, deadline, strangers("server"));
-                tokio::try_join!(c, s)
-            };
-            let result = tokio::select! {
-                r = establish => match r {
-                    Ok((c, s)) => {
-                        let (done_tx, done_rx) = oneshot::channel();
-                        let tx2 = tx.clone();
-                        tokio::spawn(async move {
-                            if done_rx.await.is_ok() {
-                                let _ = tx2.send(DataEvent::Delivered { id });
-                            }
-                        });
-                        relay(c, s, limits, done_tx).await.map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(e),
-                },
-                _ = cancel_rx => Err("not used".to_string()),
-            };
-            let _ = tx.send(DataEvent::Finished {
-                id,
-                result,
-                elapsed: started.elapsed(),
-            });
-        });
-    }
-
-    fn data_event(&mut self, ev: DataEvent) {
-        let policy = self.policy();
-        match ev {
-            DataEvent::Upstream(Ok(stream)) => {
-                let addr = stream.peer_addr();
-                self.attach_server(stream);
-                match addr {
-                    Ok(a) => {
-                        info!(session = self.id, server = %a, "routed");
-                        self.session.upstream_connected(a);
-                    }
-                    Err(e) => self.session.upstream_failed(&e.to_string(), &policy),
-                }
-            }
-            DataEvent::Upstream(Err(reason)) => {
-                warn!(session = self.id, reason = %reason, "route failed");
-                self.session.upstream_failed(&reason, &policy);
-            }
-            DataEvent::Connected { id, side, result } => match result {
-                Ok(stream) => {
-                    // Until the relay takes it, dropping it must reset.
-                    super::pinhole::reset_on_close(&stream);
-                    let local = stream.local_addr().unwrap_or(self.client_local);
-                    if let Some(c) = self.channels.get_mut(&id) {
-                        match side {
-                            Side::Client => c.client = Some(Prepared::Stream(stream)),
-                            Side::Server => c.server = Some(Prepared::Stream(stream)),
-                        }
-                        self.session.data_prepared(id, side, local, &policy);
-                    }
-                }
-                Err(e) => {
-                    debug!(session = self.id, ?side, error = %e, "data connect failed");
-                    self.session.data_failed(id, side, &e.to_string(), &policy);
-                }
-            },
-            DataEvent::Delivered { id } => {
-                if let Some(c) = self.channels.get_mut(&id) {
-                    c.delivering = false;
-                }
-            }
-            DataEvent::Finished {
-                id,
-                result,
-                elapsed,
-            } => {
-                let Some(c) = self.channels.remove(&id) else {
-                    return;
-                };
-                let (cm, sm) = c
-                    .modes
-                    .map(|(c, s)| (c.as_str(), s.as_str()))
-                    .unwrap_or(("-", "-"));
-                let (verb, file) = c
-                    .transfer
-                    .unwrap_or((Verb::from_static("NONE"), String::new()));
-                let direction = match verb {
-                    cmd::RETR => "download",
-                    cmd::STOR | cmd::STOU | cmd::APPE => "upload",
-                    cmd::LIST | cmd::NLST | cmd::MLSD => "listing",
-                    _ => "-",
-                };
-                let server = self
-                    .session
-                    .server()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                let user = self.session.user().unwrap_or("-").to_string();
-                match result {
-                    Ok(m) => {
-                        self.gw
-                            .metrics
-                            .transfers
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), result = "ok", "transfer")
-                    }
-                    Err(e) if e == "not used" => {
-                        debug!(session = self.id, "data channel released unused")
-                    }
-                    Err(e) => {
-                        warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
-                    }
-                }
-            }
-        }
-    }
-
-    /// After AUTH TLS passes through: copy raw bytes both ways.
-    async fn go_opaque(&mut self) -> io::Result<()> {
-        let (Some(mut cr), Some(mut sr), Some(mut sw)) = (
-            self.client_r.take(),
-            self.server_r.take(),
-            self.server_w.take(),
-        ) else {
-            return Ok(());
-        };
-        let from_client = self.from_client.take_buffered();
-        if !from_client.is_empty() {
-            sw.write_all(&from_client).await?;
-        }
-        let from_server = self.from_server.take_buffered();
-        if !from_server.is_empty() {
-            self.client_w.write_all(&from_server).await?;
-        }
-        let cw = &mut self.client_w;
-        let up = async {
-            tokio::io::copy(&mut cr, &mut sw).await?;
-            sw.shutdown().await
-        };
-        let down = async {
-            tokio::io::copy(&mut sr, cw).await?;
-            cw.shutdown().await
-        };
-        tokio::try_join!(up, down)?;
-        Ok(())
-    }
 }
 
-async fn establish(
-    p: Prepared,
+/// Writes one control message within `deadline`; a peer that does not
+/// read in time, or a shutdown whose grace is over, ends the session.
+async fn bounded_write(
+    w: &mut OwnedWriteHalf,
+    bytes: &[u8],
     deadline: Duration,
-    on_stranger: impl FnMut(SocketAddr),
-) -> Result<TcpStream, String> {
-    match p {
-        Prepared::Stream(s) => Ok(s),
-        Prepared::Pinhole(p) => p
-            .accept(deadline, on_stranger)
-            .await
-            .map_err(|e| e.to_string()),
+    gw: &Gateway,
+    session: u64,
+    peer: &'static str,
+) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut hard_stop = gw.hard_stop_signal();
+    tokio::select! {
+        // The write first: the last words (421) still go out after the
+        // grace, to a client that reads them.
+        biased;
+        r = tokio::time::timeout(deadline, w.write_all(bytes)) => match r {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(session, peer, reason = "peer does not read its control connection", deadline = ?deadline, "closing");
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("the {peer} did not read its control connection for {deadline:?}")))
+            }
+        },
+        _ = hard_stop.wait_for(|stop| *stop) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "the gateway is shutting down"))
+        }
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        for c in self.channels.values_mut() {
-            if let Some(cancel) = c.cancel.take() {
-                // A relay under way goes on; one still waiting is cancelled.
-                let _ = cancel.send(());
-            }
+        // The session's relays end with it: aborting a relay drops its
+        // sockets, which reset unless their direction had ended cleanly.
+        if self.transfer_running() {
+            warn!(
+                session = self.id,
+                reason = "session ended",
+                "resetting its data channels"
+            );
+        }
+        for c in self.channels.values() {
+            c.abort();
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub strangers: AtomicU64,
     /// Successful reloads.
     pub reloads: AtomicU64,
+    /// Data channels holding sockets now (pinholes, connections, relays).
+    pub data_channels: AtomicU64,
 }
 
 /// State shared by every session.
@@ -80,6 +82,8 @@ pub struct Gateway {
     reloading: std::sync::Mutex<()>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Set when the shutdown grace has ended: relays still running are reset.
+    hard_stop: watch::Sender<bool>,
     pinholes: Box<dyn Pinholes>,
     /// Servers whose passive ports did not answer, and when that was seen.
     passive_dead: DashMap<IpAddr, std::time::Instant>,
@@ -90,6 +94,7 @@ pub struct Gateway {
 impl Gateway {
     fn new(rules: Rules, rt: tokio::runtime::Handle) -> Arc<Gateway> {
         let (shutdown, _) = watch::channel(false);
+        let (hard_stop, _) = watch::channel(false);
         Arc::new(Gateway {
             rules: RwLock::new(Arc::new(rules)),
             registry: Registry::default(),
@@ -98,6 +103,7 @@ impl Gateway {
             reloading: std::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             shutdown,
+            hard_stop,
             pinholes: Box::new(UserspacePinholes),
             passive_dead: DashMap::new(),
             metrics: Arc::new(Metrics::default()),
@@ -129,6 +135,10 @@ impl Gateway {
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    fn hard_stop_signal(&self) -> watch::Receiver<bool> {
+        self.hard_stop.subscribe()
     }
 
     /// Replaces the rules for new sessions and new transfers, and brings
@@ -205,6 +215,13 @@ impl Handle {
                 sessions = left,
                 "shutdown deadline reached; closing the sessions left"
             );
+        }
+        // Transfers still running are cut with a reset, never a FIN, so no
+        // peer takes a truncated file for a complete one.
+        let _ = self.gw.hard_stop.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

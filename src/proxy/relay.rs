@@ -1,18 +1,19 @@
 //! Copies a data connection both ways until both directions have ended.
 //!
 //! Half-close is kept: when one side finishes sending, the other side's
-//! write half is shut down and the opposite direction goes on. An error or
-//! an idle timeout resets both connections (SO_LINGER 0), so a broken
-//! transfer is never mistaken for a complete one by either end.
+//! write side is shut down and the opposite direction goes on. Every read
+//! and every write has a deadline: no progress for the idle timeout ends
+//! the relay with an error. Until the direction into a socket has ended
+//! cleanly, that socket closes with a reset (SO_LINGER 0), whether the
+//! relay fails, is cancelled or is dropped with its task (session end,
+//! shutdown): a cut transfer is never mistaken for a complete one by
+//! either end.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::pinhole::{normal_close, reset_on_close};
 use super::splice;
@@ -32,7 +33,8 @@ pub struct Moved {
 /// Limits of one relay.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayLimits {
-    /// No bytes either way for this long ends the relay with an error.
+    /// No bytes either way for this long, or no progress writing one
+    /// direction for this long, ends the relay with an error.
     pub idle: Duration,
     /// Bytes per second in each direction, if capped.
     pub rate: Option<u64>,
@@ -55,115 +57,182 @@ impl Shared {
     }
 }
 
-fn reset(from: &OwnedReadHalf, to: &OwnedWriteHalf) {
-    reset_on_close(from.as_ref());
-    reset_on_close(to.as_ref());
+/// One socket of the relay, and whether the direction into it has ended
+/// cleanly (its FIN is sent: a later close must not discard what is queued).
+struct End<'a> {
+    stream: &'a TcpStream,
+    ended: AtomicBool,
+}
+
+impl End<'_> {
+    fn reset(&self) {
+        if !self.ended.load(Ordering::Acquire) {
+            reset_on_close(self.stream);
+        }
+    }
+}
+
+async fn read_some(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        match from.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Writes all of `data`, failing when no byte could be written for `idle`.
+async fn write_all(
+    to: &TcpStream,
+    mut data: &[u8],
+    idle: Duration,
+    mut progress: impl FnMut(),
+) -> io::Result<()> {
+    let mut deadline = tokio::time::Instant::now() + idle;
+    while !data.is_empty() {
+        match tokio::time::timeout_at(deadline, to.writable()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(splice::stalled(idle)),
+        }
+        match to.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                deadline = tokio::time::Instant::now() + idle;
+                progress();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Copies one direction: with splice(2) where the kernel allows it, else
 /// through a small buffer.
-async fn pump(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    shared: Arc<Shared>,
+async fn copy(
+    from: &TcpStream,
+    to: &End<'_>,
+    shared: &Shared,
     limits: RelayLimits,
 ) -> io::Result<u64> {
-    let mut aborted = shared.abort.subscribe();
-    let result = async {
-        let mut total: u64 = 0;
-        let started = Instant::now();
-        let mut pipe = splice::Pipe::new().ok();
-        let mut buf = Vec::new();
-        loop {
-            let n = loop {
-                let read = async {
-                    if let Some(p) = pipe.as_mut() {
-                        match splice::fill(from.as_ref(), p).await {
-                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && total == 0 => {
-                                // Not spliceable here: copy through userspace.
-                                pipe = None;
-                                Err(io::Error::new(io::ErrorKind::Interrupted, "fall back"))
-                            }
-                            r => r,
-                        }
-                    } else {
+    let mut total: u64 = 0;
+    let started = Instant::now();
+    let mut pipe = splice::Pipe::new().ok();
+    let mut buf = Vec::new();
+    loop {
+        let n = loop {
+            let read = async {
+                match pipe.as_mut() {
+                    Some(p) => splice::fill(from, p).await,
+                    None => {
                         if buf.is_empty() {
                             buf = vec![0u8; BUF];
                         }
-                        from.read(&mut buf).await
-                    }
-                };
-                match tokio::time::timeout(limits.idle, read).await {
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(r) => break r?,
-                    // The other direction may be the busy one (a download's
-                    // client-to-server direction is silent throughout).
-                    Err(_) if shared.idle_for() < limits.idle => continue,
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("data connection idle for {:?}", limits.idle),
-                        ))
+                        read_some(from, &mut buf).await
                     }
                 }
             };
-            if n == 0 {
-                to.shutdown().await?;
-                return Ok(total);
-            }
-            match pipe.as_mut() {
-                Some(p) => splice::drain(to.as_ref(), p).await?,
-                None => to.write_all(&buf[..n]).await?,
-            }
-            total += n as u64;
-            shared.touch();
-            if let Some(rate) = limits.rate {
-                let due = Duration::from_secs_f64(total as f64 / rate as f64);
-                let spent = started.elapsed();
-                if due > spent {
-                    tokio::time::sleep(due - spent).await;
+            match tokio::time::timeout(limits.idle, read).await {
+                Ok(Err(e))
+                    if e.raw_os_error() == Some(libc::EINVAL) && total == 0 && pipe.is_some() =>
+                {
+                    // Not spliceable here: copy through userspace.
+                    pipe = None;
+                }
+                Ok(r) => break r?,
+                // The other direction may be the busy one (a download's
+                // client-to-server direction is silent throughout).
+                Err(_) if shared.idle_for() < limits.idle => {}
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("data connection idle for {:?}", limits.idle),
+                    ))
                 }
             }
+        };
+        if n == 0 {
+            socket2::SockRef::from(to.stream).shutdown(std::net::Shutdown::Write)?;
+            // Everything is queued and the FIN is behind it: from now on a
+            // close must let the queue drain, not discard it.
+            to.ended.store(true, Ordering::Release);
+            normal_close(to.stream);
+            return Ok(total);
         }
-    };
+        let progress = || shared.touch();
+        match pipe.as_mut() {
+            Some(p) => splice::drain(to.stream, p, limits.idle, progress).await?,
+            None => write_all(to.stream, &buf[..n], limits.idle, progress).await?,
+        }
+        total += n as u64;
+        shared.touch();
+        if let Some(rate) = limits.rate {
+            let due = Duration::from_secs_f64(total as f64 / rate as f64);
+            let spent = started.elapsed();
+            if due > spent {
+                tokio::time::sleep(due - spent).await;
+            }
+        }
+    }
+}
+
+/// One direction; a failure resets both sockets and stops the other
+/// direction too.
+async fn pump(
+    from: &End<'_>,
+    to: &End<'_>,
+    shared: &Shared,
+    limits: RelayLimits,
+) -> io::Result<u64> {
+    let mut aborted = shared.abort.subscribe();
     let outcome = tokio::select! {
-        r = result => r,
+        r = copy(from.stream, to, shared, limits) => r,
         _ = aborted.wait_for(|a| *a) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the other direction failed")),
     };
     if outcome.is_err() {
-        reset(&from, &to);
+        from.reset();
+        to.reset();
         let _ = shared.abort.send(true);
     }
     outcome
 }
 
 /// Relays between the client's and the server's data connections.
-/// `delivered` fires when the server-to-client direction has ended (all of
-/// a download handed to the client, or failed): the moment a held `226`
-/// may follow.
+/// `delivered` is called once the server-to-client direction has ended,
+/// with how it ended: `Ok` when all of it was handed to the client (the
+/// moment a held `226` may follow), `Err` with the reason when it failed.
 pub async fn relay(
     client: TcpStream,
     server: TcpStream,
     limits: RelayLimits,
-    delivered: oneshot::Sender<()>,
+    delivered: impl FnOnce(Result<(), String>),
 ) -> io::Result<Moved> {
-    // Bulk data: leave Nagle on, so spliced chunks go out as full segments.
-    normal_close(&client);
-    normal_close(&server);
+    // Nagle stays on for bulk data, so spliced chunks go out as full
+    // segments. Until a direction ends cleanly, closing resets.
+    reset_on_close(&client);
+    reset_on_close(&server);
     let (abort, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
+    let shared = Shared {
         start: Instant::now(),
         last: AtomicU64::new(0),
         abort,
-    });
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
+    };
+    let c = End {
+        stream: &client,
+        ended: AtomicBool::new(false),
+    };
+    let s = End {
+        stream: &server,
+        ended: AtomicBool::new(false),
+    };
     let down = async {
-        let r = pump(sr, cw, shared.clone(), limits).await;
-        let _ = delivered.send(());
+        let r = pump(&s, &c, &shared, limits).await;
+        delivered(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         r
     };
-    let (up, down) = tokio::join!(pump(cr, sw, shared.clone(), limits), down);
+    let (up, down) = tokio::join!(pump(&c, &s, &shared, limits), down);
     match (up, down) {
         (Ok(up), Ok(down)) => Ok(Moved { up, down }),
         // Report the first cause, not the abort it triggered on the other side.

@@ -4,8 +4,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// How much one splice call may move.
 const CHUNK: usize = 1 << 20;
@@ -76,10 +78,29 @@ pub async fn fill(from: &TcpStream, pipe: &mut Pipe) -> io::Result<usize> {
     }
 }
 
-/// Writes everything held in the pipe to the socket.
-pub async fn drain(to: &TcpStream, pipe: &mut Pipe) -> io::Result<()> {
+/// The error of a write that made no progress for `idle`.
+pub fn stalled(idle: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no progress writing for {idle:?}: the peer does not read"),
+    )
+}
+
+/// Writes everything held in the pipe to the socket. Fails when no byte
+/// could be written for `idle` (a peer that stopped reading), calling
+/// `progress` after every write that moved something.
+pub async fn drain(
+    to: &TcpStream,
+    pipe: &mut Pipe,
+    idle: Duration,
+    mut progress: impl FnMut(),
+) -> io::Result<()> {
+    let mut deadline = Instant::now() + idle;
     while pipe.held > 0 {
-        to.writable().await?;
+        match tokio::time::timeout_at(deadline, to.writable()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(stalled(idle)),
+        }
         match to.try_io(Interest::WRITABLE, || {
             splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pipe.held)
         }) {
@@ -89,7 +110,11 @@ pub async fn drain(to: &TcpStream, pipe: &mut Pipe) -> io::Result<()> {
                     "splice wrote nothing",
                 ))
             }
-            Ok(n) => pipe.held -= n,
+            Ok(n) => {
+                pipe.held -= n;
+                deadline = Instant::now() + idle;
+                progress();
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }

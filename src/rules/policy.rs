@@ -36,6 +36,20 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
+/// Whether the user-name pattern `pattern` matches `user` the way servers
+/// read names: without regard to ASCII case (Windows servers and several
+/// Unix ones fold it, so a deny rule must not be dodged by `BOB`), and with
+/// `anonymous` and `ftp` one user under two names (RFC 1635; vsftpd,
+/// proftpd and pure-ftpd take either, in any case).
+fn user_matches(pattern: &str, user: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let user = user.to_ascii_lowercase();
+    if user == "anonymous" || user == "ftp" {
+        return glob(&pattern, "anonymous") || glob(&pattern, "ftp");
+    }
+    glob(&pattern, &user)
+}
+
 impl RulesPolicy {
     /// The policy for listener number `listener` of `rules`.
     pub fn new(rules: Arc<Rules>, listener: usize) -> RulesPolicy {
@@ -71,7 +85,7 @@ impl RulesPolicy {
         }
         if let Some(users) = &rule.user {
             match ctx.user {
-                Some(u) if users.iter().any(|p| glob(p, u)) => {}
+                Some(u) if users.iter().any(|p| user_matches(p, u)) => {}
                 _ => return false,
             }
         }
@@ -136,5 +150,20 @@ mod tests {
         assert!(!glob("anon*", "bob"));
         assert!(glob("*@example.org", "me@example.org"));
         assert!(!glob("", "x"));
+    }
+
+    #[test]
+    fn users_match_the_way_servers_read_them() {
+        use super::user_matches;
+        // One anonymous user under two names, in any case.
+        assert!(user_matches("anonymous", "ftp"));
+        assert!(user_matches("anonymous", "FTP"));
+        assert!(user_matches("ftp", "Anonymous"));
+        assert!(user_matches("anon*", "ftp"));
+        assert!(user_matches("f?p", "ANONYMOUS"));
+        assert!(user_matches("bob", "BOB"));
+        assert!(!user_matches("anonymous", "bob"));
+        assert!(!user_matches("ftp", "ftpuser"));
+        assert!(!user_matches("bob", "anonymous"));
     }
 }

@@ -284,4 +284,29 @@ impl Client {
         let greeting = c.reply().await;
         (c, greeting)
     }
+
+    /// A client over a connection the test set up itself (socket options);
+    /// reads the greeting.
+    pub async fn from_halves(
+        r: OwnedReadHalf,
+        w: OwnedWriteHalf,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Client {
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+            local,
+            peer,
+            read_delay: None,
+        };
+        let greeting = c.reply().await;
+        assert_eq!(greeting.code, 220, "{}", greeting.text);
+        c
+    }
+
+    /// The control connection's halves, for tests that write raw bytes.
+    pub fn into_halves(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.r, self.w)
+    }
 }

@@ -23,6 +23,14 @@ pub struct Opts {
     pub unsolicited_227: Option<SocketAddr>,
     /// Answer PASV with a multi-line 227.
     pub multiline_227: bool,
+    /// Answer RETR with 226 at once and write the data in the background,
+    /// as a server whose socket buffers take the whole file does.
+    pub early_226: bool,
+    /// Answer AUTH with 234, then echo raw bytes (a stand-in for TLS).
+    pub auth_tls: bool,
+    /// Keep every passive listener open until the session ends, as servers
+    /// that let each PASV port time out do.
+    pub keep_passive: bool,
 }
 
 /// A running test server.
@@ -113,6 +121,7 @@ async fn session(
     let mut r = BufReader::new(r);
     w.write_all(b"220 test server ready\r\n").await?;
     let mut setup = DataSetup::None;
+    let mut kept = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
@@ -154,8 +163,12 @@ async fn session(
                 let port = l.local_addr()?.port();
                 if opts.passive_dead {
                     drop(l);
-                } else {
-                    setup = DataSetup::Passive(l);
+                } else if let DataSetup::Passive(old) =
+                    std::mem::replace(&mut setup, DataSetup::Passive(l))
+                {
+                    if opts.keep_passive {
+                        kept.push(old);
+                    }
                 }
                 if verb == "EPSV" {
                     format!("229 Entering Extended Passive Mode (|||{port}|)")
@@ -210,7 +223,14 @@ async fn session(
                         continue;
                     }
                 };
-                if opts.die_mid_transfer {
+                if opts.early_226 {
+                    tokio::spawn(async move {
+                        if d.write_all(&content).await.is_ok() {
+                            let _ = d.shutdown().await;
+                        }
+                    });
+                    "226 Transfer complete".into()
+                } else if opts.die_mid_transfer {
                     let half = content.len() / 2;
                     d.write_all(&content[..half]).await?;
                     let _ = socket2::SockRef::from(&d).set_linger(Some(Duration::ZERO));
@@ -260,6 +280,12 @@ async fn session(
                 }
                 d.shutdown().await?;
                 "226 Directory send OK".into()
+            }
+            "AUTH" if opts.auth_tls => {
+                w.write_all(b"234 Proceed with negotiation\r\n").await?;
+                let mut r = r.into_inner();
+                tokio::io::copy(&mut r, &mut w).await?;
+                return Ok(());
             }
             "DELE" => {
                 files.lock().unwrap().remove(arg);

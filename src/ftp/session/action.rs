@@ -173,6 +173,9 @@ pub enum Denial {
     Pipeline,
     /// A request the protocol does not allow here (e.g. PASV over IPv6).
     Protocol,
+    /// A telnet sequence no FTP client sends, which could make the server
+    /// see a different line than the gateway checked.
+    Telnet,
 }
 
 impl fmt::Display for Denial {
@@ -186,6 +189,7 @@ impl fmt::Display for Denial {
             Denial::Tls => f.write_str("tls"),
             Denial::Pipeline => f.write_str("pipeline"),
             Denial::Protocol => f.write_str("protocol"),
+            Denial::Telnet => f.write_str("telnet"),
         }
     }
 }

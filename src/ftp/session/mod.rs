@@ -22,7 +22,7 @@ pub use policy::{
 
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
-use crate::ftp::framer::{Frame, Line};
+use crate::ftp::framer::{encode_line, Frame, Line};
 use crate::ftp::reply::{ReplyCode, ReplyTracker};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -55,6 +55,8 @@ enum Pending {
     RoutedGreeting,
     /// A forwarded command whose reply is forwarded.
     Forward { verb: Verb, data: Option<DataId> },
+    /// A forwarded USER: its reply says whether `name` is being logged in.
+    User { name: String },
     /// Our PASV/EPSV to the server.
     ServerPassive { id: DataId, verb: Verb },
     /// Our PORT/EPRT to the server.
@@ -101,9 +103,16 @@ pub struct Session {
     cfg: SessionConfig,
     phase: Phase,
     server: Option<SocketAddr>,
-    route_user: Option<String>,
+    /// The user part of `USER name@host`, as the client sent it.
+    route_user: Option<Vec<u8>>,
     route_attempts: u32,
+    /// The identity the server accepted with its last 230.
     user: Option<String>,
+    /// The name in the last USER sent: what rules see before a login.
+    proposed: Option<String>,
+    /// The name of the USER the server is taking a password for: bound by
+    /// the 230 that ends the exchange, forgotten when the USER is refused.
+    candidate: Option<String>,
     logged_in: bool,
     replies: ReplyTracker,
     pending: VecDeque<Pending>,
@@ -138,18 +147,46 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// A v4-mapped address as plain v4; any other address unchanged, scope id
+/// included (a link-local peer is only reachable through its interface).
+fn canonical_addr(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(canonical(a.ip()), a.port())
+        }
+        _ => a,
+    }
+}
+
+/// `to` with the scope id of `peer` when `to` is link-local and names no
+/// scope itself: a data connection to `fe80::` goes out through the
+/// interface the control connection came in on.
+fn with_scope(to: SocketAddr, peer: SocketAddr) -> SocketAddr {
+    match (to, peer) {
+        (SocketAddr::V6(mut t), SocketAddr::V6(p))
+            if t.scope_id() == 0 && t.ip().is_unicast_link_local() =>
+        {
+            t.set_scope_id(p.scope_id());
+            SocketAddr::V6(t)
+        }
+        _ => to,
+    }
+}
+
 impl Session {
     /// Starts a session. With [`Upstream::Fixed`] the server's greeting is
     /// awaited; with [`Upstream::UserAtHost`] the gateway greets the client
     /// itself and waits for `USER name@host`.
     pub fn new(mut cfg: SessionConfig) -> Session {
-        cfg.client = SocketAddr::new(canonical(cfg.client.ip()), cfg.client.port());
+        cfg.client = canonical_addr(cfg.client);
         let mut s = Session {
             phase: Phase::Open,
             server: None,
             route_user: None,
             route_attempts: 0,
             user: None,
+            proposed: None,
+            candidate: None,
             logged_in: false,
             replies: ReplyTracker::default(),
             pending: VecDeque::new(),
@@ -165,7 +202,7 @@ impl Session {
         };
         match s.cfg.upstream {
             Upstream::Fixed(server) => {
-                s.server = Some(server);
+                s.server = Some(canonical_addr(server));
                 s.pending.push_back(Pending::Greeting);
             }
             Upstream::UserAtHost => {
@@ -199,14 +236,25 @@ impl Session {
         self.cfg.client
     }
 
-    /// The user named so far.
+    /// The user rules see: the identity the server accepted while logged
+    /// in, else the name proposed in the last USER.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        if self.logged_in {
+            self.user.as_deref()
+        } else {
+            self.proposed.as_deref()
+        }
     }
 
     /// Whether the server accepted the login.
     pub fn logged_in(&self) -> bool {
         self.logged_in
+    }
+
+    /// How many replies are owed to the client and how many client lines
+    /// are held, each bounded by the config (for metrics and tests).
+    pub fn backlog(&self) -> (usize, usize) {
+        (self.pending.len(), self.held.len())
     }
 
     /// Whether a data channel is being set up (client input is held).
@@ -274,6 +322,9 @@ impl Session {
             Phase::Closed | Phase::Opaque => return,
             _ => {}
         }
+        if self.pipeline_full() {
+            return;
+        }
         match frame {
             Frame::TooLong { prefix } => {
                 let detail = format!(
@@ -313,8 +364,40 @@ impl Session {
         }
     }
 
+    /// Closes the session when the client has run too far ahead of the
+    /// server's replies (a server that never answers, or a client that
+    /// pipelines without end): the queue of replies owed must stay bounded.
+    fn pipeline_full(&mut self) -> bool {
+        if self.pending.len() < self.cfg.max_pending {
+            return false;
+        }
+        self.event(Event::Denied {
+            reason: Denial::Pipeline,
+            detail: format!("{} replies owed", self.pending.len()),
+        });
+        self.send_client(reply(421, "Too many commands without replies; closing."));
+        self.close();
+        true
+    }
+
     fn client_line(&mut self, line: Line, policy: &dyn Policy) {
-        let text = line.text();
+        if self.pipeline_full() {
+            return;
+        }
+        let checked = match line.decode() {
+            Ok(c) => c,
+            Err(e) => {
+                let detail = format!("{e}: {}", lossy(&line.raw));
+                self.deny(
+                    500,
+                    "Telnet sequence not allowed here; command refused.",
+                    Denial::Telnet,
+                    detail,
+                );
+                return;
+            }
+        };
+        let text = checked.text;
         let command = match parse_command(&text) {
             Ok(c) => c,
             Err(e) => {
@@ -339,7 +422,7 @@ impl Session {
         };
         let ctx = CommandContext {
             verb: command.verb,
-            user: self.user.as_deref(),
+            user: self.user(),
             client: self.cfg.client.ip(),
             server: self.server,
             data_mode,
@@ -358,13 +441,18 @@ impl Session {
             self.before_route(command);
             return;
         }
+        // The server gets exactly the text checked above, re-encoded: never
+        // the raw bytes, whose telnet sequences it might read differently.
+        let wire = encode_line(&text, checked.synch && command.verb == cmd::ABOR);
         match command.verb {
             cmd::USER => {
+                // Logged in, the accepted identity stays until a new 230: a
+                // refused USER leaves the server's login as it was.
                 let name = lossy(command.arg);
-                self.user = Some(name.clone());
-                self.logged_in = false;
-                self.event(Event::User { name });
-                self.forward(&line, command.verb, None);
+                self.proposed = Some(name.clone());
+                self.event(Event::User { name: name.clone() });
+                self.send_server(wire);
+                self.pending.push_back(Pending::User { name });
             }
             cmd::PORT | cmd::EPRT | cmd::LPRT => self.client_active(command, policy),
             cmd::PASV | cmd::EPSV | cmd::LPSV => self.client_passive(command, policy),
@@ -375,16 +463,18 @@ impl Session {
                     Denial::Tls,
                     format!("AUTH {}", lossy(command.arg)),
                 ),
-                TlsPolicy::Passthrough => self.forward(&line, command.verb, None),
+                TlsPolicy::Passthrough => self.forward(wire, command.verb, None),
             },
             cmd::REIN => {
                 self.user = None;
+                self.proposed = None;
+                self.candidate = None;
                 self.logged_in = false;
                 self.epsv_all = false;
                 if let Some(id) = self.ready.take() {
                     self.push(Action::Release { id });
                 }
-                self.forward(&line, command.verb, None);
+                self.forward(wire, command.verb, None);
             }
             v if v.is_transfer() => {
                 let data = self.ready.take();
@@ -395,17 +485,14 @@ impl Session {
                         arg: lossy(command.arg),
                     });
                 }
-                self.forward(&line, v, data);
+                self.forward(wire, v, data);
             }
-            v => self.forward(&line, v, None),
+            v => self.forward(wire, v, None),
         }
     }
 
-    fn forward(&mut self, line: &Line, verb: Verb, data: Option<DataId>) {
-        let mut bytes = Vec::with_capacity(line.raw.len() + 2);
-        bytes.extend_from_slice(&line.raw);
-        bytes.extend_from_slice(b"\r\n");
-        self.send_server(bytes);
+    fn forward(&mut self, wire: Vec<u8>, verb: Verb, data: Option<DataId>) {
+        self.send_server(wire);
         self.pending.push_back(Pending::Forward { verb, data });
     }
 
@@ -413,12 +500,16 @@ impl Session {
     fn before_route(&mut self, command: Command<'_>) {
         match command.verb {
             cmd::USER => {
-                let arg = lossy(command.arg);
+                let arg = String::from_utf8_lossy(command.arg);
                 match split_user_host(&arg) {
                     Some((user, host, port)) => {
-                        self.user = Some(user.clone());
+                        self.proposed = Some(user.clone());
                         self.event(Event::User { name: user.clone() });
-                        self.route_user = Some(user);
+                        // The server gets the name as the client sent it,
+                        // not as decoded for the rules and the log.
+                        let raw = command.arg.trim_ascii();
+                        let at = raw.iter().rposition(|&b| b == b'@').unwrap_or(raw.len());
+                        self.route_user = Some(raw[..at].to_vec());
                         self.route_attempts += 1;
                         self.phase = Phase::Routing;
                         self.push(Action::Connect { host, port });
@@ -476,7 +567,7 @@ impl Session {
             return;
         }
         let addr = match parsed {
-            Ok(a) => SocketAddr::new(canonical(a.ip()), a.port()),
+            Ok(a) => with_scope(canonical_addr(a), self.cfg.client),
             Err(codec::CodecError::Family(_)) if mode == ClientMode::Eprt => {
                 let text = "Network protocol not supported, use (1,2)";
                 self.deny(
@@ -566,17 +657,31 @@ impl Session {
         } else if self.refused_after_epsv_all(mode) {
             return;
         }
-        if mode == ClientMode::Pasv
-            && !client_v4
-            && self.cfg.client_advertise.is_none_or(|a| !a.is_ipv4())
-        {
-            self.deny(
-                425,
-                "PASV carries only IPv4 addresses; use EPSV.",
-                Denial::Protocol,
-                "PASV over IPv6".into(),
-            );
-            return;
+        // A pinhole admits only the expected peer, the client's control
+        // address (RFC 2577). PASV and LPSV tell the client where to connect,
+        // and it connects from an address of that family: to a v4 address a
+        // v6 client comes from a v4 address the gateway cannot know, and the
+        // pinhole would refuse it. So the advertised address must be of the
+        // client's family (PASV: v4 only); EPSV carries no address, the
+        // client comes back the way it reached the gateway, and always works.
+        if matches!(mode, ClientMode::Pasv | ClientMode::Lpsv) {
+            let advertise_v4 = self.cfg.client_advertise.map(|a| canonical(a).is_ipv4());
+            let same_family = advertise_v4.is_none_or(|v4| v4 == client_v4);
+            if !same_family || (mode == ClientMode::Pasv && !client_v4) {
+                let text = if mode == ClientMode::Pasv && !client_v4 {
+                    "PASV carries only IPv4 addresses; use EPSV."
+                } else {
+                    "The gateway's passive address is not of your address family; use EPSV."
+                };
+                let detail = format!(
+                    "{} from {} with advertise {:?}",
+                    mode.as_str(),
+                    self.cfg.client.ip(),
+                    self.cfg.client_advertise
+                );
+                self.deny(425, text, Denial::Protocol, detail);
+                return;
+            }
         }
         self.start_setup(ClientReq::Passive(mode), policy);
     }
@@ -711,8 +816,13 @@ impl Session {
         policy: &dyn Policy,
     ) {
         let Some(stage) = self.current(id, side) else {
-            // A channel this session no longer wants.
-            self.push(Action::Release { id });
+            // A channel this session issued and no longer wants: close what
+            // the driver prepared. A live channel (a duplicate or wrong-side
+            // report) and an id never issued are left alone.
+            let live = self.setup.as_ref().is_some_and(|s| s.id == id) || self.ready == Some(id);
+            if !live && id.0 < self.next_id {
+                self.push(Action::Release { id });
+            }
             return;
         };
         match stage {
@@ -805,6 +915,40 @@ impl Session {
         }
     }
 
+    /// The driver's report on how data channel `id` ended (`Err` with the
+    /// reason when the data path failed), for one line of the reply that
+    /// waited for it ([`Action::ToClientAfterData`]); returns what the client
+    /// gets instead of `held`. A broken transfer is never reported complete:
+    /// a success reply becomes `426`, its leading lines are dropped, and the
+    /// channel is released. Otherwise `held` goes out as it is.
+    pub fn data_finished(
+        &mut self,
+        id: DataId,
+        outcome: Result<(), &str>,
+        held: Vec<u8>,
+    ) -> Vec<u8> {
+        if outcome.is_ok() {
+            return held;
+        }
+        let code = held
+            .get(..3)
+            .filter(|c| c.iter().all(u8::is_ascii_digit))
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+            .map(ReplyCode);
+        let last = code.is_some() && held.get(3).is_none_or(|&b| b != b'-');
+        match code {
+            Some(c) if last && !c.is_success() => held,
+            Some(_) if last => {
+                self.push(Action::Release { id });
+                reply(426, "Connection closed; transfer aborted.")
+            }
+            // A leading or middle line of a multi-line reply: only its last
+            // line says what the reply means, and it is answered above.
+            _ if code.is_none_or(|c| c.is_success()) => Vec::new(),
+            _ => held,
+        }
+    }
+
     // ---------------------------------------------------------------- server
 
     /// The driver connected to the server the client named.
@@ -812,7 +956,7 @@ impl Session {
         if self.phase != Phase::Routing {
             return;
         }
-        self.server = Some(SocketAddr::new(canonical(server.ip()), server.port()));
+        self.server = Some(canonical_addr(server));
         self.phase = Phase::Greeting;
         self.pending.push_back(Pending::RoutedGreeting);
     }
@@ -836,7 +980,7 @@ impl Session {
             return;
         }
         self.phase = Phase::WaitUser;
-        self.user = None;
+        self.proposed = None;
         self.send_client(reply(530, &format!("{reason}.")));
         self.drain_held(policy);
     }
@@ -920,8 +1064,17 @@ impl Session {
     }
 
     fn forwarded_reply(&mut self, head: Pending, code: ReplyCode) {
-        let Pending::Forward { verb, data } = head else {
-            return;
+        let (verb, data) = match head {
+            Pending::Forward { verb, data } => (verb, data),
+            Pending::User { name } => {
+                match code.0 {
+                    230 => self.accept_login(Some(name)),
+                    331 | 332 => self.candidate = Some(name),
+                    _ => self.candidate = None,
+                }
+                return;
+            }
+            _ => return,
         };
         // After a failed transfer the channel will never be used: close it.
         // After a successful one the data has flowed (or is still being
@@ -930,9 +1083,9 @@ impl Session {
             self.push(Action::Release { id });
         }
         match verb {
-            cmd::USER | cmd::PASS | cmd::ACCT if code.0 == 230 => {
-                self.logged_in = true;
-                self.event(Event::LoggedIn);
+            cmd::PASS | cmd::ACCT if code.0 == 230 => {
+                let name = self.candidate.take();
+                self.accept_login(name);
             }
             cmd::AUTH if code.0 == 234 => {
                 self.phase = Phase::Opaque;
@@ -947,16 +1100,30 @@ impl Session {
         }
     }
 
+    /// A 230 ended a login exchange for `name`; without one (a 230 to a
+    /// PASS whose USER was refused, as vsftpd's "Already logged in") the
+    /// identity already accepted stays.
+    fn accept_login(&mut self, name: Option<String>) {
+        if let Some(name) = name {
+            self.user = Some(name);
+        } else if !self.logged_in {
+            self.user = self.proposed.clone();
+        }
+        self.candidate = None;
+        self.logged_in = true;
+        self.event(Event::LoggedIn);
+    }
+
     fn consumed_reply(&mut self, head: Pending, code: ReplyCode, text: &[u8], policy: &dyn Policy) {
         match head {
             Pending::RoutedGreeting => {
                 if code.is_success() {
                     let user = self.route_user.take().unwrap_or_default();
                     self.phase = Phase::Open;
-                    self.send_server(format!("USER {user}\r\n").into_bytes());
-                    self.pending.push_back(Pending::Forward {
-                        verb: cmd::USER,
-                        data: None,
+                    let text = [&b"USER "[..], &user].concat();
+                    self.send_server(encode_line(&text, false));
+                    self.pending.push_back(Pending::User {
+                        name: String::from_utf8_lossy(&user).into_owned(),
                     });
                     self.drain_held(policy);
                 } else {
@@ -986,7 +1153,10 @@ impl Session {
                     self.fail_setup(425, &msg, policy);
                 }
             }
-            Pending::Greeting | Pending::Forward { .. } | Pending::Local(_) => {}
+            Pending::Greeting
+            | Pending::Forward { .. }
+            | Pending::User { .. }
+            | Pending::Local(_) => {}
         }
     }
 
@@ -1043,7 +1213,7 @@ impl Session {
         };
         let advertised = canonical(data.ip());
         let target = if self.cfg.trust_passive_address && !advertised.is_unspecified() {
-            SocketAddr::new(advertised, data.port())
+            with_scope(SocketAddr::new(advertised, data.port()), server)
         } else {
             if advertised != server.ip() && !advertised.is_unspecified() {
                 self.event(Event::PassiveAddressIgnored {
@@ -1051,7 +1221,9 @@ impl Session {
                     used: server.ip(),
                 });
             }
-            SocketAddr::new(server.ip(), data.port())
+            let mut at = server;
+            at.set_port(data.port());
+            at
         };
         self.set_stage(Stage::ServerConnect);
         self.push(Action::Prepare {

@@ -131,6 +131,10 @@ pub struct SessionConfig {
     pub trust_passive_address: bool,
     /// How many client lines may wait while the gateway is busy.
     pub max_held_lines: usize,
+    /// How many replies may be owed to the client at once (commands the
+    /// server has not answered yet, and the gateway's own replies queued
+    /// behind them); past it the session is closed with 421.
+    pub max_pending: usize,
     /// Attempts at `USER name@host` before the session is closed.
     pub max_route_attempts: u32,
     /// The server's passive ports are already known not to answer (server
@@ -150,6 +154,7 @@ impl SessionConfig {
             refuse_low_ports: true,
             trust_passive_address: false,
             max_held_lines: 64,
+            max_pending: 128,
             max_route_attempts: 3,
             passive_known_dead: false,
         }

@@ -1,0 +1,276 @@
+//! ctnetlink: the conntrack entry of a pinhole's connection (looked up by
+//! its exact tuple), its byte counts and TCP state, and deleting it.
+//!
+//! Layouts from `linux/netfilter/nfnetlink_conntrack.h`. Counters are only
+//! present when `net.netfilter.nf_conntrack_acct` was 1 when the entry was
+//! made.
+
+use super::netlink::{self, attr, be_u16, be_u64, Message, Writer, NFNL_SUBSYS_CTNETLINK};
+use super::socket::NfSocket;
+use super::KernelError;
+use crate::dataplane::ByteCounts;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_PROTOINFO: u16 = 4;
+#[cfg(test)]
+const CTA_MARK: u16 = 8;
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+const IPPROTO_TCP: u8 = 6;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// TCP states as conntrack tracks them (`enum tcp_conntrack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TcpState {
+    SynSent,
+    SynRecv,
+    Established,
+    Closing,
+    Closed,
+    Other,
+}
+
+impl TcpState {
+    fn from_raw(s: u8) -> TcpState {
+        match s {
+            1 => TcpState::SynSent,
+            2 => TcpState::SynRecv,
+            3 => TcpState::Established,
+            4..=6 => TcpState::Closing, // FIN_WAIT, CLOSE_WAIT, LAST_ACK
+            7 | 8 => TcpState::Closed,  // TIME_WAIT, CLOSE
+            _ => TcpState::Other,
+        }
+    }
+}
+
+/// One TCP conntrack entry, in its original direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub state: TcpState,
+    pub counts: ByteCounts,
+}
+
+fn ip_of(tuple_ip: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    if let (Some(s), Some(d)) = (attr(tuple_ip, CTA_IP_V4_SRC), attr(tuple_ip, CTA_IP_V4_DST)) {
+        let s: [u8; 4] = s.try_into().ok()?;
+        let d: [u8; 4] = d.try_into().ok()?;
+        return Some((Ipv4Addr::from(s).into(), Ipv4Addr::from(d).into()));
+    }
+    let s: [u8; 16] = attr(tuple_ip, CTA_IP_V6_SRC)?.try_into().ok()?;
+    let d: [u8; 16] = attr(tuple_ip, CTA_IP_V6_DST)?.try_into().ok()?;
+    Some((Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into()))
+}
+
+fn counters(a: Option<&[u8]>) -> (u64, u64) {
+    let Some(a) = a else { return (0, 0) };
+    let p = attr(a, CTA_COUNTERS_PACKETS).and_then(be_u64).unwrap_or(0);
+    let b = attr(a, CTA_COUNTERS_BYTES).and_then(be_u64).unwrap_or(0);
+    (p, b)
+}
+
+/// Reads one conntrack message; `None` for anything but a complete TCP entry.
+pub(super) fn parse_entry(attrs: &[u8]) -> Option<Entry> {
+    let orig = attr(attrs, CTA_TUPLE_ORIG)?;
+    let (sip, dip) = ip_of(attr(orig, CTA_TUPLE_IP)?)?;
+    let proto = attr(orig, CTA_TUPLE_PROTO)?;
+    if attr(proto, CTA_PROTO_NUM)?.first() != Some(&IPPROTO_TCP) {
+        return None;
+    }
+    let sport = be_u16(attr(proto, CTA_PROTO_SRC_PORT)?)?;
+    let dport = be_u16(attr(proto, CTA_PROTO_DST_PORT)?)?;
+    let state = attr(attrs, CTA_PROTOINFO)
+        .and_then(|p| attr(p, CTA_PROTOINFO_TCP))
+        .and_then(|t| attr(t, CTA_PROTOINFO_TCP_STATE))
+        .and_then(|s| s.first().copied())
+        .map_or(TcpState::Other, TcpState::from_raw);
+    let (po, bo) = counters(attr(attrs, CTA_COUNTERS_ORIG));
+    let (pr, br) = counters(attr(attrs, CTA_COUNTERS_REPLY));
+    Some(Entry {
+        src: SocketAddr::new(sip, sport),
+        dst: SocketAddr::new(dip, dport),
+        state,
+        counts: ByteCounts {
+            from_dialer: bo,
+            to_dialer: br,
+            packets_from_dialer: po,
+            packets_to_dialer: pr,
+        },
+    })
+}
+
+fn tuple(w: &mut Writer, src: SocketAddr, dst: SocketAddr) {
+    w.nested(CTA_TUPLE_ORIG, |w| {
+        w.nested(CTA_TUPLE_IP, |w| match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                w.bytes(CTA_IP_V4_SRC, &s.octets());
+                w.bytes(CTA_IP_V4_DST, &d.octets());
+            }
+            (s, d) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                    IpAddr::V6(a) => a.octets(),
+                };
+                w.bytes(CTA_IP_V6_SRC, &v6(s));
+                w.bytes(CTA_IP_V6_DST, &v6(d));
+            }
+        });
+        w.nested(CTA_TUPLE_PROTO, |w| {
+            w.bytes(CTA_PROTO_NUM, &[IPPROTO_TCP]);
+            w.bytes(CTA_PROTO_SRC_PORT, &src.port().to_be_bytes());
+            w.bytes(CTA_PROTO_DST_PORT, &dst.port().to_be_bytes());
+        });
+    });
+}
+
+/// The entry whose original tuple is src -> dst, if conntrack has it. An
+/// exact lookup: its cost does not grow with the conntrack table.
+pub(super) fn get(
+    sock: &mut NfSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Option<Entry>, KernelError> {
+    let seq = sock.reserve_seq(1);
+    let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
+    let req = netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        0,
+        seq,
+        family,
+        |w| tuple(w, src, dst),
+    );
+    let mut out = None;
+    match sock.query(
+        req.as_bytes(),
+        seq,
+        false,
+        "conntrack get",
+        |m: Message<'_>| out = parse_entry(m.attrs()),
+    ) {
+        Ok(()) => Ok(out),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The delete request for the entry whose original tuple is src -> dst.
+pub(super) fn delete_request(seq: u32, src: SocketAddr, dst: SocketAddr) -> Writer {
+    let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
+    netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_DELETE,
+        netlink::NLM_F_ACK,
+        seq,
+        family,
+        |w| tuple(w, src, dst),
+    )
+}
+
+/// Deletes the entry src -> dst; true if there was one. The connection's
+/// next packets are then new to conntrack, carry no mark, and meet the
+/// operator's drop.
+pub(super) fn delete(
+    sock: &mut NfSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<bool, KernelError> {
+    let seq = sock.reserve_seq(1);
+    let req = delete_request(seq, src, dst);
+    match sock.ack(req.as_bytes(), seq, "conntrack delete") {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_bytes(state: u8, with_counters: bool) -> Vec<u8> {
+        let mut w = Writer::default();
+        tuple(
+            &mut w,
+            "100.64.0.2:33000".parse().unwrap(),
+            "100.64.0.1:40000".parse().unwrap(),
+        );
+        w.nested(CTA_PROTOINFO, |w| {
+            w.nested(CTA_PROTOINFO_TCP, |w| {
+                w.bytes(CTA_PROTOINFO_TCP_STATE, &[state])
+            })
+        });
+        if with_counters {
+            w.nested(CTA_COUNTERS_ORIG, |w| {
+                w.u64(CTA_COUNTERS_PACKETS, 10);
+                w.u64(CTA_COUNTERS_BYTES, 1000);
+            });
+            w.nested(CTA_COUNTERS_REPLY, |w| {
+                w.u64(CTA_COUNTERS_PACKETS, 20);
+                w.u64(CTA_COUNTERS_BYTES, 200_000);
+            });
+        }
+        w.u32(CTA_MARK, 0x4600_0000);
+        w.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn parses_tuple_state_and_counters() {
+        let e = parse_entry(&entry_bytes(3, true)).unwrap();
+        assert_eq!(e.src, "100.64.0.2:33000".parse().unwrap());
+        assert_eq!(e.dst, "100.64.0.1:40000".parse().unwrap());
+        assert_eq!(e.state, TcpState::Established);
+        assert_eq!(e.counts.from_dialer, 1000);
+        assert_eq!(e.counts.to_dialer, 200_000);
+        assert_eq!(e.counts.packets_to_dialer, 20);
+    }
+
+    #[test]
+    fn missing_counters_read_as_zero_and_time_wait_as_closed() {
+        let e = parse_entry(&entry_bytes(7, false)).unwrap();
+        assert_eq!(e.state, TcpState::Closed);
+        assert_eq!(e.counts, ByteCounts::default());
+    }
+
+    #[test]
+    fn garbage_is_not_an_entry() {
+        assert_eq!(parse_entry(&[]), None);
+        assert_eq!(parse_entry(&[255; 64]), None);
+        let mut b = entry_bytes(3, true);
+        b.truncate(30);
+        assert_eq!(parse_entry(&b), None);
+    }
+
+    #[test]
+    fn delete_request_carries_the_v6_tuple() {
+        let w = delete_request(
+            9,
+            "[2001:db8:1::2]:1000".parse().unwrap(),
+            "[2001:db8:1::1]:40000".parse().unwrap(),
+        );
+        let m = netlink::messages(w.as_bytes()).next().unwrap();
+        assert_eq!(m.ty, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE);
+        assert_eq!(m.body[0], AF_INET6);
+        let ip = attr(attr(m.attrs(), CTA_TUPLE_ORIG).unwrap(), CTA_TUPLE_IP).unwrap();
+        assert_eq!(attr(ip, CTA_IP_V6_SRC).unwrap().len(), 16);
+    }
+}

@@ -1,0 +1,281 @@
+//! The set elements that make one pinhole, and reading back which
+//! pinholes the packet path has used (see `ruleset` for the sets).
+
+use super::expr;
+use super::netlink::{self, attr, Attrs, Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
+use super::ruleset::{Fam, Layout, SetKind, NFPROTO_INET};
+use crate::dataplane::{Admit, PinholeFlow};
+use std::net::{IpAddr, SocketAddr};
+
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_DELSETELEM: u16 = 14;
+/// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
+pub(super) const NFT_MSG_DESTROYSETELEM: u16 = 30;
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// A port as a key field: network order, padded to a register word.
+fn port_bytes(port: u16) -> [u8; 4] {
+    let p = port.to_be_bytes();
+    [p[0], p[1], 0, 0]
+}
+
+/// The element keys and data of one flow, per set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Elements {
+    pub fam: Fam,
+    pub pin_key: Vec<u8>,
+    pub guard_key: Vec<u8>,
+    pub fwd: Option<Vec<u8>>,
+    pub snat: Option<Vec<u8>>,
+    /// Once the pinhole has been used: its `used` key (with the source port).
+    pub used_key: Option<Vec<u8>>,
+}
+
+impl Elements {
+    pub fn of(flow: &PinholeFlow) -> Elements {
+        let gw = flow.gateway.0;
+        let mut pin_key = ip_bytes(flow.peer.0);
+        pin_key.extend(ip_bytes(gw.ip()));
+        pin_key.extend(port_bytes(gw.port()));
+        let mut guard_key = ip_bytes(gw.ip());
+        guard_key.extend(port_bytes(gw.port()));
+        let (fwd, snat) = match flow.admit {
+            Admit::Only => (None, None),
+            Admit::Forward { to, source_nat } => {
+                let mut d = ip_bytes(to.0.ip());
+                d.extend(port_bytes(to.0.port()));
+                (Some(d), source_nat.map(|s| ip_bytes(s.0)))
+            }
+        };
+        Elements {
+            fam: Fam::of(flow.peer.0),
+            pin_key,
+            guard_key,
+            fwd,
+            snat,
+            used_key: None,
+        }
+    }
+
+    /// Notes the source port the peer dialed from.
+    pub fn set_used(&mut self, sport: u16) {
+        let mut k = self.pin_key.clone();
+        k.extend(port_bytes(sport));
+        self.used_key = Some(k);
+    }
+
+    /// Each element of the flow; the pin element comes after its
+    /// companions so the packet path never sees it without them.
+    fn each(&self) -> Vec<Element<'_>> {
+        let el = |set, key, data| Element { set, key, data };
+        let mut v = vec![el(SetKind::Guard, &self.guard_key[..], None)];
+        if let Some(d) = &self.fwd {
+            v.push(el(SetKind::Fwd, &self.pin_key, Some(&d[..])));
+        }
+        if let Some(d) = &self.snat {
+            v.push(el(SetKind::Snat, &self.pin_key, Some(&d[..])));
+        }
+        v.push(el(SetKind::Pin, &self.pin_key, None));
+        if let Some(k) = &self.used_key {
+            v.push(el(SetKind::Used, k, None));
+        }
+        v
+    }
+}
+
+/// One element of one set.
+#[derive(Debug, Clone, Copy)]
+struct Element<'a> {
+    set: SetKind,
+    key: &'a [u8],
+    data: Option<&'a [u8]>,
+}
+
+fn element_message(
+    b: &mut Batch,
+    l: &Layout,
+    msg: u16,
+    flags: u16,
+    fam: Fam,
+    e: Element<'_>,
+    timeout_ms: Option<u64>,
+) {
+    let (set, key, data) = (e.set.name(fam), e.key, e.data);
+    b.add(msg, NFPROTO_INET, flags, |w| {
+        w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
+        w.str(2, &set); // NFTA_SET_ELEM_LIST_SET
+        w.nested(3, |w| {
+            // NFTA_SET_ELEM_LIST_ELEMENTS
+            w.nested(1, |w| {
+                w.nested(1, |w| w.bytes(expr::NFTA_DATA_VALUE, key)); // NFTA_SET_ELEM_KEY
+                if let Some(d) = data {
+                    w.nested(2, |w| w.bytes(expr::NFTA_DATA_VALUE, d)); // NFTA_SET_ELEM_DATA
+                }
+                if let Some(t) = timeout_ms {
+                    w.u64(4, t); // NFTA_SET_ELEM_TIMEOUT
+                }
+            });
+        });
+    });
+}
+
+/// The request that lists the elements of one set.
+pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> Writer {
+    netlink::request(
+        netlink::NFNL_SUBSYS_NFTABLES,
+        NFT_MSG_GETSETELEM,
+        netlink::NLM_F_DUMP,
+        seq,
+        NFPROTO_INET,
+        |w| {
+            w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
+            w.str(2, &kind.name(fam)); // NFTA_SET_ELEM_LIST_SET
+        },
+    )
+}
+
+/// The keys in one GETSETELEM answer.
+pub(super) fn element_keys(attrs: &[u8]) -> Vec<&[u8]> {
+    let Some(list) = attr(attrs, 3) else {
+        return Vec::new();
+    }; // NFTA_SET_ELEM_LIST_ELEMENTS
+    Attrs(list)
+        .filter_map(|(_, elem)| attr(elem, 1).and_then(|k| attr(k, expr::NFTA_DATA_VALUE)))
+        .collect()
+}
+
+/// Reads a `used` key back: (peer, gateway, source port).
+pub(super) fn parse_used(fam: Fam, key: &[u8]) -> Option<(IpAddr, SocketAddr, u16)> {
+    let a = fam.addr_len() as usize;
+    if key.len() != 2 * a + 8 {
+        return None;
+    }
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        Some(match fam {
+            Fam::V4 => IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
+            Fam::V6 => IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
+        })
+    };
+    let peer = ip(&key[..a])?;
+    let gw = ip(&key[a..2 * a])?;
+    let port = u16::from_be_bytes([key[2 * a], key[2 * a + 1]]);
+    let sport = u16::from_be_bytes([key[2 * a + 4], key[2 * a + 5]]);
+    Some((peer, SocketAddr::new(gw, port), sport))
+}
+
+/// Adds a flow's elements; EXCL so a duplicate pinhole is an error.
+pub(super) fn add_elements(b: &mut Batch, l: &Layout, e: &Elements, timeout_ms: u64) {
+    for el in e.each() {
+        element_message(
+            b,
+            l,
+            NFT_MSG_NEWSETELEM,
+            NLM_F_CREATE | NLM_F_EXCL,
+            e.fam,
+            el,
+            Some(timeout_ms),
+        );
+    }
+}
+
+/// Removes a flow's elements with `msg` (DESTROYSETELEM or DELSETELEM).
+pub(super) fn remove_elements(b: &mut Batch, l: &Layout, e: &Elements, msg: u16) {
+    for el in e.each() {
+        element_message(b, l, msg, 0, e.fam, Element { data: None, ..el }, None);
+    }
+}
+
+/// The same as `remove_elements`, one batch per element, for kernels
+/// without DESTROYSETELEM where a missing element fails the whole batch.
+pub(super) fn remove_elements_one_by_one(
+    l: &Layout,
+    e: &Elements,
+    mut seq: impl FnMut() -> u32,
+) -> Vec<Batch> {
+    e.each()
+        .into_iter()
+        .map(|el| {
+            let mut b = Batch::new(seq());
+            element_message(
+                &mut b,
+                l,
+                NFT_MSG_DELSETELEM,
+                0,
+                e.fam,
+                Element { data: None, ..el },
+                None,
+            );
+            b
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{ClientAddr, GatewayAddr, PeerIp, ServerAddr, SourceNat};
+    use std::time::Duration;
+
+    #[test]
+    fn v4_keys_are_peer_gateway_port_padded_to_words() {
+        let f = PinholeFlow::passive(
+            ClientAddr("100.64.0.2:0".parse().unwrap()),
+            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+            ServerAddr("198.51.100.2:5000".parse().unwrap()),
+            SourceNat("198.51.100.1".parse().unwrap()),
+            Duration::from_secs(1),
+        );
+        let e = Elements::of(&f);
+        assert_eq!(e.pin_key, [100, 64, 0, 2, 100, 64, 0, 1, 0x9c, 0x40, 0, 0]);
+        assert_eq!(e.guard_key, [100, 64, 0, 1, 0x9c, 0x40, 0, 0]);
+        assert_eq!(
+            e.fwd.as_deref(),
+            Some(&[198, 51, 100, 2, 0x13, 0x88, 0, 0][..])
+        );
+        assert_eq!(e.snat.as_deref(), Some(&[198, 51, 100, 1][..]));
+        let kinds: Vec<_> = e.each().iter().map(|el| el.set.name(e.fam)).collect();
+        assert_eq!(kinds, ["guard4", "fwd4", "snat4", "pin4"]);
+    }
+
+    #[test]
+    fn used_keys_read_back_and_are_removed_with_the_flow() {
+        let f = PinholeFlow::relay(
+            PeerIp("2001:db8:1::2".parse().unwrap()),
+            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
+            Duration::from_secs(1),
+        );
+        let mut e = Elements::of(&f);
+        e.set_used(51000);
+        let key = e.used_key.clone().unwrap();
+        assert_eq!(key.len(), 40);
+        let (peer, gw, sport) = parse_used(Fam::V6, &key).unwrap();
+        assert_eq!((peer, gw, sport), (f.peer.0, f.gateway.0, 51000));
+        assert_eq!(parse_used(Fam::V4, &key), None);
+        assert_eq!(
+            e.each().last().map(|el| el.set.name(e.fam)),
+            Some("used6".to_string())
+        );
+    }
+
+    #[test]
+    fn v6_relay_flow_has_only_pin_and_guard() {
+        let f = PinholeFlow::relay(
+            PeerIp("2001:db8:1::2".parse().unwrap()),
+            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
+            Duration::from_secs(1),
+        );
+        let e = Elements::of(&f);
+        assert_eq!(e.fam, Fam::V6);
+        assert_eq!(e.pin_key.len(), 36);
+        assert_eq!(e.guard_key.len(), 20);
+        let kinds: Vec<_> = e.each().iter().map(|el| el.set.name(e.fam)).collect();
+        assert_eq!(kinds, ["guard6", "pin6"]);
+    }
+}

@@ -1,0 +1,582 @@
+//! The kernel data path: pinholes as elements of ftpalg's own nftables
+//! table, set up over netlink, and their connections watched through
+//! conntrack. No `nft` process runs; every change is one nf_tables
+//! transaction on one netlink socket.
+//!
+//! [`KernelDataPlane`] owns the table for as long as it lives: [`open`]
+//! creates it (replacing a stale one), [`close`] or drop deletes it, and
+//! with [`KernelConfig::owner`] the kernel deletes it as well when the
+//! socket closes, so a killed ftpalg leaves nothing behind. It touches no
+//! other table. Calls block for at most [`KernelConfig::netlink_timeout`];
+//! a tokio driver runs them on a blocking thread.
+//!
+//! [`open`]: KernelDataPlane::open
+//! [`close`]: KernelDataPlane::close
+
+mod conntrack;
+mod elements;
+mod error;
+mod expr;
+mod netlink;
+mod ruleset;
+mod socket;
+mod track;
+
+pub use error::KernelError;
+
+use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
+use elements::Elements;
+use netlink::Batch;
+use ruleset::Layout;
+use socket::NfSocket;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use track::{step, Live};
+
+/// How the kernel data path is set up.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// Name of ftpalg's table in the `inet` family. It must not be a
+    /// table anything else uses: it is replaced at start.
+    pub table: String,
+    /// The conntrack mark (under `mark_mask`) set on every admitted flow;
+    /// the operator's default-drop chains accept it.
+    pub mark: u32,
+    /// The mark bits ftpalg owns; others are kept.
+    pub mark_mask: u32,
+    /// Most pinholes live at once, per address family (the sets' size).
+    pub max_pinholes: u32,
+    /// Bind the table to this process's netlink socket: the kernel
+    /// deletes it when the process dies, and no other process can change
+    /// it (Linux 5.12+).
+    pub owner: bool,
+    /// Bound on every wait for the kernel.
+    pub netlink_timeout: Duration,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            table: "ftpalg_data".into(),
+            mark: 0x4654_0000,
+            mark_mask: 0xffff_0000,
+            max_pinholes: 4096,
+            owner: true,
+            netlink_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl KernelConfig {
+    /// The accept line for the operator's default-drop chains.
+    pub fn accept_rule(&self) -> String {
+        format!(
+            "ct mark and {:#010x} == {:#010x} accept",
+            self.mark_mask, self.mark
+        )
+    }
+}
+
+/// What [`KernelDataPlane::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    /// A table of that name was there and has been replaced.
+    pub replaced_stale: bool,
+    /// Conntrack accounting is on (byte counts will be real).
+    pub accounting: bool,
+}
+
+/// A live pinhole, as handed out by [`KernelDataPlane::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PinholeId(u64);
+
+/// ftpalg's pinholes in the kernel. See the module documentation.
+#[derive(Debug)]
+pub struct KernelDataPlane {
+    sock: NfSocket,
+    layout: Layout,
+    live: HashMap<PinholeId, Live>,
+    next_id: u64,
+    /// `Some(false)` once the kernel refused DESTROYSETELEM.
+    destroy_supported: Option<bool>,
+    /// Events decided outside `poll` (a lost table), delivered by it.
+    pending: Vec<(PinholeId, FlowEvent)>,
+    open: bool,
+}
+
+const EPERM: i32 = libc::EPERM;
+const ENOENT: i32 = libc::ENOENT;
+const ENFILE: i32 = libc::ENFILE;
+const EEXIST: i32 = libc::EEXIST;
+
+impl KernelDataPlane {
+    /// Creates ftpalg's table in the calling thread's network namespace, replacing
+    /// a stale one of the same name. Needs CAP_NET_ADMIN.
+    pub fn open(config: KernelConfig) -> Result<(Self, OpenReport), KernelError> {
+        if config.table.is_empty() || config.table.len() > 255 {
+            return Err(KernelError::Config("table name must be 1 to 255 bytes"));
+        }
+        if config.mark == 0 || config.mark & !config.mark_mask != 0 {
+            return Err(KernelError::Config(
+                "mark must be non-zero and inside mark_mask",
+            ));
+        }
+        if config.max_pinholes == 0 {
+            return Err(KernelError::Config("max_pinholes must be at least 1"));
+        }
+        let sock = NfSocket::open(config.netlink_timeout)?;
+        let layout = Layout {
+            table: config.table,
+            mark: config.mark,
+            mask: config.mark_mask,
+            size: config.max_pinholes,
+            owner: config.owner,
+        };
+        let mut dp = KernelDataPlane {
+            sock,
+            layout,
+            live: HashMap::new(),
+            next_id: 1,
+            destroy_supported: None,
+            pending: Vec::new(),
+            open: false,
+        };
+        let replaced_stale = dp.table_exists()?;
+        dp.create_table()?;
+        dp.open = true;
+        let accounting = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_acct")
+            .is_ok_and(|s| s.trim() == "1");
+        if replaced_stale {
+            tracing::warn!(table = %dp.table_label(), "replaced a stale nftables table (left by a killed ftpalg?)");
+        }
+        if !accounting {
+            tracing::warn!(
+                "net.netfilter.nf_conntrack_acct is 0: kernel transfers will report zero bytes"
+            );
+        }
+        Ok((
+            dp,
+            OpenReport {
+                replaced_stale,
+                accounting,
+            },
+        ))
+    }
+
+    fn table_label(&self) -> String {
+        format!("inet {}", self.layout.table)
+    }
+
+    fn table_exists(&mut self) -> Result<bool, KernelError> {
+        let seq = self.sock.reserve_seq(1);
+        let req = netlink::request(
+            netlink::NFNL_SUBSYS_NFTABLES,
+            ruleset::NFT_MSG_GETTABLE,
+            0,
+            seq,
+            ruleset::NFPROTO_INET,
+            |w| w.str(ruleset::NFTA_TABLE_NAME, &self.layout.table),
+        );
+        match self
+            .sock
+            .query(req.as_bytes(), seq, false, "get table", |_| {})
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_table(&mut self) -> Result<(), KernelError> {
+        let mut b = Batch::new(self.sock.reserve_seq(64));
+        ruleset::create(&mut b, &self.layout);
+        match self.sock.transact(b, "create table") {
+            Err(e) if e.errno() == Some(EPERM) => Err(KernelError::TableBusy {
+                table: self.table_label(),
+            }),
+            r => r,
+        }
+    }
+
+    /// Number of live pinholes.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The conntrack mark under the mask, as configured.
+    pub fn mark(&self) -> (u32, u32) {
+        (self.layout.mark, self.layout.mask)
+    }
+
+    /// Puts a pinhole into the kernel. On success it admits the flow's
+    /// first connection until its timeout; on error nothing was added.
+    /// If the table was deleted by someone else, it is recreated, the
+    /// pinhole added, and the loss is logged (pinholes it held fail at the
+    /// next [`poll`](Self::poll)).
+    pub fn add(&mut self, flow: &PinholeFlow) -> Result<PinholeId, KernelError> {
+        if !flow.same_family() {
+            return Err(KernelError::MixedFamilies);
+        }
+        if self.live.values().any(|l| l.flow.gateway == flow.gateway) {
+            return Err(KernelError::PortInUse(flow.gateway.0));
+        }
+        let elements = Elements::of(flow);
+        // Milliseconds, at least one: a zero timeout would mean "the set's
+        // default" (none), a pinhole for ever.
+        let ms = u64::try_from(flow.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        match self.add_elements(&elements, ms) {
+            Err(e) if e.errno() == Some(ENOENT) => {
+                let lost = self.live.len();
+                tracing::warn!(table = %self.table_label(), lost, "nftables table removed by someone else; recreating");
+                self.create_table()?;
+                self.mark_all_lost();
+                self.add_elements(&elements, ms)?;
+            }
+            r => r?,
+        }
+        let id = PinholeId(self.next_id);
+        self.next_id += 1;
+        self.live.insert(
+            id,
+            Live::new(*flow, elements, Instant::now() + flow.timeout),
+        );
+        Ok(id)
+    }
+
+    fn add_elements(&mut self, e: &Elements, ms: u64) -> Result<(), KernelError> {
+        let mut b = Batch::new(self.sock.reserve_seq(8));
+        elements::add_elements(&mut b, &self.layout, e, ms);
+        match self.sock.transact(b, "add pinhole") {
+            Err(err) if err.errno() == Some(ENFILE) => Err(KernelError::Full {
+                max: self.layout.size,
+            }),
+            Err(err) if err.errno() == Some(EEXIST) => Err(KernelError::Refused {
+                what: "add pinhole (already present)",
+                errno: EEXIST,
+                index: 0,
+            }),
+            r => r,
+        }
+    }
+
+    /// Every live pinhole went with the table: they fail at the next poll.
+    fn mark_all_lost(&mut self) {
+        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
+        ids.sort();
+        self.live.clear();
+        self.pending.extend(
+            ids.into_iter()
+                .map(|id| (id, FlowEvent::Failed(FailReason::TableLost))),
+        );
+    }
+
+    /// Withdraws a pinhole: an unused one admits nothing from now on; a
+    /// connection it already admitted goes on (see [`abort`](Self::abort)).
+    /// Unknown ids (already finished) are not an error.
+    pub fn remove(&mut self, id: PinholeId) -> Result<(), KernelError> {
+        match self.live.remove(&id) {
+            Some(l) => self.remove_elements(&l.elements),
+            None => Ok(()),
+        }
+    }
+
+    /// Withdraws a pinhole and cuts the connection it admitted, if any:
+    /// its conntrack entry is deleted, so its next packets carry no mark
+    /// and meet the operator's drop (for ABOR). Returns whether there was
+    /// a connection to cut.
+    pub fn abort(&mut self, id: PinholeId) -> Result<bool, KernelError> {
+        if !self.live.contains_key(&id) {
+            return Ok(false);
+        }
+        // Learn the source port if the pinhole was used since the last poll.
+        self.read_used()?;
+        let Some(l) = self.live.remove(&id) else {
+            return Ok(false);
+        };
+        self.remove_elements(&l.elements)?;
+        match l.dialer {
+            Some(src) => conntrack::delete(&mut self.sock, src, l.flow.gateway.0),
+            None => Ok(false),
+        }
+    }
+
+    /// Reads the `used` sets and notes each used pinhole's source port.
+    fn read_used(&mut self) -> Result<(), KernelError> {
+        for fam in [ruleset::Fam::V4, ruleset::Fam::V6] {
+            if !self
+                .live
+                .values()
+                .any(|l| l.dialer.is_none() && l.elements.fam == fam)
+            {
+                continue;
+            }
+            let seq = self.sock.reserve_seq(1);
+            let req = elements::list_set(seq, &self.layout, ruleset::SetKind::Used, fam);
+            let mut used = Vec::new();
+            self.sock
+                .query(req.as_bytes(), seq, true, "list used pinholes", |m| {
+                    used.extend(
+                        elements::element_keys(m.attrs())
+                            .into_iter()
+                            .filter_map(|k| elements::parse_used(fam, k)),
+                    );
+                })?;
+            for (peer, gw, sport) in used {
+                if let Some(l) = self
+                    .live
+                    .values_mut()
+                    .find(|l| l.dialer.is_none() && l.flow.peer.0 == peer && l.flow.gateway.0 == gw)
+                {
+                    l.dialer = Some(SocketAddr::new(peer, sport));
+                    l.elements.set_used(sport);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_elements(&mut self, e: &Elements) -> Result<(), KernelError> {
+        if self.destroy_supported != Some(false) {
+            let mut b = Batch::new(self.sock.reserve_seq(8));
+            elements::remove_elements(&mut b, &self.layout, e, elements::NFT_MSG_DESTROYSETELEM);
+            match self.sock.transact(b, "remove pinhole") {
+                Ok(()) => {
+                    self.destroy_supported = Some(true);
+                    return Ok(());
+                }
+                // Kernels before 6.3 do not know the message.
+                Err(err)
+                    if self.destroy_supported.is_none()
+                        && matches!(err.errno(), Some(libc::EOPNOTSUPP | libc::EINVAL)) =>
+                {
+                    self.destroy_supported = Some(false);
+                }
+                Err(err) if err.errno() == Some(ENOENT) => return Ok(()), // table gone: nothing left
+                Err(err) => return Err(err),
+            }
+        }
+        let batches =
+            elements::remove_elements_one_by_one(&self.layout, e, || self.sock.reserve_seq(4));
+        for b in batches {
+            match self.sock.transact(b, "remove pinhole element") {
+                Err(err) if err.errno() == Some(ENOENT) => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the table still holds its rules; if someone deleted or
+    /// flushed it, recreates it. Returns true if it had to.
+    pub fn check_table(&mut self) -> Result<bool, KernelError> {
+        let seq = self.sock.reserve_seq(1);
+        let req = netlink::request(
+            netlink::NFNL_SUBSYS_NFTABLES,
+            ruleset::NFT_MSG_GETRULE,
+            netlink::NLM_F_DUMP,
+            seq,
+            ruleset::NFPROTO_INET,
+            |w| w.str(ruleset::NFTA_RULE_TABLE, &self.layout.table),
+        );
+        let table = self.layout.table.clone();
+        let mut rules = 0usize;
+        let r = self
+            .sock
+            .query(req.as_bytes(), seq, true, "list rules", |m| {
+                // Older kernels ignore the table filter of a dump.
+                if netlink::attr(m.attrs(), ruleset::NFTA_RULE_TABLE)
+                    .is_some_and(|t| t.strip_suffix(&[0]).unwrap_or(t) == table.as_bytes())
+                {
+                    rules += 1;
+                }
+            });
+        match r {
+            Ok(()) if rules == ruleset::RULE_COUNT => return Ok(false),
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        tracing::warn!(table = %self.table_label(), rules, "nftables table removed or flushed by someone else; recreating");
+        self.create_table()?;
+        self.mark_all_lost();
+        Ok(true)
+    }
+
+    /// Reads conntrack for every live pinhole and reports what changed:
+    /// `Established` once, then one terminal event, after which the
+    /// pinhole is gone (its remaining elements removed). Also checks the
+    /// table (see [`check_table`](Self::check_table)). Call it every so
+    /// often (the granularity of the reported durations).
+    pub fn poll(&mut self) -> Result<Vec<(PinholeId, FlowEvent)>, KernelError> {
+        self.check_table()?;
+        let mut events = std::mem::take(&mut self.pending);
+        if self.live.is_empty() {
+            return Ok(events);
+        }
+        self.read_used()?;
+        let now = Instant::now();
+        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
+        ids.sort();
+        let mut done = Vec::new();
+        for id in ids {
+            let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else {
+                continue;
+            };
+            let entry = match dialer {
+                Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
+                None => None,
+            };
+            let Some(l) = self.live.get_mut(&id) else {
+                continue;
+            };
+            for ev in step(l, entry.as_ref(), now) {
+                if ev.is_terminal() {
+                    done.push(id);
+                }
+                events.push((id, ev));
+            }
+        }
+        for id in done {
+            if let Some(l) = self.live.remove(&id) {
+                // The events stand even if this fails: what is left of the
+                // pinhole expires with its timeout.
+                if let Err(e) = self.remove_elements(&l.elements) {
+                    tracing::warn!(error = %e, gateway = %l.flow.gateway, "could not remove a finished pinhole's elements");
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Deletes the table and everything in it. Dropping does the same,
+    /// ignoring errors.
+    pub fn close(mut self) -> Result<(), KernelError> {
+        self.delete_table()
+    }
+
+    fn delete_table(&mut self) -> Result<(), KernelError> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        self.live.clear();
+        let mut b = Batch::new(self.sock.reserve_seq(4));
+        ruleset::delete(&mut b, &self.layout);
+        match self.sock.transact(b, "delete table") {
+            Err(e) if e.errno() == Some(ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl Drop for KernelDataPlane {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete_table() {
+            tracing::warn!(error = %e, table = %self.table_label(), "could not delete nftables table at exit");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use ruleset::{Fam, SetKind};
+
+    /// Runs `f` on a thread in a network namespace of its own (gone when
+    /// the thread ends). Needs root; `None` when skipped on purpose.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
+                "kernel tests need root (set FTPALG_SKIP_KERNEL_TESTS=1 to skip them)"
+            );
+            return None;
+        }
+        let h = std::thread::spawn(move || {
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        });
+        Some(h.join().expect("namespace thread"))
+    }
+
+    fn element_count(dp: &mut KernelDataPlane) -> usize {
+        let mut n = 0;
+        for fam in [Fam::V4, Fam::V6] {
+            for kind in SetKind::ALL {
+                let seq = dp.sock.reserve_seq(1);
+                let req = elements::list_set(seq, &dp.layout, kind, fam);
+                dp.sock
+                    .query(req.as_bytes(), seq, true, "list set", |m| {
+                        n += elements::element_keys(m.attrs()).len()
+                    })
+                    .expect("list set");
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn removal_without_destroysetelem_deletes_each_element() {
+        in_fresh_netns(|| {
+            let (mut dp, _) = KernelDataPlane::open(KernelConfig::default()).expect("open");
+            // As on kernels before 6.3, which do not know DESTROYSETELEM.
+            dp.destroy_supported = Some(false);
+            let flow = PinholeFlow::passive(
+                ClientAddr("100.64.0.2:0".parse().unwrap()),
+                GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+                ServerAddr("198.51.100.2:5000".parse().unwrap()),
+                SourceNat("198.51.100.1".parse().unwrap()),
+                Duration::from_secs(30),
+            );
+            let id = dp.add(&flow).expect("add");
+            assert_eq!(element_count(&mut dp), 4);
+            // A used pinhole has lost its pin element already (and here its
+            // guard too): missing elements must not stop the others going.
+            let mut pin_and_guard = Elements::of(&flow);
+            pin_and_guard.fwd = None;
+            pin_and_guard.snat = None;
+            let mut b = Batch::new(dp.sock.reserve_seq(4));
+            elements::remove_elements(
+                &mut b,
+                &dp.layout,
+                &pin_and_guard,
+                elements::NFT_MSG_DESTROYSETELEM,
+            );
+            dp.sock
+                .transact(b, "remove pin and guard")
+                .expect("destroy pin and guard");
+            assert_eq!(element_count(&mut dp), 2);
+            dp.remove(id)
+                .expect("remove with one DELSETELEM per element");
+            assert_eq!(element_count(&mut dp), 0);
+            dp.close().expect("close");
+        });
+    }
+
+    #[test]
+    fn config_checks_and_accept_line() {
+        let c = KernelConfig {
+            mark: 0x4654_0000,
+            mark_mask: 0xffff_0000,
+            ..KernelConfig::default()
+        };
+        assert_eq!(
+            c.accept_rule(),
+            "ct mark and 0xffff0000 == 0x46540000 accept"
+        );
+        let bad = KernelConfig {
+            mark: 0x1,
+            mark_mask: 0xffff_0000,
+            ..KernelConfig::default()
+        };
+        assert!(matches!(
+            KernelDataPlane::open(bad),
+            Err(KernelError::Config(_))
+        ));
+    }
+}

@@ -1,0 +1,493 @@
+//! ftpalg's own nftables table: its sets, chains and rules, and the set
+//! elements that make one pinhole. Only messages are built here; the
+//! backend sends them.
+//!
+//! ```text
+//! table inet <name> {                       # owned by ftpalg's socket
+//!   set pin4  { ipv4_addr . ipv4_addr . inet_service; timeout, dynamic; size N }
+//!   map fwd4  { ipv4_addr . ipv4_addr . inet_service : ipv4_addr . inet_service; timeout }
+//!   map snat4 { ipv4_addr . ipv4_addr . inet_service : ipv4_addr; timeout }
+//!   set guard4 { ipv4_addr . inet_service; timeout }
+//!   set used4 { ipv4_addr . ipv4_addr . inet_service . inet_service; timeout, dynamic }
+//!   (and pin6, fwd6, snat6, guard6, used6)
+//!   chain dnat { type nat hook prerouting priority dstnat
+//!     ip saddr . ip daddr . tcp dport @pin4
+//!       add @used4 { ip saddr . ip daddr . tcp dport . tcp sport }
+//!       delete @pin4 { ip saddr . ip daddr . tcp dport }
+//!       ct mark set ct mark & ~MASK | MARK  dnat to ip saddr . ip daddr . tcp dport map @fwd4 }
+//!   chain snat { type nat hook postrouting priority srcnat
+//!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
+//!   chain guard { type filter hook input priority filter
+//!     ct state new  ip daddr . tcp dport @guard4  ct mark & MASK != MARK  drop }
+//! }
+//! ```
+//!
+//! The pinhole key is (expected peer . gateway address . port): a packet
+//! from anyone else misses it. The `dynset delete` removes the element on
+//! the first match, so the pinhole admits one connection. A `fwd` element
+//! sends that connection on (DNAT); without one, the connection is only
+//! marked (a relay listener or a transparent flow). The mark is what the
+//! operator's default-drop chains accept. `guard` drops every other new
+//! connection to a pinhole's gateway port while the pinhole lives, so a
+//! stranger or a second attempt gets nothing, not even a reset. `used`
+//! records the source port the peer dialed from, so the backend can ask
+//! conntrack for that one entry instead of walking the whole table.
+
+use super::expr::{self, Base, Cmp, CtKey, MetaKey, Nat, REG32_00, REG_SCRATCH};
+use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
+use std::net::IpAddr;
+
+pub(super) const NFPROTO_INET: u8 = 1;
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+const NLM_F_APPEND: u16 = 0x800;
+
+pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(super) const NFT_MSG_GETTABLE: u16 = 1;
+pub(super) const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+pub(super) const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_NEWSET: u16 = 9;
+
+pub(super) const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFT_TABLE_F_OWNER: u32 = 0x2;
+pub(super) const NFTA_RULE_TABLE: u16 = 1;
+
+const NFT_SET_MAP: u32 = 0x8;
+const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFT_SET_EVAL: u32 = 0x20;
+const NFT_SET_CONCAT: u32 = 0x80;
+
+/// nft's datatype numbers, so `nft list table` prints the sets readably.
+const TYPE_IPV4: u32 = 7;
+const TYPE_IPV6: u32 = 8;
+const TYPE_SERVICE: u32 = 13;
+const TYPE_BITS: u32 = 6;
+
+/// `ct state new`: the IP_CT_NEW bit of the state bitmask.
+const CT_STATE_NEW: u32 = 1 << 3;
+const IPPROTO_TCP: u8 = 6;
+
+/// How long a `used` element outlives its pinhole if ftpalg never removes
+/// it (the backend reads it within a poll interval, then removes it).
+const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// The rules one table holds; a different count means someone changed it.
+pub(super) const RULE_COUNT: usize = 6;
+
+/// The parameters that shape the table.
+#[derive(Debug, Clone)]
+pub(super) struct Layout {
+    pub table: String,
+    pub mark: u32,
+    pub mask: u32,
+    pub size: u32,
+    pub owner: bool,
+}
+
+/// IPv4 or IPv6 half of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fam {
+    V4,
+    V6,
+}
+
+impl Fam {
+    pub fn of(ip: IpAddr) -> Fam {
+        if ip.is_ipv4() {
+            Fam::V4
+        } else {
+            Fam::V6
+        }
+    }
+    fn nfproto(self) -> u8 {
+        match self {
+            Fam::V4 => NFPROTO_IPV4,
+            Fam::V6 => NFPROTO_IPV6,
+        }
+    }
+    pub(super) fn addr_len(self) -> u32 {
+        match self {
+            Fam::V4 => 4,
+            Fam::V6 => 16,
+        }
+    }
+    fn addr_type(self) -> u32 {
+        match self {
+            Fam::V4 => TYPE_IPV4,
+            Fam::V6 => TYPE_IPV6,
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            Fam::V4 => "4",
+            Fam::V6 => "6",
+        }
+    }
+    /// Offsets of saddr and daddr in the network header.
+    fn addr_offsets(self) -> (u32, u32) {
+        match self {
+            Fam::V4 => (12, 16),
+            Fam::V6 => (8, 24),
+        }
+    }
+    /// Registers (32-bit units) of the key fields peer, gateway, port,
+    /// and of the source port that follows them in a `used` key.
+    fn key_regs(self) -> (u32, u32, u32, u32) {
+        let w = self.addr_len() / 4;
+        (
+            REG32_00,
+            REG32_00 + w,
+            REG32_00 + 2 * w,
+            REG32_00 + 2 * w + 1,
+        )
+    }
+}
+
+/// The four sets of one family.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SetKind {
+    Pin,
+    Fwd,
+    Snat,
+    Guard,
+    Used,
+}
+
+impl SetKind {
+    pub const ALL: [SetKind; 5] = [
+        SetKind::Pin,
+        SetKind::Fwd,
+        SetKind::Snat,
+        SetKind::Guard,
+        SetKind::Used,
+    ];
+
+    pub(super) fn name(self, fam: Fam) -> String {
+        let base = match self {
+            SetKind::Pin => "pin",
+            SetKind::Fwd => "fwd",
+            SetKind::Snat => "snat",
+            SetKind::Guard => "guard",
+            SetKind::Used => "used",
+        };
+        format!("{base}{}", fam.suffix())
+    }
+
+    /// Transaction-unique id, so rules can name sets made in the same batch.
+    fn id(self, fam: Fam) -> u32 {
+        let f = if fam == Fam::V4 { 0 } else { 5 };
+        1 + f + self as u32
+    }
+}
+
+fn concat_type(types: &[u32]) -> u32 {
+    types.iter().fold(0, |acc, t| (acc << TYPE_BITS) | t)
+}
+
+/// What the kernel needs to know about one set.
+struct SetSpec {
+    flags: u32,
+    /// (length in bytes, nft datatype) of each key field.
+    key: Vec<(u32, u32)>,
+    /// (nft datatype, length) of a map's data.
+    data: Option<(u32, u32)>,
+}
+
+impl SetSpec {
+    fn of(kind: SetKind, fam: Fam) -> SetSpec {
+        let addr = (fam.addr_len(), fam.addr_type());
+        let port = (2, TYPE_SERVICE);
+        let base = NFT_SET_TIMEOUT | NFT_SET_CONCAT;
+        let (flags, key, data) = match kind {
+            SetKind::Pin => (base | NFT_SET_EVAL, vec![addr, addr, port], None),
+            SetKind::Fwd => (
+                base | NFT_SET_MAP,
+                vec![addr, addr, port],
+                Some((
+                    concat_type(&[fam.addr_type(), TYPE_SERVICE]),
+                    fam.addr_len() + 4,
+                )),
+            ),
+            SetKind::Snat => (
+                base | NFT_SET_MAP,
+                vec![addr, addr, port],
+                Some((fam.addr_type(), fam.addr_len())),
+            ),
+            SetKind::Guard => (base, vec![addr, port], None),
+            SetKind::Used => (base | NFT_SET_EVAL, vec![addr, addr, port, port], None),
+        };
+        SetSpec { flags, key, data }
+    }
+}
+
+fn set_message(b: &mut Batch, l: &Layout, kind: SetKind, fam: Fam) {
+    let spec = SetSpec::of(kind, fam);
+    let (flags, data) = (spec.flags, spec.data);
+    let key_fields: Vec<u32> = spec.key.iter().map(|(len, _)| *len).collect();
+    let key_types: Vec<u32> = spec.key.iter().map(|(_, ty)| *ty).collect();
+    let key_len: u32 = key_fields.iter().map(|f| (f + 3) & !3).sum();
+    b.add(
+        NFT_MSG_NEWSET,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_EXCL,
+        |w| {
+            w.str(1, &l.table); // NFTA_SET_TABLE
+            w.str(2, &kind.name(fam)); // NFTA_SET_NAME
+            w.u32(3, flags); // NFTA_SET_FLAGS
+            w.u32(4, concat_type(&key_types)); // NFTA_SET_KEY_TYPE
+            w.u32(5, key_len); // NFTA_SET_KEY_LEN
+            if let Some((ty, len)) = data {
+                w.u32(6, ty); // NFTA_SET_DATA_TYPE
+                w.u32(7, len); // NFTA_SET_DATA_LEN
+            }
+            w.nested(9, |w| {
+                // NFTA_SET_DESC
+                w.u32(1, l.size); // NFTA_SET_DESC_SIZE
+                w.nested(2, |w| {
+                    // NFTA_SET_DESC_CONCAT
+                    for f in &key_fields {
+                        w.nested(1, |w| w.u32(1, *f)); // NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }
+                    }
+                });
+            });
+            w.u32(10, kind.id(fam)); // NFTA_SET_ID
+        },
+    );
+}
+
+fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: u32, prio: i32) {
+    b.add(
+        NFT_MSG_NEWCHAIN,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_EXCL,
+        |w| {
+            w.str(1, &l.table); // NFTA_CHAIN_TABLE
+            w.str(3, name); // NFTA_CHAIN_NAME
+            w.nested(4, |w| {
+                // NFTA_CHAIN_HOOK
+                w.u32(1, hook); // NFTA_HOOK_HOOKNUM
+                w.u32(2, prio as u32); // NFTA_HOOK_PRIORITY
+            });
+            w.u32(5, 1); // NFTA_CHAIN_POLICY: NF_ACCEPT
+            w.str(7, kind); // NFTA_CHAIN_TYPE
+        },
+    );
+}
+
+fn rule_message(b: &mut Batch, l: &Layout, chain: &str, f: impl FnOnce(&mut Writer)) {
+    b.add(
+        NFT_MSG_NEWRULE,
+        NFPROTO_INET,
+        NLM_F_CREATE | NLM_F_APPEND,
+        |w| {
+            w.str(NFTA_RULE_TABLE, &l.table);
+            w.str(2, chain); // NFTA_RULE_CHAIN
+            w.nested(4, f); // NFTA_RULE_EXPRESSIONS
+        },
+    );
+}
+
+fn match_family_tcp(w: &mut Writer, fam: Fam) {
+    expr::meta(w, MetaKey::NfProto, REG_SCRATCH);
+    expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[fam.nfproto()]);
+    expr::meta(w, MetaKey::L4Proto, REG_SCRATCH);
+    expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[IPPROTO_TCP]);
+}
+
+/// `ct mark & mask` compared with the configured mark.
+fn match_mark(w: &mut Writer, l: &Layout, op: Cmp) {
+    expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
+    expr::bitwise(w, REG_SCRATCH, &l.mask.to_ne_bytes(), &0u32.to_ne_bytes());
+    expr::cmp(w, REG_SCRATCH, op, &l.mark.to_ne_bytes());
+}
+
+fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
+    let (src, dst) = fam.addr_offsets();
+    let a = fam.addr_len();
+    let (r_peer, r_gw, r_port, r_sport) = fam.key_regs();
+    let pin = SetKind::Pin;
+    let used = SetKind::Used;
+    match_family_tcp(w, fam);
+    expr::payload(w, Base::Network, src, a, r_peer);
+    expr::payload(w, Base::Network, dst, a, r_gw);
+    expr::payload(w, Base::Transport, 2, 2, r_port);
+    expr::payload(w, Base::Transport, 0, 2, r_sport);
+    expr::lookup(w, &pin.name(fam), pin.id(fam), REG32_00, None);
+    // Record the source port first: if that fails the pinhole stays unused.
+    expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
+    expr::dynset_delete(w, &pin.name(fam), pin.id(fam), REG32_00);
+    // Keep the operator's other mark bits; set ours.
+    expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
+    expr::bitwise(
+        w,
+        REG_SCRATCH,
+        &(!l.mask).to_ne_bytes(),
+        &l.mark.to_ne_bytes(),
+    );
+    expr::ct_set_mark(w, REG_SCRATCH);
+    // A pinhole without a fwd element ends here, admitted and marked.
+    let fwd = SetKind::Fwd;
+    expr::lookup(w, &fwd.name(fam), fwd.id(fam), REG32_00, Some(REG32_00));
+    expr::nat(
+        w,
+        Nat::Dnat,
+        fam.nfproto(),
+        REG32_00,
+        Some(REG32_00 + a / 4),
+    );
+}
+
+fn snat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
+    let (r_peer, r_gw, r_port, _) = fam.key_regs();
+    expr::meta(w, MetaKey::NfProto, REG_SCRATCH);
+    expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[fam.nfproto()]);
+    match_mark(w, l, Cmp::Eq);
+    let (s, d) = match fam {
+        Fam::V4 => (CtKey::SrcIp, CtKey::DstIp),
+        Fam::V6 => (CtKey::SrcIp6, CtKey::DstIp6),
+    };
+    expr::ct_get(w, s, r_peer);
+    expr::ct_get(w, d, r_gw);
+    expr::ct_get(w, CtKey::ProtoDst, r_port);
+    let snat = SetKind::Snat;
+    expr::lookup(w, &snat.name(fam), snat.id(fam), REG32_00, Some(REG32_00));
+    expr::nat(w, Nat::Snat, fam.nfproto(), REG32_00, None);
+}
+
+fn guard_rule(w: &mut Writer, l: &Layout, fam: Fam) {
+    let (_, dst) = fam.addr_offsets();
+    let a = fam.addr_len();
+    match_family_tcp(w, fam);
+    expr::ct_get(w, CtKey::State, REG_SCRATCH);
+    expr::bitwise(
+        w,
+        REG_SCRATCH,
+        &CT_STATE_NEW.to_ne_bytes(),
+        &0u32.to_ne_bytes(),
+    );
+    expr::cmp(w, REG_SCRATCH, Cmp::Neq, &0u32.to_ne_bytes());
+    expr::payload(w, Base::Network, dst, a, REG32_00);
+    expr::payload(w, Base::Transport, 2, 2, REG32_00 + a / 4);
+    let g = SetKind::Guard;
+    expr::lookup(w, &g.name(fam), g.id(fam), REG32_00, None);
+    match_mark(w, l, Cmp::Neq);
+    expr::drop_verdict(w);
+}
+
+fn table_message(b: &mut Batch, l: &Layout, flags: u32, msg: u16, nl_flags: u16) {
+    b.add(msg, NFPROTO_INET, nl_flags, |w| {
+        w.str(NFTA_TABLE_NAME, &l.table);
+        if msg == NFT_MSG_NEWTABLE {
+            w.u32(NFTA_TABLE_FLAGS, flags);
+        }
+    });
+}
+
+/// One transaction that makes the table from scratch, replacing any table
+/// of the same name (a stale one from a killed ftpalg, or a flushed one).
+pub(super) fn create(b: &mut Batch, l: &Layout) {
+    // Make sure it exists so the delete cannot fail, then delete it: the
+    // usual nft idiom for "replace", applied atomically with what follows.
+    table_message(b, l, 0, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+    table_message(b, l, 0, NFT_MSG_DELTABLE, 0);
+    let flags = if l.owner { NFT_TABLE_F_OWNER } else { 0 };
+    table_message(b, l, flags, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL);
+    for fam in [Fam::V4, Fam::V6] {
+        for kind in SetKind::ALL {
+            set_message(b, l, kind, fam);
+        }
+    }
+    chain_message(b, l, "dnat", "nat", 0, -100); // NF_INET_PRE_ROUTING, dstnat
+    chain_message(b, l, "snat", "nat", 4, 100); // NF_INET_POST_ROUTING, srcnat
+    chain_message(b, l, "guard", "filter", 1, 0); // NF_INET_LOCAL_IN, filter
+    for fam in [Fam::V4, Fam::V6] {
+        rule_message(b, l, "dnat", |w| dnat_rule(w, l, fam));
+        rule_message(b, l, "snat", |w| snat_rule(w, l, fam));
+        rule_message(b, l, "guard", |w| guard_rule(w, l, fam));
+    }
+}
+
+/// Deletes the table and everything in it.
+pub(super) fn delete(b: &mut Batch, l: &Layout) {
+    table_message(b, l, 0, NFT_MSG_DELTABLE, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::netlink::{attr, messages, Attrs};
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            table: "ftpalg_data".into(),
+            mark: 0x4600_0000,
+            mask: 0xff00_0000,
+            size: 64,
+            owner: true,
+        }
+    }
+
+    #[test]
+    fn set_types_follow_nft_concat_encoding() {
+        // nft prints `ipv4_addr . ipv4_addr . inet_service` for this number.
+        assert_eq!(
+            concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]),
+            (7 << 12) | (7 << 6) | 13
+        );
+        assert_eq!(SetKind::Used.id(Fam::V6), 10);
+        assert_eq!(SetKind::Pin.id(Fam::V4), 1);
+    }
+
+    #[test]
+    fn create_batch_replaces_the_table_and_adds_six_rules() {
+        let mut b = Batch::new(1);
+        create(&mut b, &layout());
+        let (bytes, _, _) = b.finish();
+        let msgs: Vec<_> = messages(&bytes).collect();
+        let kinds: Vec<u16> = msgs[1..msgs.len() - 1]
+            .iter()
+            .map(|m| m.ty & 0xff)
+            .collect();
+        assert_eq!(
+            &kinds[..3],
+            &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]
+        );
+        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 10);
+        assert_eq!(
+            kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(),
+            RULE_COUNT
+        );
+        // Every message names ftpalg's table and nothing else.
+        for m in &msgs[1..msgs.len() - 1] {
+            assert_eq!(attr(m.attrs(), 1), Some(&b"ftpalg_data\0"[..]));
+        }
+        // The final NEWTABLE carries the owner flag.
+        assert_eq!(
+            attr(msgs[3].attrs(), NFTA_TABLE_FLAGS),
+            Some(&NFT_TABLE_F_OWNER.to_be_bytes()[..])
+        );
+    }
+
+    #[test]
+    fn dnat_rule_deletes_the_pin_element_before_marking() {
+        let mut w = Writer::default();
+        dnat_rule(&mut w, &layout(), Fam::V4);
+        let names: Vec<String> = Attrs(w.as_bytes())
+            .map(|(_, e)| {
+                String::from_utf8_lossy(attr(e, 1).unwrap())
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup",
+                "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
+            ]
+        );
+    }
+}

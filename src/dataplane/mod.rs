@@ -1,0 +1,305 @@
+//! The data plane: what a transfer needs from the network, in flows.
+//!
+//! The engine decides *that* a transfer needs a data path; a backend makes
+//! it exist. A backend is told about one [`PinholeFlow`] at a time: who will
+//! dial, which gateway address and port they will dial, where that
+//! connection goes, until when, and always for one connection only. It
+//! reports back with [`FlowEvent`]s. The [`kernel`] backend puts the flow
+//! into ftpalg's own nftables table so the bytes never enter userspace.
+//!
+//! Addresses are wrapped per role (as linkerd2-proxy does in its
+//! `addrs.rs`), so a client's address cannot be passed where the gateway's
+//! is meant.
+
+pub mod kernel;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+macro_rules! addr_newtype {
+    ($(#[$m:meta])* $name:ident($inner:ty)) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<$inner> for $name {
+            fn from(a: $inner) -> Self {
+                $name(a)
+            }
+        }
+    };
+}
+
+addr_newtype!(
+    /// An FTP client's address (host and port of its data socket when it
+    /// is active; its host alone otherwise).
+    ClientAddr(SocketAddr)
+);
+addr_newtype!(
+    /// An FTP server's address (its passive data port, or its host when it
+    /// dials out in active mode).
+    ServerAddr(SocketAddr)
+);
+addr_newtype!(
+    /// An address and port of the gateway itself that a peer will dial.
+    GatewayAddr(SocketAddr)
+);
+addr_newtype!(
+    /// The only host allowed through a pinhole: the one expected to dial.
+    PeerIp(IpAddr)
+);
+addr_newtype!(
+    /// Where an admitted connection is sent (destination NAT).
+    TargetAddr(SocketAddr)
+);
+addr_newtype!(
+    /// The gateway address an admitted connection leaves from (source NAT).
+    SourceNat(IpAddr)
+);
+
+/// What happens to the one connection a pinhole admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Let it through unchanged: to a userspace relay listening on the
+    /// gateway address (mode conversion), or in transparent mode, where the
+    /// peer dials the far end's own address.
+    Only,
+    /// Send it on to `to`, optionally leaving from `source_nat`.
+    Forward {
+        /// The destination after NAT.
+        to: TargetAddr,
+        /// The source after NAT, if the far end must see the gateway.
+        source_nat: Option<SourceNat>,
+    },
+}
+
+/// One data-channel pinhole: exactly one TCP connection from `peer` to
+/// `gateway`, before `timeout` has passed, handled as `admit` says. A
+/// pinhole is always one-shot: the first matching connection uses it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinholeFlow {
+    /// Who may dial.
+    pub peer: PeerIp,
+    /// What they dial.
+    pub gateway: GatewayAddr,
+    /// What becomes of the connection.
+    pub admit: Admit,
+    /// How long the pinhole waits for its connection.
+    pub timeout: Duration,
+}
+
+impl PinholeFlow {
+    /// Client passive, server passive: the client dials the gateway, which
+    /// forwards to the server's passive port, leaving from `outside`.
+    pub fn passive(
+        client: ClientAddr,
+        gateway: GatewayAddr,
+        server: ServerAddr,
+        outside: SourceNat,
+        timeout: Duration,
+    ) -> Self {
+        PinholeFlow {
+            peer: PeerIp(client.0.ip()),
+            gateway,
+            admit: Admit::Forward {
+                to: TargetAddr(server.0),
+                source_nat: Some(outside),
+            },
+            timeout,
+        }
+    }
+
+    /// Client active, server active: the server dials the gateway (the
+    /// address ftpalg sent in PORT/EPRT), which forwards to the client's
+    /// own PORT address.
+    pub fn active(
+        server: ServerAddr,
+        gateway: GatewayAddr,
+        client: ClientAddr,
+        timeout: Duration,
+    ) -> Self {
+        PinholeFlow {
+            peer: PeerIp(server.0.ip()),
+            gateway,
+            admit: Admit::Forward {
+                to: TargetAddr(client.0),
+                source_nat: None,
+            },
+            timeout,
+        }
+    }
+
+    /// Mode conversion: admit only `peer` to ftpalg's own relay listener.
+    pub fn relay(peer: PeerIp, relay: GatewayAddr, timeout: Duration) -> Self {
+        PinholeFlow {
+            peer,
+            gateway: relay,
+            admit: Admit::Only,
+            timeout,
+        }
+    }
+
+    /// True when every address in the flow is IPv4.
+    pub fn is_ipv4(&self) -> bool {
+        self.peer.0.is_ipv4()
+    }
+
+    /// True when all addresses are of one family (NAT cannot translate
+    /// between IPv4 and IPv6).
+    pub fn same_family(&self) -> bool {
+        let v4 = self.is_ipv4();
+        let gw = self.gateway.0.is_ipv4() == v4;
+        match self.admit {
+            Admit::Only => gw,
+            Admit::Forward { to, source_nat } => {
+                gw && to.0.is_ipv4() == v4 && source_nat.is_none_or(|s| s.0.is_ipv4() == v4)
+            }
+        }
+    }
+}
+
+/// Bytes and packets of one forwarded connection, as conntrack counted
+/// them: on the wire, IP and TCP headers included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteCounts {
+    /// From the peer that dialed towards the target.
+    pub from_dialer: u64,
+    /// From the target back to the dialer.
+    pub to_dialer: u64,
+    /// Packets from the dialer.
+    pub packets_from_dialer: u64,
+    /// Packets to the dialer.
+    pub packets_to_dialer: u64,
+}
+
+/// Why a pinhole's connection did not carry a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The connection was admitted but never became established (the target
+    /// refused or did not answer).
+    NotEstablished,
+    /// ftpalg's table disappeared under the pinhole (someone deleted or
+    /// flushed it).
+    TableLost,
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::NotEstablished => f.write_str("admitted connection was never established"),
+            FailReason::TableLost => {
+                f.write_str("ftpalg's nftables table was removed by someone else")
+            }
+        }
+    }
+}
+
+/// What a backend reports about a flow, in order: `Established` then
+/// `Finished`, or one of `Expired` / `Failed`. After a terminal event the
+/// flow is forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// The expected peer's connection went through and is established.
+    Established {
+        /// The dialer's address including its source port.
+        dialer: SocketAddr,
+    },
+    /// The connection has closed.
+    Finished {
+        /// What it carried.
+        counts: ByteCounts,
+        /// From first seen to last seen (the backend's polling granularity).
+        duration: Duration,
+    },
+    /// Nobody allowed came before the deadline.
+    Expired,
+    /// The pinhole cannot produce a transfer.
+    Failed(FailReason),
+}
+
+impl FlowEvent {
+    /// True for events after which the flow is gone.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, FlowEvent::Established { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn passive_flow_admits_the_client_towards_the_server() {
+        let f = PinholeFlow::passive(
+            ClientAddr(sa("100.64.0.2:0")),
+            GatewayAddr(sa("100.64.0.1:40000")),
+            ServerAddr(sa("198.51.100.2:5000")),
+            SourceNat("198.51.100.1".parse().unwrap()),
+            Duration::from_secs(5),
+        );
+        assert_eq!(f.peer.0, "100.64.0.2".parse::<IpAddr>().unwrap());
+        assert!(
+            matches!(f.admit, Admit::Forward { to, source_nat: Some(_) } if to.0 == sa("198.51.100.2:5000"))
+        );
+        assert!(f.same_family());
+    }
+
+    #[test]
+    fn active_flow_admits_the_server_towards_the_client() {
+        let f = PinholeFlow::active(
+            ServerAddr(sa("198.51.100.2:20")),
+            GatewayAddr(sa("198.51.100.1:40001")),
+            ClientAddr(sa("100.64.0.2:6000")),
+            Duration::from_secs(5),
+        );
+        assert_eq!(f.peer.0, "198.51.100.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            f.admit,
+            Admit::Forward {
+                to: TargetAddr(sa("100.64.0.2:6000")),
+                source_nat: None
+            }
+        );
+    }
+
+    #[test]
+    fn mixed_families_are_detected() {
+        let mut f = PinholeFlow::relay(
+            PeerIp("2001:db8::2".parse().unwrap()),
+            GatewayAddr(sa("[2001:db8::1]:40000")),
+            Duration::from_secs(1),
+        );
+        assert!(f.same_family());
+        f.admit = Admit::Forward {
+            to: TargetAddr(sa("198.51.100.2:1")),
+            source_nat: None,
+        };
+        assert!(!f.same_family());
+        f.admit = Admit::Forward {
+            to: TargetAddr(sa("[2001:db8::9]:1")),
+            source_nat: Some(SourceNat("198.51.100.1".parse().unwrap())),
+        };
+        assert!(!f.same_family());
+    }
+
+    #[test]
+    fn only_established_is_not_terminal() {
+        assert!(!FlowEvent::Established {
+            dialer: sa("100.64.0.2:1")
+        }
+        .is_terminal());
+        assert!(FlowEvent::Expired.is_terminal());
+        assert!(FlowEvent::Failed(FailReason::TableLost).is_terminal());
+    }
+}

@@ -1,0 +1,787 @@
+use super::*;
+use crate::ftp::framer::{Frame, Line};
+
+const CLIENT: &str = "100.64.0.2:40000";
+const SERVER: &str = "198.51.100.10:21";
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Harness {
+    s: Session,
+    policy: AllowAll,
+}
+
+impl Harness {
+    fn new(mode: ServerDataMode) -> Harness {
+        let cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+        let mut h = Harness {
+            s: Session::new(cfg),
+            policy: AllowAll {
+                server_mode: mode,
+                tls: TlsPolicy::Refuse,
+            },
+        };
+        h.server("220 hello");
+        assert_eq!(h.drain(), vec![Action::ToClient(b"220 hello\r\n".to_vec())]);
+        h
+    }
+    fn client(&mut self, line: &str) {
+        self.s
+            .on_client(Frame::Line(Line::new(line.as_bytes())), &self.policy);
+    }
+    fn server(&mut self, line: &str) {
+        self.s
+            .on_server(Frame::Line(Line::new(line.as_bytes())), &self.policy);
+    }
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.s.poll_action()).collect()
+    }
+    /// Actions without events, for terse assertions.
+    fn acts(&mut self) -> Vec<Action> {
+        self.drain()
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Event(_)))
+            .collect()
+    }
+    fn prepared(&mut self, id: u64, side: Side, local: &str) {
+        self.s
+            .data_prepared(DataId(id), side, sa(local), &self.policy);
+    }
+}
+
+fn to_client(s: &str) -> Action {
+    Action::ToClient(format!("{s}\r\n").into_bytes())
+}
+fn to_server(s: &str) -> Action {
+    Action::ToServer(format!("{s}\r\n").into_bytes())
+}
+fn prepare(id: u64, side: Side, endpoint: Endpoint) -> Action {
+    Action::Prepare {
+        id: DataId(id),
+        side,
+        endpoint,
+    }
+}
+
+#[test]
+fn pasv_then_227_opens_exactly_one_pinhole() {
+    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    h.client("PASV");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+    assert!(h.s.busy());
+    h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Server,
+            Endpoint::Connect {
+                to: sa("198.51.100.10:50000")
+            }
+        )]
+    );
+    h.prepared(1, Side::Server, "198.51.100.1:33000");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Client,
+            Endpoint::Listen {
+                expect_peer: "100.64.0.2".parse().unwrap()
+            }
+        )]
+    );
+    h.prepared(1, Side::Client, "100.64.0.1:40001");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Start {
+                id: DataId(1),
+                client_mode: ClientMode::Pasv,
+                server_mode: ServerMode::Passive
+            },
+            to_client("227 Entering Passive Mode (100,64,0,1,156,65)."),
+        ]
+    );
+    assert!(!h.s.busy());
+    h.client("RETR f");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Transfer {
+                id: DataId(1),
+                verb: cmd::RETR,
+                arg: "f".into()
+            },
+            to_server("RETR f"),
+        ]
+    );
+    h.server("150 Opening");
+    assert_eq!(h.acts(), vec![to_client("150 Opening")]);
+    h.server("226 Done");
+    // Held until the data is delivered; the relay is not cancelled, since
+    // the server may finish before the gateway has even accepted its
+    // connection.
+    assert_eq!(
+        h.acts(),
+        vec![Action::ToClientAfterData {
+            id: DataId(1),
+            bytes: b"226 Done\r\n".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn unsolicited_227_opens_nothing() {
+    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
+    let all = h.drain();
+    assert!(all
+        .iter()
+        .all(|a| !matches!(a, Action::Prepare { .. } | Action::Start { .. })));
+    assert!(all.contains(&Action::Event(Event::UnsolicitedPassive { code: 227 })));
+    // And a 227 as the reply to something else (NOOP) is not honoured either.
+    h.client("NOOP");
+    h.drain();
+    h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
+    let all = h.drain();
+    assert!(all.iter().all(|a| !matches!(a, Action::Prepare { .. })));
+}
+
+#[test]
+fn port_naming_another_host_is_refused_and_never_reaches_the_server() {
+    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    h.client("PORT 198,51,100,20,4,1");
+    let all = h.drain();
+    assert!(all.iter().all(|a| !matches!(a, Action::ToServer(_))));
+    assert!(all.iter().any(|a| matches!(
+        a,
+        Action::Event(Event::Denied {
+            reason: Denial::Bounce,
+            ..
+        })
+    )));
+    let replies: Vec<_> = all
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToClient(b) => Some(String::from_utf8_lossy(b).to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert!(
+        replies[0].starts_with("500 Illegal PORT command: 198.51.100.20 is not your address"),
+        "{}",
+        replies[0]
+    );
+}
+
+#[test]
+fn eprt_to_low_port_is_refused() {
+    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    h.client("EPRT |1|100.64.0.2|25|");
+    let acts = h.acts();
+    assert_eq!(
+        acts,
+        vec![to_client(
+            "504 Illegal EPRT command: port 25 is below 1024."
+        )]
+    );
+}
+
+#[test]
+fn bad_port_arguments_get_501() {
+    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    h.client("PORT 100,64,0,256,4,1");
+    let acts = h.acts();
+    assert!(
+        matches!(&acts[..], [Action::ToClient(b)] if b.starts_with(b"501 ")),
+        "{acts:?}"
+    );
+    h.client("EPRT |9|x|1|");
+    assert_eq!(
+        h.acts(),
+        vec![to_client("522 Network protocol not supported, use (1,2)")]
+    );
+}
+
+#[test]
+fn port_becomes_pasv_towards_the_server() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PORT 100,64,0,2,200,10");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+    h.server("227 =198,51,100,10,4,1");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Server,
+            Endpoint::Connect {
+                to: sa("198.51.100.10:1025")
+            }
+        )]
+    );
+    h.prepared(1, Side::Server, "198.51.100.1:5000");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Client,
+            Endpoint::Connect {
+                to: sa("100.64.0.2:51210")
+            }
+        )]
+    );
+    h.prepared(1, Side::Client, "100.64.0.1:5001");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Start {
+                id: DataId(1),
+                client_mode: ClientMode::Port,
+                server_mode: ServerMode::Passive
+            },
+            to_client("200 PORT command successful."),
+        ]
+    );
+}
+
+#[test]
+fn pasv_becomes_port_towards_the_server() {
+    let mut h = Harness::new(ServerDataMode::Active);
+    h.client("EPSV");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Server,
+            Endpoint::Listen {
+                expect_peer: "198.51.100.10".parse().unwrap()
+            }
+        )]
+    );
+    h.prepared(1, Side::Server, "198.51.100.1:40100");
+    assert_eq!(h.acts(), vec![to_server("PORT 198,51,100,1,156,164")]);
+    h.server("200 PORT ok");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Client,
+            Endpoint::Listen {
+                expect_peer: "100.64.0.2".parse().unwrap()
+            }
+        )]
+    );
+    h.prepared(1, Side::Client, "100.64.0.1:40001");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Start {
+                id: DataId(1),
+                client_mode: ClientMode::Epsv,
+                server_mode: ServerMode::Active
+            },
+            to_client("229 Entering Extended Passive Mode (|||40001|)"),
+        ]
+    );
+}
+
+#[test]
+fn auto_falls_back_to_active_when_the_passive_port_is_dead() {
+    let mut h = Harness::new(ServerDataMode::Auto);
+    h.client("PASV");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+    h.server("227 Entering Passive Mode (198,51,100,10,195,80)");
+    h.acts();
+    h.s.data_failed(DataId(1), Side::Server, "timed out", &h.policy);
+    let all = h.drain();
+    assert!(all.contains(&Action::Event(Event::PassiveFallback {
+        reason: "timed out".into()
+    })));
+    assert!(all.contains(&prepare(
+        1,
+        Side::Server,
+        Endpoint::Listen {
+            expect_peer: "198.51.100.10".parse().unwrap()
+        }
+    )));
+    h.prepared(1, Side::Server, "198.51.100.1:40100");
+    assert_eq!(h.acts(), vec![to_server("PORT 198,51,100,1,156,164")]);
+    h.server("200 ok");
+    h.acts();
+    h.prepared(1, Side::Client, "100.64.0.1:40001");
+    h.acts();
+    // The next transfer goes straight to active.
+    h.client("PASV");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Release { id: DataId(1) },
+            prepare(
+                2,
+                Side::Server,
+                Endpoint::Listen {
+                    expect_peer: "198.51.100.10".parse().unwrap()
+                }
+            )
+        ]
+    );
+}
+
+#[test]
+fn passive_reply_address_is_replaced_by_the_control_address() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PASV");
+    h.acts();
+    h.server("227 Entering Passive Mode (10,0,0,5,4,1)");
+    let all = h.drain();
+    assert!(all.contains(&Action::Event(Event::PassiveAddressIgnored {
+        advertised: "10.0.0.5".parse().unwrap(),
+        used: "198.51.100.10".parse().unwrap()
+    })));
+    assert!(all.contains(&prepare(
+        1,
+        Side::Server,
+        Endpoint::Connect {
+            to: sa("198.51.100.10:1025")
+        }
+    )));
+}
+
+#[test]
+fn multi_line_227_is_understood() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PASV");
+    h.acts();
+    h.server("227-Entering Passive Mode");
+    assert_eq!(h.acts(), vec![]);
+    h.server("227-(198,51,100,10,4,2)");
+    h.server("227 OK");
+    assert_eq!(
+        h.acts(),
+        vec![prepare(
+            1,
+            Side::Server,
+            Endpoint::Connect {
+                to: sa("198.51.100.10:1026")
+            }
+        )]
+    );
+}
+
+#[test]
+fn unparsable_227_fails_the_setup_with_a_reply_not_a_panic() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PASV");
+    h.acts();
+    h.server("227 Entering Passive Mode, somewhere");
+    let all = h.drain();
+    assert!(all
+        .iter()
+        .any(|a| matches!(a, Action::Event(Event::Unparsed { .. }))));
+    assert!(all
+        .iter()
+        .any(|a| matches!(a, Action::ToClient(b) if b.starts_with(b"425 "))));
+    assert!(!h.s.busy());
+}
+
+#[test]
+fn pipelined_commands_keep_their_order() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("TYPE I");
+    h.client("PASV");
+    h.client("RETR a");
+    h.client("NOOP");
+    // TYPE forwarded, PASV sent, RETR and NOOP held until the data channel is ready.
+    assert_eq!(h.acts(), vec![to_server("TYPE I"), to_server("PASV")]);
+    h.server("200 Type set");
+    assert_eq!(h.acts(), vec![to_client("200 Type set")]);
+    h.server("227 (198,51,100,10,4,1)");
+    h.acts();
+    h.prepared(1, Side::Server, "198.51.100.1:5000");
+    h.acts();
+    h.prepared(1, Side::Client, "100.64.0.1:5001");
+    assert_eq!(
+        h.acts(),
+        vec![
+            Action::Start {
+                id: DataId(1),
+                client_mode: ClientMode::Pasv,
+                server_mode: ServerMode::Passive
+            },
+            to_client("227 Entering Passive Mode (100,64,0,1,19,137)."),
+            Action::Transfer {
+                id: DataId(1),
+                verb: cmd::RETR,
+                arg: "a".into()
+            },
+            to_server("RETR a"),
+            to_server("NOOP"),
+        ]
+    );
+}
+
+#[test]
+fn epsv_all_refuses_other_data_commands() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("EPSV ALL");
+    assert_eq!(h.acts(), vec![to_client("200 EPSV ALL ok.")]);
+    for c in ["PASV", "PORT 100,64,0,2,4,1", "EPRT |1|100.64.0.2|2000|"] {
+        h.client(c);
+        assert_eq!(
+            h.acts(),
+            vec![to_client(
+                "503 EPSV ALL is in effect; only EPSV may be used."
+            )],
+            "{c}"
+        );
+    }
+    h.client("EPSV");
+    assert_eq!(h.acts(), vec![to_server("PASV")]);
+}
+
+#[test]
+fn local_replies_wait_for_earlier_replies() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("NOOP");
+    h.client("PORT 1,2,3,4,5,6");
+    h.client("EPSV ALL");
+    assert_eq!(h.acts(), vec![to_server("NOOP")]);
+    h.server("200 NOOP ok");
+    let acts = h.acts();
+    assert_eq!(acts.len(), 3, "{acts:?}");
+    assert_eq!(acts[0], to_client("200 NOOP ok"));
+    assert!(matches!(&acts[1], Action::ToClient(b) if b.starts_with(b"500 Illegal PORT")));
+    assert_eq!(acts[2], to_client("200 EPSV ALL ok."));
+}
+
+#[test]
+fn multi_line_replies_pass_through_line_by_line() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("FEAT");
+    h.acts();
+    h.server("211-Features:");
+    h.server(" EPSV");
+    h.server("211 End");
+    assert_eq!(
+        h.acts(),
+        vec![
+            to_client("211-Features:"),
+            to_client(" EPSV"),
+            to_client("211 End")
+        ]
+    );
+}
+
+#[test]
+fn auth_tls_refused_by_default() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("AUTH TLS");
+    let acts = h.acts();
+    assert!(matches!(&acts[..], [Action::ToClient(b)] if b.starts_with(b"534 ")));
+}
+
+#[test]
+fn auth_tls_passthrough_goes_opaque_after_234() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.policy.tls = TlsPolicy::Passthrough;
+    h.client("AUTH TLS");
+    assert_eq!(h.acts(), vec![to_server("AUTH TLS")]);
+    h.server("234 Proceed");
+    assert_eq!(h.acts(), vec![to_client("234 Proceed"), Action::Opaque]);
+    assert_eq!(h.s.phase(), &Phase::Opaque);
+}
+
+#[test]
+fn long_lines_and_garbage_get_500() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.s.on_client(
+        Frame::TooLong {
+            prefix: vec![b'A'; 2047],
+        },
+        &h.policy,
+    );
+    assert_eq!(h.acts(), vec![to_client("500 Command line too long.")]);
+    h.client("RE\0TR x");
+    assert_eq!(
+        h.acts(),
+        vec![to_client("500 Syntax error, command unrecognized.")]
+    );
+}
+
+#[test]
+fn garbage_from_the_server_passes_through() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.server("hello there");
+    let all = h.drain();
+    assert!(all.contains(&to_client("hello there")));
+    assert!(all.iter().any(|a| matches!(
+        a,
+        Action::Event(Event::Unparsed {
+            from: Side::Server,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn user_at_host_routes_and_swallows_the_greeting() {
+    let cfg = SessionConfig::new(sa(CLIENT), Upstream::UserAtHost);
+    let policy = AllowAll::default();
+    let mut s = Session::new(cfg);
+    let first: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(matches!(&first[..], [Action::ToClient(b)] if b.starts_with(b"220 ")));
+    s.on_client(
+        Frame::Line(Line::new(&b"USER anonymous@198.51.100.10:2121"[..])),
+        &policy,
+    );
+    s.on_client(Frame::Line(Line::new(&b"PASS x@y"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| !matches!(a, Action::Event(_)))
+        .collect();
+    assert_eq!(
+        acts,
+        vec![Action::Connect {
+            host: "198.51.100.10".into(),
+            port: 2121
+        }]
+    );
+    s.upstream_connected(sa("198.51.100.10:2121"));
+    s.on_server(Frame::Line(Line::new(&b"220 real server"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert_eq!(
+        acts,
+        vec![to_server("USER anonymous"), to_server("PASS x@y")]
+    );
+    s.on_server(Frame::Line(Line::new(&b"331 Password"[..])), &policy);
+    s.on_server(Frame::Line(Line::new(&b"230 Welcome"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert_eq!(
+        acts,
+        vec![
+            to_client("331 Password"),
+            to_client("230 Welcome"),
+            Action::Event(Event::LoggedIn)
+        ]
+    );
+    assert!(s.logged_in());
+}
+
+#[test]
+fn user_at_host_failure_lets_the_client_retry_then_closes() {
+    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::UserAtHost);
+    cfg.max_route_attempts = 2;
+    let policy = AllowAll::default();
+    let mut s = Session::new(cfg);
+    s.poll_action();
+    s.on_client(Frame::Line(Line::new(&b"USER a@nowhere"[..])), &policy);
+    s.upstream_failed("cannot reach nowhere", &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| !matches!(a, Action::Event(_)))
+        .collect();
+    assert_eq!(acts.last(), Some(&to_client("530 cannot reach nowhere.")));
+    s.on_client(Frame::Line(Line::new(&b"USER a@nowhere"[..])), &policy);
+    s.upstream_failed("cannot reach nowhere", &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| !matches!(a, Action::Event(_)))
+        .collect();
+    assert_eq!(acts.last(), Some(&Action::Close));
+}
+
+#[test]
+fn split_user_host_forms() {
+    assert_eq!(split_user_host("a@h"), Some(("a".into(), "h".into(), 21)));
+    assert_eq!(
+        split_user_host("a@b@h:2121"),
+        Some(("a@b".into(), "h".into(), 2121))
+    );
+    assert_eq!(
+        split_user_host("a@[2001:db8:2::10]:21"),
+        Some(("a".into(), "2001:db8:2::10".into(), 21))
+    );
+    assert_eq!(
+        split_user_host("a@2001:db8:2::10"),
+        Some(("a".into(), "2001:db8:2::10".into(), 21))
+    );
+    assert_eq!(split_user_host("a@h:0"), None);
+    assert_eq!(split_user_host("a@h:x"), None);
+    assert_eq!(split_user_host("@h"), None);
+    assert_eq!(split_user_host("a"), None);
+}
+
+#[test]
+fn policy_denial_names_the_rule() {
+    struct DenyDele;
+    impl Policy for DenyDele {
+        fn check_command(&self, ctx: &CommandContext<'_>) -> Verdict {
+            if ctx.verb == cmd::DELE {
+                Verdict::Deny {
+                    code: 550,
+                    text: "Read-only.".into(),
+                    rule: "read-only".into(),
+                }
+            } else {
+                Verdict::Allow
+            }
+        }
+        fn server_mode(&self, _: IpAddr, _: SocketAddr) -> ServerDataMode {
+            ServerDataMode::Passive
+        }
+        fn tls(&self) -> TlsPolicy {
+            TlsPolicy::Refuse
+        }
+    }
+    let mut s = Session::new(SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER))));
+    s.on_client(Frame::Line(Line::new(&b"DELE x"[..])), &DenyDele);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(acts.contains(&Action::Event(Event::Denied {
+        reason: Denial::Rule("read-only".into()),
+        detail: "DELE by rule read-only".into()
+    })));
+    // The greeting is still owed, so the denial waits behind it.
+    assert!(!acts.iter().any(|a| matches!(a, Action::ToClient(_))));
+    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &DenyDele);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert_eq!(acts, vec![to_client("220 hi"), to_client("550 Read-only.")]);
+}
+
+#[test]
+fn ipv6_client_gets_epsv_and_server_v6_gets_eprt() {
+    let cfg = SessionConfig::new(
+        sa("[2001:db8:1::2]:40000"),
+        Upstream::Fixed(sa("[2001:db8:2::10]:21")),
+    );
+    let policy = AllowAll {
+        server_mode: ServerDataMode::Active,
+        tls: TlsPolicy::Refuse,
+    };
+    let mut s = Session::new(cfg);
+    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
+    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| !matches!(a, Action::Event(_)))
+        .collect();
+    assert!(
+        matches!(&acts[..], [_, Action::ToClient(b)] if b.starts_with(b"425 ")),
+        "{acts:?}"
+    );
+    s.on_client(Frame::Line(Line::new(&b"EPSV"[..])), &policy);
+    s.data_prepared(
+        DataId(1),
+        Side::Server,
+        sa("[2001:db8:2::1]:40100"),
+        &policy,
+    );
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(
+        acts.contains(&to_server("EPRT |2|2001:db8:2::1|40100|")),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
+    let cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa("[2001:db8:2::10]:21")));
+    let policy = AllowAll {
+        server_mode: ServerDataMode::SameAsClient,
+        tls: TlsPolicy::Refuse,
+    };
+    let mut s = Session::new(cfg);
+    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
+    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(acts.contains(&to_server("EPSV")));
+    s.on_server(
+        Frame::Line(Line::new(
+            &b"229 Entering Extended Passive Mode (|||50000|)"[..],
+        )),
+        &policy,
+    );
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(acts.contains(&prepare(
+        1,
+        Side::Server,
+        Endpoint::Connect {
+            to: sa("[2001:db8:2::10]:50000")
+        }
+    )));
+}
+
+#[test]
+fn failed_transfer_releases_at_once() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PASV");
+    h.server("227 (198,51,100,10,4,1)");
+    h.prepared(1, Side::Server, "198.51.100.1:5000");
+    h.prepared(1, Side::Client, "100.64.0.1:5001");
+    h.acts();
+    h.client("RETR missing");
+    h.acts();
+    h.server("550 No such file");
+    assert_eq!(
+        h.acts(),
+        vec![
+            to_client("550 No such file"),
+            Action::Release { id: DataId(1) }
+        ]
+    );
+}
+
+#[test]
+fn too_many_held_lines_close_the_session() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("PASV");
+    for _ in 0..64 {
+        h.client("NOOP");
+    }
+    h.acts();
+    h.client("NOOP");
+    let acts = h.acts();
+    assert!(acts.contains(&Action::Close));
+}
+
+#[test]
+fn quit_closes_after_221() {
+    let mut h = Harness::new(ServerDataMode::Passive);
+    h.client("QUIT");
+    h.server("221 Bye");
+    assert_eq!(
+        h.acts(),
+        vec![to_server("QUIT"), to_client("221 Bye"), Action::Close]
+    );
+}
+
+#[test]
+fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
+    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    cfg.passive_known_dead = true;
+    let policy = AllowAll {
+        server_mode: ServerDataMode::Auto,
+        tls: TlsPolicy::Refuse,
+    };
+    let mut s = Session::new(cfg);
+    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
+    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
+    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(
+        acts.contains(&prepare(
+            1,
+            Side::Server,
+            Endpoint::Listen {
+                expect_peer: "198.51.100.10".parse().unwrap()
+            }
+        )),
+        "{acts:?}"
+    );
+    assert!(!acts.contains(&to_server("PASV")));
+}
+
+mod bounds;
+mod driver;
+mod identity;
+mod ipv6;
+mod rig;
+mod telnet;

@@ -1,0 +1,522 @@
+//! The data channels of one session: pinholes and connections while they
+//! are prepared, then one relay task each, owned by the session.
+//!
+//! Bounds: at most one channel being prepared and one running per session,
+//! besides one still delivering a transfer the server said was complete.
+//! A released channel is reset at once, whatever its state; a relay that
+//! stalls ends by its own deadlines; when the session ends, every relay is
+//! aborted, which resets its sockets (`relay` keeps SO_LINGER 0 until a
+//! direction has ended cleanly). The reply held behind a channel
+//! (`ToClientAfterData`) is settled by how the data path ended: the engine
+//! turns it into `426` when that failed.
+
+use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
+use super::super::relay::{relay, Moved, RelayLimits};
+use super::super::Metrics;
+use super::{unspecified_like, Driver};
+use crate::ftp::command::{self as cmd, Verb};
+use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+/// How many failed channels a session remembers, for a reply that arrives
+/// after its relay has already ended. One transfer runs at a time; a few
+/// are plenty.
+const REMEMBER_FAILED: usize = 4;
+
+/// One side of a data channel before the relay starts.
+pub(super) enum Prepared {
+    Pinhole(Pinhole),
+    Stream(TcpStream),
+}
+
+/// Counts a data channel in the gateway's metrics for as long as it holds
+/// sockets: it lives in the channel while it is prepared, then moves into
+/// the relay task, so it is dropped with the last socket.
+pub(super) struct ChannelGauge(Arc<Metrics>);
+
+impl ChannelGauge {
+    fn new(m: &Arc<Metrics>) -> ChannelGauge {
+        m.data_channels.fetch_add(1, Ordering::Relaxed);
+        ChannelGauge(m.clone())
+    }
+}
+
+impl Drop for ChannelGauge {
+    fn drop(&mut self) {
+        self.0.data_channels.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) struct Channel {
+    gauge: Option<ChannelGauge>,
+    client: Option<Prepared>,
+    server: Option<Prepared>,
+    /// The relay task, once started.
+    relay: Option<AbortHandle>,
+    started: Option<Instant>,
+    /// How the server-to-client direction ended, once it has.
+    delivered: Option<Result<(), String>>,
+    /// The server's reply to the transfer on this channel said success: it
+    /// is let finish even when released (its deadlines still bound it).
+    success_reply: bool,
+    modes: Option<(ClientMode, ServerMode)>,
+    transfer: Option<(Verb, String)>,
+}
+
+impl Channel {
+    fn new(m: &Arc<Metrics>) -> Channel {
+        Channel {
+            gauge: Some(ChannelGauge::new(m)),
+            client: None,
+            server: None,
+            relay: None,
+            started: None,
+            delivered: None,
+            success_reply: false,
+            modes: None,
+            transfer: None,
+        }
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Stops its relay task, if any; the task's sockets reset as it drops.
+    pub(super) fn abort(&self) {
+        if let Some(task) = &self.relay {
+            task.abort();
+        }
+    }
+}
+
+pub(super) enum DataEvent {
+    Upstream(Result<TcpStream, String>),
+    Connected {
+        id: DataId,
+        side: Side,
+        result: io::Result<TcpStream>,
+    },
+    Delivered {
+        id: DataId,
+        result: Result<(), String>,
+    },
+    Finished {
+        id: DataId,
+        result: Result<Moved, String>,
+        elapsed: Duration,
+    },
+}
+
+async fn establish(
+    p: Prepared,
+    deadline: Duration,
+    on_stranger: impl FnMut(SocketAddr),
+) -> Result<TcpStream, String> {
+    match p {
+        Prepared::Stream(s) => Ok(s),
+        Prepared::Pinhole(p) => p
+            .accept(deadline, on_stranger)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+impl Driver {
+    /// Closes every channel other than `keep` that `which` selects.
+    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, reason: &str) {
+        let others: Vec<DataId> = self
+            .channels
+            .iter()
+            .filter(|(id, c)| **id != keep && which(c))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in others {
+            self.kill(id, reason);
+        }
+    }
+
+    pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
+        if !self.channels.contains_key(&id) {
+            // One channel in preparation per session.
+            self.close_others(
+                id,
+                |c| !c.running(),
+                "another data channel is being prepared",
+            );
+        }
+        let policy = self.policy();
+        let rules = policy.rules();
+        let metrics = self.gw.metrics.clone();
+        self.channels
+            .entry(id)
+            .or_insert_with(|| Channel::new(&metrics));
+        match endpoint {
+            Endpoint::Listen { expect_peer } => {
+                let (bind, range) = match side {
+                    Side::Client => (self.pinhole_bind, rules.data.client_ports),
+                    Side::Server => (
+                        self.server_local
+                            .map(|a| a.ip())
+                            .unwrap_or(unspecified_like(expect_peer)),
+                        rules.data.server_ports,
+                    ),
+                };
+                let req = PinholeRequest {
+                    bind,
+                    range,
+                    expect_peer: rules.security.check_data_peer.then_some(expect_peer),
+                    transparent: side == Side::Client && self.listener.tproxy,
+                };
+                match self.gw.pinholes.open(req) {
+                    Ok(p) => {
+                        let local = p.local_addr();
+                        debug!(session = self.id, ?side, %local, expect = %expect_peer, "pinhole open");
+                        if let Some(c) = self.channels.get_mut(&id) {
+                            match side {
+                                Side::Client => c.client = Some(Prepared::Pinhole(p)),
+                                Side::Server => c.server = Some(Prepared::Pinhole(p)),
+                            }
+                        }
+                        self.session.data_prepared(id, side, local, &policy);
+                    }
+                    Err(e) => {
+                        warn!(session = self.id, ?side, error = %e, "cannot open pinhole");
+                        self.session.data_failed(id, side, &e.to_string(), &policy);
+                    }
+                }
+            }
+            Endpoint::Connect { to } => {
+                let (from, timeout) = match side {
+                    Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
+                    Side::Server => {
+                        let probe = if policy.listener().server_mode == ServerDataMode::Auto {
+                            rules.data.passive_probe_timeout
+                        } else {
+                            rules.limits.connect_timeout
+                        };
+                        (self.server_local.map(|a| a.ip()), probe)
+                    }
+                };
+                // Under TPROXY the client expects the server's address as
+                // the source of an active-mode connection.
+                let transparent = side == Side::Client && self.listener.tproxy;
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = connect_as(from, to, timeout, transparent).await;
+                    let _ = tx.send(DataEvent::Connected { id, side, result });
+                });
+            }
+        }
+    }
+
+    pub(super) fn start_relay(
+        &mut self,
+        id: DataId,
+        client_mode: ClientMode,
+        server_mode: ServerMode,
+    ) {
+        // One running channel per session, besides one still delivering a
+        // transfer the server said was complete.
+        self.close_others(
+            id,
+            |c| !c.success_reply,
+            "superseded by a newer data channel",
+        );
+        let rules = self.policy().rules().clone();
+        let prepared = self
+            .channels
+            .get_mut(&id)
+            .map(|c| (c.client.take(), c.server.take()));
+        let Some((Some(client), Some(server))) = prepared else {
+            warn!(
+                session = self.id,
+                channel = id.0,
+                reason = "not prepared",
+                "data channel cannot start"
+            );
+            self.channels.remove(&id);
+            self.remember_failed(id, "the data channel was not prepared".into());
+            return;
+        };
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        c.modes = Some((client_mode, server_mode));
+        c.started = Some(Instant::now());
+        let gauge = c.gauge.take();
+        let tx = self.tx.clone();
+        let deadline = rules.data.pinhole_timeout;
+        let limits = RelayLimits {
+            idle: rules.limits.transfer_idle_timeout,
+            rate: rules.limits.bandwidth_per_session,
+        };
+        let session = self.id;
+        let metrics = self.gw.metrics.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with the sockets, whether the task ends or is aborted.
+            let _gauge = gauge;
+            let started = Instant::now();
+            let strangers = |who: &'static str| {
+                let metrics = metrics.clone();
+                move |peer: SocketAddr| {
+                    metrics.strangers.fetch_add(1, Ordering::Relaxed);
+                    warn!(session, side = who, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
+                }
+            };
+            let c = establish(client, deadline, strangers("client"));
+            let s = establish(server, deadline, strangers("server"));
+            let result = match tokio::try_join!(c, s) {
+                Ok((c, s)) => {
+                    let tx2 = tx.clone();
+                    let delivered = move |result| {
+                        let _ = tx2.send(DataEvent::Delivered { id, result });
+                    };
+                    relay(c, s, limits, delivered)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(DataEvent::Finished {
+                id,
+                result,
+                elapsed: started.elapsed(),
+            });
+        });
+        c.relay = Some(task.abort_handle());
+    }
+
+    /// Closes channel `id` at once: a relay under way is aborted, which
+    /// resets its sockets; a held reply learns that the data path failed.
+    pub(super) fn kill(&mut self, id: DataId, reason: &str) {
+        let Some(c) = self.channels.remove(&id) else {
+            return;
+        };
+        if let Some(task) = &c.relay {
+            task.abort();
+            warn!(
+                session = self.id,
+                channel = id.0,
+                reason,
+                "data channel reset"
+            );
+            let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+            self.log_transfer(&c, Err(format!("reset: {reason}")), elapsed);
+        } else {
+            debug!(
+                session = self.id,
+                channel = id.0,
+                reason,
+                "data channel closed before use"
+            );
+        }
+        if !matches!(c.delivered, Some(Ok(()))) {
+            self.settle_held(id, Err(reason.to_string()));
+            self.remember_failed(id, reason.to_string());
+        }
+    }
+
+    /// Closes every channel of the session.
+    pub(super) fn kill_all(&mut self, reason: &str) {
+        let ids: Vec<DataId> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.kill(id, reason);
+        }
+    }
+
+    /// The engine no longer needs channel `id`.
+    pub(super) fn release(&mut self, id: DataId) {
+        if self.channels.get(&id).is_some_and(|c| !c.success_reply) {
+            self.kill(id, "released");
+        }
+    }
+
+    fn remember_failed(&mut self, id: DataId, reason: String) {
+        if self.failed.len() >= REMEMBER_FAILED {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((id, reason));
+    }
+
+    /// A line of the reply that must wait for channel `id`: queued until
+    /// the data path has ended, then sent as it is or as the engine
+    /// rewrites it for a failed one.
+    pub(super) fn held_reply(&mut self, id: DataId, bytes: Vec<u8>) {
+        let known = self.channels.get_mut(&id).map(|c| {
+            c.success_reply = true;
+            c.delivered.clone()
+        });
+        match known {
+            Some(None) => self.push_out(Some(id), bytes),
+            Some(Some(outcome)) => {
+                let bytes = self.decide(id, outcome, bytes);
+                self.push_out(None, bytes);
+            }
+            None => {
+                let failed = self
+                    .failed
+                    .iter()
+                    .find(|(f, _)| *f == id)
+                    .map(|(_, r)| r.clone());
+                let bytes = match failed {
+                    Some(reason) => self.decide(id, Err(reason), bytes),
+                    // Its relay finished cleanly already.
+                    None => bytes,
+                };
+                self.push_out(None, bytes);
+            }
+        }
+    }
+
+    /// Releases the replies waiting for channel `id`, now that its data
+    /// path has ended with `outcome`.
+    fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
+        for i in 0..self.out.len() {
+            if self.out[i].0 != Some(id) {
+                continue;
+            }
+            let held = std::mem::take(&mut self.out[i].1);
+            let old = held.len();
+            let now = self.decide(id, outcome.clone(), held);
+            self.out_bytes = self.out_bytes - old + now.len();
+            self.out[i] = (None, now);
+        }
+    }
+
+    /// Asks the engine what a held reply line becomes, and logs a change.
+    fn decide(&mut self, id: DataId, outcome: Result<(), String>, held: Vec<u8>) -> Vec<u8> {
+        let reason = outcome.as_ref().err().cloned();
+        let before = held.clone();
+        let now = self.session.data_finished(
+            id,
+            outcome.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+            held,
+        );
+        if now != before && !now.is_empty() {
+            warn!(session = self.id, channel = id.0, reason = reason.as_deref().unwrap_or("-"),
+                  held = %String::from_utf8_lossy(&before).trim_end(),
+                  "data path failed: the client is told the transfer aborted");
+        }
+        now
+    }
+
+    pub(super) fn data_event(&mut self, ev: DataEvent) {
+        let policy = self.policy();
+        match ev {
+            DataEvent::Upstream(Ok(stream)) => {
+                let addr = stream.peer_addr();
+                self.attach_server(stream);
+                match addr {
+                    Ok(a) => {
+                        info!(session = self.id, server = %a, "routed");
+                        self.session.upstream_connected(a);
+                    }
+                    Err(e) => self.session.upstream_failed(&e.to_string(), &policy),
+                }
+            }
+            DataEvent::Upstream(Err(reason)) => {
+                warn!(session = self.id, reason = %reason, "route failed");
+                self.session.upstream_failed(&reason, &policy);
+            }
+            DataEvent::Connected { id, side, result } => match result {
+                Ok(stream) => {
+                    // Until the relay takes it, dropping it must reset.
+                    super::super::pinhole::reset_on_close(&stream);
+                    let local = stream.local_addr().unwrap_or(self.client_local);
+                    if let Some(c) = self.channels.get_mut(&id) {
+                        match side {
+                            Side::Client => c.client = Some(Prepared::Stream(stream)),
+                            Side::Server => c.server = Some(Prepared::Stream(stream)),
+                        }
+                        self.session.data_prepared(id, side, local, &policy);
+                    }
+                }
+                Err(e) => {
+                    debug!(session = self.id, ?side, error = %e, "data connect failed");
+                    self.session.data_failed(id, side, &e.to_string(), &policy);
+                }
+            },
+            DataEvent::Delivered { id, result } => {
+                if let Some(c) = self.channels.get_mut(&id) {
+                    c.delivered = Some(result.clone());
+                    self.settle_held(id, result);
+                }
+            }
+            DataEvent::Finished {
+                id,
+                result,
+                elapsed,
+            } => {
+                let Some(c) = self.channels.remove(&id) else {
+                    return;
+                };
+                if c.delivered.is_none() {
+                    // It never got to delivering (no connection in time).
+                    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.clone());
+                    self.settle_held(id, outcome);
+                }
+                if let Err(e) = &result {
+                    if !matches!(c.delivered, Some(Ok(()))) {
+                        self.remember_failed(id, e.clone());
+                    }
+                }
+                self.log_transfer(&c, result, elapsed);
+            }
+        }
+    }
+
+    fn log_transfer(&self, c: &Channel, result: Result<Moved, String>, elapsed: Duration) {
+        let (cm, sm) = c
+            .modes
+            .map(|(c, s)| (c.as_str(), s.as_str()))
+            .unwrap_or(("-", "-"));
+        let (verb, file) = c
+            .transfer
+            .clone()
+            .unwrap_or((Verb::from_static("NONE"), String::new()));
+        let direction = match verb {
+            cmd::RETR => "download",
+            cmd::STOR | cmd::STOU | cmd::APPE => "upload",
+            cmd::LIST | cmd::NLST | cmd::MLSD => "listing",
+            _ => "-",
+        };
+        let server = self
+            .session
+            .server()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let user = self.session.user().unwrap_or("-").to_string();
+        match result {
+            Ok(m) => {
+                self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
+                info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), result = "ok", "transfer")
+            }
+            Err(e) if c.transfer.is_none() && e == "reset: released" => {
+                debug!(session = self.id, "data channel released unused")
+            }
+            Err(e) => {
+                warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
+            }
+        }
+    }
+
+    /// Binds a transfer command to channel `id`, for the transfer log.
+    pub(super) fn bind_transfer(&mut self, id: DataId, verb: Verb, arg: String) {
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.transfer = Some((verb, arg));
+        }
+    }
+
+    /// Whether a relay is under way (it holds the control idle timer).
+    pub(super) fn transfer_running(&self) -> bool {
+        self.channels.values().any(Channel::running)
+    }
+}

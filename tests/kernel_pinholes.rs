@@ -1,0 +1,652 @@
+//! The kernel data path against this machine's kernel, in namespaces the
+//! tests create: pinholes admit exactly the expected peer, once, before
+//! their deadline, through a gateway whose forward policy drops all else.
+//! Run as root (`cargo test --test kernel_pinholes`).
+
+mod kernel;
+
+use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError, PinholeId};
+use ftpalg::dataplane::{
+    ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
+};
+use kernel::*;
+use std::time::{Duration, Instant};
+
+const SHORT: Duration = Duration::from_millis(800);
+
+fn open(lab: &Lab, config: KernelConfig) -> KernelDataPlane {
+    let (dp, report) =
+        in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
+    assert!(report.accounting, "the lab turns conntrack accounting on");
+    dp
+}
+
+/// Polls until `id` reports a terminal event (bounded), collecting its events.
+fn events_until_done(dp: &mut KernelDataPlane, id: PinholeId, within: Duration) -> Vec<FlowEvent> {
+    let end = Instant::now() + within;
+    let mut out = Vec::new();
+    while Instant::now() < end {
+        for (i, ev) in dp.poll().expect("poll") {
+            if i == id {
+                let terminal = ev.is_terminal();
+                out.push(ev);
+                if terminal {
+                    return out;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    out
+}
+
+#[test]
+fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("a");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 200_000, Duration::from_secs(8));
+    let gw = sa(GW_IN, 40000);
+    let flow = PinholeFlow::passive(
+        ClientAddr(sa(CLIENT, 0)),
+        GatewayAddr(gw),
+        ServerAddr(sa(SERVER, 5000)),
+        SourceNat(GW_OUT.parse().unwrap()),
+        Duration::from_secs(5),
+    );
+    let id = dp.add(&flow).expect("add pinhole");
+    let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
+    assert!(
+        listing.contains("100.64.0.2 . 100.64.0.1 . 40000"),
+        "{listing}"
+    );
+
+    // A stranger on the client's LAN gets nothing, not even a reset...
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
+    // ...and has not used up the pinhole: the expected peer goes through.
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 100_000, Duration::from_secs(3)),
+        Outcome::Transferred(200_000)
+    );
+    // Once only: the same peer's second connection is dropped.
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
+
+    let seen = srv.finish();
+    assert_eq!(
+        seen.len(),
+        1,
+        "exactly one connection reached the server: {seen:?}"
+    );
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        GW_OUT,
+        "source NAT to the gateway's outside address"
+    );
+    assert_eq!(seen[0].received, 100_000);
+
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert!(
+        matches!(evs.first(), Some(FlowEvent::Established { dialer }) if dialer.ip().to_string() == CLIENT),
+        "{evs:?}"
+    );
+    match evs.last() {
+        Some(FlowEvent::Finished { counts, .. }) => {
+            assert!(
+                counts.from_dialer >= 100_000 && counts.from_dialer < 120_000,
+                "{counts:?}"
+            );
+            assert!(
+                counts.to_dialer >= 200_000 && counts.to_dialer < 230_000,
+                "{counts:?}"
+            );
+        }
+        other => panic!("expected Finished, got {other:?} in {evs:?}"),
+    }
+    assert_eq!(dp.live(), 0);
+    dp.close().expect("close");
+    assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
+}
+
+#[test]
+fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("b");
+    let mut dp = open(&lab, config());
+    let cli = server(&lab.cli, sa(CLIENT6, 6000), 50_000, Duration::from_secs(8));
+    let gw = sa(GW_OUT6, 40001);
+    let flow = PinholeFlow::active(
+        ServerAddr(sa(SERVER6, 20)),
+        GatewayAddr(gw),
+        ClientAddr(sa(CLIENT6, 6000)),
+        Duration::from_secs(5),
+    );
+    let id = dp.add(&flow).expect("add pinhole");
+    // Another host on the server's side: the gateway's own other address
+    // stands in for it here (it is not the expected peer).
+    assert_eq!(
+        dial(&lab.srv, sa(SERVER6, 0), sa(GW_OUT6, 40002), 10, SHORT),
+        Outcome::Refused,
+        "no pinhole there: a plain reset"
+    );
+    assert_eq!(
+        dial(
+            &lab.srv,
+            sa(SERVER6, 20),
+            gw,
+            70_000,
+            Duration::from_secs(3)
+        ),
+        Outcome::Transferred(50_000)
+    );
+    assert_eq!(
+        dial(&lab.srv, sa(SERVER6, 0), gw, 10, SHORT),
+        Outcome::TimedOut,
+        "second connection"
+    );
+    let seen = cli.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].peer,
+        sa(SERVER6, 20),
+        "no source NAT in active mode: the client sees the server"
+    );
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.from_dialer >= 70_000 && counts.to_dialer >= 50_000),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn expired_pinhole_admits_nothing_and_reports_expiry() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("c");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
+    let gw = sa(GW_IN, 40000);
+    let flow = PinholeFlow::passive(
+        ClientAddr(sa(CLIENT, 0)),
+        GatewayAddr(gw),
+        ServerAddr(sa(SERVER, 5000)),
+        SourceNat(GW_OUT.parse().unwrap()),
+        Duration::from_millis(300),
+    );
+    let id = dp.add(&flow).expect("add pinhole");
+    std::thread::sleep(Duration::from_millis(600));
+    let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
+    assert!(
+        matches!(out, Outcome::TimedOut | Outcome::Refused),
+        "{out:?}"
+    );
+    assert!(srv.finish().is_empty(), "nothing reached the server");
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(3));
+    assert_eq!(evs, vec![FlowEvent::Expired]);
+    assert_eq!(dp.live(), 0);
+}
+
+#[test]
+fn relay_pinhole_admits_only_the_peer_to_the_gateways_listener() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("d");
+    let mut dp = open(&lab, config());
+    let relay = sa(GW_IN, 40010);
+    let listener = server(&lab.gw, relay, 1000, Duration::from_secs(8));
+    let id = dp
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(relay),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), relay, 10, SHORT),
+        Outcome::TimedOut,
+        "stranger dropped in the kernel"
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), relay, 10, Duration::from_secs(3)),
+        Outcome::Transferred(1000)
+    );
+    let seen = listener.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        CLIENT,
+        "no NAT on a relay pinhole"
+    );
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { .. })),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn stale_table_is_replaced_and_other_tables_are_untouched() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("e");
+    // What a killed ftpalg without an owner-bound table would leave.
+    let (ok, out) = lab.nft("'add table inet ftpalg_data; add chain inet ftpalg_data stale { type filter hook forward priority 0; policy drop; }'");
+    assert!(ok, "{out}");
+    let (dp, report) = in_ns(&lab.gw, || KernelDataPlane::open(config())).unwrap();
+    assert!(report.replaced_stale);
+    let (_, table) = lab.nft("list table inet ftpalg_data");
+    assert!(!table.contains("stale"), "{table}");
+    for chain in [
+        "chain dnat",
+        "chain snat",
+        "chain guard",
+        "set pin4",
+        "map fwd6",
+    ] {
+        assert!(table.contains(chain), "{chain} missing:\n{table}");
+    }
+    assert!(
+        lab.tables().contains("table inet knop"),
+        "the operator's table stays"
+    );
+    dp.close().unwrap();
+    let tables = lab.tables();
+    assert!(
+        !tables.contains("ftpalg_data") && tables.contains("knop"),
+        "{tables}"
+    );
+}
+
+#[test]
+fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("f");
+    let mut dp = open(&lab, config());
+    dp.add(&PinholeFlow::relay(
+        PeerIp(CLIENT.parse().unwrap()),
+        GatewayAddr(sa(GW_IN, 40010)),
+        Duration::from_secs(30),
+    ))
+    .unwrap();
+    assert!(lab.tables().contains("ftpalg_data"));
+    drop(dp);
+    assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
+
+    // Owner-bound: a second instance cannot take the table over while the
+    // first lives...
+    let dp = open(&lab, config());
+    let second = in_ns(&lab.gw, || KernelDataPlane::open(config()));
+    assert!(
+        matches!(second, Err(KernelError::TableBusy { .. })),
+        "{second:?}"
+    );
+    drop(dp);
+
+    // ...and when the process holding it is killed (no chance to send a
+    // delete), the kernel removes the table with its socket.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hold_table_until_killed",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(HOLD_ENV, &lab.gw)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !lab.tables().contains("ftpalg_data") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listing = lab.tables();
+    let _ = try_run(&["kill", "-9", &child.id().to_string()]);
+    let _ = child.wait();
+    assert!(
+        listing.contains("ftpalg_data"),
+        "the child opened the table: {listing}"
+    );
+    assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
+}
+
+const HOLD_ENV: &str = "FTPALG_KERNEL_TEST_HOLD_IN";
+
+/// Not a test on its own: the test above runs it in a child process and
+/// kills it.
+#[test]
+#[ignore = "helper: run in a child process by nothing_remains_after_drop_or_after_the_process_socket_closes"]
+fn hold_table_until_killed() {
+    let ns = std::env::var(HOLD_ENV).expect("run by the parent test only");
+    let (dp, _) = in_ns(&ns, || KernelDataPlane::open(config())).unwrap();
+    // Bounded: the parent kills this long before.
+    std::thread::sleep(Duration::from_secs(20));
+    drop(dp);
+}
+
+#[test]
+fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("g");
+    let mut dp = open(
+        &lab,
+        KernelConfig {
+            owner: false,
+            ..config()
+        },
+    );
+    let gone = dp
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(sa(GW_IN, 40010)),
+            Duration::from_secs(30),
+        ))
+        .unwrap();
+    let (ok, out) = lab.nft("delete table inet ftpalg_data");
+    assert!(ok, "{out}");
+    // The next add notices, recreates the table and succeeds.
+    let next = dp
+        .add(&PinholeFlow::relay(
+            PeerIp(CLIENT.parse().unwrap()),
+            GatewayAddr(sa(GW_IN, 40011)),
+            Duration::from_secs(30),
+        ))
+        .expect("add after the table was deleted");
+    let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
+    assert!(
+        listing.contains("40011") && !listing.contains("40010"),
+        "{listing}"
+    );
+    let evs = dp.poll().unwrap();
+    assert_eq!(evs, vec![(gone, FlowEvent::Failed(FailReason::TableLost))]);
+    assert_eq!(dp.live(), 1);
+
+    // A flush (rules and elements gone, table kept) is found by poll.
+    let (ok, out) = lab.nft("flush table inet ftpalg_data");
+    assert!(ok, "{out}");
+    let evs = dp.poll().unwrap();
+    assert_eq!(evs, vec![(next, FlowEvent::Failed(FailReason::TableLost))]);
+    let (_, table) = lab.nft("list table inet ftpalg_data");
+    for rule in [
+        "delete @pin4",
+        "delete @pin6",
+        "map @snat4",
+        "map @snat6",
+        "@guard4",
+        "@guard6",
+    ] {
+        assert!(
+            table.contains(rule),
+            "rule with {rule} not restored:\n{table}"
+        );
+    }
+    dp.close().unwrap();
+    assert!(!lab.tables().contains("ftpalg_data"));
+}
+
+#[test]
+fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("h");
+    let mut dp = open(
+        &lab,
+        KernelConfig {
+            max_pinholes: 2,
+            ..config()
+        },
+    );
+    let passive = |port| {
+        PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(sa(GW_IN, port)),
+            ServerAddr(sa(SERVER, 5000)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(30),
+        )
+    };
+    dp.add(&passive(40000)).unwrap();
+    dp.add(&passive(40001)).unwrap();
+    let third = dp.add(&passive(40002));
+    assert!(
+        matches!(third, Err(KernelError::Full { max: 2 })),
+        "{third:?}"
+    );
+    for set in ["pin4", "fwd4", "snat4", "guard4"] {
+        let (_, listing) = lab.nft(&format!("list set inet ftpalg_data {set}"));
+        assert!(
+            !listing.contains("40002"),
+            "{set} kept part of the refused pinhole:\n{listing}"
+        );
+    }
+    assert!(matches!(
+        dp.add(&passive(40000)),
+        Err(KernelError::PortInUse(_))
+    ));
+    let mixed = PinholeFlow::relay(
+        PeerIp(CLIENT6.parse().unwrap()),
+        GatewayAddr(sa(GW_IN, 40003)),
+        Duration::from_secs(1),
+    );
+    assert!(matches!(dp.add(&mixed), Err(KernelError::MixedFamilies)));
+    assert_eq!(dp.live(), 2);
+}
+
+#[test]
+fn abort_cuts_an_admitted_connection() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("i");
+    let mut dp = open(&lab, config());
+    // A server that accepts and then holds the connection open.
+    let hold = spawn_in(&lab.srv, || {
+        let l = std::net::TcpListener::bind(sa(SERVER, 5000)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        let start = Instant::now();
+        // Read what arrives; after the abort, nothing more can.
+        while start.elapsed() < Duration::from_secs(4) {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let gw = sa(GW_IN, 40000);
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER, 5000)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    let client = spawn_in(&lab.cli, move || {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
+        std::io::Write::write_all(&mut s, b"before").unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        // After the abort these bytes never reach the server.
+        let _ = std::io::Write::write_all(&mut s, b"after-abort");
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        dp.abort(id).expect("abort"),
+        "there was a connection to cut"
+    );
+    client.join().unwrap();
+    assert_eq!(hold.join().unwrap(), b"before".len());
+    assert_eq!(dp.live(), 0);
+}
+
+#[test]
+fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("j");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
+    let gw = sa(GW_IN, 40000);
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER, 5000)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(30),
+        ))
+        .unwrap();
+    let (_, before) = lab.nft("list table inet ftpalg_data");
+    let elements = |t: &str| {
+        t.lines()
+            .filter(|l| l.trim_start().starts_with("elements") && l.contains("40000"))
+            .count()
+    };
+    assert_eq!(elements(&before), 4, "pin, fwd, snat, guard:\n{before}");
+    dp.remove(id).expect("remove");
+    dp.remove(id).expect("removing twice is not an error");
+    let (_, after) = lab.nft("list table inet ftpalg_data");
+    assert_eq!(elements(&after), 0, "{after}");
+    let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
+    assert!(
+        matches!(out, Outcome::TimedOut | Outcome::Refused),
+        "{out:?}"
+    );
+    assert!(srv.finish().is_empty());
+    assert_eq!(
+        dp.poll().unwrap(),
+        vec![],
+        "a removed pinhole reports nothing"
+    );
+}
+
+#[test]
+fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("k");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER6, 5000), 30_000, Duration::from_secs(8));
+    let gw = sa(GW_IN6, 40000);
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT6, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER6, 5000)),
+            SourceNat(GW_OUT6.parse().unwrap()),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER6, 0), gw, 10, SHORT),
+        Outcome::TimedOut
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT6, 0), gw, 1000, Duration::from_secs(3)),
+        Outcome::Transferred(30_000)
+    );
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].peer.ip().to_string(), GW_OUT6);
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.to_dialer >= 30_000),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn transparent_pinhole_admits_the_peer_to_the_servers_own_address() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("m");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(8));
+    // Without a pinhole the operator's forward policy drops the client.
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), sa(SERVER, 5000), 10, SHORT),
+        Outcome::TimedOut
+    );
+    let to = sa(SERVER, 5000);
+    dp.add(&PinholeFlow::relay(
+        PeerIp(CLIENT.parse().unwrap()),
+        GatewayAddr(to),
+        Duration::from_secs(5),
+    ))
+    .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(STRANGER, 0), to, 10, SHORT),
+        Outcome::TimedOut,
+        "stranger"
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), to, 10, Duration::from_secs(3)),
+        Outcome::Transferred(100)
+    );
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), to, 10, SHORT),
+        Outcome::TimedOut,
+        "second connection"
+    );
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].peer.ip().to_string(),
+        CLIENT,
+        "no NAT: the server sees the client"
+    );
+}
+
+#[test]
+fn a_target_that_refuses_is_reported_as_failed() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("n");
+    let mut dp = open(&lab, config());
+    let gw = sa(GW_IN, 40000);
+    // Nothing listens on the server's port 5999.
+    let id = dp
+        .add(&PinholeFlow::passive(
+            ClientAddr(sa(CLIENT, 0)),
+            GatewayAddr(gw),
+            ServerAddr(sa(SERVER, 5999)),
+            SourceNat(GW_OUT.parse().unwrap()),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        Outcome::Refused,
+        "the server's reset comes back"
+    );
+    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    assert_eq!(evs, vec![FlowEvent::Failed(FailReason::NotEstablished)]);
+}

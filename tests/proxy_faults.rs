@@ -1,0 +1,486 @@
+//! The driver under hostile or broken peers: stalled and broken relays,
+//! clients that do not read, data-channel floods, TLS passthrough limits
+//! and shutdown. Every test has its own deadline, so a hang is a failure.
+
+mod support;
+
+use ftpalg::ftp::session::{DataId, Session, SessionConfig, Upstream};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::client::Client;
+use support::server::{Opts, TestServer};
+use support::{data, explicit_rules, gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Runs a test body under a deadline: a hang fails instead of blocking.
+async fn within<F: Future<Output = ()>>(secs: u64, body: F) {
+    tokio::time::timeout(Duration::from_secs(secs), body)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {secs}s"));
+}
+
+fn channels(gw: &ftpalg::proxy::Handle) -> u64 {
+    gw.gateway().metrics.data_channels.load(Ordering::Relaxed)
+}
+
+/// Waits until `cond` holds, up to `limit`; returns whether it did.
+async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+/// Connects a data connection with a small receive buffer, so a client
+/// that does not read stalls the sender quickly.
+async fn data_connect(to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.connect(to))
+        .await
+        .expect("data connect in time")
+        .expect("data connect")
+}
+
+async fn epsv(c: &mut Client) -> SocketAddr {
+    let r = c.cmd("EPSV").await;
+    assert_eq!(r.code, 229, "{}", r.text);
+    let port = ftpalg::ftp::codec::find_229(r.text.as_bytes())
+        .unwrap()
+        .port;
+    SocketAddr::new(c.peer.ip(), port)
+}
+
+/// Reads until the connection ends; returns the error, or `None` for a
+/// clean end of stream.
+async fn read_to_end_or_error(d: &mut TcpStream, limit: Duration) -> Option<std::io::Error> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, d.read(&mut buf)).await {
+            Err(_) => panic!("data connection neither ended nor failed within {limit:?}"),
+            Ok(Ok(0)) => return None,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Some(e),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_is_reset_and_the_client_gets_426() {
+    within(40, async {
+        let server = TestServer::start(Opts {
+            early_226: true,
+            ..Opts::default()
+        })
+        .await;
+        server.put("f", data(32 * 1024 * 1024, 1));
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "limits:\n  transfer_idle_timeout: 1s\n",
+        ))
+        .await;
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let at = epsv(&mut c).await;
+        c.send("RETR f").await;
+        let mut d = data_connect(at).await;
+        // Half-close and never read: the relay's writes towards us stall.
+        d.shutdown().await.unwrap();
+        assert_eq!(c.reply().await.code, 150);
+        let started = Instant::now();
+        let r = c.reply().await;
+        assert_eq!(r.code, 426, "a stalled transfer was reported as {}", r.text);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let e = read_to_end_or_error(&mut d, Duration::from_secs(10)).await;
+        assert_eq!(
+            e.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "the stalled data connection must be reset"
+        );
+        assert!(
+            eventually(Duration::from_secs(3), || channels(&gw) == 0).await,
+            "relay still alive: {}",
+            channels(&gw)
+        );
+        // The session goes on.
+        assert_eq!(c.cmd("NOOP").await.code, 200);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_download_is_never_reported_complete() {
+    within(30, async {
+        let server = TestServer::start(Opts {
+            early_226: true,
+            ..Opts::default()
+        })
+        .await;
+        server.put("f", data(16 * 1024 * 1024, 2));
+        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let at = epsv(&mut c).await;
+        c.send("RETR f").await;
+        let mut d = data_connect(at).await;
+        let mut b = vec![0u8; 4096];
+        let n = d.read(&mut b).await.unwrap();
+        assert!(n > 0);
+        // The server has answered 226 by now; the client goes away mid-file.
+        assert_eq!(c.reply().await.code, 150);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        socket2::SockRef::from(&d)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(d);
+        let r = c.reply().await;
+        assert_eq!(r.code, 426, "a broken download was reported as {}", r.text);
+        assert!(eventually(Duration::from_secs(3), || channels(&gw) == 0).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_ends_resets_its_relays() {
+    within(30, async {
+        let server = TestServer::start(Opts::default()).await;
+        server.put("f", data(32 * 1024 * 1024, 3));
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "limits:\n  transfer_idle_timeout: 60s\n",
+        ))
+        .await;
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let at = epsv(&mut c).await;
+        c.send("RETR f").await;
+        let mut d = data_connect(at).await;
+        assert_eq!(c.reply().await.code, 150);
+        assert!(eventually(Duration::from_secs(3), || channels(&gw) == 1).await);
+        // The client leaves while its download is stalled.
+        drop(c);
+        assert!(
+            eventually(Duration::from_secs(3), || channels(&gw) == 0).await,
+            "relay outlived its session: {} alive",
+            channels(&gw)
+        );
+        let e = read_to_end_or_error(&mut d, Duration::from_secs(10)).await;
+        assert_eq!(
+            e.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset)
+        );
+        assert!(
+            eventually(Duration::from_secs(3), || gw.gateway().active_sessions()
+                == 0)
+            .await
+        );
+    })
+    .await;
+}
+
+/// Writes `line` over and over until the peer stops taking it or `limit`
+/// passes; counts the bytes taken.
+fn flood(
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    line: &'static [u8],
+    limit: Duration,
+) -> Arc<AtomicU64> {
+    let taken = Arc::new(AtomicU64::new(0));
+    let t = taken.clone();
+    tokio::spawn(async move {
+        let chunk: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 256)
+            .collect();
+        let end = tokio::time::Instant::now() + limit;
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, w.write(&chunk)).await {
+            if n == 0 {
+                break;
+            }
+            t.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        // Keep the connection open until the deadline; only then close it.
+        tokio::time::sleep_until(end).await;
+    });
+    taken
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_control_connection_loses_the_session() {
+    within(30, async {
+        let server = TestServer::start(Opts::default()).await;
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "limits:\n  control_idle_timeout: 1s\n",
+        ))
+        .await;
+        let s = TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        let stream = s.connect(gw.addrs[0]).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let (r, w) = stream.into_split();
+        let c = Client::from_halves(r, w, local, gw.addrs[0]).await;
+        let (_r, w) = c.into_halves();
+        // Replies the gateway writes itself (refused PORT lines, nothing
+        // reaches the server) pile up towards a client that never reads.
+        let taken = flood(w, b"PORT 1,2,3,4,40,1\r\n", Duration::from_secs(20));
+        let started = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(10), || gw.gateway().active_sessions()
+                == 0)
+            .await,
+            "a client that never reads kept its session ({} bytes sent)",
+            taken.load(Ordering::Relaxed)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The server saw nothing of the flood: the gateway ended the
+        // session because of the client, not because the server stalled.
+        assert!(server.commands().iter().all(|l| !l.starts_with("PORT")));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_behind_a_held_reply_are_not_read_without_bound() {
+    within(40, async {
+        let server = TestServer::start(Opts {
+            early_226: true,
+            ..Opts::default()
+        })
+        .await;
+        server.put("f", data(32 * 1024 * 1024, 4));
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "limits:\n  transfer_idle_timeout: 30s\n",
+        ))
+        .await;
+        let s = TcpSocket::new_v4().unwrap();
+        s.set_send_buffer_size(4096).unwrap();
+        let stream = s.connect(gw.addrs[0]).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let (r, w) = stream.into_split();
+        let mut c = Client::from_halves(r, w, local, gw.addrs[0]).await;
+        c.login("u").await;
+        let at = epsv(&mut c).await;
+        c.send("RETR f").await;
+        // Connected but never read: the 226 the server sent at once is held.
+        let _d = data_connect(at).await;
+        assert_eq!(c.reply().await.code, 150);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Each line is refused by the gateway itself with a longer reply,
+        // which queues behind the held 226.
+        let (_r, w) = c.into_halves();
+        let taken = flood(w, b"PORT 1,2,3,4,40,1\r\n", Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let first = taken.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let grown = taken.load(Ordering::Relaxed) - first;
+        assert!(
+            grown < 64 * 1024,
+            "the gateway kept reading behind a held reply: {first} bytes, then {grown} more"
+        );
+        assert!(first < 8 * 1024 * 1024, "{first} bytes taken");
+    })
+    .await;
+}
+
+fn tls_rules(server: SocketAddr) -> String {
+    explicit_rules(
+        server,
+        "passive",
+        "limits:\n  control_idle_timeout: 1s\nsecurity:\n  tls: passthrough\n",
+    )
+}
+
+async fn opaque_session(gw: &ftpalg::proxy::Handle) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addrs[0]).await.unwrap();
+    let mut b = vec![0u8; 256];
+    let n = s.read(&mut b).await.unwrap();
+    assert!(b[..n].starts_with(b"220"));
+    s.write_all(b"AUTH TLS\r\n").await.unwrap();
+    let n = s.read(&mut b).await.unwrap();
+    assert!(
+        b[..n].starts_with(b"234"),
+        "{:?}",
+        String::from_utf8_lossy(&b[..n])
+    );
+    // Raw bytes now pass both ways.
+    s.write_all(b"\x16\x03\x01hello").await.unwrap();
+    let mut echo = [0u8; 8];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"\x16\x03\x01hello");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_passthrough_session_has_an_idle_timeout() {
+    within(20, async {
+        let server = TestServer::start(Opts {
+            auth_tls: true,
+            ..Opts::default()
+        })
+        .await;
+        let gw = gateway(&tls_rules(server.addr)).await;
+        let mut s = opaque_session(&gw).await;
+        let started = Instant::now();
+        let mut b = [0u8; 16];
+        let r = tokio::time::timeout(Duration::from_secs(8), s.read(&mut b)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle TLS passthrough session was kept: {r:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        assert!(
+            eventually(Duration::from_secs(2), || gw.gateway().active_sessions()
+                == 0)
+            .await
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_passthrough_session_ends_at_shutdown() {
+    within(20, async {
+        let server = TestServer::start(Opts {
+            auth_tls: true,
+            ..Opts::default()
+        })
+        .await;
+        let gw = gateway(&explicit_rules(
+            server.addr,
+            "passive",
+            "security:\n  tls: passthrough\n",
+        ))
+        .await;
+        let g = gw.gateway().clone();
+        let mut s = opaque_session(&gw).await;
+        let started = Instant::now();
+        let stop = tokio::spawn(gw.shutdown(Duration::from_secs(10)));
+        let mut b = [0u8; 16];
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "shutdown left a TLS passthrough session open: {r:?}"
+        );
+        stop.await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "shutdown waited for an opaque session"
+        );
+        assert_eq!(g.active_sessions(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasv_loop_keeps_at_most_two_data_channels() {
+    within(60, async {
+        let server = TestServer::start(Opts {
+            keep_passive: true,
+            ..Opts::default()
+        })
+        .await;
+        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let mut conns = Vec::new();
+        let mut most = 0;
+        for i in 0..50 {
+            let r = c.cmd("PASV").await;
+            assert_eq!(r.code, 227, "round {i}: {}", r.text);
+            let at = SocketAddr::V4(
+                ftpalg::ftp::codec::find_227(r.text.as_bytes())
+                    .unwrap()
+                    .addr,
+            );
+            conns.push(data_connect(at).await);
+            // Let the relay get going before the next round.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = channels(&gw);
+            most = most.max(now);
+            assert!(now <= 2, "round {i}: {now} data channels alive");
+        }
+        // Every channel but the last was closed with a reset.
+        for (i, d) in conns.iter_mut().take(49).enumerate() {
+            let e = read_to_end_or_error(d, Duration::from_secs(5)).await;
+            assert_eq!(
+                e.map(|e| e.kind()),
+                Some(std::io::ErrorKind::ConnectionReset),
+                "channel {i}"
+            );
+        }
+        assert!(most >= 1);
+        assert_eq!(c.cmd("NOOP").await.code, 200);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_resets_a_transfer_still_running_when_the_grace_ends() {
+    within(40, async {
+        let server = TestServer::start(Opts::default()).await;
+        server.put("f", data(32 * 1024 * 1024, 5));
+        let gw = gateway(&explicit_rules(server.addr, "passive", "")).await;
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let at = epsv(&mut c).await;
+        c.send("RETR f").await;
+        let mut d = data_connect(at).await;
+        assert_eq!(c.reply().await.code, 150);
+        // A slow reader: the transfer is still running when the grace ends.
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..5 {
+            assert!(d.read(&mut buf).await.unwrap() > 0);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw.shutdown(Duration::from_millis(300)).await;
+        let e = read_to_end_or_error(&mut d, Duration::from_secs(20)).await;
+        assert_eq!(
+            e.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "a transfer cut by shutdown ended like a complete one"
+        );
+        // The transfer never reads as complete on the control channel
+        // either: the client is told the gateway is stopping.
+        let r = c.reply().await;
+        assert!(matches!(r.code, 421 | 426), "{}", r.text);
+    })
+    .await;
+}
+#[test]
+fn the_engine_turns_a_held_success_into_426_when_the_data_path_failed() {
+    let mut s = Session::new(SessionConfig::new(
+        "127.0.0.1:5000".parse().unwrap(),
+        Upstream::Fixed("127.0.0.1:21".parse().unwrap()),
+    ));
+    let id = DataId(1);
+    let ok = s.data_finished(id, Ok(()), b"226 Transfer complete.\r\n".to_vec());
+    assert_eq!(ok, b"226 Transfer complete.\r\n");
+    let failed = s.data_finished(id, Err("stalled"), b"226 Transfer complete.\r\n".to_vec());
+    assert_eq!(failed, b"426 Connection closed; transfer aborted.\r\n");
+    // The first lines of a multi-line success reply give way to the 426.
+    let first = s.data_finished(id, Err("stalled"), b"226-Statistics follow\r\n".to_vec());
+    assert!(first.is_empty(), "{:?}", String::from_utf8_lossy(&first));
+    let middle = s.data_finished(id, Err("stalled"), b" 1000 bytes\r\n".to_vec());
+    assert!(middle.is_empty());
+    // A reply that already says failure is left as it is.
+    let no = s.data_finished(id, Err("stalled"), b"451 Local error.\r\n".to_vec());
+    assert_eq!(no, b"451 Local error.\r\n");
+}
