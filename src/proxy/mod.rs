@@ -4,6 +4,8 @@
 
 mod admission;
 mod control;
+pub mod events;
+mod http;
 mod keepalive;
 mod listeners;
 pub mod pinhole;
@@ -25,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Why the gateway could not run.
 #[derive(Debug, Error)]
@@ -67,6 +69,8 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Data channels holding sockets now (pinholes, connections, relays).
     pub data_channels: AtomicU64,
+    /// The Prometheus metrics, fed by the same reports that write the logs.
+    pub telemetry: events::Telemetry,
 }
 
 /// State shared by every session.
@@ -186,6 +190,8 @@ pub struct Handle {
     /// Listener addresses as bound at start, in rules order (after a
     /// reload, ask [`Gateway::listener_addr`] by name).
     pub addrs: Vec<SocketAddr>,
+    /// Where the metrics endpoint is bound, if the rules ask for one.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Handle {
@@ -230,7 +236,26 @@ impl Handle {
 pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current());
     let addrs = gw.bind_all()?;
-    Ok(Handle { gw, addrs })
+    // The endpoint is bound at start only: a reload does not move it.
+    let metrics_addr = match gw.rules().metrics {
+        Some(addr) => {
+            Some(
+                http::serve(gw.clone(), addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind {
+                        name: "metrics".into(),
+                        addr,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    Ok(Handle {
+        gw,
+        addrs,
+        metrics_addr,
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit: each session
@@ -304,17 +329,19 @@ fn notify(state: &[sd_notify::NotifyState]) {
 /// sessions and new transfers at once; an invalid one is refused and the
 /// old rules stay in force.
 pub fn reload_file(handle: &Handle, path: &Path) -> Result<(), rules::RulesError> {
+    let t = &handle.gateway().metrics.telemetry;
+    let file = path.display().to_string();
     match rules::load(path) {
         Ok((r, warnings)) => {
             for w in warnings {
-                warn!(file = %path.display(), "{w}");
+                warn!(file = %file, "{w}");
             }
             handle.reload(r);
-            info!(file = %path.display(), "rules reloaded; they apply to new sessions and new transfers");
+            t.reload(true, &file, None);
             Ok(())
         }
         Err(e) => {
-            error!("reload refused, the old rules stay in force: {e}");
+            t.reload(false, &file, Some(&e.to_string()));
             Err(e)
         }
     }

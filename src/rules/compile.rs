@@ -422,6 +422,20 @@ fn compile_typed(text: &str) -> Loaded {
     }
     shadowing(&mut cx, &rules, &raw.rules);
 
+    let metrics = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| match parse_socket(&m.listen.value) {
+            Some(a) => Some(a),
+            None => {
+                cx.error(
+                    &m.listen,
+                    format!("metrics listen '{}' is not an address:port", m.listen.value),
+                    "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
+                );
+                None
+            }
+        });
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
     let ok = diagnostics.iter().all(|d| d.severity == Severity::Warning);
@@ -431,6 +445,7 @@ fn compile_typed(text: &str) -> Loaded {
         limits,
         security,
         rules,
+        metrics,
         run_as: RunAs {
             user: raw.run_as.user.as_ref().map(|s| s.value.clone()),
             group: raw.run_as.group.as_ref().map(|s| s.value.clone()),

@@ -283,6 +283,8 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// Who the gateway runs as when started as root.
     pub run_as: RunAs,
+    /// Where `/metrics`, `/healthz` are served over HTTP, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Rules {

@@ -23,6 +23,13 @@ pub struct RawFile {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub run_as: RawRunAs,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

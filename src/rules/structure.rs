@@ -198,6 +198,11 @@ pub(super) const TOP: Shape = Shape::Map(&[
     ),
     ("rules", Shape::List(&RULE), false),
     (
+        "metrics",
+        Shape::Map(&[("listen", Shape::Text, true)]),
+        false,
+    ),
+    (
         "run_as",
         Shape::Map(&[("user", Shape::Text, false), ("group", Shape::Text, false)]),
         false,

@@ -16,6 +16,7 @@ use super::super::Metrics;
 use super::{unspecified_like, Driver};
 use crate::ftp::command::{self as cmd, Verb};
 use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
+use crate::proxy::events::TransferReport;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -44,6 +45,7 @@ pub(super) struct ChannelGauge(Arc<Metrics>);
 impl ChannelGauge {
     fn new(m: &Arc<Metrics>) -> ChannelGauge {
         m.data_channels.fetch_add(1, Ordering::Relaxed);
+        m.telemetry.pinhole_opened();
         ChannelGauge(m.clone())
     }
 }
@@ -51,6 +53,7 @@ impl ChannelGauge {
 impl Drop for ChannelGauge {
     fn drop(&mut self) {
         self.0.data_channels.fetch_sub(1, Ordering::Relaxed);
+        self.0.telemetry.pinhole_closed();
     }
 }
 
@@ -58,6 +61,9 @@ pub(super) struct Channel {
     gauge: Option<ChannelGauge>,
     client: Option<Prepared>,
     server: Option<Prepared>,
+    /// When the channel was first prepared: its setup time ends when the
+    /// relay starts.
+    created: Instant,
     /// The relay task, once started.
     relay: Option<AbortHandle>,
     started: Option<Instant>,
@@ -74,6 +80,7 @@ impl Channel {
     fn new(m: &Arc<Metrics>) -> Channel {
         Channel {
             gauge: Some(ChannelGauge::new(m)),
+            created: Instant::now(),
             client: None,
             server: None,
             relay: None,
@@ -119,13 +126,16 @@ async fn establish(
     p: Prepared,
     deadline: Duration,
     on_stranger: impl FnMut(SocketAddr),
+    on_expired: impl FnOnce(),
 ) -> Result<TcpStream, String> {
     match p {
         Prepared::Stream(s) => Ok(s),
-        Prepared::Pinhole(p) => p
-            .accept(deadline, on_stranger)
-            .await
-            .map_err(|e| e.to_string()),
+        Prepared::Pinhole(p) => p.accept(deadline, on_stranger).await.map_err(|e| {
+            if matches!(e, crate::proxy::pinhole::PinholeError::Expired { .. }) {
+                on_expired();
+            }
+            e.to_string()
+        }),
     }
 }
 
@@ -271,8 +281,12 @@ impl Driver {
                     warn!(session, side = who, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
                 }
             };
-            let c = establish(client, deadline, strangers("client"));
-            let s = establish(server, deadline, strangers("server"));
+            let expired = |side: &'static str| {
+                let metrics = metrics.clone();
+                move || metrics.telemetry.pinhole_expired(session, side, deadline)
+            };
+            let c = establish(client, deadline, strangers("client"), expired("client"));
+            let s = establish(server, deadline, strangers("server"), expired("server"));
             let result = match tokio::try_join!(c, s) {
                 Ok((c, s)) => {
                     let tx2 = tx.clone();
@@ -494,18 +508,32 @@ impl Driver {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let user = self.session.user().unwrap_or("-").to_string();
-        match result {
+        let result = match &result {
             Ok(m) => {
                 self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), result = "ok", "transfer")
+                Ok((m.up, m.down))
             }
             Err(e) if c.transfer.is_none() && e == "reset: released" => {
-                debug!(session = self.id, "data channel released unused")
+                debug!(session = self.id, "data channel released unused");
+                return;
             }
-            Err(e) => {
-                warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
-            }
-        }
+            Err(e) => Err(e.as_str()),
+        };
+        let verb = verb.to_string();
+        self.gw.metrics.telemetry.transfer(TransferReport {
+            session: self.id,
+            client: self.session.client(),
+            server: &server,
+            user: &user,
+            direction,
+            command: &verb,
+            file: &file,
+            client_mode: cm,
+            server_mode: sm,
+            setup: c.started.map(|s| s.saturating_duration_since(c.created)),
+            elapsed,
+            result,
+        });
     }
 
     /// Binds a transfer command to channel `id`, for the transfer log.

@@ -1,0 +1,155 @@
+//! The metrics endpoint counts exactly what a test did through the gateway.
+
+mod support;
+
+use std::time::Duration;
+use support::client::{Client, Mode};
+use support::server::{Opts, TestServer};
+use support::{data, explicit_rules, gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    out
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_by_exactly_the_transfers_made() {
+    let server = TestServer::start(Opts::default()).await;
+    let sizes = [1000usize, 20_000, 300_000];
+    for (i, s) in sizes.iter().enumerate() {
+        server.put(&format!("f{i}"), data(*s, i as u8));
+    }
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let m = gw.metrics_addr.expect("metrics endpoint bound");
+    let before = get(m, "/metrics").await;
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert_eq!(sum(&before, "ftpalg_transfers_total", &[]), 0.0, "{before}");
+
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    let modes = [Mode::Pasv, Mode::Epsv, Mode::Port];
+    for (i, mode) in modes.iter().enumerate() {
+        c.retr(&format!("f{i}"), *mode).await.unwrap();
+    }
+    c.stor("up", &data(4321, 9), Mode::Epsv).await.unwrap();
+    // A bounce attempt: denied, and counted once.
+    assert_eq!(c.cmd("PORT 198,51,100,77,200,10").await.code / 100, 5);
+
+    let text = get(m, "/metrics").await;
+    assert_eq!(sum(&text, "ftpalg_sessions_total", &[]), 1.0, "{text}");
+    assert_eq!(sum(&text, "ftpalg_sessions_active", &[]), 1.0, "{text}");
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["result=\"ok\""]),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["result=\"failed\""]),
+        0.0
+    );
+    // PORT from the client, passive towards the server: converted.
+    assert_eq!(
+        sum(
+            &text,
+            "ftpalg_transfers_total",
+            &["client_mode=\"PORT\"", "path=\"converted\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["path=\"same\""]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "ftpalg_transfer_bytes_total",
+            &["direction=\"down\""]
+        ),
+        sizes.iter().sum::<usize>() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfer_bytes_total", &["direction=\"up\""]),
+        4321.0
+    );
+    assert_eq!(sum(&text, "ftpalg_denials_total", &[]), 1.0, "{text}");
+    assert_eq!(sum(&text, "ftpalg_transfer_setup_seconds_count", &[]), 4.0);
+    assert!(text.contains("ftpalg_build_info{version=\""), "{text}");
+
+    assert_eq!(c.cmd("QUIT").await.code, 221);
+    let mut left = f64::NAN;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = sum(&get(m, "/metrics").await, "ftpalg_sessions_active", &[]);
+        if left == 0.0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0.0, "the ended session is still counted as active");
+    let health = get(m, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    assert!(get(m, "/nothing").await.starts_with("HTTP/1.1 404"));
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_pinhole_is_counted() {
+    let server = TestServer::start(Opts::default()).await;
+    server.put("f", data(10, 1));
+    let gw = gateway(
+        &explicit_rules(server.addr, "passive", "metrics:\n  listen: 127.0.0.1:0\n")
+            .replace("data:\n", "data:\n  pinhole_timeout: 300ms\n"),
+    )
+    .await;
+    let m = gw.metrics_addr.unwrap();
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    assert_eq!(c.cmd("EPSV").await.code, 229);
+    // The client asks for the file but never connects to the pinhole.
+    let r = c.cmd("RETR f").await;
+    assert!(r.code == 150 || r.code / 100 == 4, "{}", r.text);
+    let mut expired = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        expired = sum(
+            &get(m, "/metrics").await,
+            "ftpalg_pinholes_expired_total",
+            &[],
+        );
+        if expired > 0.0 {
+            break;
+        }
+    }
+    assert_eq!(expired, 1.0);
+    gw.shutdown(Duration::from_secs(1)).await;
+}
