@@ -153,3 +153,51 @@ async fn an_expired_pinhole_is_counted() {
     assert_eq!(expired, 1.0);
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Every metric the Grafana dashboard queries is one the gateway exports.
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    use ftpalg::proxy::events::{Telemetry, TransferReport};
+    // Label families appear once they have a sample: one of each.
+    let t = Telemetry::new();
+    let client = "100.64.0.2:5000".parse().unwrap();
+    t.transfer(TransferReport {
+        session: 1,
+        client,
+        server: "",
+        user: "u",
+        direction: "download",
+        command: "RETR",
+        file: "f",
+        client_mode: "PASV",
+        server_mode: "passive",
+        setup: None,
+        elapsed: Duration::ZERO,
+        result: Ok((1, 1)),
+    });
+    t.denied(Some(1), client, "u", "bounce", "-");
+    t.reload(true, "r.yaml", None);
+    let text = t.encode();
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let mut seen = 0;
+    for (i, _) in dash.match_indices("ftpalg_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = ["_total", "_bucket", "_info", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            text.contains(&format!("# TYPE {base} ")),
+            "the dashboard queries {name}, which is not exported:\n{text}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} metric references found");
+}
