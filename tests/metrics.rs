@@ -163,6 +163,7 @@ fn the_dashboard_queries_only_exported_metrics() {
     let client = "100.64.0.2:5000".parse().unwrap();
     t.transfer(TransferReport {
         session: 1,
+        channel: 1,
         client,
         server: "",
         user: "u",
@@ -200,4 +201,70 @@ fn the_dashboard_queries_only_exported_metrics() {
         seen += 1;
     }
     assert!(seen >= 10, "only {seen} metric references found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_live_sessions_and_transfers_with_bytes_so_far() {
+    let server = TestServer::start(Opts::default()).await;
+    let size = 8 * 1024 * 1024;
+    server.put("big", data(size, 3));
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let m = gw.metrics_addr.unwrap();
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("alice").await;
+    c.read_delay = Some(Duration::from_millis(20));
+    let transfer = tokio::spawn(async move {
+        let r = c.retr("big", Mode::Epsv).await;
+        (c, r)
+    });
+    // Poll until the transfer shows with some bytes moved, for at most 10 s.
+    let mut seen = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let body = get(m, "/status.json").await;
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let t = &v[0]["transfers"][0];
+        if t["bytes_down"].as_u64().unwrap_or(0) > 0 {
+            seen = Some(v);
+            break;
+        }
+    }
+    let v = seen.expect("a running transfer with bytes moved within 10 s");
+    let s = &v[0];
+    assert_eq!(s["user"], "alice", "{v}");
+    assert_eq!(s["server"], server.addr.to_string(), "{v}");
+    assert!(
+        s["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    let t = &s["transfers"][0];
+    assert_eq!(t["client_mode"], "EPSV", "{v}");
+    assert_eq!(t["server_mode"], "passive", "{v}");
+    assert_eq!(t["command"], "RETR", "{v}");
+    assert_eq!(t["file"], "big", "{v}");
+    let so_far = t["bytes_down"].as_u64().unwrap();
+    assert!(so_far > 0 && so_far < size as u64, "{v}");
+    let text = get(m, "/status").await;
+    assert!(
+        text.contains("1 session(s)") && text.contains("alice"),
+        "{text}"
+    );
+    let (_c, r) = transfer.await.unwrap();
+    assert_eq!(r.unwrap().len(), size);
+    let mut left = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = get(m, "/status.json").await;
+        if left.ends_with("\"transfers\":[]}]") {
+            break;
+        }
+    }
+    assert!(left.ends_with("\"transfers\":[]}]"), "{left}");
+    gw.shutdown(Duration::from_secs(1)).await;
 }

@@ -554,7 +554,11 @@ impl Driver {
             Event::User { name } => debug!(session = id, user = %name, "user"),
             Event::LoggedIn => {
                 self.admission.settle();
-                info!(session = id, client = %client, user = %user, "logged in")
+                let server = self.session.server().map(|s| s.to_string());
+                self.gw
+                    .metrics
+                    .telemetry
+                    .logged_in(id, client, &user, server)
             }
             Event::TlsPassthrough => {
                 // The login is encrypted from here on: the gateway cannot

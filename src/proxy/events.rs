@@ -54,6 +54,8 @@ pub struct Telemetry {
     pinholes_expired: Counter,
     reloads: Family<ResultLabels, Counter>,
     setup: Histogram,
+    /// Sessions and transfers alive now, for `/status`.
+    pub live: super::status::Live,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -72,6 +74,8 @@ impl Default for Telemetry {
 pub struct TransferReport<'a> {
     /// Session id.
     pub session: u64,
+    /// The data channel's id within the session.
+    pub channel: u64,
     /// The client's address.
     pub client: SocketAddr,
     /// The server, as text (empty if unknown).
@@ -116,6 +120,7 @@ impl Telemetry {
             reloads: Family::default(),
             // 1 ms to about 16 s.
             setup: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            live: Default::default(),
         };
         registry.register("ftpalg_sessions", "Sessions accepted", t.sessions.clone());
         registry.register(
@@ -180,6 +185,7 @@ impl Telemetry {
     pub fn session_start(&self, session: u64, client: SocketAddr, listener: &str) {
         self.sessions.inc();
         self.sessions_active.inc();
+        self.live.start(session, client, listener);
         info!(session, client = %client, listener, "session start");
     }
 
@@ -193,12 +199,58 @@ impl Telemetry {
         error: Option<&str>,
     ) {
         self.sessions_active.dec();
+        self.live.end(session);
         match error {
             None => {
                 info!(session, client = %client, user = user.unwrap_or("-"), secs, "session end")
             }
             Some(e) => info!(session, client = %client, secs, error = e, "session end"),
         }
+    }
+
+    /// The server accepted the session's login.
+    pub fn logged_in(&self, session: u64, client: SocketAddr, user: &str, server: Option<String>) {
+        self.live.logged_in(session, user, server);
+        info!(session, client = %client, user, "logged in");
+    }
+
+    /// A transfer's relay started; the bytes it moves are counted into the
+    /// returned [`Progress`] for `/status`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transfer_started(
+        &self,
+        session: u64,
+        channel: u64,
+        command: &str,
+        file: &str,
+        client_mode: &str,
+        server_mode: &str,
+    ) -> std::sync::Arc<super::relay::Progress> {
+        let p = std::sync::Arc::new(super::relay::Progress::default());
+        self.live.transfer_start(
+            session,
+            channel,
+            command,
+            file,
+            client_mode,
+            server_mode,
+            p.clone(),
+        );
+        tracing::debug!(
+            session,
+            channel,
+            command,
+            client_mode,
+            server_mode,
+            "transfer started"
+        );
+        p
+    }
+
+    /// A transfer command was bound to a data channel.
+    pub fn transfer_named(&self, session: u64, channel: u64, command: &str, file: &str) {
+        self.live.transfer_named(session, channel, command, file);
+        tracing::debug!(session, channel, command, file, "transfer command");
     }
 
     /// A request or connection was refused; `reason` is the class of the
@@ -226,6 +278,7 @@ impl Telemetry {
 
     /// A transfer ended.
     pub fn transfer(&self, t: TransferReport<'_>) {
+        self.live.transfer_end(t.session, t.channel);
         let path = if is_passive(t.client_mode) == is_passive(t.server_mode) {
             "same"
         } else {
@@ -315,6 +368,7 @@ mod tests {
         t.session_start(1, client, "l");
         t.transfer(TransferReport {
             session: 1,
+            channel: 1,
             client,
             server: "198.51.100.10:21",
             user: "u",

@@ -72,6 +72,16 @@ async fn answer(gw: &Gateway, mut s: TcpStream) -> std::io::Result<()> {
             gw.metrics.telemetry.encode(),
         ),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/status") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            gw.metrics.telemetry.live.text(),
+        ),
+        ("GET", "/status.json") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string(&gw.metrics.telemetry.live.view()).unwrap_or_default(),
+        ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => (
             "405 Method Not Allowed",

@@ -11,6 +11,7 @@ mod listeners;
 pub mod pinhole;
 pub mod relay;
 mod splice;
+pub mod status;
 mod transparent;
 
 use crate::rules::{self, Rules};

@@ -11,7 +11,7 @@
 //! turns it into `426` when that failed.
 
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
-use super::super::relay::{relay, Moved, RelayLimits};
+use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
 use super::{unspecified_like, Driver};
 use crate::ftp::command::{self as cmd, Verb};
@@ -261,6 +261,19 @@ impl Driver {
         };
         c.modes = Some((client_mode, server_mode));
         c.started = Some(Instant::now());
+        let (verb, file) = c
+            .transfer
+            .clone()
+            .map(|(v, f)| (v.to_string(), f))
+            .unwrap_or_else(|| ("-".into(), String::new()));
+        let progress = self.gw.metrics.telemetry.transfer_started(
+            self.id,
+            id.0,
+            &verb,
+            &file,
+            client_mode.as_str(),
+            server_mode.as_str(),
+        );
         let gauge = c.gauge.take();
         let tx = self.tx.clone();
         let deadline = rules.data.pinhole_timeout;
@@ -293,7 +306,7 @@ impl Driver {
                     let delivered = move |result| {
                         let _ = tx2.send(DataEvent::Delivered { id, result });
                     };
-                    relay(c, s, limits, delivered)
+                    relay_counted(c, s, limits, &progress, delivered)
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -323,7 +336,7 @@ impl Driver {
                 "data channel reset"
             );
             let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
-            self.log_transfer(&c, Err(format!("reset: {reason}")), elapsed);
+            self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
         } else {
             debug!(
                 session = self.id,
@@ -482,12 +495,18 @@ impl Driver {
                         self.remember_failed(id, e.clone());
                     }
                 }
-                self.log_transfer(&c, result, elapsed);
+                self.log_transfer(id, &c, result, elapsed);
             }
         }
     }
 
-    fn log_transfer(&self, c: &Channel, result: Result<Moved, String>, elapsed: Duration) {
+    fn log_transfer(
+        &self,
+        id: DataId,
+        c: &Channel,
+        result: Result<Moved, String>,
+        elapsed: Duration,
+    ) {
         let (cm, sm) = c
             .modes
             .map(|(c, s)| (c.as_str(), s.as_str()))
@@ -522,6 +541,7 @@ impl Driver {
         let verb = verb.to_string();
         self.gw.metrics.telemetry.transfer(TransferReport {
             session: self.id,
+            channel: id.0,
             client: self.session.client(),
             server: &server,
             user: &user,
@@ -538,6 +558,10 @@ impl Driver {
 
     /// Binds a transfer command to channel `id`, for the transfer log.
     pub(super) fn bind_transfer(&mut self, id: DataId, verb: Verb, arg: String) {
+        self.gw
+            .metrics
+            .telemetry
+            .transfer_named(self.id, id.0, &verb.to_string(), &arg);
         if let Some(c) = self.channels.get_mut(&id) {
             c.transfer = Some((verb, arg));
         }
