@@ -23,6 +23,11 @@ Started as root, \fBftpalg run\fR keeps only the capabilities its listeners need
 drops every other one from all its capability sets including the bounding set,
 sets no_new_privs, and runs as the user given by \fB--user\fR or the rules' \fBrun_as\fR.
 Started as another user (systemd's \fBUser=\fR with \fBAmbientCapabilities=\fR) it runs as it is.
+.SH METRICS AND STATUS
+With \fBmetrics: { listen: ADDR:PORT }\fR in the rules, \fBGET /metrics\fR
+answers Prometheus text, \fBGET /healthz\fR \fBok\fR, and \fBGET /status\fR
+lists live sessions and running transfers (client, server, user, modes,
+bytes so far, age); see \fBftpalg-rules\fR(5).
 .SH FILES
 .TP
 \fI/etc/ftpalg/rules.yaml\fR
