@@ -289,6 +289,9 @@ impl Walker {
             (Shape::Map(keys), Value::Map(entries)) => {
                 let mut ok = true;
                 let mut blanked = 0;
+                // Keys offered as the fix for a misspelt one: their absence
+                // is that same error, not another.
+                let mut suggested: Vec<&str> = Vec::new();
                 for (k, val) in entries {
                     match keys.iter().find(|(name, _, _)| *name == k.value) {
                         Some((name, sub, required)) => {
@@ -301,7 +304,10 @@ impl Walker {
                         None => {
                             let names: Vec<&str> = keys.iter().map(|(n, _, _)| *n).collect();
                             let hint = match nearest(&k.value, &names) {
-                                Some(n) => format!("did you mean `{n}`?"),
+                                Some(n) => {
+                                    suggested.push(n);
+                                    format!("did you mean `{n}`?")
+                                }
                                 None => format!("{what} takes: {}", names.join(", ")),
                             };
                             self.error(
@@ -321,13 +327,16 @@ impl Walker {
                 }
                 for (name, _, required) in keys.iter() {
                     if *required && !entries.iter().any(|(k, _)| k.value == *name) {
+                        self.missing = true;
+                        ok = false;
+                        if suggested.contains(name) {
+                            continue;
+                        }
                         self.error(
                             at,
                             format!("missing field `{name}` in {what}"),
                             "add the key; docs/rules.md says what it takes".into(),
                         );
-                        self.missing = true;
-                        ok = false;
                     }
                 }
                 ok

@@ -448,3 +448,38 @@ fn nearest_key_only_when_close() {
         None
     );
 }
+
+#[test]
+fn operations_keys() {
+    let r = from_str(BASE).rules.unwrap();
+    assert_eq!(r.limits.control_keepalive, Some(Duration::from_secs(60)));
+    assert_eq!((r.metrics, r.run_as.user.clone()), (None, None));
+    let r = from_str(&format!(
+        "{BASE}limits:\n  control_keepalive: off\nmetrics:\n  listen: 127.0.0.1:9121\nrun_as:\n  user: ftpalg\n  group: nogroup\n"
+    ))
+    .rules
+    .unwrap();
+    assert_eq!(r.limits.control_keepalive, None);
+    assert_eq!(r.metrics, Some("127.0.0.1:9121".parse().unwrap()));
+    assert_eq!(r.run_as.user.as_deref(), Some("ftpalg"));
+    assert_eq!(r.run_as.group.as_deref(), Some("nogroup"));
+    let r = from_str(&format!("{BASE}limits:\n  control_keepalive: 20s\n"))
+        .rules
+        .unwrap();
+    assert_eq!(r.limits.control_keepalive, Some(Duration::from_secs(20)));
+    assert_eq!(
+        one_error("metrics:\n  listen: nowhere\n"),
+        (
+            7,
+            11,
+            "metrics listen 'nowhere' is not an address:port".into()
+        )
+    );
+    assert_eq!(
+        one_error("limits:\n  control_keepalive: soon\n"),
+        (7, 22, "control_keepalive: 'soon' is not a duration".into())
+    );
+    let (l, c, m) = one_error("metrics:\n  lisen: 127.0.0.1:9121\n");
+    assert_eq!((l, c), (7, 3));
+    assert!(m.contains("unknown field `lisen`"), "{m}");
+}
