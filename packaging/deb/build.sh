@@ -17,9 +17,8 @@ gzip -9n "$root"/usr/share/man/man*/*
 if command -v strip >/dev/null; then strip --strip-debug "$root/usr/bin/ftpalg"; fi
 install -Dm644 LICENSE* -t "$root/usr/share/doc/ftpalg/" 2>/dev/null || true
 cat >"$root/usr/share/doc/ftpalg/copyright" <<TXT
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: ftpalg
-License: MIT or Apache-2.0
+ftpalg is licensed under the MIT licence or the Apache License 2.0, at
+your option.
 TXT
 echo /etc/ftpalg/rules.yaml >"$root/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
