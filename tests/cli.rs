@@ -181,19 +181,29 @@ fn tells_systemd_when_ready_reloading_and_stopping() {
         "notify.yaml",
         "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: 198.51.100.10:21\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpalg"))
-        .args(["run", "--rules", &rules])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Stops the gateway however the test ends, a failed assertion too.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_ftpalg"))
+            .args(["run", "--rules", &rules])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut buf = [0u8; 512];
     let mut next = || {
         let n = sock.recv(&mut buf).expect("a notification within 10 s");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     assert_eq!(next(), "READY=1\n");
-    let pid = child.id() as libc::pid_t;
+    let pid = child.0.id() as libc::pid_t;
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let reloading = next();
@@ -205,5 +215,5 @@ fn tells_systemd_when_ready_reloading_and_stopping() {
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(next(), "STOPPING=1\n");
-    let _ = child.wait();
+    drop(child);
 }
