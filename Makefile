@@ -3,7 +3,17 @@
 CARGO ?= cargo
 RULES ?= rules/default.yaml
 
-.PHONY: run build build-bench test unit script-tests e2e deps lint fmt bench demo check-rules fuzz-build clean
+.PHONY: run build build-bench test unit script-tests e2e deps lint fmt bench demo check-rules fuzz-build clean man install deb packaging-tests
+
+# Where `make install` puts things; DESTDIR is prefixed to every path.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCS_OUT ?= target/docs
 
 ## Build and run the gateway on the default rules (explicit proxy on 127.0.0.1:2121).
 run:
@@ -19,7 +29,7 @@ build-bench:
 
 ## Install what the tests need, then run every test: lint, unit, property,
 ## loopback integration, rules examples, and the namespace end-to-end suite.
-test: deps lint unit script-tests check-rules e2e diagnose-live soak-short
+test: deps lint unit script-tests check-rules packaging-tests e2e diagnose-live soak-short
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -37,6 +47,8 @@ check-rules: build
 ## Real servers and clients through a real NAT, in network namespaces (root).
 e2e: build
 	bash tests/e2e/run.sh
+	bash tests/e2e/ops.sh
+	bash tests/readme.sh
 
 ## `ftpalg diagnose --live` on the lab gateway's interface (root).
 .PHONY: diagnose-live
@@ -60,6 +72,36 @@ lint:
 
 fmt:
 	$(CARGO) fmt
+
+## Man pages and shell completions, generated from the clap definitions.
+man:
+	$(CARGO) run --quiet --example gen-docs -- $(DOCS_OUT)
+
+## The binary, unit, man pages, completions, nftables snippets, and the
+## rules (only if none are there: an operator's rules are never replaced).
+install: build man
+	install -Dm755 target/release/ftpalg $(DESTDIR)$(BINDIR)/ftpalg
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/bin/ftpalg#$(BINDIR)/ftpalg#g; s#/etc/ftpalg#$(SYSCONFDIR)/ftpalg#g' packaging/systemd/ftpalg.service >$(DESTDIR)$(UNITDIR)/ftpalg.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/ftpalg.service
+	install -Dm644 -t $(DESTDIR)$(MANDIR)/man8 $(DOCS_OUT)/man8/*.8
+	install -Dm644 -t $(DESTDIR)$(MANDIR)/man5 $(DOCS_OUT)/man5/*.5
+	install -Dm644 $(DOCS_OUT)/completions/ftpalg.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/ftpalg
+	install -Dm644 $(DOCS_OUT)/completions/_ftpalg $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_ftpalg
+	install -Dm644 $(DOCS_OUT)/completions/ftpalg.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpalg.fish
+	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/nftables docs/nftables-transparent.nft docs/nftables-tproxy.nft
+	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/rules rules/*.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml ] || install -Dm644 packaging/rules.yaml $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml
+
+## A Debian package in target/deb/ (dpkg-deb; see packaging/deb/build.sh).
+deb: build man
+	bash packaging/deb/build.sh
+
+## The unit passes systemd-analyze verify and security; the .deb installs,
+## its rules pass check, and it purges cleanly (root, dpkg).
+packaging-tests: build man
+	bash tests/packaging/systemd.sh
+	bash tests/packaging/deb.sh
 
 ## Speed and footprint against a direct route and the kernel helper.
 bench: deps build-bench

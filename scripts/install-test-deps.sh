@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the end-to-end tests, the demo and the
-# benchmarks need: real FTP servers and clients, nftables, tcpdump.
+# benchmarks need: real FTP servers and clients, nftables, tcpdump; and
+# what the packaging tests need: systemd-analyze, groff, man.
 #
 # Debian's FTP servers conflict with each other (each provides
 # "ftp-server"), so vsftpd is installed as a package and pure-ftpd and
@@ -12,7 +13,8 @@ set -euo pipefail
 PEERS=${FTPALG_PEERS:-/opt/ftpalg-peers}
 pkgs=(iproute2 nftables tcpdump curl lftp wget vsftpd python3 python3-pyftpdlib procps psmisc
       libcap2 libcrypt1 libpam0g libsodium23 libssl3 libacl1 libhiredis0.14 libidn2-0
-      libmemcached11 libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 zlib1g libtinfo6)
+      libmemcached11 libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 zlib1g libtinfo6
+      systemd groff-base man-db)
 unpacked=(pure-ftpd proftpd-core)
 # Debian 12's curl 7.88.1 cannot do active FTP at all (curl issue 10622):
 # a curl 8 from bookworm-backports is unpacked beside it for the tests. The

@@ -8,9 +8,11 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod dataplane;
 pub mod diagnose;
 pub mod ftp;
 pub mod packet;
+pub mod privilege;
 pub mod proxy;
 pub mod rules;

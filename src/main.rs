@@ -1,82 +1,10 @@
 //! The `ftpalg` command.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use ftpalg::cli::{Cli, Command, LogFormat, ReportFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// ftpalg: an FTP application-layer gateway for NAT.
-///
-/// Rewrites the addresses in PORT/EPRT/227/229, converts between active and
-/// passive mode, and opens exactly the data pinholes each session needs,
-/// under rules written in YAML.
-#[derive(Parser, Debug)]
-#[command(name = "ftpalg", version, about, long_about)]
-struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the gateway. SIGHUP reloads the rules; SIGTERM drains and stops.
-    Run {
-        /// The rules file.
-        #[arg(long, short, default_value = "rules/default.yaml")]
-        rules: PathBuf,
-    },
-    /// Validate a rules file: exit 0 if it can be used, 1 if not.
-    Check {
-        /// The rules file.
-        #[arg(long, short, default_value = "rules/default.yaml")]
-        rules: PathBuf,
-        /// Also print the effective policy in plain words.
-        #[arg(long)]
-        explain: bool,
-    },
-    /// Explain from captures (or live) why FTP through NAT failed and what
-    /// to change. Exit 0: every session ok (or recovered); 3: a session
-    /// failed or could not be read; 1: a capture could not be read.
-    Diagnose {
-        /// Output format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: ReportFormat,
-        /// Also draw a timeline per session into this SVG file.
-        #[arg(long)]
-        svg: Option<PathBuf>,
-        /// Capture live on this interface instead of reading files.
-        #[arg(long, conflicts_with = "captures")]
-        live: Option<String>,
-        /// How long to capture live.
-        #[arg(long, default_value_t = 30, requires = "live")]
-        seconds: u64,
-        /// Most packets to capture live.
-        #[arg(long, default_value_t = 1_000_000, requires = "live")]
-        max_packets: u64,
-        /// pcap or pcapng files; two from both sides of a NAT are paired.
-        #[arg(required_unless_present = "live")]
-        captures: Vec<PathBuf>,
-    },
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum ReportFormat {
-    /// For a person.
-    Text,
-    /// One JSON document.
-    Json,
-}
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FTPALG_LOG")
@@ -178,12 +106,15 @@ fn main() -> Result<ExitCode> {
             max_packets,
             captures,
         } => diagnose(format, svg, live, seconds, max_packets, captures),
-        Command::Run { rules } => {
+        Command::Run { rules, user, group } => {
             init_logs(cli.log_format);
             let (r, warnings) = ftpalg::rules::load(&rules)?;
             for w in &warnings {
                 tracing::warn!(file = %rules.display(), "{w}");
             }
+            // Before the runtime starts its threads: see ftpalg::privilege.
+            let outcome = ftpalg::privilege::drop_for(&r, user.as_deref(), group.as_deref())?;
+            tracing::info!(?outcome, "privileges");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

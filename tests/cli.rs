@@ -136,3 +136,84 @@ fn sigterm_drains_then_exits() {
         .expect("gateway exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn check_reports_every_error_with_the_nearest_key() {
+    let p = temp("many.yaml", "listeners:\n  - name: a\n    listen: 127.0.0.1:2121\n    kind: explicit\n    upstream: 198.51.100.10:21\ndata:\n  pinhole_timout: 30s\nlimits:\n  sesions: 4\n  connect_timeout: soon\n");
+    let (code, out, err) = ftpalg(&["check", "--rules", &p]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains(&format!("{p}:7:3: error: unknown field `pinhole_timout`")),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: did you mean `pinhole_timeout`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:9:3: error: unknown field `sesions`")),
+        "{err}"
+    );
+    assert!(err.contains("hint: did you mean `sessions`?"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{p}:10:20: error: connect_timeout: 'soon' is not a duration"
+        )),
+        "{err}"
+    );
+}
+
+/// What systemd's Type=notify relies on: READY=1 once the listeners are
+/// bound, RELOADING=1 with the time then READY=1 around a SIGHUP reload,
+/// STOPPING=1 on SIGTERM.
+#[test]
+fn tells_systemd_when_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("ftpalg-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let rules = temp(
+        "notify.yaml",
+        "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: 198.51.100.10:21\n",
+    );
+    /// Stops the gateway however the test ends, a failed assertion too.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_ftpalg"))
+            .args(["run", "--rules", &rules])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1\n");
+    let pid = child.0.id() as libc::pid_t;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(), "READY=1\n");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(next(), "STOPPING=1\n");
+    drop(child);
+}

@@ -90,7 +90,7 @@ pub(crate) async fn serve(
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(_) => return,
     };
-    info!(session = id, client = %peer, listener = %listener.name, "session start");
+    gw.metrics.telemetry.session_start(id, peer, &listener.name);
     let started = Instant::now();
     let result = start(
         gw.clone(),
@@ -102,13 +102,11 @@ pub(crate) async fn serve(
         guard.slot(),
     )
     .await;
+    let secs = started.elapsed().as_secs_f64();
+    let t = &gw.metrics.telemetry;
     match result {
-        Ok(user) => {
-            info!(session = id, client = %peer, user = user.as_deref().unwrap_or("-"), secs = started.elapsed().as_secs_f64(), "session end")
-        }
-        Err(e) => {
-            info!(session = id, client = %peer, secs = started.elapsed().as_secs_f64(), error = %e, "session end")
-        }
+        Ok(user) => t.session_end(id, peer, user.as_deref(), secs, None),
+        Err(e) => t.session_end(id, peer, None, secs, Some(&e.to_string())),
     }
     drop(guard);
 }
@@ -139,6 +137,9 @@ async fn start(
     admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
     let id = admission.id;
+    if let Err(e) = super::keepalive::enable(&client, rules.limits.control_keepalive) {
+        warn!(session = id, client = %peer, error = %e, "cannot set keepalive on the client's control connection");
+    }
     let upstream = match fixed_upstream(&listener, &client, client_local) {
         Ok(u) => u,
         Err(e) => {
@@ -154,7 +155,13 @@ async fn start(
             // Reached directly, a transparent listener's original
             // destination is itself: connecting on would loop through the
             // gateway until a limit stopped it.
-            warn!(session = id, client = %peer, server = %to, reason = "destination is one of the gateway's own listeners", "denied");
+            gw.metrics.telemetry.denied(
+                Some(id),
+                peer,
+                "-",
+                "self-destination",
+                &format!("{to} is one of the gateway's own listeners"),
+            );
             gw.metrics
                 .denied
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -164,7 +171,13 @@ async fn start(
             return Ok(None);
         }
         if !listener.may_reach(to.ip()) {
-            warn!(session = id, client = %peer, server = %to, reason = "server not allowed", "denied");
+            gw.metrics.telemetry.denied(
+                Some(id),
+                peer,
+                "-",
+                "server-not-allowed",
+                &format!("{to} is not in the listener's servers"),
+            );
             client
                 .write_all(b"421 That server is not reachable through this gateway.\r\n")
                 .await?;
@@ -324,6 +337,10 @@ impl Driver {
 
     fn attach_server(&mut self, s: TcpStream) {
         let _ = s.set_nodelay(true);
+        let keepalive = self.policy().rules().limits.control_keepalive;
+        if let Err(e) = super::keepalive::enable(&s, keepalive) {
+            warn!(session = self.id, error = %e, "cannot set keepalive on the server's control connection");
+        }
         self.server_local = s
             .local_addr()
             .ok()
@@ -515,7 +532,13 @@ impl Driver {
         let user = self.session.user().unwrap_or("-").to_string();
         match e {
             Event::Denied { reason, detail } => {
-                warn!(session = id, client = %client, user = %user, reason = %reason, detail = %detail, "denied");
+                self.gw.metrics.telemetry.denied(
+                    Some(id),
+                    client,
+                    &user,
+                    &reason.to_string(),
+                    &detail,
+                );
                 self.gw
                     .metrics
                     .denied
@@ -540,7 +563,11 @@ impl Driver {
             Event::User { name } => debug!(session = id, user = %name, "user"),
             Event::LoggedIn => {
                 self.admission.settle();
-                info!(session = id, client = %client, user = %user, "logged in")
+                let server = self.session.server().map(|s| s.to_string());
+                self.gw
+                    .metrics
+                    .telemetry
+                    .logged_in(id, client, &user, server)
             }
             Event::Aborted { id: channel } => {
                 info!(

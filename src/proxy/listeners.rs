@@ -231,7 +231,9 @@ fn refuse(
     msg: String,
 ) {
     gw.metrics.refused.fetch_add(1, Ordering::Relaxed);
-    warn!(client = %peer, reason, "denied: session refused");
+    gw.metrics
+        .telemetry
+        .denied(None, peer, "-", reason, "session refused");
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut stream = stream;

@@ -4,10 +4,14 @@
 
 mod admission;
 mod control;
+pub mod events;
+mod http;
+mod keepalive;
 mod listeners;
 pub mod pinhole;
 pub mod relay;
 mod splice;
+pub mod status;
 mod transparent;
 
 use crate::rules::{self, Rules};
@@ -24,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Why the gateway could not run.
 #[derive(Debug, Error)]
@@ -66,6 +70,8 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Data channels holding sockets now (pinholes, connections, relays).
     pub data_channels: AtomicU64,
+    /// The Prometheus metrics, fed by the same reports that write the logs.
+    pub telemetry: events::Telemetry,
 }
 
 /// State shared by every session.
@@ -185,6 +191,8 @@ pub struct Handle {
     /// Listener addresses as bound at start, in rules order (after a
     /// reload, ask [`Gateway::listener_addr`] by name).
     pub addrs: Vec<SocketAddr>,
+    /// Where the metrics endpoint is bound, if the rules ask for one.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Handle {
@@ -229,7 +237,26 @@ impl Handle {
 pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current());
     let addrs = gw.bind_all()?;
-    Ok(Handle { gw, addrs })
+    // The endpoint is bound at start only: a reload does not move it.
+    let metrics_addr = match gw.rules().metrics {
+        Some(addr) => {
+            Some(
+                http::serve(gw.clone(), addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind {
+                        name: "metrics".into(),
+                        addr,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    Ok(Handle {
+        gw,
+        addrs,
+        metrics_addr,
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit: each session
@@ -266,15 +293,24 @@ pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
+    // systemd's Type=notify: ready once every listener is bound. Without
+    // NOTIFY_SOCKET (not under systemd) these do nothing.
+    notify(&[sd_notify::NotifyState::Ready]);
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                notify(&[
+                    sd_notify::NotifyState::Reloading,
+                    sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading")),
+                ]);
                 let _ = reload_file(&handle, &path);
+                notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     info!(
         sessions = handle.gateway().active_sessions(),
         "stopping: no new sessions; running transfers may finish"
@@ -283,21 +319,30 @@ pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Tells systemd about a change of state; a failure is logged, never fatal.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
 /// Re-reads the rules file (what SIGHUP does). A valid file applies to new
 /// sessions and new transfers at once; an invalid one is refused and the
 /// old rules stay in force.
 pub fn reload_file(handle: &Handle, path: &Path) -> Result<(), rules::RulesError> {
+    let t = &handle.gateway().metrics.telemetry;
+    let file = path.display().to_string();
     match rules::load(path) {
         Ok((r, warnings)) => {
             for w in warnings {
-                warn!(file = %path.display(), "{w}");
+                warn!(file = %file, "{w}");
             }
             handle.reload(r);
-            info!(file = %path.display(), "rules reloaded; they apply to new sessions and new transfers");
+            t.reload(true, &file, None);
             Ok(())
         }
         Err(e) => {
-            error!("reload refused, the old rules stay in force: {e}");
+            t.reload(false, &file, Some(&e.to_string()));
             Err(e)
         }
     }

@@ -30,6 +30,16 @@ pub struct Moved {
     pub down: u64,
 }
 
+/// Bytes relayed so far, each direction, readable while the relay runs
+/// (for `/status`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Client to server.
+    pub up: AtomicU64,
+    /// Server to client.
+    pub down: AtomicU64,
+}
+
 /// Limits of one relay.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayLimits {
@@ -116,6 +126,7 @@ async fn copy(
     to: &End<'_>,
     shared: &Shared,
     limits: RelayLimits,
+    counted: &AtomicU64,
 ) -> io::Result<u64> {
     let mut total: u64 = 0;
     let started = Instant::now();
@@ -167,6 +178,7 @@ async fn copy(
             None => write_all(to.stream, &buf[..n], limits.idle, progress).await?,
         }
         total += n as u64;
+        counted.fetch_add(n as u64, Ordering::Relaxed);
         shared.touch();
         if let Some(rate) = limits.rate {
             let due = Duration::from_secs_f64(total as f64 / rate as f64);
@@ -185,10 +197,11 @@ async fn pump(
     to: &End<'_>,
     shared: &Shared,
     limits: RelayLimits,
+    counted: &AtomicU64,
 ) -> io::Result<u64> {
     let mut aborted = shared.abort.subscribe();
     let outcome = tokio::select! {
-        r = copy(from.stream, to, shared, limits) => r,
+        r = copy(from.stream, to, shared, limits, counted) => r,
         _ = aborted.wait_for(|a| *a) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the other direction failed")),
     };
     if outcome.is_err() {
@@ -207,6 +220,17 @@ pub async fn relay(
     client: TcpStream,
     server: TcpStream,
     limits: RelayLimits,
+    delivered: impl FnOnce(Result<(), String>),
+) -> io::Result<Moved> {
+    relay_counted(client, server, limits, &Progress::default(), delivered).await
+}
+
+/// [`relay`], counting the bytes into `progress` as they move.
+pub async fn relay_counted(
+    client: TcpStream,
+    server: TcpStream,
+    limits: RelayLimits,
+    progress: &Progress,
     delivered: impl FnOnce(Result<(), String>),
 ) -> io::Result<Moved> {
     // Nagle stays on for bulk data, so spliced chunks go out as full
@@ -228,11 +252,11 @@ pub async fn relay(
         ended: AtomicBool::new(false),
     };
     let down = async {
-        let r = pump(&s, &c, &shared, limits).await;
+        let r = pump(&s, &c, &shared, limits, &progress.down).await;
         delivered(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         r
     };
-    let (up, down) = tokio::join!(pump(&c, &s, &shared, limits), down);
+    let (up, down) = tokio::join!(pump(&c, &s, &shared, limits, &progress.up), down);
     match (up, down) {
         (Ok(up), Ok(down)) => Ok(Moved { up, down }),
         // Report the first cause, not the abort it triggered on the other side.

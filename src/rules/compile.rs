@@ -163,7 +163,34 @@ impl Ctx {
     }
 }
 
+/// Compiles `text`, reporting every problem of shape (misspelt keys, wrong
+/// types, unknown values) and, around them, every problem of meaning.
 pub fn compile(text: &str) -> Loaded {
+    let Some(checked) = super::structure::check(text) else {
+        return compile_typed(text);
+    };
+    if checked.diagnostics.is_empty() {
+        return compile_typed(text);
+    }
+    let mut diagnostics = checked.diagnostics;
+    if let Some(remains) = checked.remains {
+        for d in compile_typed(&remains).diagnostics {
+            if !diagnostics
+                .iter()
+                .any(|x| (x.line, x.column) == (d.line, d.column))
+            {
+                diagnostics.push(d);
+            }
+        }
+    }
+    diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
+    Loaded {
+        rules: None,
+        diagnostics,
+    }
+}
+
+fn compile_typed(text: &str) -> Loaded {
     let options = serde_saphyr::options! { strict_booleans: true };
     let raw: RawFile = match serde_saphyr::from_str_with_options(text, options) {
         Ok(r) => r,
@@ -319,7 +346,19 @@ pub fn compile(text: &str) -> Loaded {
         ),
         max_line: DEFAULT_MAX_LINE,
         bandwidth_per_session: None,
+        control_keepalive: Some(Duration::from_secs(60)),
     };
+    if let Some(s) = &raw.limits.control_keepalive {
+        limits.control_keepalive = if s.value.trim() == "off" {
+            None
+        } else {
+            Some(cx.duration(
+                &raw.limits.control_keepalive,
+                "control_keepalive",
+                Duration::from_secs(60),
+            ))
+        };
+    }
     limits.sessions = cx.count(
         &raw.limits.sessions,
         "sessions",
@@ -383,6 +422,20 @@ pub fn compile(text: &str) -> Loaded {
     }
     shadowing(&mut cx, &rules, &raw.rules);
 
+    let metrics = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| match parse_socket(&m.listen.value) {
+            Some(a) => Some(a),
+            None => {
+                cx.error(
+                    &m.listen,
+                    format!("metrics listen '{}' is not an address:port", m.listen.value),
+                    "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
+                );
+                None
+            }
+        });
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
     let ok = diagnostics.iter().all(|d| d.severity == Severity::Warning);
@@ -392,6 +445,11 @@ pub fn compile(text: &str) -> Loaded {
         limits,
         security,
         rules,
+        metrics,
+        run_as: RunAs {
+            user: raw.run_as.user.as_ref().map(|s| s.value.clone()),
+            group: raw.run_as.group.as_ref().map(|s| s.value.clone()),
+        },
     });
     Loaded { rules, diagnostics }
 }

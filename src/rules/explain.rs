@@ -160,5 +160,22 @@ pub fn explain(r: &Rules) -> String {
         l.max_line,
         l.bandwidth_per_session.map(|b| format!("; {b} bytes/s per session")).unwrap_or_default()
     );
+    let _ = writeln!(
+        o,
+        "Operations: {}; {}; {}.",
+        match l.control_keepalive {
+            Some(d) => format!("TCP keepalive on both control connections after {} of silence, so NATs on the way do not forget them during long transfers", secs(d)),
+            None => "control keepalive OFF: a NAT on the way may forget a control connection during a long transfer".into(),
+        },
+        match r.metrics {
+            Some(a) => format!("metrics, health and status over HTTP on {a} (no authentication)"),
+            None => "no metrics endpoint".into(),
+        },
+        match (&r.run_as.user, &r.run_as.group) {
+            (Some(u), Some(g)) => format!("started as root, runs as {u}:{g} with only the capabilities its listeners need"),
+            (Some(u), None) => format!("started as root, runs as {u} with only the capabilities its listeners need"),
+            _ => "started as root with no run_as user, stays uid 0 with only the capabilities its listeners need".into(),
+        }
+    );
     o
 }

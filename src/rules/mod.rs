@@ -10,6 +10,7 @@ mod explain;
 mod network;
 mod policy;
 mod schema;
+mod structure;
 
 pub use duration::{parse_duration, parse_range, parse_rate, PortRange};
 pub use explain::explain;
@@ -170,6 +171,20 @@ pub struct Limits {
     pub max_line: usize,
     /// Bytes per second per session, if capped.
     pub bandwidth_per_session: Option<u64>,
+    /// TCP keepalive idle time on both control connections (`None`: off),
+    /// so that a NAT or firewall on the way does not forget a control
+    /// connection left idle by a long transfer.
+    pub control_keepalive: Option<Duration>,
+}
+
+/// The unprivileged account the gateway runs as once its listeners are
+/// bound (see [`crate::privilege`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// User name or numeric uid.
+    pub user: Option<String>,
+    /// Group name or numeric gid; the user's primary group if not given.
+    pub group: Option<String>,
 }
 
 /// Security switches, all on by default.
@@ -266,6 +281,10 @@ pub struct Rules {
     pub security: Security,
     /// Access rules, first match wins; no match allows.
     pub rules: Vec<Rule>,
+    /// Who the gateway runs as when started as root.
+    pub run_as: RunAs,
+    /// Where `/metrics`, `/healthz` are served over HTTP, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Rules {

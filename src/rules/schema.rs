@@ -21,6 +21,22 @@ pub struct RawFile {
     pub security: RawSecurity,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub run_as: RawRunAs,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunAs {
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// Listener kinds.
@@ -78,6 +94,7 @@ pub struct RawLimits {
     pub connect_timeout: Option<Spanned<String>>,
     pub max_line: Option<Spanned<u32>>,
     pub bandwidth_per_session: Option<Spanned<String>>,
+    pub control_keepalive: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

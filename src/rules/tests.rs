@@ -86,7 +86,7 @@ fn strict_booleans() {
 fn unknown_enum_value() {
     let (l, _, m) = one_error("data:\n  server_mode: sometimes\n");
     assert_eq!(l, 7);
-    assert!(m.contains("unknown variant"), "{m}");
+    assert!(m.contains("unknown value `sometimes`"), "{m}");
 }
 
 #[test]
@@ -401,4 +401,85 @@ fn explain_golden() {
         seen += 1;
     }
     assert!(seen >= 5);
+}
+
+#[test]
+fn every_error_at_once_with_nearest_key() {
+    let text = format!(
+        "{BASE}data:\n  pinhole_timout: 30s\n  client_ports: 5000-4000\nlimits:\n  sessions: many\n  contrl_idle_timeout: 1m\nsecurity:\n  tls: passthru\n"
+    );
+    let l = from_str(&text);
+    assert!(l.rules.is_none());
+    let got: Vec<(u32, u32, String, String)> = l
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.message.clone(), d.hint.clone()))
+        .collect();
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!((got[0].0, got[0].1), (7, 3), "{got:#?}");
+    assert!(
+        got[0].2.contains("unknown field `pinhole_timout`"),
+        "{got:#?}"
+    );
+    assert_eq!(got[0].3, "did you mean `pinhole_timeout`?");
+    // The range error comes from the compiler, which still ran on the rest.
+    assert_eq!((got[1].0, got[1].1), (8, 17), "{got:#?}");
+    assert!(got[1].2.contains("is empty"), "{got:#?}");
+    assert_eq!((got[2].0, got[2].1), (10, 13), "{got:#?}");
+    assert!(got[2].2.contains("invalid"), "{got:#?}");
+    assert_eq!((got[3].0, got[3].1), (11, 3), "{got:#?}");
+    assert_eq!(got[3].3, "did you mean `control_idle_timeout`?");
+    assert_eq!((got[4].0, got[4].1), (13, 8), "{got:#?}");
+    assert!(
+        got[4].3.starts_with("did you mean `passthrough`?"),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn nearest_key_only_when_close() {
+    use super::structure::nearest;
+    assert_eq!(
+        nearest("pinhole_timout", &["pinhole_timeout", "client_ports"]),
+        Some("pinhole_timeout")
+    );
+    assert_eq!(
+        nearest("colour", &["pinhole_timeout", "client_ports"]),
+        None
+    );
+}
+
+#[test]
+fn operations_keys() {
+    let r = from_str(BASE).rules.unwrap();
+    assert_eq!(r.limits.control_keepalive, Some(Duration::from_secs(60)));
+    assert_eq!((r.metrics, r.run_as.user.clone()), (None, None));
+    let r = from_str(&format!(
+        "{BASE}limits:\n  control_keepalive: off\nmetrics:\n  listen: 127.0.0.1:9121\nrun_as:\n  user: ftpalg\n  group: nogroup\n"
+    ))
+    .rules
+    .unwrap();
+    assert_eq!(r.limits.control_keepalive, None);
+    assert_eq!(r.metrics, Some("127.0.0.1:9121".parse().unwrap()));
+    assert_eq!(r.run_as.user.as_deref(), Some("ftpalg"));
+    assert_eq!(r.run_as.group.as_deref(), Some("nogroup"));
+    let r = from_str(&format!("{BASE}limits:\n  control_keepalive: 20s\n"))
+        .rules
+        .unwrap();
+    assert_eq!(r.limits.control_keepalive, Some(Duration::from_secs(20)));
+    assert_eq!(
+        one_error("metrics:\n  listen: nowhere\n"),
+        (
+            7,
+            11,
+            "metrics listen 'nowhere' is not an address:port".into()
+        )
+    );
+    assert_eq!(
+        one_error("limits:\n  control_keepalive: soon\n"),
+        (7, 22, "control_keepalive: 'soon' is not a duration".into())
+    );
+    let (l, c, m) = one_error("metrics:\n  lisen: 127.0.0.1:9121\n");
+    assert_eq!((l, c), (7, 3));
+    assert!(m.contains("unknown field `lisen`"), "{m}");
 }

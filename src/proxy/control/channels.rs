@@ -11,11 +11,12 @@
 //! turns it into `426` when that failed.
 
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
-use super::super::relay::{relay, Moved, RelayLimits};
+use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
 use super::{unspecified_like, Driver};
 use crate::ftp::command::{self as cmd, Verb};
 use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
+use crate::proxy::events::TransferReport;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -44,6 +45,7 @@ pub(super) struct ChannelGauge(Arc<Metrics>);
 impl ChannelGauge {
     fn new(m: &Arc<Metrics>) -> ChannelGauge {
         m.data_channels.fetch_add(1, Ordering::Relaxed);
+        m.telemetry.pinhole_opened();
         ChannelGauge(m.clone())
     }
 }
@@ -51,6 +53,7 @@ impl ChannelGauge {
 impl Drop for ChannelGauge {
     fn drop(&mut self) {
         self.0.data_channels.fetch_sub(1, Ordering::Relaxed);
+        self.0.telemetry.pinhole_closed();
     }
 }
 
@@ -58,6 +61,9 @@ pub(super) struct Channel {
     gauge: Option<ChannelGauge>,
     client: Option<Prepared>,
     server: Option<Prepared>,
+    /// When the channel was first prepared: its setup time ends when the
+    /// relay starts.
+    created: Instant,
     /// The relay task, once started.
     relay: Option<AbortHandle>,
     started: Option<Instant>,
@@ -74,6 +80,7 @@ impl Channel {
     fn new(m: &Arc<Metrics>) -> Channel {
         Channel {
             gauge: Some(ChannelGauge::new(m)),
+            created: Instant::now(),
             client: None,
             server: None,
             relay: None,
@@ -123,13 +130,16 @@ async fn establish(
     p: Prepared,
     deadline: Duration,
     on_stranger: impl FnMut(SocketAddr),
+    on_expired: impl FnOnce(),
 ) -> Result<TcpStream, String> {
     match p {
         Prepared::Stream(s) => Ok(s),
-        Prepared::Pinhole(p) => p
-            .accept(deadline, on_stranger)
-            .await
-            .map_err(|e| e.to_string()),
+        Prepared::Pinhole(p) => p.accept(deadline, on_stranger).await.map_err(|e| {
+            if matches!(e, crate::proxy::pinhole::PinholeError::Expired { .. }) {
+                on_expired();
+            }
+            e.to_string()
+        }),
     }
 }
 
@@ -255,6 +265,19 @@ impl Driver {
         };
         c.modes = Some((client_mode, server_mode));
         c.started = Some(Instant::now());
+        let (verb, file) = c
+            .transfer
+            .clone()
+            .map(|(v, f)| (v.to_string(), f))
+            .unwrap_or_else(|| ("-".into(), String::new()));
+        let progress = self.gw.metrics.telemetry.transfer_started(
+            self.id,
+            id.0,
+            &verb,
+            &file,
+            client_mode.as_str(),
+            server_mode.as_str(),
+        );
         let gauge = c.gauge.take();
         let tx = self.tx.clone();
         let deadline = rules.data.pinhole_timeout;
@@ -275,15 +298,19 @@ impl Driver {
                     warn!(session, side = who, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
                 }
             };
-            let c = establish(client, deadline, strangers("client"));
-            let s = establish(server, deadline, strangers("server"));
+            let expired = |side: &'static str| {
+                let metrics = metrics.clone();
+                move || metrics.telemetry.pinhole_expired(session, side, deadline)
+            };
+            let c = establish(client, deadline, strangers("client"), expired("client"));
+            let s = establish(server, deadline, strangers("server"), expired("server"));
             let result = match tokio::try_join!(c, s) {
                 Ok((c, s)) => {
                     let tx2 = tx.clone();
                     let delivered = move |result| {
                         let _ = tx2.send(DataEvent::Delivered { id, result });
                     };
-                    relay(c, s, limits, delivered)
+                    relay_counted(c, s, limits, &progress, delivered)
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -313,7 +340,7 @@ impl Driver {
                 "data channel reset"
             );
             let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
-            self.log_transfer(&c, Err(format!("reset: {reason}")), elapsed);
+            self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
         } else {
             debug!(
                 session = self.id,
@@ -475,12 +502,18 @@ impl Driver {
                         self.remember_failed(id, e.clone());
                     }
                 }
-                self.log_transfer(&c, result, elapsed);
+                self.log_transfer(id, &c, result, elapsed);
             }
         }
     }
 
-    fn log_transfer(&self, c: &Channel, result: Result<Moved, String>, elapsed: Duration) {
+    fn log_transfer(
+        &self,
+        id: DataId,
+        c: &Channel,
+        result: Result<Moved, String>,
+        elapsed: Duration,
+    ) {
         let (cm, sm) = c
             .modes
             .map(|(c, s)| (c.as_str(), s.as_str()))
@@ -501,18 +534,33 @@ impl Driver {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let user = self.session.user().unwrap_or("-").to_string();
-        match result {
+        let result = match &result {
             Ok(m) => {
                 self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), result = "ok", "transfer")
+                Ok((m.up, m.down))
             }
             Err(e) if c.transfer.is_none() && e == "reset: released" => {
-                debug!(session = self.id, "data channel released unused")
+                debug!(session = self.id, "data channel released unused");
+                return;
             }
-            Err(e) => {
-                warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
-            }
-        }
+            Err(e) => Err(e.as_str()),
+        };
+        let verb = verb.to_string();
+        self.gw.metrics.telemetry.transfer(TransferReport {
+            session: self.id,
+            channel: id.0,
+            client: self.session.client(),
+            server: &server,
+            user: &user,
+            direction,
+            command: &verb,
+            file: &file,
+            client_mode: cm,
+            server_mode: sm,
+            setup: c.started.map(|s| s.saturating_duration_since(c.created)),
+            elapsed,
+            result,
+        });
     }
 
     /// Arms the engine's deadline for a server that stays silent about a
@@ -528,6 +576,10 @@ impl Driver {
 
     /// Binds a transfer command to channel `id`, for the transfer log.
     pub(super) fn bind_transfer(&mut self, id: DataId, verb: Verb, arg: String) {
+        self.gw
+            .metrics
+            .telemetry
+            .transfer_named(self.id, id.0, &verb.to_string(), &arg);
         if let Some(c) = self.channels.get_mut(&id) {
             c.transfer = Some((verb, arg));
         }

@@ -1,0 +1,99 @@
+//! The `ftpalg` command line, in the library so that the man page and the
+//! shell completions are generated from the same definitions the binary
+//! parses (see `examples/gen-docs.rs`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// ftpalg: an FTP application-layer gateway for NAT.
+///
+/// Rewrites the addresses in PORT/EPRT/227/229, converts between active and
+/// passive mode, and opens exactly the data pinholes each session needs,
+/// under rules written in YAML.
+#[derive(Parser, Debug)]
+#[command(name = "ftpalg", version, about, long_about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway. SIGHUP reloads the rules; SIGTERM drains and stops.
+    ///
+    /// Started as root, ftpalg keeps only the capabilities its listeners
+    /// need (CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for
+    /// TPROXY) and runs as the user given by --user or the rules' run_as.
+    /// Started as another user, it runs as it is.
+    Run {
+        /// The rules file.
+        #[arg(long, short, default_value = "rules/default.yaml")]
+        rules: PathBuf,
+        /// Run as this user (name or uid) once started as root; overrides
+        /// the rules' run_as.user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Run as this group (name or gid); the user's primary group if
+        /// not given.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Validate a rules file: exit 0 if it can be used, 1 if not.
+    ///
+    /// Every error and warning of the file is printed in one run, as
+    /// FILE:LINE:COLUMN: error|warning: message, with a hint.
+    Check {
+        /// The rules file.
+        #[arg(long, short, default_value = "rules/default.yaml")]
+        rules: PathBuf,
+        /// Also print the effective policy in plain words.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Explain from captures (or live) why FTP through NAT failed and what
+    /// to change. Exit 0: every session ok (or recovered); 3: a session
+    /// failed or could not be read; 1: a capture could not be read.
+    Diagnose {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Also draw a timeline per session into this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Capture live on this interface instead of reading files.
+        #[arg(long, conflicts_with = "captures")]
+        live: Option<String>,
+        /// How long to capture live.
+        #[arg(long, default_value_t = 30, requires = "live")]
+        seconds: u64,
+        /// Most packets to capture live.
+        #[arg(long, default_value_t = 1_000_000, requires = "live")]
+        max_packets: u64,
+        /// pcap or pcapng files; two from both sides of a NAT are paired.
+        #[arg(required_unless_present = "live")]
+        captures: Vec<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+/// How `diagnose` writes its report.
+pub enum ReportFormat {
+    /// For a person.
+    Text,
+    /// One JSON document.
+    Json,
+}

@@ -1,0 +1,417 @@
+//! The one place where what the gateway does becomes a log line and a
+//! metric at once: the driver reports sessions, transfers, denials and
+//! reloads here, and each report both logs and counts, so that nothing can
+//! reach one and miss the other.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing::{info, warn};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransferLabels {
+    result: String,
+    client_mode: String,
+    server_mode: String,
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The gateway's metrics, in a Prometheus registry.
+pub struct Telemetry {
+    registry: Registry,
+    sessions: Counter,
+    sessions_active: Gauge,
+    transfers: Family<TransferLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    denials: Family<ReasonLabels, Counter>,
+    pinholes_open: Gauge,
+    pinholes_expired: Counter,
+    reloads: Family<ResultLabels, Counter>,
+    setup: Histogram,
+    /// Sessions and transfers alive now, for `/status`.
+    pub live: super::status::Live,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Telemetry")
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A finished transfer, as the driver saw it.
+pub struct TransferReport<'a> {
+    /// Session id.
+    pub session: u64,
+    /// The data channel's id within the session.
+    pub channel: u64,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The server, as text (empty if unknown).
+    pub server: &'a str,
+    /// The user.
+    pub user: &'a str,
+    /// `download`, `upload`, `listing` or `-`.
+    pub direction: &'a str,
+    /// The command.
+    pub command: &'a str,
+    /// Its argument.
+    pub file: &'a str,
+    /// The client's data command (`PASV`, `EPSV`, `PORT`, ...).
+    pub client_mode: &'a str,
+    /// The mode towards the server (`passive`, `active`).
+    pub server_mode: &'a str,
+    /// From the data channel's preparation to its relay's start.
+    pub setup: Option<Duration>,
+    /// How long the relay ran.
+    pub elapsed: Duration,
+    /// Bytes moved (up, down), or why it failed.
+    pub result: Result<(u64, u64), &'a str>,
+}
+
+fn is_passive(mode: &str) -> bool {
+    matches!(mode, "PASV" | "EPSV" | "LPSV" | "passive")
+}
+
+impl Telemetry {
+    /// A registry with every metric at zero.
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::default();
+        let t = Telemetry {
+            registry: Registry::default(),
+            sessions: Counter::default(),
+            sessions_active: Gauge::default(),
+            transfers: Family::default(),
+            bytes: Family::default(),
+            denials: Family::default(),
+            pinholes_open: Gauge::default(),
+            pinholes_expired: Counter::default(),
+            reloads: Family::default(),
+            // 1 ms to about 16 s.
+            setup: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            live: Default::default(),
+        };
+        registry.register("ftpalg_sessions", "Sessions accepted", t.sessions.clone());
+        registry.register(
+            "ftpalg_sessions_active",
+            "Sessions alive now",
+            t.sessions_active.clone(),
+        );
+        registry.register(
+            "ftpalg_transfers",
+            "Transfers ended, by result, the client's data command, the mode towards the server, and path: converted (active on one side, passive on the other) or same",
+            t.transfers.clone(),
+        );
+        registry.register(
+            "ftpalg_transfer_bytes",
+            "Bytes relayed on data connections, up (client to server) and down",
+            t.bytes.clone(),
+        );
+        registry.register(
+            "ftpalg_denials",
+            "Requests and connections refused, by reason",
+            t.denials.clone(),
+        );
+        registry.register(
+            "ftpalg_pinholes_open",
+            "Data channels holding sockets now (pinholes waiting, connections, relays)",
+            t.pinholes_open.clone(),
+        );
+        registry.register(
+            "ftpalg_pinholes_expired",
+            "Pinholes closed because their connection did not come in time",
+            t.pinholes_expired.clone(),
+        );
+        registry.register(
+            "ftpalg_reloads",
+            "Rules reloads, by result",
+            t.reloads.clone(),
+        );
+        registry.register(
+            "ftpalg_transfer_setup_seconds",
+            "From a data channel's preparation to the start of its relay",
+            t.setup.clone(),
+        );
+        registry.register(
+            "ftpalg_build",
+            "The running build",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        Telemetry { registry, ..t }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A session was accepted.
+    pub fn session_start(&self, session: u64, client: SocketAddr, listener: &str) {
+        self.sessions.inc();
+        self.sessions_active.inc();
+        self.live.start(session, client, listener);
+        info!(session, client = %client, listener, "session start");
+    }
+
+    /// A session ended.
+    pub fn session_end(
+        &self,
+        session: u64,
+        client: SocketAddr,
+        user: Option<&str>,
+        secs: f64,
+        error: Option<&str>,
+    ) {
+        self.sessions_active.dec();
+        self.live.end(session);
+        match error {
+            None => {
+                info!(session, client = %client, user = user.unwrap_or("-"), secs, "session end")
+            }
+            Some(e) => info!(session, client = %client, secs, error = e, "session end"),
+        }
+    }
+
+    /// The server accepted the session's login.
+    pub fn logged_in(&self, session: u64, client: SocketAddr, user: &str, server: Option<String>) {
+        self.live.logged_in(session, user, server);
+        info!(session, client = %client, user, "logged in");
+    }
+
+    /// A transfer's relay started; the bytes it moves are counted into the
+    /// returned [`Progress`] for `/status`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transfer_started(
+        &self,
+        session: u64,
+        channel: u64,
+        command: &str,
+        file: &str,
+        client_mode: &str,
+        server_mode: &str,
+    ) -> std::sync::Arc<super::relay::Progress> {
+        let p = std::sync::Arc::new(super::relay::Progress::default());
+        self.live.transfer_start(
+            session,
+            channel,
+            command,
+            file,
+            client_mode,
+            server_mode,
+            p.clone(),
+        );
+        tracing::debug!(
+            session,
+            channel,
+            command,
+            client_mode,
+            server_mode,
+            "transfer started"
+        );
+        p
+    }
+
+    /// A transfer command was bound to a data channel.
+    pub fn transfer_named(&self, session: u64, channel: u64, command: &str, file: &str) {
+        self.live.transfer_named(session, channel, command, file);
+        tracing::debug!(session, channel, command, file, "transfer command");
+    }
+
+    /// A request or connection was refused; `reason` is the class of the
+    /// refusal (the metric's label), `detail` says more in the log.
+    pub fn denied(
+        &self,
+        session: Option<u64>,
+        client: SocketAddr,
+        user: &str,
+        reason: &str,
+        detail: &str,
+    ) {
+        self.denials
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+        match session {
+            Some(session) => {
+                warn!(session, client = %client, user, reason, detail, "denied")
+            }
+            None => warn!(client = %client, reason, detail, "denied: session refused"),
+        }
+    }
+
+    /// A transfer ended.
+    pub fn transfer(&self, t: TransferReport<'_>) {
+        self.live.transfer_end(t.session, t.channel);
+        let path = if is_passive(t.client_mode) == is_passive(t.server_mode) {
+            "same"
+        } else {
+            "converted"
+        };
+        let labels = |result: &str| TransferLabels {
+            result: result.to_string(),
+            client_mode: t.client_mode.to_string(),
+            server_mode: t.server_mode.to_string(),
+            path: path.to_string(),
+        };
+        if let Some(s) = t.setup {
+            self.setup.observe(s.as_secs_f64());
+        }
+        match t.result {
+            Ok((up, down)) => {
+                self.transfers.get_or_create(&labels("ok")).inc();
+                self.add_bytes(up, down);
+                info!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, bytes_up = up, bytes_down = down, secs = t.elapsed.as_secs_f64(), result = "ok", "transfer")
+            }
+            Err(e) => {
+                self.transfers.get_or_create(&labels("failed")).inc();
+                warn!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, secs = t.elapsed.as_secs_f64(), result = "failed", error = e, "transfer")
+            }
+        }
+    }
+
+    fn add_bytes(&self, up: u64, down: u64) {
+        for (direction, n) in [("up", up), ("down", down)] {
+            self.bytes
+                .get_or_create(&DirectionLabels {
+                    direction: direction.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// A data channel started holding sockets.
+    pub fn pinhole_opened(&self) {
+        self.pinholes_open.inc();
+    }
+
+    /// A data channel let its sockets go.
+    pub fn pinhole_closed(&self) {
+        self.pinholes_open.dec();
+    }
+
+    /// A pinhole's connection did not come in time.
+    pub fn pinhole_expired(&self, session: u64, side: &str, timeout: Duration) {
+        self.pinholes_expired.inc();
+        warn!(session, side, timeout = ?timeout, reason = "pinhole expired", "data connection did not come");
+    }
+
+    /// A reload was applied (`ok`) or refused.
+    pub fn reload(&self, ok: bool, file: &str, error: Option<&str>) {
+        let result = if ok { "ok" } else { "refused" };
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        match error {
+            None => info!(
+                file,
+                "rules reloaded; they apply to new sessions and new transfers"
+            ),
+            Some(e) => tracing::error!("reload refused, the old rules stay in force: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn each_report_counts_once() {
+        let t = Telemetry::new();
+        let client: SocketAddr = "100.64.0.2:5000".parse().unwrap();
+        t.session_start(1, client, "l");
+        t.transfer(TransferReport {
+            session: 1,
+            channel: 1,
+            client,
+            server: "198.51.100.10:21",
+            user: "u",
+            direction: "download",
+            command: "RETR",
+            file: "f",
+            client_mode: "PORT",
+            server_mode: "passive",
+            setup: Some(Duration::from_millis(3)),
+            elapsed: Duration::from_millis(10),
+            result: Ok((0, 1234)),
+        });
+        t.denied(Some(1), client, "u", "bounce", "PORT to another host");
+        t.reload(false, "r.yaml", Some("bad"));
+        let text = t.encode();
+        assert_eq!(value(&text, "ftpalg_sessions_total "), Some(1.0), "{text}");
+        assert_eq!(value(&text, "ftpalg_sessions_active "), Some(1.0), "{text}");
+        assert_eq!(
+            value(
+                &text,
+                "ftpalg_transfers_total{result=\"ok\",client_mode=\"PORT\",server_mode=\"passive\",path=\"converted\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "ftpalg_transfer_bytes_total{direction=\"down\"}"),
+            Some(1234.0)
+        );
+        assert_eq!(
+            value(&text, "ftpalg_denials_total{reason=\"bounce\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "ftpalg_reloads_total{result=\"refused\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "ftpalg_transfer_setup_seconds_count"),
+            Some(1.0)
+        );
+        assert!(text.contains("ftpalg_build_info{version=\""), "{text}");
+        t.session_end(1, client, Some("u"), 0.5, None);
+        assert_eq!(value(&t.encode(), "ftpalg_sessions_active "), Some(0.0));
+    }
+}

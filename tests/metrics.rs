@@ -1,0 +1,270 @@
+//! The metrics endpoint counts exactly what a test did through the gateway.
+
+mod support;
+
+use std::time::Duration;
+use support::client::{Client, Mode};
+use support::server::{Opts, TestServer};
+use support::{data, explicit_rules, gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    out
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_by_exactly_the_transfers_made() {
+    let server = TestServer::start(Opts::default()).await;
+    let sizes = [1000usize, 20_000, 300_000];
+    for (i, s) in sizes.iter().enumerate() {
+        server.put(&format!("f{i}"), data(*s, i as u8));
+    }
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let m = gw.metrics_addr.expect("metrics endpoint bound");
+    let before = get(m, "/metrics").await;
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert_eq!(sum(&before, "ftpalg_transfers_total", &[]), 0.0, "{before}");
+
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    let modes = [Mode::Pasv, Mode::Epsv, Mode::Port];
+    for (i, mode) in modes.iter().enumerate() {
+        c.retr(&format!("f{i}"), *mode).await.unwrap();
+    }
+    c.stor("up", &data(4321, 9), Mode::Epsv).await.unwrap();
+    // A bounce attempt: denied, and counted once.
+    assert_eq!(c.cmd("PORT 198,51,100,77,200,10").await.code / 100, 5);
+
+    let text = get(m, "/metrics").await;
+    assert_eq!(sum(&text, "ftpalg_sessions_total", &[]), 1.0, "{text}");
+    assert_eq!(sum(&text, "ftpalg_sessions_active", &[]), 1.0, "{text}");
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["result=\"ok\""]),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["result=\"failed\""]),
+        0.0
+    );
+    // PORT from the client, passive towards the server: converted.
+    assert_eq!(
+        sum(
+            &text,
+            "ftpalg_transfers_total",
+            &["client_mode=\"PORT\"", "path=\"converted\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["path=\"same\""]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "ftpalg_transfer_bytes_total",
+            &["direction=\"down\""]
+        ),
+        sizes.iter().sum::<usize>() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfer_bytes_total", &["direction=\"up\""]),
+        4321.0
+    );
+    assert_eq!(sum(&text, "ftpalg_denials_total", &[]), 1.0, "{text}");
+    assert_eq!(sum(&text, "ftpalg_transfer_setup_seconds_count", &[]), 4.0);
+    assert!(text.contains("ftpalg_build_info{version=\""), "{text}");
+
+    assert_eq!(c.cmd("QUIT").await.code, 221);
+    let mut left = f64::NAN;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = sum(&get(m, "/metrics").await, "ftpalg_sessions_active", &[]);
+        if left == 0.0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0.0, "the ended session is still counted as active");
+    let health = get(m, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    assert!(get(m, "/nothing").await.starts_with("HTTP/1.1 404"));
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_pinhole_is_counted() {
+    let server = TestServer::start(Opts::default()).await;
+    server.put("f", data(10, 1));
+    let gw = gateway(
+        &explicit_rules(server.addr, "passive", "metrics:\n  listen: 127.0.0.1:0\n")
+            .replace("data:\n", "data:\n  pinhole_timeout: 300ms\n"),
+    )
+    .await;
+    let m = gw.metrics_addr.unwrap();
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("u").await;
+    assert_eq!(c.cmd("EPSV").await.code, 229);
+    // The client asks for the file but never connects to the pinhole.
+    let r = c.cmd("RETR f").await;
+    assert!(r.code == 150 || r.code / 100 == 4, "{}", r.text);
+    let mut expired = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        expired = sum(
+            &get(m, "/metrics").await,
+            "ftpalg_pinholes_expired_total",
+            &[],
+        );
+        if expired > 0.0 {
+            break;
+        }
+    }
+    assert_eq!(expired, 1.0);
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Every metric the Grafana dashboard queries is one the gateway exports.
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    use ftpalg::proxy::events::{Telemetry, TransferReport};
+    // Label families appear once they have a sample: one of each.
+    let t = Telemetry::new();
+    let client = "100.64.0.2:5000".parse().unwrap();
+    t.transfer(TransferReport {
+        session: 1,
+        channel: 1,
+        client,
+        server: "",
+        user: "u",
+        direction: "download",
+        command: "RETR",
+        file: "f",
+        client_mode: "PASV",
+        server_mode: "passive",
+        setup: None,
+        elapsed: Duration::ZERO,
+        result: Ok((1, 1)),
+    });
+    t.denied(Some(1), client, "u", "bounce", "-");
+    t.reload(true, "r.yaml", None);
+    let text = t.encode();
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let mut seen = 0;
+    for (i, _) in dash.match_indices("ftpalg_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = ["_total", "_bucket", "_info", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            text.contains(&format!("# TYPE {base} ")),
+            "the dashboard queries {name}, which is not exported:\n{text}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} metric references found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_live_sessions_and_transfers_with_bytes_so_far() {
+    let server = TestServer::start(Opts::default()).await;
+    let size = 8 * 1024 * 1024;
+    server.put("big", data(size, 3));
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let m = gw.metrics_addr.unwrap();
+    let (mut c, _) = Client::connect(gw.addrs[0]).await;
+    c.login("alice").await;
+    c.read_delay = Some(Duration::from_millis(20));
+    let transfer = tokio::spawn(async move {
+        let r = c.retr("big", Mode::Epsv).await;
+        (c, r)
+    });
+    // Poll until the transfer shows with some bytes moved, for at most 10 s.
+    let mut seen = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let body = get(m, "/status.json").await;
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let t = &v[0]["transfers"][0];
+        if t["bytes_down"].as_u64().unwrap_or(0) > 0 {
+            seen = Some(v);
+            break;
+        }
+    }
+    let v = seen.expect("a running transfer with bytes moved within 10 s");
+    let s = &v[0];
+    assert_eq!(s["user"], "alice", "{v}");
+    assert_eq!(s["server"], server.addr.to_string(), "{v}");
+    assert!(
+        s["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    let t = &s["transfers"][0];
+    assert_eq!(t["client_mode"], "EPSV", "{v}");
+    assert_eq!(t["server_mode"], "passive", "{v}");
+    assert_eq!(t["command"], "RETR", "{v}");
+    assert_eq!(t["file"], "big", "{v}");
+    let so_far = t["bytes_down"].as_u64().unwrap();
+    assert!(so_far > 0 && so_far < size as u64, "{v}");
+    let text = get(m, "/status").await;
+    assert!(
+        text.contains("1 session(s)") && text.contains("alice"),
+        "{text}"
+    );
+    let (_c, r) = transfer.await.unwrap();
+    assert_eq!(r.unwrap().len(), size);
+    let mut left = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = get(m, "/status.json").await;
+        if left.ends_with("\"transfers\":[]}]") {
+            break;
+        }
+    }
+    assert!(left.ends_with("\"transfers\":[]}]"), "{left}");
+    gw.shutdown(Duration::from_secs(1)).await;
+}
