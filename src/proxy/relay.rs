@@ -21,6 +21,13 @@ use super::splice;
 /// Buffer for the fallback copy, per direction.
 const BUF: usize = 64 * 1024;
 
+/// A direction starts by reading into a buffer this big, and makes its
+/// splice pipe only once a read fills it: a silent direction (the
+/// client's side of a download), a listing or a small file then costs no
+/// pipe (pipe2, F_SETPIPE_SZ and two closes, twice per data channel), and
+/// a bulk transfer switches to splice(2) after its first full read.
+const PROBE: usize = 16 * 1024;
+
 /// Bytes moved, per direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Moved {
@@ -130,7 +137,10 @@ async fn copy(
 ) -> io::Result<u64> {
     let mut total: u64 = 0;
     let started = Instant::now();
-    let mut pipe = splice::Pipe::new().ok();
+    let mut pipe: Option<splice::Pipe> = None;
+    // Whether splice(2) may still be tried, and whether it has moved anything.
+    let mut can_splice = true;
+    let mut spliced = false;
     let mut buf = Vec::new();
     loop {
         let n = loop {
@@ -139,7 +149,7 @@ async fn copy(
                     Some(p) => splice::fill(from, p).await,
                     None => {
                         if buf.is_empty() {
-                            buf = vec![0u8; BUF];
+                            buf = vec![0u8; if can_splice { PROBE } else { BUF }];
                         }
                         read_some(from, &mut buf).await
                     }
@@ -147,10 +157,12 @@ async fn copy(
             };
             match tokio::time::timeout(limits.idle, read).await {
                 Ok(Err(e))
-                    if e.raw_os_error() == Some(libc::EINVAL) && total == 0 && pipe.is_some() =>
+                    if e.raw_os_error() == Some(libc::EINVAL) && !spliced && pipe.is_some() =>
                 {
                     // Not spliceable here: copy through userspace.
                     pipe = None;
+                    can_splice = false;
+                    buf = Vec::new();
                 }
                 Ok(r) => break r?,
                 // The other direction may be the busy one (a download's
@@ -174,8 +186,26 @@ async fn copy(
         }
         let progress = || shared.touch();
         match pipe.as_mut() {
-            Some(p) => splice::drain(to.stream, p, limits.idle, progress).await?,
-            None => write_all(to.stream, &buf[..n], limits.idle, progress).await?,
+            Some(p) => {
+                spliced = true;
+                splice::drain(to.stream, p, limits.idle, progress).await?
+            }
+            None => {
+                write_all(to.stream, &buf[..n], limits.idle, progress).await?;
+                if can_splice && n == buf.len() {
+                    // More is likely coming: move the rest in the kernel.
+                    match splice::Pipe::new() {
+                        Ok(p) => {
+                            pipe = Some(p);
+                            buf = Vec::new();
+                        }
+                        Err(_) => {
+                            can_splice = false;
+                            buf = vec![0u8; BUF];
+                        }
+                    }
+                }
+            }
         }
         total += n as u64;
         counted.fetch_add(n as u64, Ordering::Relaxed);
@@ -262,5 +292,77 @@ pub async fn relay_counted(
         // Report the first cause, not the abort it triggered on the other side.
         (Err(a), Err(b)) if a.kind() == io::ErrorKind::ConnectionAborted => Err(b),
         (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair over loopback: (the gateway's end, the peer's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (gw, _) = l.accept().await.unwrap();
+        (gw, peer)
+    }
+
+    /// Relays a download of `data` (nothing uploaded); returns what the
+    /// client received, what the relay reports and the pipes it made.
+    async fn download(data: Vec<u8>) -> (Vec<u8>, Moved, usize) {
+        let (gw_client, mut client) = pair().await;
+        let (gw_server, mut server) = pair().await;
+        let before = splice::CREATED.with(|c| c.get());
+        let limits = RelayLimits {
+            idle: Duration::from_secs(10),
+            rate: None,
+        };
+        let relayed = relay(gw_client, gw_server, limits, |r| r.unwrap());
+        let serve = async {
+            server.write_all(&data).await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty(), "nothing was uploaded");
+        };
+        let fetch = async {
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (moved, (), got) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(relayed, serve, fetch)
+        })
+        .await
+        .expect("the relay finished");
+        let made = splice::CREATED.with(|c| c.get()) - before;
+        (got, moved.unwrap(), made)
+    }
+
+    #[tokio::test]
+    async fn small_transfers_and_silent_directions_make_no_pipe() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let (got, moved, made) = download(data.clone()).await;
+        assert_eq!(got, data);
+        assert_eq!(moved, Moved { up: 0, down: 1000 });
+        assert_eq!(made, 0, "pipes made for a 1000-byte download");
+    }
+
+    #[tokio::test]
+    async fn bulk_transfers_splice_through_one_pipe() {
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let (got, moved, made) = download(data.clone()).await;
+        assert!(got == data, "the download arrived whole and in order");
+        assert_eq!(
+            moved,
+            Moved {
+                up: 0,
+                down: 8 << 20
+            }
+        );
+        assert_eq!(made, 1, "only the busy direction makes a pipe");
     }
 }

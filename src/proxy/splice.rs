@@ -12,6 +12,12 @@ use tokio::time::Instant;
 /// How much one splice call may move.
 const CHUNK: usize = 1 << 20;
 
+#[cfg(test)]
+thread_local! {
+    /// Pipes made on this thread, for tests that check when a relay makes one.
+    pub static CREATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A non-blocking pipe used as the kernel-side buffer between two sockets.
 pub struct Pipe {
     read: OwnedFd,
@@ -28,6 +34,8 @@ impl Pipe {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        #[cfg(test)]
+        CREATED.with(|c| c.set(c.get() + 1));
         // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A larger pipe means fewer calls; failure only costs speed.
