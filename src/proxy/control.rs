@@ -528,6 +528,9 @@ impl Driver {
                     self.gw.mark_passive_dead(server.ip());
                 }
             }
+            Event::KernelFallback { reason } => {
+                warn!(session = id, reason = %reason, "kernel data path failed; relaying this transfer")
+            }
             Event::User { name } => debug!(session = id, user = %name, "user"),
             Event::LoggedIn => {
                 self.admission.settle();

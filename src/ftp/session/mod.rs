@@ -13,11 +13,13 @@
 //! to a PASV the gateway itself sent.
 
 mod action;
+mod forward;
 mod policy;
 
 pub use action::{Action, ClientMode, DataId, Denial, Endpoint, Event, ServerMode, Side};
 pub use policy::{
-    AllowAll, CommandContext, Policy, ServerDataMode, SessionConfig, TlsPolicy, Upstream, Verdict,
+    AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
+    Upstream, Verdict,
 };
 
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
@@ -95,6 +97,12 @@ struct Setup {
     server_mode: ServerMode,
     auto: bool,
     stage: Stage,
+    /// The kernel may forward this setup (`data.path: kernel`, and it has
+    /// not failed for it).
+    kernel_ok: bool,
+    /// The server's passive port, for a relay that takes over from a
+    /// kernel forward that failed.
+    forward_to: Option<SocketAddr>,
 }
 
 /// One FTP control session as the gateway sees it.
@@ -122,6 +130,8 @@ pub struct Session {
     next_id: u64,
     epsv_all: bool,
     passive_failed: bool,
+    /// A relayed connection to this server's passive port succeeded.
+    passive_proven: bool,
     collected: Vec<u8>,
     actions: VecDeque<Action>,
 }
@@ -196,6 +206,7 @@ impl Session {
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
+            passive_proven: false,
             collected: Vec::new(),
             actions: VecDeque::new(),
             cfg,
@@ -715,6 +726,8 @@ impl Session {
             server_mode,
             auto,
             stage: Stage::ServerPassiveReply,
+            kernel_ok: matches!(self.cfg.data_plane, DataPlane::Kernel { .. }),
+            forward_to: None,
         });
         match server_mode {
             ServerMode::Passive => self.server_passive(id, server),
@@ -744,6 +757,9 @@ impl Session {
             s.server_mode = ServerMode::Active;
             s.auto = false;
         }
+        if self.forward_active(id, server) {
+            return;
+        }
         self.set_stage(Stage::ServerListen);
         self.push(Action::Prepare {
             id,
@@ -754,7 +770,10 @@ impl Session {
         });
     }
 
-    fn client_side(&mut self) {
+    fn client_side(&mut self, policy: &dyn Policy) {
+        if self.finish_forwarded_active(policy) {
+            return;
+        }
         let Some(setup) = self.setup.as_ref() else {
             return;
         };
@@ -826,7 +845,10 @@ impl Session {
             return;
         };
         match stage {
-            Stage::ServerConnect => self.client_side(),
+            Stage::ServerConnect => {
+                self.passive_proven = true;
+                self.client_side(policy)
+            }
             Stage::ServerListen => {
                 let Some(server) = self.server else { return };
                 let ip = canonical(self.cfg.server_advertise.unwrap_or(local.ip()));
@@ -882,6 +904,9 @@ impl Session {
         let Some(stage) = self.current(id, side) else {
             return;
         };
+        if self.kernel_failed(id, stage, reason) {
+            return;
+        }
         let Some(setup) = self.setup.as_ref() else {
             return;
         };
@@ -1143,7 +1168,7 @@ impl Session {
                     return;
                 }
                 if code.is_success() {
-                    self.client_side();
+                    self.client_side(policy);
                 } else {
                     let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());
                     let msg = format!(
@@ -1225,6 +1250,9 @@ impl Session {
             at.set_port(data.port());
             at
         };
+        if self.forward_passive(id, target) {
+            return;
+        }
         self.set_stage(Stage::ServerConnect);
         self.push(Action::Prepare {
             id,

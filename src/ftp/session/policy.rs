@@ -108,6 +108,23 @@ impl Policy for AllowAll {
     }
 }
 
+/// Which data plane carries transfers whose two sides use the same
+/// direction; the driver resolves the rules' `data.path` into this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataPlane {
+    /// ftpalg relays every data connection.
+    #[default]
+    Relay,
+    /// Same-direction transfers are forwarded by the kernel
+    /// ([`Endpoint::Forward`](super::Endpoint::Forward)); mode conversions
+    /// are relayed.
+    Kernel {
+        /// Transparent mode: the client dials the server's own address,
+        /// so its passive connection is admitted exactly as it is.
+        exact: bool,
+    },
+}
+
 /// Fixed settings of one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -140,6 +157,8 @@ pub struct SessionConfig {
     /// The server's passive ports are already known not to answer (server
     /// mode `auto` goes straight to active).
     pub passive_known_dead: bool,
+    /// Relay or kernel forwarding for same-direction transfers.
+    pub data_plane: DataPlane,
 }
 
 impl SessionConfig {
@@ -157,6 +176,7 @@ impl SessionConfig {
             max_pending: 128,
             max_route_attempts: 3,
             passive_known_dead: false,
+            data_plane: DataPlane::Relay,
         }
     }
 }

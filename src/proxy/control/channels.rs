@@ -193,6 +193,11 @@ impl Driver {
                     }
                 }
             }
+            Endpoint::Forward { .. } => {
+                // No kernel data plane in this gateway: the engine relays.
+                self.session
+                    .data_failed(id, side, "the kernel data path is off", &policy);
+            }
             Endpoint::Connect { to } => {
                 let (from, timeout) = match side {
                     Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),

@@ -783,5 +783,6 @@ mod bounds;
 mod driver;
 mod identity;
 mod ipv6;
+mod kernel;
 mod rig;
 mod telnet;
