@@ -244,6 +244,9 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// In server mode `auto`, the server's passive port answered (worth
+    /// remembering for the server's next sessions).
+    PassiveAnswered,
     /// Server-side passive failed; the session switches to active.
     PassiveFallback {
         /// Why.

@@ -206,7 +206,7 @@ impl Session {
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
-            passive_proven: false,
+            passive_proven: cfg.passive_known_alive && !cfg.passive_known_dead,
             collected: Vec::new(),
             actions: VecDeque::new(),
             cfg,
@@ -846,7 +846,10 @@ impl Session {
         };
         match stage {
             Stage::ServerConnect => {
-                self.passive_proven = true;
+                if self.setup.as_ref().is_some_and(|s| s.auto) && !self.passive_proven {
+                    self.passive_proven = true;
+                    self.event(Event::PassiveAnswered);
+                }
                 self.client_side(policy)
             }
             Stage::ServerListen => {

@@ -157,6 +157,9 @@ pub struct SessionConfig {
     /// The server's passive ports are already known not to answer (server
     /// mode `auto` goes straight to active).
     pub passive_known_dead: bool,
+    /// The server's passive ports were seen answering recently: in server
+    /// mode `auto` the kernel may forward passive transfers at once.
+    pub passive_known_alive: bool,
     /// Relay or kernel forwarding for same-direction transfers.
     pub data_plane: DataPlane,
 }
@@ -176,6 +179,7 @@ impl SessionConfig {
             max_pending: 128,
             max_route_attempts: 3,
             passive_known_dead: false,
+            passive_known_alive: false,
             data_plane: DataPlane::Relay,
         }
     }

@@ -13,7 +13,9 @@
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay, Moved, RelayLimits};
 use super::super::Metrics;
+use super::forward::{Forwarded, KernelChannel};
 use super::{unspecified_like, Driver};
+use crate::dataplane::FlowEvent;
 use crate::ftp::command::{self as cmd, Verb};
 use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
 use std::io;
@@ -60,14 +62,16 @@ pub(super) struct Channel {
     server: Option<Prepared>,
     /// The relay task, once started.
     relay: Option<AbortHandle>,
-    started: Option<Instant>,
+    pub(super) started: Option<Instant>,
     /// How the server-to-client direction ended, once it has.
-    delivered: Option<Result<(), String>>,
+    pub(super) delivered: Option<Result<(), String>>,
     /// The server's reply to the transfer on this channel said success: it
     /// is let finish even when released (its deadlines still bound it).
     success_reply: bool,
-    modes: Option<(ClientMode, ServerMode)>,
+    pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
+    /// The channel's pinhole when the kernel forwards it.
+    pub(super) kernel: Option<KernelChannel>,
 }
 
 impl Channel {
@@ -82,11 +86,21 @@ impl Channel {
             success_reply: false,
             modes: None,
             transfer: None,
+            kernel: None,
         }
     }
 
+    /// A relay, or a started kernel transfer, is under way.
     pub(super) fn running(&self) -> bool {
-        self.relay.is_some()
+        self.relay.is_some() || (self.kernel.is_some() && self.started.is_some())
+    }
+
+    fn path(&self) -> &'static str {
+        if self.kernel.is_some() {
+            "kernel"
+        } else {
+            "relay"
+        }
     }
 
     /// Stops its relay task, if any; the task's sockets reset as it drops.
@@ -112,6 +126,16 @@ pub(super) enum DataEvent {
         id: DataId,
         result: Result<Moved, String>,
         elapsed: Duration,
+    },
+    /// The kernel thread answered a forward request.
+    Forwarded {
+        id: DataId,
+        forwarded: Forwarded,
+    },
+    /// An event of a kernel-forwarded channel's pinhole.
+    Kernel {
+        id: DataId,
+        event: FlowEvent,
     },
 }
 
@@ -193,11 +217,11 @@ impl Driver {
                     }
                 }
             }
-            Endpoint::Forward { .. } => {
-                // No kernel data plane in this gateway: the engine relays.
-                self.session
-                    .data_failed(id, side, "the kernel data path is off", &policy);
-            }
+            Endpoint::Forward {
+                expect_peer,
+                to,
+                exact,
+            } => self.prepare_forward(id, side, expect_peer, to, exact),
             Endpoint::Connect { to } => {
                 let (from, timeout) = match side {
                     Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
@@ -235,6 +259,9 @@ impl Driver {
             |c| !c.success_reply,
             "superseded by a newer data channel",
         );
+        if self.start_forward(id, client_mode, server_mode) {
+            return;
+        }
         let rules = self.policy().rules().clone();
         let prepared = self
             .channels
@@ -305,8 +332,10 @@ impl Driver {
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
-        if let Some(task) = &c.relay {
-            task.abort();
+        if c.running() {
+            if let Some(task) = &c.relay {
+                task.abort();
+            }
             warn!(
                 session = self.id,
                 channel = id.0,
@@ -344,7 +373,7 @@ impl Driver {
         }
     }
 
-    fn remember_failed(&mut self, id: DataId, reason: String) {
+    pub(super) fn remember_failed(&mut self, id: DataId, reason: String) {
         if self.failed.len() >= REMEMBER_FAILED {
             self.failed.pop_front();
         }
@@ -383,7 +412,7 @@ impl Driver {
 
     /// Releases the replies waiting for channel `id`, now that its data
     /// path has ended with `outcome`.
-    fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
+    pub(super) fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
         for i in 0..self.out.len() {
             if self.out[i].0 != Some(id) {
                 continue;
@@ -449,6 +478,8 @@ impl Driver {
                     self.session.data_failed(id, side, &e.to_string(), &policy);
                 }
             },
+            DataEvent::Forwarded { id, forwarded } => self.forwarded(id, forwarded),
+            DataEvent::Kernel { id, event } => self.kernel_event(id, event),
             DataEvent::Delivered { id, result } => {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
@@ -478,7 +509,12 @@ impl Driver {
         }
     }
 
-    fn log_transfer(&self, c: &Channel, result: Result<Moved, String>, elapsed: Duration) {
+    pub(super) fn log_transfer(
+        &self,
+        c: &Channel,
+        result: Result<Moved, String>,
+        elapsed: Duration,
+    ) {
         let (cm, sm) = c
             .modes
             .map(|(c, s)| (c.as_str(), s.as_str()))
@@ -499,16 +535,17 @@ impl Driver {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let user = self.session.user().unwrap_or("-").to_string();
+        let path = c.path();
         match result {
             Ok(m) => {
                 self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), result = "ok", "transfer")
+                info!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, bytes_up = m.up, bytes_down = m.down, secs = elapsed.as_secs_f64(), path, result = "ok", "transfer")
             }
             Err(e) if c.transfer.is_none() && e == "reset: released" => {
                 debug!(session = self.id, "data channel released unused")
             }
             Err(e) => {
-                warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), result = "failed", error = %e, "transfer")
+                warn!(session = self.id, client = %self.session.client(), server = %server, user = %user, direction, command = %verb, file = %file, client_mode = cm, server_mode = sm, secs = elapsed.as_secs_f64(), path, result = "failed", error = %e, "transfer")
             }
         }
     }

@@ -347,3 +347,50 @@ fn the_relay_plane_never_asks_for_a_forward() {
         );
     }
 }
+
+#[test]
+fn auto_forwards_at_once_for_a_server_known_to_answer_passive() {
+    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    cfg.data_plane = DataPlane::Kernel { exact: false };
+    cfg.passive_known_alive = true;
+    let mut h = Harness {
+        s: Session::new(cfg),
+        policy: AllowAll {
+            server_mode: ServerDataMode::Auto,
+            tls: TlsPolicy::Refuse,
+        },
+    };
+    h.server("220 hello");
+    h.drain();
+    h.client("EPSV");
+    h.acts();
+    h.server("229 Entering Extended Passive Mode (|||50000|)");
+    assert_eq!(
+        h.acts(),
+        vec![forward(
+            1,
+            Side::Client,
+            "100.64.0.2",
+            "198.51.100.10:50000",
+            false
+        )]
+    );
+}
+
+#[test]
+fn the_first_answer_of_a_probed_passive_port_is_reported_once() {
+    let mut h = kernel(ServerDataMode::Auto, false, None);
+    for id in 1..=2 {
+        h.client("PORT 100,64,0,2,23,113");
+        h.drain();
+        h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
+        h.drain();
+        h.prepared(id, Side::Server, "198.51.100.1:33000");
+        let acts = h.drain();
+        let answered = acts
+            .iter()
+            .filter(|a| matches!(a, Action::Event(Event::PassiveAnswered)))
+            .count();
+        assert_eq!(answered, usize::from(id == 1), "channel {id}: {acts:?}");
+    }
+}

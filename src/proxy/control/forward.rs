@@ -1,0 +1,246 @@
+//! Data channels the kernel forwards ([`Endpoint::Forward`]): the driver
+//! reserves the gateway port, asks the kernel thread for the pinhole, and
+//! turns the pinhole's events into what a relay would have reported: the
+//! held reply settled, the transfer logged with `path=kernel`.
+//!
+//! The reservation is a listening socket on the gateway port that never
+//! accepts: the pinhole's connection is translated before it could reach
+//! it, and while it is held no relay pinhole can take the same port.
+//!
+//! [`Endpoint::Forward`]: crate::ftp::session::Endpoint::Forward
+
+use super::super::kernel::KernelPlane;
+use super::super::pinhole::{Pinhole, PinholeRequest};
+use super::super::relay::Moved;
+use super::channels::DataEvent;
+use super::Driver;
+use crate::dataplane::kernel::PinholeId;
+use crate::dataplane::{Admit, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, SourceNat};
+use crate::ftp::session::{ClientMode, DataId, ServerMode, Side};
+use crate::rules::Kind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
+/// and cuts the connection it admitted unless that has ended: however a
+/// channel ends, nothing of it stays in the kernel.
+pub(super) struct KernelChannel {
+    plane: Arc<KernelPlane>,
+    pinhole: PinholeId,
+    /// The client dials (client passive); otherwise the server does.
+    client_dials: bool,
+    pub(super) established: bool,
+    /// The kernel has forgotten the pinhole (it reported its end).
+    ended: bool,
+    _reserved: Option<Pinhole>,
+}
+
+impl Drop for KernelChannel {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.plane.remove(self.pinhole, self.established);
+        }
+    }
+}
+
+/// What the kernel thread's answer to one forward request carries back to
+/// the session.
+pub(super) struct Forwarded {
+    pub side: Side,
+    pub gateway: SocketAddr,
+    pub client_dials: bool,
+    pub reserved: Option<Pinhole>,
+    pub result: Result<PinholeId, String>,
+}
+
+impl Driver {
+    /// Asks the kernel to forward channel `id`'s one connection from
+    /// `expect_peer` to `to`; reports with `data_prepared` (the address the
+    /// peer is to dial) or `data_failed` (the engine then relays).
+    pub(super) fn prepare_forward(
+        &mut self,
+        id: DataId,
+        side: Side,
+        expect_peer: IpAddr,
+        to: SocketAddr,
+        exact: bool,
+    ) {
+        let policy = self.policy();
+        let Some(plane) = self.gw.kernel.clone() else {
+            self.session
+                .data_failed(id, side, "the kernel data path is off", &policy);
+            return;
+        };
+        let rules = policy.rules();
+        let outside = self.server_local.map(|a| a.ip());
+        let (gateway, reserved, admit) = if exact {
+            // Transparent mode: the client dials the server's own address;
+            // that one flow is admitted as it is.
+            (to, None, Admit::Only)
+        } else {
+            let (bind, range, source_nat) = match side {
+                // Client passive: leave towards the server from the
+                // gateway's outside address.
+                Side::Client => (self.client_local.ip(), rules.data.client_ports, outside),
+                // Client active: towards the client from the gateway's
+                // inside address, unless the client expects the server's.
+                Side::Server => (
+                    outside.unwrap_or(self.client_local.ip()),
+                    rules.data.server_ports,
+                    (self.listener.kind != Kind::Transparent).then_some(self.client_local.ip()),
+                ),
+            };
+            let req = PinholeRequest {
+                bind,
+                range,
+                expect_peer: Some(expect_peer),
+                transparent: false,
+            };
+            match self.gw.pinholes.open(req) {
+                Ok(p) => (
+                    p.local_addr(),
+                    Some(p),
+                    Admit::Forward {
+                        to: crate::dataplane::TargetAddr(to),
+                        source_nat: source_nat.map(SourceNat),
+                    },
+                ),
+                Err(e) => {
+                    let reason = format!("no gateway port for a kernel pinhole: {e}");
+                    self.session.data_failed(id, side, &reason, &policy);
+                    return;
+                }
+            }
+        };
+        let flow = PinholeFlow {
+            peer: PeerIp(expect_peer),
+            gateway: GatewayAddr(gateway),
+            admit,
+            timeout: rules.data.pinhole_timeout,
+        };
+        let events = self.tx.clone();
+        let on_event = Box::new(move |event| {
+            let _ = events.send(DataEvent::Kernel { id, event });
+        });
+        let tx = self.tx.clone();
+        let session = self.id;
+        tokio::spawn(async move {
+            let result = plane.add(flow, on_event).await;
+            debug!(
+                session,
+                channel = id.0,
+                ?flow,
+                ok = result.is_ok(),
+                "kernel pinhole"
+            );
+            let _ = tx.send(DataEvent::Forwarded {
+                id,
+                forwarded: Forwarded {
+                    side,
+                    gateway,
+                    client_dials: side == Side::Client,
+                    reserved,
+                    result,
+                },
+            });
+        });
+    }
+
+    /// The kernel thread answered a forward request.
+    pub(super) fn forwarded(&mut self, id: DataId, f: Forwarded) {
+        let policy = self.policy();
+        let pinhole = match f.result {
+            Ok(p) => p,
+            Err(reason) => {
+                warn!(session = self.id, channel = id.0, reason = %reason, "kernel pinhole refused");
+                self.session.data_failed(id, f.side, &reason, &policy);
+                return;
+            }
+        };
+        let Some(plane) = self.gw.kernel.clone() else {
+            return;
+        };
+        let kc = KernelChannel {
+            plane,
+            pinhole,
+            client_dials: f.client_dials,
+            established: false,
+            ended: false,
+            _reserved: f.reserved,
+        };
+        // A channel closed meanwhile drops `kc`, which withdraws it.
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.kernel = Some(kc);
+            self.session.data_prepared(id, f.side, f.gateway, &policy);
+        }
+    }
+
+    /// Starts a kernel channel: nothing to copy, only to watch. Returns
+    /// false for a relayed channel.
+    pub(super) fn start_forward(
+        &mut self,
+        id: DataId,
+        client_mode: ClientMode,
+        server_mode: ServerMode,
+    ) -> bool {
+        let Some(c) = self.channels.get_mut(&id) else {
+            return false;
+        };
+        if c.kernel.is_none() {
+            return false;
+        }
+        c.modes = Some((client_mode, server_mode));
+        c.started = Some(std::time::Instant::now());
+        true
+    }
+
+    /// One event of channel `id`'s kernel pinhole.
+    pub(super) fn kernel_event(&mut self, id: DataId, event: FlowEvent) {
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let Some(kc) = c.kernel.as_mut() else {
+            return;
+        };
+        match event {
+            FlowEvent::Established { dialer } => {
+                kc.established = true;
+                debug!(session = self.id, channel = id.0, %dialer, "kernel transfer established");
+                // The bytes go from peer to peer in the kernel, in order on
+                // their own connection: the server's reply need not wait.
+                c.delivered = Some(Ok(()));
+                self.settle_held(id, Ok(()));
+            }
+            FlowEvent::Finished { counts, duration } => {
+                kc.ended = true;
+                let (up, down) = if kc.client_dials {
+                    (counts.from_dialer, counts.to_dialer)
+                } else {
+                    (counts.to_dialer, counts.from_dialer)
+                };
+                if let Some(c) = self.channels.remove(&id) {
+                    self.log_transfer(&c, Ok(Moved { up, down }), duration);
+                }
+            }
+            FlowEvent::Expired | FlowEvent::Failed(_) => {
+                kc.ended = true;
+                let reason = match &event {
+                    FlowEvent::Failed(r) => format!("kernel pinhole failed: {r}"),
+                    _ => "no connection through the kernel pinhole in time".to_string(),
+                };
+                let Some(c) = self.channels.remove(&id) else {
+                    return;
+                };
+                if !matches!(c.delivered, Some(Ok(()))) {
+                    self.settle_held(id, Err(reason.clone()));
+                    self.remember_failed(id, reason.clone());
+                }
+                if c.started.is_some() {
+                    let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+                    self.log_transfer(&c, Err(reason), elapsed);
+                }
+            }
+        }
+    }
+}
