@@ -259,6 +259,7 @@ async fn start(
         d.attach_server(s);
     }
     let r = d.run().await;
+    d.finish_kernel_transfers().await;
     let user = d.session.user().map(String::from);
     r.map(|_| user)
 }

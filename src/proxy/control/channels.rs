@@ -90,6 +90,11 @@ impl Channel {
         }
     }
 
+    /// The server's reply to the transfer on this channel said success.
+    pub(super) fn success_reply(&self) -> bool {
+        self.success_reply
+    }
+
     /// A relay, or a started kernel transfer, is under way.
     pub(super) fn running(&self) -> bool {
         self.relay.is_some() || (self.kernel.is_some() && self.started.is_some())

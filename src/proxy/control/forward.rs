@@ -20,7 +20,14 @@ use crate::ftp::session::{ClientMode, DataId, ServerMode, Side};
 use crate::rules::Kind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{debug, warn};
+
+/// How long a session that has ended waits for its kernel transfers that
+/// the server reported complete to close, so they are logged: the last
+/// bytes may still be in flight after the server's `226`, and the kernel
+/// thread notices a close within its poll interval.
+const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
 
 /// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
 /// and cuts the connection it admitted unless that has ended: however a
@@ -31,6 +38,9 @@ pub(super) struct KernelChannel {
     /// The client dials (client passive); otherwise the server does.
     client_dials: bool,
     pub(super) established: bool,
+    /// Leave the admitted connection alone when dropped (a transfer the
+    /// server reported complete, finishing after its session).
+    keep_connection: bool,
     /// The kernel has forgotten the pinhole (it reported its end).
     ended: bool,
     _reserved: Option<Pinhole>,
@@ -39,7 +49,8 @@ pub(super) struct KernelChannel {
 impl Drop for KernelChannel {
     fn drop(&mut self) {
         if !self.ended {
-            self.plane.remove(self.pinhole, self.established);
+            self.plane
+                .remove(self.pinhole, self.established && !self.keep_connection);
         }
     }
 }
@@ -166,6 +177,7 @@ impl Driver {
             pinhole,
             client_dials: f.client_dials,
             established: false,
+            keep_connection: false,
             ended: false,
             _reserved: f.reserved,
         };
@@ -192,7 +204,42 @@ impl Driver {
         }
         c.modes = Some((client_mode, server_mode));
         c.started = Some(std::time::Instant::now());
+        // The bytes go from peer to peer in the kernel, in order on their
+        // own connection, never through ftpalg: the server's reply to the
+        // transfer need not wait for them (holding it until conntrack is
+        // next read would only delay every transfer by up to a poll).
+        c.delivered = Some(Ok(()));
         true
+    }
+
+    /// After the session's end: waits, within [`SETTLE_AFTER_SESSION`],
+    /// for kernel transfers the server reported complete, so they are
+    /// logged with their counts; one still open then is left to finish in
+    /// the kernel (only its pinhole is withdrawn). Any other channel is
+    /// cut when the driver drops.
+    pub(super) async fn finish_kernel_transfers(&mut self) {
+        fn finishing(c: &super::channels::Channel) -> bool {
+            c.success_reply() && c.kernel.is_some()
+        }
+        let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
+        while self.channels.values().any(finishing) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => self.data_event(ev),
+                _ => break,
+            }
+        }
+        for (id, c) in self.channels.iter_mut() {
+            if finishing(c) {
+                if let Some(k) = c.kernel.as_mut() {
+                    k.keep_connection = true;
+                }
+                debug!(
+                    session = self.id,
+                    channel = id.0,
+                    "kernel transfer left to finish after its session"
+                );
+            }
+        }
     }
 
     /// One event of channel `id`'s kernel pinhole.
@@ -207,10 +254,6 @@ impl Driver {
             FlowEvent::Established { dialer } => {
                 kc.established = true;
                 debug!(session = self.id, channel = id.0, %dialer, "kernel transfer established");
-                // The bytes go from peer to peer in the kernel, in order on
-                // their own connection: the server's reply need not wait.
-                c.delivered = Some(Ok(()));
-                self.settle_held(id, Ok(()));
             }
             FlowEvent::Finished { counts, duration } => {
                 kc.ended = true;
@@ -232,7 +275,7 @@ impl Driver {
                 let Some(c) = self.channels.remove(&id) else {
                     return;
                 };
-                if !matches!(c.delivered, Some(Ok(()))) {
+                if !c.success_reply() {
                     self.settle_held(id, Err(reason.clone()));
                     self.remember_failed(id, reason.clone());
                 }
