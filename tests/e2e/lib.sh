@@ -349,12 +349,15 @@ PY
       # The classic command-line client (inetutils), active by default like
       # Windows' ftp.exe. It exits 0 whatever happened: the caller compares
       # the files, and a transfer error it prints is made the status here.
+      # It has no connect timeout of its own: 8 s in all, like the others'.
+      # In passive mode it refuses a 227 naming another address than the
+      # server's ("Passive mode address mismatch").
       local am=-A cmd
       [ "$mode" = passive ] && am=-p
       if [ "$op" = get ]; then cmd="get /$file $out"; else cmd="put $out /$file"; fi
       local said
       said=$(printf 'user %s ftpalg@\nbinary\n%s\nquit\n' "$user" "$cmd" \
-        | inns "$CLIENT_NS" timeout 25 inetutils-ftp -n -v -e $am "$host" "$port" 2>&1)
+        | inns "$CLIENT_NS" timeout 8 inetutils-ftp -n -v -e $am "$host" "$port" 2>&1)
       printf '%s\n' "$said"
       ! grep -Eq '^(425|426|451|550|553) ' <<<"$said" ;;
     wget)

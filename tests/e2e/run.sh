@@ -127,10 +127,16 @@ one_case() {
   record "$scen" "$server" "$case" FAIL "$detail" "$asserted"
 }
 
+# MATRIX_SKIP: a regular expression of matrix lines a scenario leaves out.
 matrix() { # matrix SCENARIO SERVER HOST PORT USER ASSERTED
   local c m o f
-  while read -r c m o f; do one_case "$1" "$2" "$c" "$m" "$o" "$3" "$4" "$5" "$6" "$f"; done < <(matrix_lines)
+  while read -r c m o f; do one_case "$1" "$2" "$c" "$m" "$o" "$3" "$4" "$5" "$6" "$f"; done < <(matrix_lines | grep -Ev "${MATRIX_SKIP:-^$}")
 }
+
+# The inside clients of the reverse scenario are told the gateway's inside
+# address while they reached its outside one: the classic ftp client
+# refuses such a passive reply by design.
+REVERSE_INSIDE_SKIP='^ftp passive '
 
 v6_matrix() { # v6_matrix SCENARIO SERVER HOST PORT USER
   local c m o f
@@ -148,7 +154,7 @@ expected_rows() {
       case "$scen" in
         cgnat-transparent|seed-21-only|seed-tproxy) sets=("$scen:m") ;;
         explicit) sets=("explicit:m" "explicit-user@host:m") ;;
-        reverse) sets=("reverse:m" "reverse-inside:m")
+        reverse) sets=("reverse:m" "reverse-inside:r")
                  printf 'reverse\t%s\tadvertise-per-client-network\n' "$server" ;;
         ipv6) sets=("ipv6:v6-to-v6:6" "ipv6:v6-to-v4:6" "ipv6:v4-to-v6:m") ;;
         baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:m") ;;
@@ -163,7 +169,11 @@ expected_rows() {
         while read -r line; do
           # shellcheck disable=SC2086
           printf '%s\t%s\t%s\n' "$name" "$server" "$(case_name $line)"
-        done < <(if [ "$kind" = m ]; then matrix_lines; else v6_lines; fi)
+        done < <(case $kind in
+                   m) matrix_lines ;;
+                   r) matrix_lines | grep -Ev "$REVERSE_INSIDE_SKIP" ;;
+                   *) v6_lines ;;
+                 esac)
       done
     done
   done
@@ -202,7 +212,7 @@ scenario() { # scenario NAME SERVER
         CLIENT_NS=ext matrix "$scen" "$server" 198.51.100.1 21 anonymous yes
         # An inside client of the same public service is told the inside
         # address (advertise: per client network).
-        matrix "$scen-inside" "$server" 198.51.100.1 21 anonymous yes
+        MATRIX_SKIP=$REVERSE_INSIDE_SKIP matrix "$scen-inside" "$server" 198.51.100.1 21 anonymous yes
         local adv_in adv_out
         adv_in=$(inns cli "$PY" -c 'import ftplib; f = ftplib.FTP("198.51.100.1", timeout=5); f.login(); print(f.sendcmd("PASV"))' 2>&1)
         adv_out=$(inns ext "$PY" -c 'import ftplib; f = ftplib.FTP("198.51.100.1", timeout=5); f.login(); print(f.sendcmd("PASV"))' 2>&1)
