@@ -210,6 +210,26 @@ NFT
 
 forward_drop_off() { inns gw nft delete table inet lab_forward 2>/dev/null || true; }
 
+# The gateway's own input dropped as well, but for ftpalg's listener, the
+# redirected client ports and the accept line: a server's connection to a
+# relay pinhole (server_ports) gets in only through ftpalg's kernel filter.
+input_drop_on() {
+  inns gw nft -f - <<'NFT'
+table inet lab_input {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iif "lo" accept
+    ct state established,related accept
+    tcp dport { 2100, 40000-40999 } accept
+    meta l4proto { icmp, ipv6-icmp } accept
+    ct mark and 0xffff0000 == 0x46540000 accept
+  }
+}
+NFT
+}
+
+input_drop_off() { inns gw nft delete table inet lab_input 2>/dev/null || true; }
+
 wait_port() { # wait_port NS ADDR PORT
   local n=$1 addr=$2 port=$3
   for _ in $(seq 1 100); do

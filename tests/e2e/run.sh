@@ -137,6 +137,13 @@ matrix() { # matrix SCENARIO SERVER HOST PORT USER ASSERTED
 # address while they reached its outside one: the classic ftp client
 # refuses such a passive reply by design.
 REVERSE_INSIDE_SKIP='^ftp passive '
+# The kernel helper's 21-only baseline fails every passive transfer, each
+# after a client's timeout: the classic ftp client's add only time there.
+BASELINE_21_SKIP='^ftp passive '
+# Against the 21-only server the shipped kernel rules relay passive
+# clients (a conversion, as in the seed-21-only rows, here behind a kernel
+# filter element): curl's EPSV rows stand for them.
+KERNEL_21_SKIP='^curl pasv |^(lftp|ftplib|ftp|wget) passive | f4m$'
 
 v6_matrix() { # v6_matrix SCENARIO SERVER HOST PORT USER
   local c m o f
@@ -157,8 +164,8 @@ expected_rows() {
         reverse) sets=("reverse:m" "reverse-inside:r")
                  printf 'reverse\t%s\tadvertise-per-client-network\n' "$server" ;;
         ipv6) sets=("ipv6:v6-to-v6:6" "ipv6:v6-to-v4:6" "ipv6:v4-to-v6:m") ;;
-        baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:m") ;;
-        kernel-path) sets=("kernel-path:m" "kernel-path-21-only:m")
+        baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:b") ;;
+        kernel-path) sets=("kernel-path:m" "kernel-path-21-only:k")
                      printf 'kernel-path\t%s\tevery-transfer-kernel-forwarded\n' "$server"
                      printf 'kernel-path-21-only\t%s\tactive-clients-kernel-forwarded\n' "$server"
                      printf 'kernel-path\t%s\ttable-gone-after-sigterm\n' "$server" ;;
@@ -172,6 +179,8 @@ expected_rows() {
         done < <(case $kind in
                    m) matrix_lines ;;
                    r) matrix_lines | grep -Ev "$REVERSE_INSIDE_SKIP" ;;
+                   b) matrix_lines | grep -Ev "$BASELINE_21_SKIP" ;;
+                   k) matrix_lines | grep -Ev "$KERNEL_21_SKIP" ;;
                    *) v6_lines ;;
                  esac)
       done
@@ -233,7 +242,9 @@ scenario() { # scenario NAME SERVER
     kernel-path)
       # Every transfer same-direction (server_mode: same-as-client), so
       # each one is forwarded by the kernel; then the shipped rules
-      # (server_mode: auto) against the seed's 21-only server.
+      # (server_mode: auto) against the seed's 21-only server, with the
+      # gateway's input dropped too: its conversions' relay pinholes for
+      # the server are reached only through ftpalg's kernel filter.
       local same="$STATE/kernel-same-as-client.yaml"
       sed 's/server_mode: auto/server_mode: same-as-client/' "$REPO/rules/cgnat-gateway-kernel.yaml" >"$same"
       if step "$scen" "$server" "forward drop" forward_drop_on \
@@ -244,17 +255,18 @@ scenario() { # scenario NAME SERVER
         stop_ftpalg
         kernel_table_row "$scen" "$server"
         if step "$scen-21-only" "$server" "server firewall" srv_firewall_on \
+           && step "$scen-21-only" "$server" "input drop" input_drop_on \
            && start_ftpalg rules/cgnat-gateway-kernel.yaml "$tag-21" "$scen-21-only" "$server"; then
-          matrix "$scen-21-only" "$server" 198.51.100.10 21 anonymous yes
+          MATRIX_SKIP=$KERNEL_21_SKIP matrix "$scen-21-only" "$server" 198.51.100.10 21 anonymous yes
           kernel_log_row "$scen-21-only" "$server" active-clients-kernel-forwarded "$OUT/$tag-21.ftpalg.log" active
         fi
       fi
-      stop_ftpalg; srv_firewall_off; transparent_off; forward_drop_off ;;
+      stop_ftpalg; srv_firewall_off; input_drop_off; transparent_off; forward_drop_off ;;
     baseline-kernel)
       if step "$scen" "$server" "kernel ftp helper" kernel_helper_on; then
         matrix "baseline-kernel" "$server" 198.51.100.10 21 anonymous no
         step "$scen-21-only" "$server" "server firewall" srv_firewall_on \
-          && matrix "baseline-kernel-21-only" "$server" 198.51.100.10 21 anonymous no
+          && MATRIX_SKIP=$BASELINE_21_SKIP matrix "baseline-kernel-21-only" "$server" 198.51.100.10 21 anonymous no
       fi
       srv_firewall_off; kernel_helper_off ;;
     *)

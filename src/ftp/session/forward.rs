@@ -12,6 +12,11 @@ use crate::ftp::session::DataId;
 use std::net::SocketAddr;
 
 impl Session {
+    /// The data plane this session was started with.
+    pub fn data_plane(&self) -> DataPlane {
+        self.cfg.data_plane
+    }
+
     /// Whether the setup under way is to be forwarded by the kernel, as its
     /// modes stand now.
     pub(super) fn forwards(&self) -> bool {

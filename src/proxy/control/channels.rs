@@ -72,6 +72,9 @@ pub(super) struct Channel {
     transfer: Option<(Verb, String)>,
     /// The channel's pinhole when the kernel forwards it.
     pub(super) kernel: Option<KernelChannel>,
+    /// Kernel filter elements in front of the relay's listeners (a mode
+    /// conversion on the kernel data plane).
+    pub(super) filters: Vec<KernelChannel>,
 }
 
 impl Channel {
@@ -87,6 +90,7 @@ impl Channel {
             modes: None,
             transfer: None,
             kernel: None,
+            filters: Vec::new(),
         }
     }
 
@@ -141,6 +145,13 @@ pub(super) enum DataEvent {
     Kernel {
         id: DataId,
         event: FlowEvent,
+    },
+    /// The kernel thread answered a relay filter request.
+    Filtered {
+        id: DataId,
+        side: Side,
+        local: SocketAddr,
+        result: Result<KernelChannel, String>,
     },
 }
 
@@ -214,7 +225,9 @@ impl Driver {
                                 Side::Server => c.server = Some(Prepared::Pinhole(p)),
                             }
                         }
-                        self.session.data_prepared(id, side, local, &policy);
+                        if !self.filter_relay(id, side, expect_peer, local) {
+                            self.session.data_prepared(id, side, local, &policy);
+                        }
                     }
                     Err(e) => {
                         warn!(session = self.id, ?side, error = %e, "cannot open pinhole");
@@ -485,6 +498,12 @@ impl Driver {
             },
             DataEvent::Forwarded { id, forwarded } => self.forwarded(id, forwarded),
             DataEvent::Kernel { id, event } => self.kernel_event(id, event),
+            DataEvent::Filtered {
+                id,
+                side,
+                local,
+                result,
+            } => self.filtered(id, side, local, result),
             DataEvent::Delivered { id, result } => {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());

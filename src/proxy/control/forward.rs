@@ -3,6 +3,11 @@
 //! turns the pinhole's events into what a relay would have reported: the
 //! held reply settled, the transfer logged with `path=kernel`.
 //!
+//! A mode conversion on the kernel data plane stays on the relay, behind a
+//! kernel filter element: only the expected peer's connection to the
+//! relay's port is marked (the operator's accept line lets it in), every
+//! other new connection to that port is dropped in the kernel.
+//!
 //! The reservation is a listening socket on the gateway port that never
 //! accepts: the pinhole's connection is translated before it could reach
 //! it, and while it is held no relay pinhole can take the same port.
@@ -16,7 +21,7 @@ use super::channels::DataEvent;
 use super::Driver;
 use crate::dataplane::kernel::PinholeId;
 use crate::dataplane::{Admit, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, SourceNat};
-use crate::ftp::session::{ClientMode, DataId, ServerMode, Side};
+use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -44,6 +49,33 @@ pub(super) struct KernelChannel {
     /// The kernel has forgotten the pinhole (it reported its end).
     ended: bool,
     _reserved: Option<Pinhole>,
+}
+
+impl KernelChannel {
+    fn new(
+        plane: Arc<KernelPlane>,
+        pinhole: PinholeId,
+        client_dials: bool,
+        reserved: Option<Pinhole>,
+    ) -> KernelChannel {
+        KernelChannel {
+            plane,
+            pinhole,
+            client_dials,
+            established: false,
+            keep_connection: false,
+            ended: false,
+            _reserved: reserved,
+        }
+    }
+}
+
+impl std::fmt::Debug for KernelChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelChannel")
+            .field("pinhole", &self.pinhole)
+            .finish()
+    }
 }
 
 impl Drop for KernelChannel {
@@ -172,20 +204,91 @@ impl Driver {
         let Some(plane) = self.gw.kernel.clone() else {
             return;
         };
-        let kc = KernelChannel {
-            plane,
-            pinhole,
-            client_dials: f.client_dials,
-            established: false,
-            keep_connection: false,
-            ended: false,
-            _reserved: f.reserved,
-        };
+        let kc = KernelChannel::new(plane, pinhole, f.client_dials, f.reserved);
         // A channel closed meanwhile drops `kc`, which withdraws it.
         if let Some(c) = self.channels.get_mut(&id) {
             c.kernel = Some(kc);
             self.session.data_prepared(id, f.side, f.gateway, &policy);
         }
+    }
+
+    /// Puts a kernel filter element in front of the relay listener at
+    /// `local` for a session on the kernel data plane; the engine hears of
+    /// the listener once the element is in. Returns false (nothing to
+    /// wait for) otherwise. Not for listeners the client reaches through
+    /// the firewall's redirect or TPROXY: there the address the element
+    /// would be keyed on is rewritten by another table's rule.
+    pub(super) fn filter_relay(
+        &mut self,
+        id: DataId,
+        side: Side,
+        expect_peer: IpAddr,
+        local: SocketAddr,
+    ) -> bool {
+        let Some(plane) = self.gw.kernel.clone() else {
+            return false;
+        };
+        if !matches!(self.session.data_plane(), DataPlane::Kernel { .. })
+            || !self.policy().rules().security.check_data_peer
+            || self.listener.tproxy
+            || (side == Side::Client && self.listener.kind == Kind::Transparent)
+        {
+            return false;
+        }
+        let ip = match (local.ip().is_unspecified(), side) {
+            (false, _) => local.ip(),
+            (true, Side::Client) => self.client_local.ip(),
+            (true, Side::Server) => match self.server_local {
+                Some(a) => a.ip(),
+                None => return false,
+            },
+        };
+        let flow = PinholeFlow::relay(
+            PeerIp(expect_peer),
+            GatewayAddr(SocketAddr::new(ip, local.port())),
+            self.policy().rules().data.pinhole_timeout,
+        );
+        // The relay reports on its own connection; the filter's events
+        // only end it.
+        let on_event = Box::new(|_| {});
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = plane
+                .add(flow, on_event)
+                .await
+                .map(|p| KernelChannel::new(plane.clone(), p, side == Side::Client, None));
+            let _ = tx.send(DataEvent::Filtered {
+                id,
+                side,
+                local,
+                result,
+            });
+        });
+        true
+    }
+
+    /// The kernel thread answered a relay filter request: the listener is
+    /// reported to the engine either way. Without the element the relay
+    /// still checks its peer; only a default-drop input chain would keep
+    /// the peer out, which the warning says.
+    pub(super) fn filtered(
+        &mut self,
+        id: DataId,
+        side: Side,
+        local: SocketAddr,
+        result: Result<KernelChannel, String>,
+    ) {
+        let policy = self.policy();
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        match result {
+            Ok(k) => c.filters.push(k),
+            Err(reason) => {
+                warn!(session = self.id, channel = id.0, ?side, %local, reason = %reason, "no kernel filter for this relay pinhole; a default-drop input chain will not let its peer in");
+            }
+        }
+        self.session.data_prepared(id, side, local, &policy);
     }
 
     /// Starts a kernel channel: nothing to copy, only to watch. Returns
