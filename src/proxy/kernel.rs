@@ -229,3 +229,70 @@ fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+
+    /// Runs `f` on a thread in a network namespace of its own; threads it
+    /// spawns (the kernel thread) inherit it. Needs root; `None` when
+    /// skipped on purpose.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
+                "kernel tests need root (set FTPALG_SKIP_KERNEL_TESTS=1 to skip them)"
+            );
+            return None;
+        }
+        let h = std::thread::spawn(move || {
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        });
+        Some(h.join().expect("namespace thread"))
+    }
+
+    #[test]
+    fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {
+        in_fresh_netns(|| {
+            // Without the owner flag only close() can delete the table.
+            let config = KernelConfig {
+                owner: false,
+                ..KernelConfig::default()
+            };
+            let plane = KernelPlane::start(config.clone()).expect("start");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let flow = PinholeFlow::passive(
+                ClientAddr("100.64.0.2:0".parse().unwrap()),
+                GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+                ServerAddr("198.51.100.2:5000".parse().unwrap()),
+                SourceNat("198.51.100.1".parse().unwrap()),
+                Duration::from_millis(200),
+            );
+            let (tx, rx) = std_mpsc::channel();
+            rt.block_on(plane.add(
+                flow,
+                Box::new(move |ev| {
+                    let _ = tx.send(ev);
+                }),
+            ))
+            .expect("add");
+            // Nobody dials: the watcher hears that it expired, once.
+            let ev = rx.recv_timeout(Duration::from_secs(3)).expect("an event");
+            assert_eq!(ev, FlowEvent::Expired);
+            assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+            plane.close();
+            let after = rt.block_on(plane.add(flow, Box::new(|_| {})));
+            assert!(after.is_err(), "a closed plane took a pinhole");
+            // The table is gone: opening it again finds nothing stale.
+            let (dp, report) = KernelDataPlane::open(config).expect("open again");
+            assert!(!report.replaced_stale, "close() left the table behind");
+            dp.close().expect("close");
+        });
+    }
+}
