@@ -169,6 +169,12 @@ impl Gateway {
             Ok(mut w) => *w = new.clone(),
             Err(p) => *p.into_inner() = new.clone(),
         }
+        if new.data.path != DataPath::Relay && self.kernel.is_none() {
+            warn!(
+                path = new.data.path.as_str(),
+                "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
+            );
+        }
         self.reconcile_listeners(&new);
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }

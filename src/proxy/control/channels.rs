@@ -101,7 +101,8 @@ impl Channel {
 
     /// A relay, or a started kernel transfer, is under way.
     pub(super) fn running(&self) -> bool {
-        self.relay.is_some() || (self.kernel.is_some() && self.started.is_some())
+        self.relay.is_some()
+            || (self.started.is_some() && self.kernel.as_ref().is_some_and(|k| !k.left_to_finish()))
     }
 
     fn path(&self) -> &'static str {

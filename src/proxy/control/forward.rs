@@ -70,6 +70,13 @@ impl KernelChannel {
     }
 }
 
+impl KernelChannel {
+    /// Its connection is left to finish in the kernel, after its session.
+    pub(super) fn left_to_finish(&self) -> bool {
+        self.keep_connection
+    }
+}
+
 impl std::fmt::Debug for KernelChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelChannel")
