@@ -11,7 +11,7 @@
 set -euo pipefail
 
 PEERS=${FTPALG_PEERS:-/opt/ftpalg-peers}
-pkgs=(iproute2 nftables tcpdump curl lftp wget vsftpd python3 python3-pyftpdlib procps psmisc
+pkgs=(iproute2 nftables tcpdump curl lftp wget inetutils-ftp vsftpd python3 python3-pyftpdlib procps psmisc
       libcap2 libcrypt1 libpam0g libsodium23 libssl3 libacl1 libhiredis0.14 libidn2-0
       libmemcached11 libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 zlib1g libtinfo6
       systemd groff-base man-db)

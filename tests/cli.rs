@@ -29,6 +29,7 @@ fn check_accepts_every_shipped_example() {
         "default",
         "explicit-proxy",
         "cgnat-gateway",
+        "cgnat-gateway-kernel",
         "server-behind-nat",
         "read-only-mirror",
     ] {

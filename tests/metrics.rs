@@ -71,19 +71,25 @@ async fn counters_move_by_exactly_the_transfers_made() {
         sum(&text, "ftpalg_transfers_total", &["result=\"failed\""]),
         0.0
     );
-    // PORT from the client, passive towards the server: converted.
+    // PORT from the client, passive towards the server: a conversion.
     assert_eq!(
         sum(
             &text,
             "ftpalg_transfers_total",
-            &["client_mode=\"PORT\"", "path=\"converted\""]
+            &["client_mode=\"PORT\"", "server_mode=\"passive\""]
         ),
         1.0,
         "{text}"
     );
+    // The relay data path carried them all (no kernel path configured).
     assert_eq!(
-        sum(&text, "ftpalg_transfers_total", &["path=\"same\""]),
-        3.0,
+        sum(&text, "ftpalg_transfers_total", &["path=\"relay\""]),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["path=\"kernel\""]),
+        0.0,
         "{text}"
     );
     assert_eq!(
@@ -172,6 +178,7 @@ fn the_dashboard_queries_only_exported_metrics() {
         file: "f",
         client_mode: "PASV",
         server_mode: "passive",
+        path: "relay",
         setup: None,
         elapsed: Duration::ZERO,
         result: Ok((1, 1)),

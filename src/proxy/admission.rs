@@ -361,7 +361,7 @@ mod tests {
         )
         .rules
         .unwrap();
-        let gw = Gateway::new(rules, tokio::runtime::Handle::current());
+        let gw = Gateway::new(rules, tokio::runtime::Handle::current(), None);
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let gw = gw.clone();

@@ -7,14 +7,15 @@
 //! it.
 
 mod channels;
+mod forward;
 mod opaque;
 
 use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
 use crate::ftp::framer::LineFramer;
-use crate::ftp::session::{Action, DataId, Event, Session, SessionConfig, Upstream};
-use crate::rules::{Kind, Listener, Rules, RulesPolicy};
+use crate::ftp::session::{Action, DataId, DataPlane, Event, Session, SessionConfig, Upstream};
+use crate::rules::{DataPath, Kind, Listener, Rules, RulesPolicy};
 use channels::{Channel, DataEvent};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -220,12 +221,19 @@ async fn start(
     cfg.refuse_low_ports = rules.security.refuse_low_ports;
     cfg.trust_passive_address = rules.security.trust_passive_address;
     cfg.passive_known_dead = upstream.is_some_and(|u| gw.passive_known_dead(u.ip()));
+    cfg.passive_known_alive = upstream.is_some_and(|u| gw.passive_known_alive(u.ip()));
     cfg.client_advertise = match listener.kind {
         Kind::Reverse => listener.advertise_for(peer.ip()),
         // The client believes it talks to the server itself; the firewall
         // redirects its data connections to that address here too.
         Kind::Transparent => upstream.map(|u| u.ip()),
         _ => None,
+    };
+    cfg.data_plane = match rules.data.path {
+        DataPath::Kernel | DataPath::Auto if gw.kernel.is_some() => DataPlane::Kernel {
+            exact: listener.kind == Kind::Transparent,
+        },
+        _ => DataPlane::Relay,
     };
     let pinhole_bind = match (listener.kind, cfg.client_advertise) {
         (_, Some(_)) => unspecified_like(client_local.ip()),
@@ -271,6 +279,7 @@ async fn start(
         d.attach_server(s);
     }
     let r = d.run().await;
+    d.finish_kernel_transfers().await;
     let user = d.session.user().map(String::from);
     r.map(|_| user)
 }
@@ -559,6 +568,14 @@ impl Driver {
                 if let Some(server) = self.session.server() {
                     self.gw.mark_passive_dead(server.ip());
                 }
+            }
+            Event::PassiveAnswered => {
+                if let Some(server) = self.session.server() {
+                    self.gw.mark_passive_alive(server.ip());
+                }
+            }
+            Event::KernelFallback { reason } => {
+                warn!(session = id, reason = %reason, "kernel data path failed; relaying this transfer")
             }
             Event::User { name } => debug!(session = id, user = %name, "user"),
             Event::LoggedIn => {

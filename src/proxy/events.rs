@@ -92,16 +92,15 @@ pub struct TransferReport<'a> {
     pub client_mode: &'a str,
     /// The mode towards the server (`passive`, `active`).
     pub server_mode: &'a str,
+    /// Which data path carried it: `relay` (through ftpalg) or `kernel`
+    /// (forwarded by ftpalg's nftables pinholes).
+    pub path: &'a str,
     /// From the data channel's preparation to its relay's start.
     pub setup: Option<Duration>,
     /// How long the relay ran.
     pub elapsed: Duration,
     /// Bytes moved (up, down), or why it failed.
     pub result: Result<(u64, u64), &'a str>,
-}
-
-fn is_passive(mode: &str) -> bool {
-    matches!(mode, "PASV" | "EPSV" | "LPSV" | "passive")
 }
 
 impl Telemetry {
@@ -279,11 +278,7 @@ impl Telemetry {
     /// A transfer ended.
     pub fn transfer(&self, t: TransferReport<'_>) {
         self.live.transfer_end(t.session, t.channel);
-        let path = if is_passive(t.client_mode) == is_passive(t.server_mode) {
-            "same"
-        } else {
-            "converted"
-        };
+        let path = t.path;
         let labels = |result: &str| TransferLabels {
             result: result.to_string(),
             client_mode: t.client_mode.to_string(),
@@ -297,11 +292,11 @@ impl Telemetry {
             Ok((up, down)) => {
                 self.transfers.get_or_create(&labels("ok")).inc();
                 self.add_bytes(up, down);
-                info!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, bytes_up = up, bytes_down = down, secs = t.elapsed.as_secs_f64(), result = "ok", "transfer")
+                info!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, bytes_up = up, bytes_down = down, secs = t.elapsed.as_secs_f64(), path, result = "ok", "transfer")
             }
             Err(e) => {
                 self.transfers.get_or_create(&labels("failed")).inc();
-                warn!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, secs = t.elapsed.as_secs_f64(), result = "failed", error = e, "transfer")
+                warn!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, secs = t.elapsed.as_secs_f64(), path, result = "failed", error = e, "transfer")
             }
         }
     }
@@ -377,6 +372,7 @@ mod tests {
             file: "f",
             client_mode: "PORT",
             server_mode: "passive",
+            path: "relay",
             setup: Some(Duration::from_millis(3)),
             elapsed: Duration::from_millis(10),
             result: Ok((0, 1234)),
@@ -389,7 +385,7 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                "ftpalg_transfers_total{result=\"ok\",client_mode=\"PORT\",server_mode=\"passive\",path=\"converted\"}"
+                "ftpalg_transfers_total{result=\"ok\",client_mode=\"PORT\",server_mode=\"passive\",path=\"relay\"}"
             ),
             Some(1.0),
             "{text}"

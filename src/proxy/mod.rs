@@ -7,6 +7,7 @@ mod control;
 pub mod events;
 mod http;
 mod keepalive;
+mod kernel;
 mod listeners;
 pub mod pinhole;
 pub mod relay;
@@ -14,10 +15,12 @@ mod splice;
 pub mod status;
 mod transparent;
 
-use crate::rules::{self, Rules};
+use crate::dataplane::kernel::{KernelConfig, KernelError};
+use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
+use kernel::KernelPlane;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
 use std::io;
@@ -46,6 +49,9 @@ pub enum ProxyError {
     /// Signal handling could not be set up.
     #[error("signal setup failed: {0}")]
     Signal(io::Error),
+    /// `data.path: kernel`, and ftpalg may not manage nftables here.
+    #[error("data.path is kernel, but the kernel data path cannot start: {0} (ftpalg needs CAP_NET_ADMIN; or use path: auto or relay)")]
+    Kernel(crate::dataplane::kernel::KernelError),
 }
 
 /// Counters exported for monitoring.
@@ -90,14 +96,24 @@ pub struct Gateway {
     /// Set when the shutdown grace has ended: relays still running are reset.
     hard_stop: watch::Sender<bool>,
     pinholes: Box<dyn Pinholes>,
+    /// ftpalg's nftables table and the thread that manages it, when the
+    /// rules chose the kernel data path and it could start.
+    kernel: Option<Arc<KernelPlane>>,
     /// Servers whose passive ports did not answer, and when that was seen.
     passive_dead: DashMap<IpAddr, std::time::Instant>,
+    /// Servers whose passive ports answered, and when (server mode `auto`
+    /// with the kernel data path forwards their passive transfers).
+    passive_alive: DashMap<IpAddr, std::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    fn new(rules: Rules, rt: tokio::runtime::Handle) -> Arc<Gateway> {
+    fn new(
+        rules: Rules,
+        rt: tokio::runtime::Handle,
+        kernel: Option<Arc<KernelPlane>>,
+    ) -> Arc<Gateway> {
         let (shutdown, _) = watch::channel(false);
         let (hard_stop, _) = watch::channel(false);
         Arc::new(Gateway {
@@ -110,7 +126,9 @@ impl Gateway {
             shutdown,
             hard_stop,
             pinholes: Box::new(UserspacePinholes),
+            kernel,
             passive_dead: DashMap::new(),
+            passive_alive: DashMap::new(),
             metrics: Arc::new(Metrics::default()),
         })
     }
@@ -157,6 +175,12 @@ impl Gateway {
             Ok(mut w) => *w = new.clone(),
             Err(p) => *p.into_inner() = new.clone(),
         }
+        if new.data.path != DataPath::Relay && self.kernel.is_none() {
+            warn!(
+                path = new.data.path.as_str(),
+                "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
+            );
+        }
         self.reconcile_listeners(&new);
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }
@@ -168,8 +192,32 @@ impl Gateway {
 
     /// Remembers that `server`'s passive ports do not answer.
     pub(crate) fn mark_passive_dead(&self, server: IpAddr) {
+        self.passive_alive.remove(&server);
         self.passive_dead.insert(server, std::time::Instant::now());
     }
+
+    /// Remembers that `server`'s passive ports answer.
+    pub(crate) fn mark_passive_alive(&self, server: IpAddr) {
+        if self.passive_alive.len() < Self::PASSIVE_ALIVE_MAX {
+            self.passive_alive.insert(server, std::time::Instant::now());
+        }
+    }
+
+    /// Whether `server`'s passive ports were seen answering recently.
+    pub(crate) fn passive_known_alive(&self, server: IpAddr) -> bool {
+        match self.passive_alive.get(&server).map(|t| t.elapsed()) {
+            Some(age) if age < Self::PASSIVE_DEAD_TTL => true,
+            Some(_) => {
+                self.passive_alive.remove(&server);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Servers remembered as passive-alive at most: past it, new servers
+    /// are probed through the relay every time (a bound, not a cache).
+    const PASSIVE_ALIVE_MAX: usize = 4096;
 
     /// Whether `server`'s passive ports were seen dead recently.
     pub(crate) fn passive_known_dead(&self, server: IpAddr) -> bool {
@@ -230,12 +278,45 @@ impl Handle {
         while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Nothing of ftpalg stays in the kernel: the table goes, with any
+        // pinhole a session did not withdraw.
+        if let Some(k) = self.gw.kernel.clone() {
+            let _ = tokio::task::spawn_blocking(move || k.close()).await;
+        }
+    }
+}
+
+/// Starts the kernel data plane if the rules ask for it: `kernel` must
+/// start; `auto` uses it if it can and says once which it chose.
+async fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelPlane>>, ProxyError> {
+    if path == DataPath::Relay {
+        return Ok(None);
+    }
+    let started = tokio::task::spawn_blocking(|| KernelPlane::start(KernelConfig::default()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(KernelError::Io(io::Error::other(format!(
+                "kernel data plane thread: {e}"
+            ))))
+        });
+    match (started, path) {
+        (Ok(k), _) => {
+            info!(path = path.as_str(), table = %format!("inet {}", k.table), accept_rule = %k.accept_rule,
+                  "kernel data path on: same-direction transfers are forwarded by the kernel; default-drop forward chains need the accept rule");
+            Ok(Some(Arc::new(k)))
+        }
+        (Err(e), DataPath::Auto) => {
+            info!(path = "auto", reason = %e, "kernel data path unavailable; relaying every transfer");
+            Ok(None)
+        }
+        (Err(e), _) => Err(ProxyError::Kernel(e)),
     }
 }
 
 /// Binds every listener and starts serving.
 pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
-    let gw = Gateway::new(rules, tokio::runtime::Handle::current());
+    let kernel = start_kernel(rules.data.path).await?;
+    let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
     let metrics_addr = match gw.rules().metrics {

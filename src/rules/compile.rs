@@ -303,6 +303,7 @@ fn compile_typed(text: &str) -> Loaded {
             "passive_probe_timeout",
             Duration::from_secs(3),
         ),
+        path: raw.data.path.as_ref().map(|p| p.value).unwrap_or_default(),
     };
     if !cx.bad_range && data.client_ports.overlaps(&data.server_ports) {
         let s = raw

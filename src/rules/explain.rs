@@ -1,7 +1,7 @@
 //! `ftpalg check --explain`: the effective policy in plain words.
 
 use super::compile::kind_name;
-use super::{DataModeMatch, Kind, NetSet, RuleAction, Rules};
+use super::{DataModeMatch, DataPath, Kind, NetSet, RuleAction, Rules};
 use crate::ftp::session::{ServerDataMode, TlsPolicy};
 use std::fmt::Write;
 
@@ -84,6 +84,15 @@ pub fn explain(r: &Rules) -> String {
         if r.security.check_data_peer { " from the expected peer only" } else { " from ANY address (check_data_peer is off)" },
         secs(d.pinhole_timeout)
     );
+    match d.path {
+        DataPath::Relay => {}
+        DataPath::Kernel => {
+            let _ = writeln!(o, "Data path: kernel. Transfers whose two sides use the same direction are forwarded by the kernel through pinholes in ftpalg's nftables table; the others are relayed.");
+        }
+        DataPath::Auto => {
+            let _ = writeln!(o, "Data path: auto. The kernel forwards same-direction transfers if ftpalg can manage its nftables table at start; otherwise every transfer is relayed.");
+        }
+    }
     if r.rules.is_empty() {
         let _ = writeln!(o, "Access rules: none; every command is allowed.");
     } else {

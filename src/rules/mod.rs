@@ -133,6 +133,33 @@ impl Listener {
     }
 }
 
+/// Which data plane carries the transfers whose two sides use the same
+/// direction (client and server both passive, or both active).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPath {
+    /// ftpalg relays every data byte in userspace.
+    #[default]
+    Relay,
+    /// Pinholes in ftpalg's own nftables table; the kernel forwards the
+    /// bytes. Mode conversions stay on the relay.
+    Kernel,
+    /// `kernel` when ftpalg may manage nftables (it can open its table at
+    /// start), else `relay`.
+    Auto,
+}
+
+impl DataPath {
+    /// The name as written in the rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPath::Relay => "relay",
+            DataPath::Kernel => "kernel",
+            DataPath::Auto => "auto",
+        }
+    }
+}
+
 /// Data channel settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataSettings {
@@ -147,6 +174,8 @@ pub struct DataSettings {
     /// How long to wait for a server's passive port before falling back to
     /// active (server mode `auto`).
     pub passive_probe_timeout: Duration,
+    /// Relay or kernel forwarding for same-direction transfers.
+    pub path: DataPath,
 }
 
 /// Resource limits.

@@ -1,6 +1,7 @@
 //! The YAML file as written, every value with its position so that
 //! diagnostics can point at it. Compiled into [`super::Rules`].
 
+use super::DataPath;
 use crate::ftp::session::{ServerDataMode, TlsPolicy};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -81,6 +82,7 @@ pub struct RawData {
     pub server_ports: Option<Spanned<String>>,
     pub pinhole_timeout: Option<Spanned<String>>,
     pub passive_probe_timeout: Option<Spanned<String>>,
+    pub path: Option<Spanned<DataPath>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

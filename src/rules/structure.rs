@@ -167,6 +167,7 @@ pub(super) const TOP: Shape = Shape::Map(&[
             ("server_ports", Shape::Text, false),
             ("pinhole_timeout", Shape::Text, false),
             ("passive_probe_timeout", Shape::Text, false),
+            ("path", Shape::Word(&["relay", "kernel", "auto"]), false),
         ]),
         false,
     ),

@@ -483,3 +483,24 @@ fn operations_keys() {
     assert_eq!((l, c), (7, 3));
     assert!(m.contains("unknown field `lisen`"), "{m}");
 }
+
+#[test]
+fn data_path_defaults_to_relay_and_reads_each_value() {
+    assert_eq!(from_str(BASE).rules.unwrap().data.path, DataPath::Relay);
+    for (text, want) in [
+        ("relay", DataPath::Relay),
+        ("kernel", DataPath::Kernel),
+        ("auto", DataPath::Auto),
+    ] {
+        let l = from_str(&format!("{BASE}data:\n  path: {text}\n"));
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(l.rules.unwrap().data.path, want);
+    }
+}
+
+#[test]
+fn data_path_unknown_value_points_at_it() {
+    let (l, c, m) = one_error("data:\n  path: nftables\n");
+    assert_eq!((l, c), (7, 9));
+    assert!(m.contains("unknown value `nftables`"), "{m}");
+}

@@ -190,6 +190,46 @@ tproxy_off() {
 
 transparent_off() { inns gw nft delete table inet ftpalg 2>/dev/null || true; }
 
+# A gateway that forwards nothing but FTP control connections and the flows
+# ftpalg's kernel pinholes marked: the accept line of docs/nftables.md
+# ("The kernel data path"). A transfer that passes here went through a
+# pinhole. Byte counts need conntrack accounting.
+forward_drop_on() {
+  inns gw sysctl -qw net.netfilter.nf_conntrack_acct=1 \
+    && inns gw nft -f - <<'NFT'
+table inet lab_forward {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    tcp dport 21 accept
+    tcp sport 21 accept
+    ct mark and 0xffff0000 == 0x46540000 accept
+  }
+}
+NFT
+}
+
+forward_drop_off() { inns gw nft delete table inet lab_forward 2>/dev/null || true; }
+
+# The gateway's own input dropped as well, but for ftpalg's listener, the
+# redirected client ports and the accept line: a server's connection to a
+# relay pinhole (server_ports) gets in only through ftpalg's kernel filter.
+input_drop_on() {
+  inns gw nft -f - <<'NFT'
+table inet lab_input {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iif "lo" accept
+    ct state established,related accept
+    tcp dport { 2100, 40000-40999 } accept
+    meta l4proto { icmp, ipv6-icmp } accept
+    ct mark and 0xffff0000 == 0x46540000 accept
+  }
+}
+NFT
+}
+
+input_drop_off() { inns gw nft delete table inet lab_input 2>/dev/null || true; }
+
 wait_port() { # wait_port NS ADDR PORT
   local n=$1 addr=$2 port=$3
   for _ in $(seq 1 100); do
@@ -270,7 +310,7 @@ CONF
 # ------------------------------------------------------------------ clients
 #
 # run_client CLIENT MODE OP HOST FILE OUT [PORT] [USER]
-#   CLIENT: curl lftp ftplib wget; MODE: epsv pasv eprt port (curl),
+#   CLIENT: curl lftp ftplib wget ftp; MODE: epsv pasv eprt port (curl),
 #   passive active (others); OP: get put. Prints nothing; exit status says.
 
 CLIENT_NS=${CLIENT_NS:-cli}
@@ -325,6 +365,21 @@ else:
 f.quit()
 PY
       ;;
+    ftp)
+      # The classic command-line client (inetutils), active by default like
+      # Windows' ftp.exe. It exits 0 whatever happened: the caller compares
+      # the files, and a transfer error it prints is made the status here.
+      # It has no connect timeout of its own: 8 s in all, like the others'.
+      # In passive mode it refuses a 227 naming another address than the
+      # server's ("Passive mode address mismatch").
+      local am=-A cmd
+      [ "$mode" = passive ] && am=-p
+      if [ "$op" = get ]; then cmd="get /$file $out"; else cmd="put $out /$file"; fi
+      local said
+      said=$(printf 'user %s ftpalg@\nbinary\n%s\nquit\n' "$user" "$cmd" \
+        | inns "$CLIENT_NS" timeout 8 inetutils-ftp -n -v -e $am "$host" "$port" 2>&1)
+      printf '%s\n' "$said"
+      ! grep -Eq '^(425|426|451|550|553) ' <<<"$said" ;;
     wget)
       local flags=(-q -T 8 -t 1 -O "$out" --user="$user" --password="ftpalg@")
       [ "$mode" = active ] && flags+=(--no-passive-ftp)
@@ -336,6 +391,6 @@ PY
 client_matrix() {
   local c m
   for m in epsv pasv eprt port; do echo "curl $m get"; echo "curl $m put"; done
-  for c in lftp ftplib; do for m in passive active; do echo "$c $m get"; echo "$c $m put"; done; done
+  for c in lftp ftplib ftp; do for m in passive active; do echo "$c $m get"; echo "$c $m put"; done; done
   for m in passive active; do echo "wget $m get"; done
 }

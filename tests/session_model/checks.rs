@@ -84,6 +84,9 @@ impl Model {
                     }
                 }
             }
+            (_, Endpoint::Forward { .. }) => {
+                panic!("a kernel forward asked of a session on the relay data plane")
+            }
             (Side::Server, Endpoint::Listen { expect_peer }) => {
                 let server = self
                     .s

@@ -30,6 +30,20 @@ pub enum Endpoint {
         /// Where to connect.
         to: SocketAddr,
     },
+    /// The kernel forwards the channel's one connection (both sides at
+    /// once): only `expect_peer` may dial, once, before the pinhole
+    /// deadline, and its connection goes on to `to`. The driver reports
+    /// the address the peer is to dial with `data_prepared`.
+    Forward {
+        /// The only address allowed to dial.
+        expect_peer: IpAddr,
+        /// Where the connection goes.
+        to: SocketAddr,
+        /// The peer dials `to` itself (transparent mode): admit exactly
+        /// that flow, with no translation; otherwise the driver picks a
+        /// gateway address and port.
+        exact: bool,
+    },
 }
 
 /// The data-connection command the client used.
@@ -244,6 +258,14 @@ pub enum Event {
         /// What the gateway connects to.
         used: IpAddr,
     },
+    /// The kernel could not forward a channel; it is relayed instead.
+    KernelFallback {
+        /// Why.
+        reason: String,
+    },
+    /// In server mode `auto`, the server's passive port answered (worth
+    /// remembering for the server's next sessions).
+    PassiveAnswered,
     /// Server-side passive failed; the session switches to active.
     PassiveFallback {
         /// Why.

@@ -14,11 +14,13 @@
 
 mod abort;
 mod action;
+mod forward;
 mod policy;
 
 pub use action::{Action, ClientMode, DataId, Denial, Endpoint, Event, ServerMode, Side};
 pub use policy::{
-    AllowAll, CommandContext, Policy, ServerDataMode, SessionConfig, TlsPolicy, Upstream, Verdict,
+    AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
+    Upstream, Verdict,
 };
 
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
@@ -100,6 +102,12 @@ struct Setup {
     server_mode: ServerMode,
     auto: bool,
     stage: Stage,
+    /// The kernel may forward this setup (`data.path: kernel`, and it has
+    /// not failed for it).
+    kernel_ok: bool,
+    /// The server's passive port, for a relay that takes over from a
+    /// kernel forward that failed.
+    forward_to: Option<SocketAddr>,
 }
 
 /// One FTP control session as the gateway sees it.
@@ -134,6 +142,8 @@ pub struct Session {
     next_id: u64,
     epsv_all: bool,
     passive_failed: bool,
+    /// A relayed connection to this server's passive port succeeded.
+    passive_proven: bool,
     collected: Vec<u8>,
     actions: VecDeque<Action>,
 }
@@ -211,6 +221,7 @@ impl Session {
             next_id: 1,
             epsv_all: false,
             passive_failed: cfg.passive_known_dead,
+            passive_proven: cfg.passive_known_alive && !cfg.passive_known_dead,
             collected: Vec::new(),
             actions: VecDeque::new(),
             cfg,
@@ -735,6 +746,8 @@ impl Session {
             server_mode,
             auto,
             stage: Stage::ServerPassiveReply,
+            kernel_ok: matches!(self.cfg.data_plane, DataPlane::Kernel { .. }),
+            forward_to: None,
         });
         match server_mode {
             ServerMode::Passive => self.server_passive(id, server),
@@ -764,6 +777,9 @@ impl Session {
             s.server_mode = ServerMode::Active;
             s.auto = false;
         }
+        if self.forward_active(id, server) {
+            return;
+        }
         self.set_stage(Stage::ServerListen);
         self.push(Action::Prepare {
             id,
@@ -774,7 +790,10 @@ impl Session {
         });
     }
 
-    fn client_side(&mut self) {
+    fn client_side(&mut self, policy: &dyn Policy) {
+        if self.finish_forwarded_active(policy) {
+            return;
+        }
         let Some(setup) = self.setup.as_ref() else {
             return;
         };
@@ -846,7 +865,13 @@ impl Session {
             return;
         };
         match stage {
-            Stage::ServerConnect => self.client_side(),
+            Stage::ServerConnect => {
+                if self.setup.as_ref().is_some_and(|s| s.auto) && !self.passive_proven {
+                    self.passive_proven = true;
+                    self.event(Event::PassiveAnswered);
+                }
+                self.client_side(policy)
+            }
             Stage::ServerListen => {
                 let Some(server) = self.server else { return };
                 let ip = canonical(self.cfg.server_advertise.unwrap_or(local.ip()));
@@ -902,6 +927,9 @@ impl Session {
         let Some(stage) = self.current(id, side) else {
             return;
         };
+        if self.kernel_failed(id, stage, reason) {
+            return;
+        }
         let Some(setup) = self.setup.as_ref() else {
             return;
         };
@@ -1174,7 +1202,7 @@ impl Session {
                     return;
                 }
                 if code.is_success() {
-                    self.client_side();
+                    self.client_side(policy);
                 } else {
                     let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());
                     let msg = format!(
@@ -1257,6 +1285,9 @@ impl Session {
             at.set_port(data.port());
             at
         };
+        if self.forward_passive(id, target) {
+            return;
+        }
         self.set_stage(Stage::ServerConnect);
         self.push(Action::Prepare {
             id,

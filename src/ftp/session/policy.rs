@@ -108,6 +108,23 @@ impl Policy for AllowAll {
     }
 }
 
+/// Which data plane carries transfers whose two sides use the same
+/// direction; the driver resolves the rules' `data.path` into this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataPlane {
+    /// ftpalg relays every data connection.
+    #[default]
+    Relay,
+    /// Same-direction transfers are forwarded by the kernel
+    /// ([`Endpoint::Forward`](super::Endpoint::Forward)); mode conversions
+    /// are relayed.
+    Kernel {
+        /// Transparent mode: the client dials the server's own address,
+        /// so its passive connection is admitted exactly as it is.
+        exact: bool,
+    },
+}
+
 /// Fixed settings of one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -144,6 +161,11 @@ pub struct SessionConfig {
     /// connection was cut (ABOR, or a client that closed it early) before
     /// the gateway answers `426` itself.
     pub cut_reply_timeout: std::time::Duration,
+    /// The server's passive ports were seen answering recently: in server
+    /// mode `auto` the kernel may forward passive transfers at once.
+    pub passive_known_alive: bool,
+    /// Relay or kernel forwarding for same-direction transfers.
+    pub data_plane: DataPlane,
 }
 
 impl SessionConfig {
@@ -162,6 +184,8 @@ impl SessionConfig {
             max_route_attempts: 3,
             passive_known_dead: false,
             cut_reply_timeout: std::time::Duration::from_secs(2),
+            passive_known_alive: false,
+            data_plane: DataPlane::Relay,
         }
     }
 }

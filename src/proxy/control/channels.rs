@@ -13,7 +13,9 @@
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
+use super::forward::{Forwarded, KernelChannel};
 use super::{unspecified_like, Driver};
+use crate::dataplane::FlowEvent;
 use crate::ftp::command::{self as cmd, Verb};
 use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
 use crate::proxy::events::TransferReport;
@@ -66,14 +68,19 @@ pub(super) struct Channel {
     created: Instant,
     /// The relay task, once started.
     relay: Option<AbortHandle>,
-    started: Option<Instant>,
+    pub(super) started: Option<Instant>,
     /// How the server-to-client direction ended, once it has.
-    delivered: Option<Result<(), String>>,
+    pub(super) delivered: Option<Result<(), String>>,
     /// The server's reply to the transfer on this channel said success: it
     /// is let finish even when released (its deadlines still bound it).
     success_reply: bool,
-    modes: Option<(ClientMode, ServerMode)>,
+    pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
+    /// The channel's pinhole when the kernel forwards it.
+    pub(super) kernel: Option<KernelChannel>,
+    /// Kernel filter elements in front of the relay's listeners (a mode
+    /// conversion on the kernel data plane).
+    pub(super) filters: Vec<KernelChannel>,
 }
 
 impl Channel {
@@ -89,11 +96,28 @@ impl Channel {
             success_reply: false,
             modes: None,
             transfer: None,
+            kernel: None,
+            filters: Vec::new(),
         }
     }
 
+    /// The server's reply to the transfer on this channel said success.
+    pub(super) fn success_reply(&self) -> bool {
+        self.success_reply
+    }
+
+    /// A relay, or a started kernel transfer, is under way.
     pub(super) fn running(&self) -> bool {
         self.relay.is_some()
+            || (self.started.is_some() && self.kernel.as_ref().is_some_and(|k| !k.left_to_finish()))
+    }
+
+    fn path(&self) -> &'static str {
+        if self.kernel.is_some() {
+            "kernel"
+        } else {
+            "relay"
+        }
     }
 
     /// Stops its relay task, if any; the task's sockets reset as it drops.
@@ -123,6 +147,23 @@ pub(super) enum DataEvent {
     /// The deadline of `Action::ReplyDeadline` for this channel passed.
     ReplyOverdue {
         id: DataId,
+    },
+    /// The kernel thread answered a forward request.
+    Forwarded {
+        id: DataId,
+        forwarded: Forwarded,
+    },
+    /// An event of a kernel-forwarded channel's pinhole.
+    Kernel {
+        id: DataId,
+        event: FlowEvent,
+    },
+    /// The kernel thread answered a relay filter request.
+    Filtered {
+        id: DataId,
+        side: Side,
+        local: SocketAddr,
+        result: Result<KernelChannel, String>,
     },
 }
 
@@ -199,7 +240,9 @@ impl Driver {
                                 Side::Server => c.server = Some(Prepared::Pinhole(p)),
                             }
                         }
-                        self.session.data_prepared(id, side, local, &policy);
+                        if !self.filter_relay(id, side, expect_peer, local) {
+                            self.session.data_prepared(id, side, local, &policy);
+                        }
                     }
                     Err(e) => {
                         warn!(session = self.id, ?side, error = %e, "cannot open pinhole");
@@ -207,6 +250,11 @@ impl Driver {
                     }
                 }
             }
+            Endpoint::Forward {
+                expect_peer,
+                to,
+                exact,
+            } => self.prepare_forward(id, side, expect_peer, to, exact),
             Endpoint::Connect { to } => {
                 let (from, timeout) = match side {
                     Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
@@ -244,6 +292,9 @@ impl Driver {
             |c| !c.success_reply,
             "superseded by a newer data channel",
         );
+        if self.start_forward(id, client_mode, server_mode) {
+            return;
+        }
         let rules = self.policy().rules().clone();
         let prepared = self
             .channels
@@ -331,8 +382,10 @@ impl Driver {
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
-        if let Some(task) = &c.relay {
-            task.abort();
+        if c.running() {
+            if let Some(task) = &c.relay {
+                task.abort();
+            }
             warn!(
                 session = self.id,
                 channel = id.0,
@@ -370,7 +423,7 @@ impl Driver {
         }
     }
 
-    fn remember_failed(&mut self, id: DataId, reason: String) {
+    pub(super) fn remember_failed(&mut self, id: DataId, reason: String) {
         if self.failed.len() >= REMEMBER_FAILED {
             self.failed.pop_front();
         }
@@ -409,7 +462,7 @@ impl Driver {
 
     /// Releases the replies waiting for channel `id`, now that its data
     /// path has ended with `outcome`.
-    fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
+    pub(super) fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
         for i in 0..self.out.len() {
             if self.out[i].0 != Some(id) {
                 continue;
@@ -476,6 +529,14 @@ impl Driver {
                 }
             },
             DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
+            DataEvent::Forwarded { id, forwarded } => self.forwarded(id, forwarded),
+            DataEvent::Kernel { id, event } => self.kernel_event(id, event),
+            DataEvent::Filtered {
+                id,
+                side,
+                local,
+                result,
+            } => self.filtered(id, side, local, result),
             DataEvent::Delivered { id, result } => {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
@@ -507,7 +568,7 @@ impl Driver {
         }
     }
 
-    fn log_transfer(
+    pub(super) fn log_transfer(
         &self,
         id: DataId,
         c: &Channel,
@@ -534,6 +595,7 @@ impl Driver {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let user = self.session.user().unwrap_or("-").to_string();
+        let path = c.path();
         let result = match &result {
             Ok(m) => {
                 self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
@@ -557,6 +619,7 @@ impl Driver {
             file: &file,
             client_mode: cm,
             server_mode: sm,
+            path,
             setup: c.started.map(|s| s.saturating_duration_since(c.created)),
             elapsed,
             result,

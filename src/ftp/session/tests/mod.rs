@@ -781,5 +781,6 @@ mod bounds;
 mod driver;
 mod identity;
 mod ipv6;
+mod kernel;
 mod rig;
 mod telnet;

@@ -1,0 +1,399 @@
+//! Data channels the kernel forwards ([`Endpoint::Forward`]): the driver
+//! reserves the gateway port, asks the kernel thread for the pinhole, and
+//! turns the pinhole's events into what a relay would have reported: the
+//! held reply settled, the transfer logged with `path=kernel`.
+//!
+//! A mode conversion on the kernel data plane stays on the relay, behind a
+//! kernel filter element: only the expected peer's connection to the
+//! relay's port is marked (the operator's accept line lets it in), every
+//! other new connection to that port is dropped in the kernel.
+//!
+//! The reservation is a listening socket on the gateway port that never
+//! accepts: the pinhole's connection is translated before it could reach
+//! it, and while it is held no relay pinhole can take the same port.
+//!
+//! [`Endpoint::Forward`]: crate::ftp::session::Endpoint::Forward
+
+use super::super::kernel::KernelPlane;
+use super::super::pinhole::{Pinhole, PinholeRequest};
+use super::super::relay::Moved;
+use super::channels::DataEvent;
+use super::Driver;
+use crate::dataplane::kernel::PinholeId;
+use crate::dataplane::{Admit, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, SourceNat};
+use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
+use crate::rules::Kind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// How long a session that has ended waits for its kernel transfers that
+/// the server reported complete to close, so they are logged: the last
+/// bytes may still be in flight after the server's `226`, and the kernel
+/// thread notices a close within its poll interval.
+const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
+
+/// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
+/// and cuts the connection it admitted unless that has ended: however a
+/// channel ends, nothing of it stays in the kernel.
+pub(super) struct KernelChannel {
+    plane: Arc<KernelPlane>,
+    pinhole: PinholeId,
+    /// The client dials (client passive); otherwise the server does.
+    client_dials: bool,
+    pub(super) established: bool,
+    /// Leave the admitted connection alone when dropped (a transfer the
+    /// server reported complete, finishing after its session).
+    keep_connection: bool,
+    /// The kernel has forgotten the pinhole (it reported its end).
+    ended: bool,
+    _reserved: Option<Pinhole>,
+}
+
+impl KernelChannel {
+    fn new(
+        plane: Arc<KernelPlane>,
+        pinhole: PinholeId,
+        client_dials: bool,
+        reserved: Option<Pinhole>,
+    ) -> KernelChannel {
+        KernelChannel {
+            plane,
+            pinhole,
+            client_dials,
+            established: false,
+            keep_connection: false,
+            ended: false,
+            _reserved: reserved,
+        }
+    }
+}
+
+impl KernelChannel {
+    /// Its connection is left to finish in the kernel, after its session.
+    pub(super) fn left_to_finish(&self) -> bool {
+        self.keep_connection
+    }
+}
+
+impl std::fmt::Debug for KernelChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelChannel")
+            .field("pinhole", &self.pinhole)
+            .finish()
+    }
+}
+
+impl Drop for KernelChannel {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.plane
+                .remove(self.pinhole, self.established && !self.keep_connection);
+        }
+    }
+}
+
+/// What the kernel thread's answer to one forward request carries back to
+/// the session.
+pub(super) struct Forwarded {
+    pub side: Side,
+    pub gateway: SocketAddr,
+    pub client_dials: bool,
+    pub reserved: Option<Pinhole>,
+    pub result: Result<PinholeId, String>,
+}
+
+impl Driver {
+    /// Asks the kernel to forward channel `id`'s one connection from
+    /// `expect_peer` to `to`; reports with `data_prepared` (the address the
+    /// peer is to dial) or `data_failed` (the engine then relays).
+    pub(super) fn prepare_forward(
+        &mut self,
+        id: DataId,
+        side: Side,
+        expect_peer: IpAddr,
+        to: SocketAddr,
+        exact: bool,
+    ) {
+        let policy = self.policy();
+        let Some(plane) = self.gw.kernel.clone() else {
+            self.session
+                .data_failed(id, side, "the kernel data path is off", &policy);
+            return;
+        };
+        let rules = policy.rules();
+        let outside = self.server_local.map(|a| a.ip());
+        let (gateway, reserved, admit) = if exact {
+            // Transparent mode: the client dials the server's own address;
+            // that one flow is admitted as it is.
+            (to, None, Admit::Only)
+        } else {
+            let (bind, range, source_nat) = match side {
+                // Client passive: leave towards the server from the
+                // gateway's outside address.
+                Side::Client => (self.client_local.ip(), rules.data.client_ports, outside),
+                // Client active: towards the client from the gateway's
+                // inside address, unless the client expects the server's.
+                Side::Server => (
+                    outside.unwrap_or(self.client_local.ip()),
+                    rules.data.server_ports,
+                    (self.listener.kind != Kind::Transparent).then_some(self.client_local.ip()),
+                ),
+            };
+            let req = PinholeRequest {
+                bind,
+                range,
+                expect_peer: Some(expect_peer),
+                transparent: false,
+            };
+            match self.gw.pinholes.open(req) {
+                Ok(p) => (
+                    p.local_addr(),
+                    Some(p),
+                    Admit::Forward {
+                        to: crate::dataplane::TargetAddr(to),
+                        source_nat: source_nat.map(SourceNat),
+                    },
+                ),
+                Err(e) => {
+                    let reason = format!("no gateway port for a kernel pinhole: {e}");
+                    self.session.data_failed(id, side, &reason, &policy);
+                    return;
+                }
+            }
+        };
+        let flow = PinholeFlow {
+            peer: PeerIp(expect_peer),
+            gateway: GatewayAddr(gateway),
+            admit,
+            timeout: rules.data.pinhole_timeout,
+        };
+        let events = self.tx.clone();
+        let on_event = Box::new(move |event| {
+            let _ = events.send(DataEvent::Kernel { id, event });
+        });
+        let tx = self.tx.clone();
+        let session = self.id;
+        tokio::spawn(async move {
+            let result = plane.add(flow, on_event).await;
+            debug!(
+                session,
+                channel = id.0,
+                ?flow,
+                ok = result.is_ok(),
+                "kernel pinhole"
+            );
+            let _ = tx.send(DataEvent::Forwarded {
+                id,
+                forwarded: Forwarded {
+                    side,
+                    gateway,
+                    client_dials: side == Side::Client,
+                    reserved,
+                    result,
+                },
+            });
+        });
+    }
+
+    /// The kernel thread answered a forward request.
+    pub(super) fn forwarded(&mut self, id: DataId, f: Forwarded) {
+        let policy = self.policy();
+        let pinhole = match f.result {
+            Ok(p) => p,
+            Err(reason) => {
+                warn!(session = self.id, channel = id.0, reason = %reason, "kernel pinhole refused");
+                self.session.data_failed(id, f.side, &reason, &policy);
+                return;
+            }
+        };
+        let Some(plane) = self.gw.kernel.clone() else {
+            return;
+        };
+        let kc = KernelChannel::new(plane, pinhole, f.client_dials, f.reserved);
+        // A channel closed meanwhile drops `kc`, which withdraws it.
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.kernel = Some(kc);
+            self.session.data_prepared(id, f.side, f.gateway, &policy);
+        }
+    }
+
+    /// Puts a kernel filter element in front of the relay listener at
+    /// `local` for a session on the kernel data plane; the engine hears of
+    /// the listener once the element is in. Returns false (nothing to
+    /// wait for) otherwise. Not for listeners the client reaches through
+    /// the firewall's redirect or TPROXY: there the address the element
+    /// would be keyed on is rewritten by another table's rule.
+    pub(super) fn filter_relay(
+        &mut self,
+        id: DataId,
+        side: Side,
+        expect_peer: IpAddr,
+        local: SocketAddr,
+    ) -> bool {
+        let Some(plane) = self.gw.kernel.clone() else {
+            return false;
+        };
+        if !matches!(self.session.data_plane(), DataPlane::Kernel { .. })
+            || !self.policy().rules().security.check_data_peer
+            || self.listener.tproxy
+            || (side == Side::Client && self.listener.kind == Kind::Transparent)
+        {
+            return false;
+        }
+        let ip = match (local.ip().is_unspecified(), side) {
+            (false, _) => local.ip(),
+            (true, Side::Client) => self.client_local.ip(),
+            (true, Side::Server) => match self.server_local {
+                Some(a) => a.ip(),
+                None => return false,
+            },
+        };
+        let flow = PinholeFlow::relay(
+            PeerIp(expect_peer),
+            GatewayAddr(SocketAddr::new(ip, local.port())),
+            self.policy().rules().data.pinhole_timeout,
+        );
+        // The relay reports on its own connection; the filter's events
+        // only end it.
+        let on_event = Box::new(|_| {});
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = plane
+                .add(flow, on_event)
+                .await
+                .map(|p| KernelChannel::new(plane.clone(), p, side == Side::Client, None));
+            let _ = tx.send(DataEvent::Filtered {
+                id,
+                side,
+                local,
+                result,
+            });
+        });
+        true
+    }
+
+    /// The kernel thread answered a relay filter request: the listener is
+    /// reported to the engine either way. Without the element the relay
+    /// still checks its peer; only a default-drop input chain would keep
+    /// the peer out, which the warning says.
+    pub(super) fn filtered(
+        &mut self,
+        id: DataId,
+        side: Side,
+        local: SocketAddr,
+        result: Result<KernelChannel, String>,
+    ) {
+        let policy = self.policy();
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        match result {
+            Ok(k) => c.filters.push(k),
+            Err(reason) => {
+                warn!(session = self.id, channel = id.0, ?side, %local, reason = %reason, "no kernel filter for this relay pinhole; a default-drop input chain will not let its peer in");
+            }
+        }
+        self.session.data_prepared(id, side, local, &policy);
+    }
+
+    /// Starts a kernel channel: nothing to copy, only to watch. Returns
+    /// false for a relayed channel.
+    pub(super) fn start_forward(
+        &mut self,
+        id: DataId,
+        client_mode: ClientMode,
+        server_mode: ServerMode,
+    ) -> bool {
+        let Some(c) = self.channels.get_mut(&id) else {
+            return false;
+        };
+        if c.kernel.is_none() {
+            return false;
+        }
+        c.modes = Some((client_mode, server_mode));
+        c.started = Some(std::time::Instant::now());
+        // The bytes go from peer to peer in the kernel, in order on their
+        // own connection, never through ftpalg: the server's reply to the
+        // transfer need not wait for them (holding it until conntrack is
+        // next read would only delay every transfer by up to a poll).
+        c.delivered = Some(Ok(()));
+        true
+    }
+
+    /// After the session's end: waits, within [`SETTLE_AFTER_SESSION`],
+    /// for kernel transfers the server reported complete, so they are
+    /// logged with their counts; one still open then is left to finish in
+    /// the kernel (only its pinhole is withdrawn). Any other channel is
+    /// cut when the driver drops.
+    pub(super) async fn finish_kernel_transfers(&mut self) {
+        fn finishing(c: &super::channels::Channel) -> bool {
+            c.success_reply() && c.kernel.is_some()
+        }
+        let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
+        while self.channels.values().any(finishing) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => self.data_event(ev),
+                _ => break,
+            }
+        }
+        for (id, c) in self.channels.iter_mut() {
+            if finishing(c) {
+                if let Some(k) = c.kernel.as_mut() {
+                    k.keep_connection = true;
+                }
+                debug!(
+                    session = self.id,
+                    channel = id.0,
+                    "kernel transfer left to finish after its session"
+                );
+            }
+        }
+    }
+
+    /// One event of channel `id`'s kernel pinhole.
+    pub(super) fn kernel_event(&mut self, id: DataId, event: FlowEvent) {
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let Some(kc) = c.kernel.as_mut() else {
+            return;
+        };
+        match event {
+            FlowEvent::Established { dialer } => {
+                kc.established = true;
+                debug!(session = self.id, channel = id.0, %dialer, "kernel transfer established");
+            }
+            FlowEvent::Finished { counts, duration } => {
+                kc.ended = true;
+                let (up, down) = if kc.client_dials {
+                    (counts.from_dialer, counts.to_dialer)
+                } else {
+                    (counts.to_dialer, counts.from_dialer)
+                };
+                if let Some(c) = self.channels.remove(&id) {
+                    self.log_transfer(id, &c, Ok(Moved { up, down }), duration);
+                }
+            }
+            FlowEvent::Expired | FlowEvent::Failed(_) => {
+                kc.ended = true;
+                let reason = match &event {
+                    FlowEvent::Failed(r) => format!("kernel pinhole failed: {r}"),
+                    _ => "no connection through the kernel pinhole in time".to_string(),
+                };
+                let Some(c) = self.channels.remove(&id) else {
+                    return;
+                };
+                if !c.success_reply() {
+                    self.settle_held(id, Err(reason.clone()));
+                    self.remember_failed(id, reason.clone());
+                }
+                if c.started.is_some() {
+                    let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+                    self.log_transfer(id, &c, Err(reason), elapsed);
+                }
+            }
+        }
+    }
+}
