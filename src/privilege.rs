@@ -64,13 +64,18 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Privi
 
 /// The capabilities `rules` need: `CAP_NET_BIND_SERVICE` if a listener is
 /// on a port below 1024, `CAP_NET_ADMIN` if one uses TPROXY (its sockets
-/// are IP_TRANSPARENT).
+/// are IP_TRANSPARENT) or the data path may be the kernel's (ftpalg manages
+/// its own nftables table over netlink).
 pub fn needed(rules: &Rules) -> CapsHashSet {
     let mut set = CapsHashSet::new();
     if rules.listeners.iter().any(|l| l.listen.port() < 1024) {
         set.insert(Capability::CAP_NET_BIND_SERVICE);
     }
-    if rules.listeners.iter().any(|l| l.tproxy) {
+    let kernel_path = matches!(
+        rules.data.path,
+        crate::rules::DataPath::Kernel | crate::rules::DataPath::Auto
+    );
+    if kernel_path || rules.listeners.iter().any(|l| l.tproxy) {
         set.insert(Capability::CAP_NET_ADMIN);
     }
     set
@@ -276,6 +281,20 @@ mod tests {
             needed(&tproxy),
             [Capability::CAP_NET_ADMIN].into_iter().collect()
         );
+    }
+
+    #[test]
+    fn the_kernel_data_path_keeps_net_admin() {
+        for path in ["kernel", "auto"] {
+            let r = rules(&format!("listeners:\n  - name: a\n    listen: 0.0.0.0:2121\n    kind: user-at-host\n    servers: [any]\ndata:\n  path: {path}\n"));
+            assert_eq!(
+                needed(&r),
+                [Capability::CAP_NET_ADMIN].into_iter().collect(),
+                "path: {path}"
+            );
+        }
+        let relay = rules("listeners:\n  - name: a\n    listen: 0.0.0.0:2121\n    kind: user-at-host\n    servers: [any]\ndata:\n  path: relay\n");
+        assert!(needed(&relay).is_empty());
     }
 
     #[test]
