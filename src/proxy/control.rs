@@ -20,7 +20,9 @@ use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
 use crate::ftp::framer::LineFramer;
-use crate::ftp::session::{Action, DataId, DataPlane, Event, Session, SessionConfig, Upstream};
+use crate::ftp::session::{
+    Action, CloseReason, DataId, DataPlane, Event, Session, SessionConfig, Upstream,
+};
 use crate::rules::{DataPath, Kind, Listener, Rules, RulesPolicy};
 use channels::{Channel, DataEvent};
 use std::collections::{HashMap, VecDeque};
@@ -390,7 +392,7 @@ impl Driver {
                         debug!(session = self.id, "server closed the control connection");
                         self.execute().await?;
                         if !self.closing {
-                            self.push_out(None, b"421 The server closed the control connection.\r\n".to_vec());
+                            self.push_out(None, self.session.closing(CloseReason::ServerClosed));
                         }
                         // Replies still waiting for their data go out once
                         // it is delivered (or failed), then the session ends.
@@ -407,21 +409,21 @@ impl Driver {
                     if !self.transfer_running() {
                         warn!(session = self.id, reason = "control idle timeout", "closing");
                         self.kill_all("control idle timeout");
-                        self.push_out(None, b"421 Idle timeout; closing control connection.\r\n".to_vec());
+                        self.push_out(None, self.session.closing(CloseReason::IdleTimeout));
                         self.flush().await?;
                         return Ok(());
                     }
                 }
                 why = self.admission.closing(login_timeout) => return self.close_for(why).await,
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
-                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
+                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
                     self.kill_all("the gateway is shutting down");
-                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
+                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }

@@ -15,6 +15,7 @@
 mod abort;
 mod action;
 mod client;
+mod closing;
 mod forward;
 mod policy;
 mod route;
@@ -25,6 +26,7 @@ mod setup;
 use route::split_user_host;
 
 pub use action::{Action, ClientMode, DataId, Denial, Endpoint, Event, ServerMode, Side};
+pub use closing::CloseReason;
 pub use policy::{
     AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
     Upstream, Verdict,
