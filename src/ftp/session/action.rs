@@ -17,6 +17,19 @@ pub enum Side {
     Server,
 }
 
+/// Which of the driver's deadlines a data connection it makes has. The
+/// values are the rules' (read when the driver connects, so a reload
+/// applies); which one applies is the engine's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectDeadline {
+    /// The connect timeout (`limits.connect_timeout`).
+    Connect,
+    /// A probe of the server's passive port in server mode `auto`, whose
+    /// failure only switches the session to active
+    /// (`data.passive_probe_timeout`).
+    PassiveProbe,
+}
+
 /// How one side of a data channel is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -29,6 +42,8 @@ pub enum Endpoint {
     Connect {
         /// Where to connect.
         to: SocketAddr,
+        /// Which deadline the connection has.
+        within: ConnectDeadline,
     },
     /// The kernel forwards the channel's one connection (both sides at
     /// once): only `expect_peer` may dial, once, before the pinhole

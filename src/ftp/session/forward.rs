@@ -122,10 +122,11 @@ impl Session {
                     reason: reason.to_string(),
                 });
                 self.set_stage(Stage::ServerConnect);
+                let within = self.server_connect_deadline();
                 self.push(Action::Prepare {
                     id,
                     side: Side::Server,
-                    endpoint: Endpoint::Connect { to },
+                    endpoint: Endpoint::Connect { to, within },
                 });
                 true
             }

@@ -25,7 +25,9 @@ mod setup;
 #[cfg(test)]
 use route::split_user_host;
 
-pub use action::{Action, ClientMode, DataId, Denial, Endpoint, Event, ServerMode, Side};
+pub use action::{
+    Action, ClientMode, ConnectDeadline, DataId, Denial, Endpoint, Event, ServerMode, Side,
+};
 pub use closing::CloseReason;
 pub use policy::{
     AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,

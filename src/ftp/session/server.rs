@@ -262,10 +262,11 @@ impl Session {
             return;
         }
         self.set_stage(Stage::ServerConnect);
+        let within = self.server_connect_deadline();
         self.push(Action::Prepare {
             id,
             side: Side::Server,
-            endpoint: Endpoint::Connect { to: target },
+            endpoint: Endpoint::Connect { to: target, within },
         });
     }
 }

@@ -89,7 +89,10 @@ impl Session {
             ClientReq::Passive(_) => Endpoint::Listen {
                 expect_peer: self.cfg.client.ip(),
             },
-            ClientReq::Active(_, to) => Endpoint::Connect { to },
+            ClientReq::Active(_, to) => Endpoint::Connect {
+                to,
+                within: ConnectDeadline::Connect,
+            },
         };
         self.set_stage(Stage::Client);
         self.push(Action::Prepare {
@@ -285,6 +288,17 @@ impl Session {
             // line says what the reply means, and it is answered above.
             _ if code.is_none_or(|c| c.is_success()) => Vec::new(),
             _ => held,
+        }
+    }
+
+    /// The deadline for connecting to the server's passive port: in server
+    /// mode `auto` the connection is a probe, whose failure only switches
+    /// the session to active, so it gets the probe's shorter deadline.
+    pub(super) fn server_connect_deadline(&self) -> ConnectDeadline {
+        if self.setup.as_ref().is_some_and(|s| s.auto) {
+            ConnectDeadline::PassiveProbe
+        } else {
+            ConnectDeadline::Connect
         }
     }
 }

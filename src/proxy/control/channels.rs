@@ -17,7 +17,7 @@ use super::forward::{Forwarded, KernelChannel};
 use super::{unspecified_like, Driver};
 use crate::dataplane::FlowEvent;
 use crate::ftp::command::{self as cmd, Verb};
-use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
+use crate::ftp::session::{ClientMode, ConnectDeadline, DataId, Endpoint, ServerMode, Side};
 use crate::proxy::events::TransferReport;
 use std::io;
 use std::net::SocketAddr;
@@ -255,17 +255,14 @@ impl Driver {
                 to,
                 exact,
             } => self.prepare_forward(id, side, expect_peer, to, exact),
-            Endpoint::Connect { to } => {
-                let (from, timeout) = match side {
-                    Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
-                    Side::Server => {
-                        let probe = if policy.listener().server_mode == ServerDataMode::Auto {
-                            rules.data.passive_probe_timeout
-                        } else {
-                            rules.limits.connect_timeout
-                        };
-                        (self.server_local.map(|a| a.ip()), probe)
-                    }
+            Endpoint::Connect { to, within } => {
+                let timeout = match within {
+                    ConnectDeadline::Connect => rules.limits.connect_timeout,
+                    ConnectDeadline::PassiveProbe => rules.data.passive_probe_timeout,
+                };
+                let from = match side {
+                    Side::Client => Some(self.client_local.ip()),
+                    Side::Server => self.server_local.map(|a| a.ip()),
                 };
                 // Under TPROXY the client expects the server's address as
                 // the source of an active-mode connection.

@@ -101,7 +101,8 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:50000")
+                to: sa("198.51.100.10:50000"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -232,7 +233,8 @@ fn port_becomes_pasv_towards_the_server() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:1025")
+                to: sa("198.51.100.10:1025"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -243,7 +245,8 @@ fn port_becomes_pasv_towards_the_server() {
             1,
             Side::Client,
             Endpoint::Connect {
-                to: sa("100.64.0.2:51210")
+                to: sa("100.64.0.2:51210"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -351,7 +354,8 @@ fn passive_reply_address_is_replaced_by_the_control_address() {
         1,
         Side::Server,
         Endpoint::Connect {
-            to: sa("198.51.100.10:1025")
+            to: sa("198.51.100.10:1025"),
+            within: ConnectDeadline::Connect,
         }
     )));
 }
@@ -371,7 +375,8 @@ fn multi_line_227_is_understood() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:1026")
+                to: sa("198.51.100.10:1026"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -706,7 +711,8 @@ fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
         1,
         Side::Server,
         Endpoint::Connect {
-            to: sa("[2001:db8:2::10]:50000")
+            to: sa("[2001:db8:2::10]:50000"),
+            within: ConnectDeadline::Connect,
         }
     )));
 }
@@ -784,3 +790,42 @@ mod ipv6;
 mod kernel;
 mod rig;
 mod telnet;
+
+#[test]
+fn a_servers_passive_port_is_probed_only_in_server_mode_auto() {
+    for (mode, within) in [
+        (ServerDataMode::Passive, ConnectDeadline::Connect),
+        (ServerDataMode::Auto, ConnectDeadline::PassiveProbe),
+    ] {
+        let mut h = Harness::new(mode);
+        h.client("PORT 100,64,0,2,200,10");
+        h.acts();
+        h.server("227 Entering Passive Mode (198,51,100,10,4,1)");
+        assert_eq!(
+            h.acts(),
+            vec![prepare(
+                1,
+                Side::Server,
+                Endpoint::Connect {
+                    to: sa("198.51.100.10:1025"),
+                    within,
+                }
+            )],
+            "{mode:?}"
+        );
+        // The client's own port is never a probe.
+        h.prepared(1, Side::Server, "198.51.100.1:33000");
+        assert_eq!(
+            h.acts(),
+            vec![prepare(
+                1,
+                Side::Client,
+                Endpoint::Connect {
+                    to: sa("100.64.0.2:51210"),
+                    within: ConnectDeadline::Connect,
+                }
+            )],
+            "{mode:?}"
+        );
+    }
+}
