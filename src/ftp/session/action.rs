@@ -30,6 +30,40 @@ pub enum ConnectDeadline {
     PassiveProbe,
 }
 
+/// Which way a transfer's data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the server to the client (`RETR`).
+    Download,
+    /// From the client to the server (`STOR`, `STOU`, `APPE`).
+    Upload,
+    /// A directory listing from the server (`LIST`, `NLST`, `MLSD`).
+    Listing,
+}
+
+impl Direction {
+    /// The direction of a transfer command; `None` for a verb that moves no
+    /// data.
+    pub fn of(verb: Verb) -> Option<Direction> {
+        use crate::ftp::command as cmd;
+        match verb {
+            cmd::RETR => Some(Direction::Download),
+            cmd::STOR | cmd::STOU | cmd::APPE => Some(Direction::Upload),
+            cmd::LIST | cmd::NLST | cmd::MLSD => Some(Direction::Listing),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+            Direction::Listing => "listing",
+        }
+    }
+}
+
 /// How one side of a data channel is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -166,6 +200,8 @@ pub enum Action {
         id: DataId,
         /// RETR, STOR, LIST, ...
         verb: Verb,
+        /// Which way the data goes.
+        direction: Direction,
         /// The argument (file name), lossily decoded for logs.
         arg: String,
     },

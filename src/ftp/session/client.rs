@@ -170,19 +170,22 @@ impl Session {
                 self.cut_transfer();
                 self.forward(wire, cmd::ABOR, None);
             }
-            v if v.is_transfer() => {
-                let data = self.ready.take();
-                if let Some(id) = data {
-                    self.transfer = Some(id);
-                    self.push(Action::Transfer {
-                        id,
-                        verb: v,
-                        arg: lossy(command.arg),
-                    });
+            v => match Direction::of(v) {
+                Some(direction) => {
+                    let data = self.ready.take();
+                    if let Some(id) = data {
+                        self.transfer = Some(id);
+                        self.push(Action::Transfer {
+                            id,
+                            verb: v,
+                            direction,
+                            arg: lossy(command.arg),
+                        });
+                    }
+                    self.forward(wire, v, data);
                 }
-                self.forward(wire, v, data);
-            }
-            v => self.forward(wire, v, None),
+                None => self.forward(wire, v, None),
+            },
         }
     }
 

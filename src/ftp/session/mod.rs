@@ -26,7 +26,8 @@ mod setup;
 use route::split_user_host;
 
 pub use action::{
-    Action, ClientMode, ConnectDeadline, DataId, Denial, Endpoint, Event, ServerMode, Side,
+    Action, ClientMode, ConnectDeadline, DataId, Denial, Direction, Endpoint, Event, ServerMode,
+    Side,
 };
 pub use closing::CloseReason;
 pub use policy::{

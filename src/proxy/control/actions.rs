@@ -22,7 +22,12 @@ impl Driver {
                     client_mode,
                     server_mode,
                 } => self.start_relay(id, client_mode, server_mode),
-                Action::Transfer { id, verb, arg } => self.bind_transfer(id, verb, arg),
+                Action::Transfer {
+                    id,
+                    verb,
+                    direction,
+                    arg,
+                } => self.bind_transfer(id, verb, direction, arg),
                 Action::Release { id } => self.release(id),
                 Action::Cut { id } => self.kill(id, "cut: the client aborted the transfer"),
                 Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),

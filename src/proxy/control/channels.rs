@@ -16,8 +16,10 @@ use super::super::Metrics;
 use super::forward::{Forwarded, KernelChannel};
 use super::{unspecified_like, Driver};
 use crate::dataplane::FlowEvent;
-use crate::ftp::command::{self as cmd, Verb};
-use crate::ftp::session::{ClientMode, ConnectDeadline, DataId, Endpoint, ServerMode, Side};
+use crate::ftp::command::Verb;
+use crate::ftp::session::{
+    ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
+};
 use crate::proxy::events::TransferReport;
 use std::io;
 use std::net::SocketAddr;
@@ -76,6 +78,8 @@ pub(super) struct Channel {
     success_reply: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
+    /// Which way the transfer's data goes, as the engine said.
+    direction: Option<Direction>,
     /// The channel's pinhole when the kernel forwards it.
     pub(super) kernel: Option<KernelChannel>,
     /// Kernel filter elements in front of the relay's listeners (a mode
@@ -96,6 +100,7 @@ impl Channel {
             success_reply: false,
             modes: None,
             transfer: None,
+            direction: None,
             kernel: None,
             filters: Vec::new(),
         }
@@ -580,12 +585,7 @@ impl Driver {
             .transfer
             .clone()
             .unwrap_or((Verb::from_static("NONE"), String::new()));
-        let direction = match verb {
-            cmd::RETR => "download",
-            cmd::STOR | cmd::STOU | cmd::APPE => "upload",
-            cmd::LIST | cmd::NLST | cmd::MLSD => "listing",
-            _ => "-",
-        };
+        let direction = c.direction.map_or("-", Direction::as_str);
         let server = self
             .session
             .server()
@@ -635,13 +635,20 @@ impl Driver {
     }
 
     /// Binds a transfer command to channel `id`, for the transfer log.
-    pub(super) fn bind_transfer(&mut self, id: DataId, verb: Verb, arg: String) {
+    pub(super) fn bind_transfer(
+        &mut self,
+        id: DataId,
+        verb: Verb,
+        direction: Direction,
+        arg: String,
+    ) {
         self.gw
             .metrics
             .telemetry
             .transfer_named(self.id, id.0, &verb.to_string(), &arg);
         if let Some(c) = self.channels.get_mut(&id) {
             c.transfer = Some((verb, arg));
+            c.direction = Some(direction);
         }
     }
 

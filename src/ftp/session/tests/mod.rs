@@ -133,6 +133,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
             Action::Transfer {
                 id: DataId(1),
                 verb: cmd::RETR,
+                direction: Direction::Download,
                 arg: "f".into()
             },
             to_server("RETR f"),
@@ -422,6 +423,7 @@ fn pipelined_commands_keep_their_order() {
             Action::Transfer {
                 id: DataId(1),
                 verb: cmd::RETR,
+                direction: Direction::Download,
                 arg: "a".into()
             },
             to_server("RETR a"),
@@ -828,4 +830,37 @@ fn a_servers_passive_port_is_probed_only_in_server_mode_auto() {
             "{mode:?}"
         );
     }
+}
+
+#[test]
+fn the_engine_names_each_transfers_direction() {
+    for (line, verb, direction) in [
+        ("RETR f", cmd::RETR, Direction::Download),
+        ("STOR f", cmd::STOR, Direction::Upload),
+        ("STOU", cmd::STOU, Direction::Upload),
+        ("APPE f", cmd::APPE, Direction::Upload),
+        ("LIST", cmd::LIST, Direction::Listing),
+        ("NLST", cmd::NLST, Direction::Listing),
+        ("MLSD", cmd::MLSD, Direction::Listing),
+    ] {
+        let mut h = Harness::new(ServerDataMode::Passive);
+        h.pasv_prepared();
+        h.client(line);
+        let transfer = h
+            .acts()
+            .into_iter()
+            .find(|a| matches!(a, Action::Transfer { .. }));
+        assert_eq!(
+            transfer,
+            Some(Action::Transfer {
+                id: DataId(1),
+                verb,
+                direction,
+                arg: line.split_once(' ').map_or("", |(_, a)| a).into(),
+            }),
+            "{line}"
+        );
+    }
+    assert_eq!(Direction::of(cmd::USER), None);
+    assert_eq!(Direction::Upload.as_str(), "upload");
 }
