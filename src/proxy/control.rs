@@ -24,7 +24,7 @@ use crate::ftp::session::{
     Action, CloseReason, DataId, DataPlane, Event, Session, SessionConfig, Upstream,
 };
 use crate::rules::{DataPath, Kind, Listener, Rules, RulesPolicy};
-use channels::{Channel, DataEvent};
+use channels::{Cancel, Channel, DataEvent};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -408,7 +408,7 @@ impl Driver {
                 _ = tokio::time::sleep(idle) => {
                     if !self.transfer_running() {
                         warn!(session = self.id, reason = "control idle timeout", "closing");
-                        self.kill_all("control idle timeout");
+                        self.kill_all(Cancel::IdleTimeout);
                         self.push_out(None, self.session.closing(CloseReason::IdleTimeout));
                         self.flush().await?;
                         return Ok(());
@@ -422,7 +422,7 @@ impl Driver {
                 }
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
-                    self.kill_all("the gateway is shutting down");
+                    self.kill_all(Cancel::Shutdown);
                     self.push_out(None, self.session.closing(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());

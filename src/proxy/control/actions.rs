@@ -29,7 +29,7 @@ impl Driver {
                     arg,
                 } => self.bind_transfer(id, verb, direction, arg),
                 Action::Release { id } => self.release(id),
-                Action::Cut { id } => self.kill(id, "cut: the client aborted the transfer"),
+                Action::Cut { id } => self.kill(id, Cancel::Cut),
                 Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.closing = true,

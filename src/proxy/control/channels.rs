@@ -189,9 +189,40 @@ async fn establish(
     }
 }
 
+/// Why the driver closes a data channel before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// The engine no longer needs it.
+    Released,
+    /// The client aborted the transfer.
+    Cut,
+    /// Another channel is being prepared (one at a time per session).
+    AnotherPrepared,
+    /// A newer channel started running (one at a time per session).
+    Superseded,
+    /// The control connection was idle too long.
+    IdleTimeout,
+    /// The gateway is stopping and its grace is over.
+    Shutdown,
+}
+
+impl Cancel {
+    /// The reason, for logs and the transfer's result.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Cancel::Released => "released",
+            Cancel::Cut => "cut: the client aborted the transfer",
+            Cancel::AnotherPrepared => "another data channel is being prepared",
+            Cancel::Superseded => "superseded by a newer data channel",
+            Cancel::IdleTimeout => "control idle timeout",
+            Cancel::Shutdown => "the gateway is shutting down",
+        }
+    }
+}
+
 impl Driver {
     /// Closes every channel other than `keep` that `which` selects.
-    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, reason: &str) {
+    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, why: Cancel) {
         let others: Vec<DataId> = self
             .channels
             .iter()
@@ -199,18 +230,14 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in others {
-            self.kill(id, reason);
+            self.kill(id, why);
         }
     }
 
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
         if !self.channels.contains_key(&id) {
             // One channel in preparation per session.
-            self.close_others(
-                id,
-                |c| !c.running(),
-                "another data channel is being prepared",
-            );
+            self.close_others(id, |c| !c.running(), Cancel::AnotherPrepared);
         }
         let policy = self.policy();
         let rules = policy.rules();
@@ -289,11 +316,7 @@ impl Driver {
     ) {
         // One running channel per session, besides one still delivering a
         // transfer the server said was complete.
-        self.close_others(
-            id,
-            |c| !c.success_reply,
-            "superseded by a newer data channel",
-        );
+        self.close_others(id, |c| !c.success_reply, Cancel::Superseded);
         if self.start_forward(id, client_mode, server_mode) {
             return;
         }
@@ -380,7 +403,8 @@ impl Driver {
 
     /// Closes channel `id` at once: a relay under way is aborted, which
     /// resets its sockets; a held reply learns that the data path failed.
-    pub(super) fn kill(&mut self, id: DataId, reason: &str) {
+    pub(super) fn kill(&mut self, id: DataId, why: Cancel) {
+        let reason = why.as_str();
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
@@ -394,8 +418,12 @@ impl Driver {
                 reason,
                 "data channel reset"
             );
-            let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
-            self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
+            if why == Cancel::Released && c.transfer.is_none() {
+                debug!(session = self.id, "data channel released unused");
+            } else {
+                let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+                self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
+            }
         } else {
             debug!(
                 session = self.id,
@@ -411,17 +439,17 @@ impl Driver {
     }
 
     /// Closes every channel of the session.
-    pub(super) fn kill_all(&mut self, reason: &str) {
+    pub(super) fn kill_all(&mut self, why: Cancel) {
         let ids: Vec<DataId> = self.channels.keys().copied().collect();
         for id in ids {
-            self.kill(id, reason);
+            self.kill(id, why);
         }
     }
 
     /// The engine no longer needs channel `id`.
     pub(super) fn release(&mut self, id: DataId) {
         if self.channels.get(&id).is_some_and(|c| !c.success_reply) {
-            self.kill(id, "released");
+            self.kill(id, Cancel::Released);
         }
     }
 
@@ -597,10 +625,6 @@ impl Driver {
             Ok(m) => {
                 self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
                 Ok((m.up, m.down))
-            }
-            Err(e) if c.transfer.is_none() && e == "reset: released" => {
-                debug!(session = self.id, "data channel released unused");
-                return;
             }
             Err(e) => Err(e.as_str()),
         };
