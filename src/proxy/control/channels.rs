@@ -10,6 +10,9 @@
 //! (`ToClientAfterData`) is settled by how the data path ended: the engine
 //! turns it into `426` when that failed.
 
+mod held;
+mod log;
+
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
@@ -453,75 +456,6 @@ impl Driver {
         }
     }
 
-    pub(super) fn remember_failed(&mut self, id: DataId, reason: String) {
-        if self.failed.len() >= REMEMBER_FAILED {
-            self.failed.pop_front();
-        }
-        self.failed.push_back((id, reason));
-    }
-
-    /// A line of the reply that must wait for channel `id`: queued until
-    /// the data path has ended, then sent as it is or as the engine
-    /// rewrites it for a failed one.
-    pub(super) fn held_reply(&mut self, id: DataId, bytes: Vec<u8>) {
-        let known = self.channels.get_mut(&id).map(|c| {
-            c.success_reply = true;
-            c.delivered.clone()
-        });
-        match known {
-            Some(None) => self.push_out(Some(id), bytes),
-            Some(Some(outcome)) => {
-                let bytes = self.decide(id, outcome, bytes);
-                self.push_out(None, bytes);
-            }
-            None => {
-                let failed = self
-                    .failed
-                    .iter()
-                    .find(|(f, _)| *f == id)
-                    .map(|(_, r)| r.clone());
-                let bytes = match failed {
-                    Some(reason) => self.decide(id, Err(reason), bytes),
-                    // Its relay finished cleanly already.
-                    None => bytes,
-                };
-                self.push_out(None, bytes);
-            }
-        }
-    }
-
-    /// Releases the replies waiting for channel `id`, now that its data
-    /// path has ended with `outcome`.
-    pub(super) fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
-        for i in 0..self.out.len() {
-            if self.out[i].0 != Some(id) {
-                continue;
-            }
-            let held = std::mem::take(&mut self.out[i].1);
-            let old = held.len();
-            let now = self.decide(id, outcome.clone(), held);
-            self.out_bytes = self.out_bytes - old + now.len();
-            self.out[i] = (None, now);
-        }
-    }
-
-    /// Asks the engine what a held reply line becomes, and logs a change.
-    fn decide(&mut self, id: DataId, outcome: Result<(), String>, held: Vec<u8>) -> Vec<u8> {
-        let reason = outcome.as_ref().err().cloned();
-        let before = held.clone();
-        let now = self.session.data_finished(
-            id,
-            outcome.as_ref().map(|_| ()).map_err(|e| e.as_str()),
-            held,
-        );
-        if now != before && !now.is_empty() {
-            warn!(session = self.id, channel = id.0, reason = reason.as_deref().unwrap_or("-"),
-                  held = %String::from_utf8_lossy(&before).trim_end(),
-                  "data path failed: the client is told the transfer aborted");
-        }
-        now
-    }
-
     pub(super) fn data_event(&mut self, ev: DataEvent) {
         let policy = self.policy();
         match ev {
@@ -595,84 +529,6 @@ impl Driver {
                 }
                 self.log_transfer(id, &c, result, elapsed);
             }
-        }
-    }
-
-    pub(super) fn log_transfer(
-        &self,
-        id: DataId,
-        c: &Channel,
-        result: Result<Moved, String>,
-        elapsed: Duration,
-    ) {
-        let (cm, sm) = c
-            .modes
-            .map(|(c, s)| (c.as_str(), s.as_str()))
-            .unwrap_or(("-", "-"));
-        let (verb, file) = c
-            .transfer
-            .clone()
-            .unwrap_or((Verb::from_static("NONE"), String::new()));
-        let direction = c.direction.map_or("-", Direction::as_str);
-        let server = self
-            .session
-            .server()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let user = self.session.user().unwrap_or("-").to_string();
-        let path = c.path();
-        let result = match &result {
-            Ok(m) => {
-                self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                Ok((m.up, m.down))
-            }
-            Err(e) => Err(e.as_str()),
-        };
-        let verb = verb.to_string();
-        self.gw.metrics.telemetry.transfer(TransferReport {
-            session: self.id,
-            channel: id.0,
-            client: self.session.client(),
-            server: &server,
-            user: &user,
-            direction,
-            command: &verb,
-            file: &file,
-            client_mode: cm,
-            server_mode: sm,
-            path,
-            setup: c.started.map(|s| s.saturating_duration_since(c.created)),
-            elapsed,
-            result,
-        });
-    }
-
-    /// Arms the engine's deadline for a server that stays silent about a
-    /// transfer whose data was cut. The timer task is tiny and ends by
-    /// itself; a report after the session ended goes nowhere.
-    pub(super) fn reply_deadline(&mut self, id: DataId, after: Duration) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(DataEvent::ReplyOverdue { id });
-        });
-    }
-
-    /// Binds a transfer command to channel `id`, for the transfer log.
-    pub(super) fn bind_transfer(
-        &mut self,
-        id: DataId,
-        verb: Verb,
-        direction: Direction,
-        arg: String,
-    ) {
-        self.gw
-            .metrics
-            .telemetry
-            .transfer_named(self.id, id.0, &verb.to_string(), &arg);
-        if let Some(c) = self.channels.get_mut(&id) {
-            c.transfer = Some((verb, arg));
-            c.direction = Some(direction);
         }
     }
 
