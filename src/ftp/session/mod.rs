@@ -98,13 +98,22 @@ impl ClientReq {
     }
 }
 
+/// Where a data setup stands; a stage carries what only it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Our PASV/EPSV is with the server.
     ServerPassiveReply,
+    /// The driver connects to the server's passive port.
     ServerConnect,
+    /// The driver opens a pinhole for the server's active connection.
     ServerListen,
+    /// Our PORT/EPRT is with the server.
     ServerPortReply,
+    /// The driver prepares the client's side.
     Client,
+    /// The kernel is asked to forward the client's connection to the
+    /// server's passive port `to`: a relay to `to` takes over if it fails.
+    Forwarding { to: SocketAddr },
 }
 
 #[derive(Debug)]
@@ -117,9 +126,6 @@ struct Setup {
     /// The kernel may forward this setup (`data.path: kernel`, and it has
     /// not failed for it).
     kernel_ok: bool,
-    /// The server's passive port, for a relay that takes over from a
-    /// kernel forward that failed.
-    forward_to: Option<SocketAddr>,
 }
 
 /// One FTP control session as the gateway sees it.

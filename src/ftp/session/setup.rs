@@ -34,7 +34,6 @@ impl Session {
             auto,
             stage: Stage::ServerPassiveReply,
             kernel_ok: matches!(self.cfg.data_plane, DataPlane::Kernel { .. }),
-            forward_to: None,
         });
         match server_mode {
             ServerMode::Passive => self.server_passive(id, server),
@@ -130,7 +129,7 @@ impl Session {
             | Stage::ServerListen
             | Stage::ServerPortReply
             | Stage::ServerPassiveReply => side == Side::Server,
-            Stage::Client => side == Side::Client,
+            Stage::Client | Stage::Forwarding { .. } => side == Side::Client,
         };
         side_ok.then_some(s.stage)
     }
@@ -174,7 +173,7 @@ impl Session {
                 self.pending.push_back(Pending::ServerActive { id, verb });
                 self.set_stage(Stage::ServerPortReply);
             }
-            Stage::Client => {
+            Stage::Client | Stage::Forwarding { .. } => {
                 let Some(setup) = self.setup.as_ref() else {
                     return;
                 };
@@ -237,7 +236,7 @@ impl Session {
                 let text = format!("Can't open data connection to the server: {reason}.");
                 self.fail_setup(425, &text, policy);
             }
-            Stage::Client => {
+            Stage::Client | Stage::Forwarding { .. } => {
                 let text = match setup.client {
                     ClientReq::Active(_, to) => {
                         format!("Can't open data connection to {to}: {reason}.")
