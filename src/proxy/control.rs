@@ -6,17 +6,25 @@
 //! has a deadline, and the session's data channels (`channels`) end with
 //! it.
 
+mod actions;
 mod channels;
 mod forward;
 mod opaque;
+mod output;
+mod route;
+
+use output::bounded_write;
+use route::fixed_upstream;
 
 use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
 use crate::ftp::framer::LineFramer;
-use crate::ftp::session::{Action, DataId, DataPlane, Event, Session, SessionConfig, Upstream};
+use crate::ftp::session::{
+    Action, CloseReason, DataId, DataPlane, Event, Session, SessionConfig, Upstream,
+};
 use crate::rules::{DataPath, Kind, Listener, Rules, RulesPolicy};
-use channels::{Channel, DataEvent};
+use channels::{Cancel, Channel, DataEvent};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -32,10 +40,6 @@ use tracing::{debug, info, warn};
 /// connection: behind a held reply, pipelined commands wait in the peers'
 /// socket buffers instead of the gateway's memory.
 const OUT_CAP: usize = 64 * 1024;
-
-/// Addresses of a routed host name tried at most, each within the connect
-/// timeout.
-const MAX_ROUTE_ADDRS: usize = 4;
 
 struct Driver {
     gw: Arc<Gateway>,
@@ -110,22 +114,6 @@ pub(crate) async fn serve(
         Err(e) => t.session_end(id, peer, None, secs, Some(&e.to_string())),
     }
     drop(guard);
-}
-
-/// The server the connection is for, for listeners that know it up front.
-fn fixed_upstream(
-    listener: &Listener,
-    client: &TcpStream,
-    client_local: SocketAddr,
-) -> io::Result<Option<SocketAddr>> {
-    match listener.kind {
-        Kind::Explicit | Kind::Reverse => Ok(listener.upstream),
-        Kind::UserAtHost => Ok(None),
-        Kind::Transparent if listener.tproxy => Ok(Some(client_local)),
-        Kind::Transparent => {
-            super::transparent::original_destination_or_local(client, client_local).map(Some)
-        }
-    }
 }
 
 async fn start(
@@ -404,7 +392,7 @@ impl Driver {
                         debug!(session = self.id, "server closed the control connection");
                         self.execute().await?;
                         if !self.closing {
-                            self.push_out(None, b"421 The server closed the control connection.\r\n".to_vec());
+                            self.push_out(None, self.session.closing(CloseReason::ServerClosed));
                         }
                         // Replies still waiting for their data go out once
                         // it is delivered (or failed), then the session ends.
@@ -420,22 +408,22 @@ impl Driver {
                 _ = tokio::time::sleep(idle) => {
                     if !self.transfer_running() {
                         warn!(session = self.id, reason = "control idle timeout", "closing");
-                        self.kill_all("control idle timeout");
-                        self.push_out(None, b"421 Idle timeout; closing control connection.\r\n".to_vec());
+                        self.kill_all(Cancel::IdleTimeout);
+                        self.push_out(None, self.session.closing(CloseReason::IdleTimeout));
                         self.flush().await?;
                         return Ok(());
                     }
                 }
                 why = self.admission.closing(login_timeout) => return self.close_for(why).await,
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
-                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
+                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
-                    self.kill_all("the gateway is shutting down");
-                    self.push_out(None, b"421 The gateway is shutting down.\r\n".to_vec());
+                    self.kill_all(Cancel::Shutdown);
+                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }
@@ -457,229 +445,6 @@ impl Driver {
         self.push_out(None, why.reply().to_vec());
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
         Ok(())
-    }
-
-    /// Whether a queued reply still waits for a data channel.
-    fn waiting_on_data(&self) -> bool {
-        self.out.iter().any(|o| o.0.is_some())
-    }
-
-    fn push_out(&mut self, wait: Option<DataId>, bytes: Vec<u8>) {
-        self.out_bytes += bytes.len();
-        self.out.push_back((wait, bytes));
-    }
-
-    async fn finish_close(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.client_w.shutdown().await;
-        if let Some(w) = self.server_w.as_mut() {
-            let _ = w.shutdown().await;
-        }
-    }
-
-    /// How long one control write may take: a peer that does not read for
-    /// the control idle timeout loses the session.
-    fn write_deadline(&self) -> Duration {
-        self.policy().rules().limits.control_idle_timeout
-    }
-
-    /// Writes queued client output in order, stopping at a reply that must
-    /// wait for a data channel still delivering. One write under one
-    /// deadline: the whole batch must go within it, and pipelined replies
-    /// leave in as few segments as possible (Nagle is off here).
-    async fn flush(&mut self) -> io::Result<()> {
-        let mut batch = Vec::new();
-        while let Some((None, _)) = self.out.front() {
-            let Some((_, bytes)) = self.out.pop_front() else {
-                break;
-            };
-            self.out_bytes -= bytes.len();
-            if batch.is_empty() {
-                batch = bytes;
-            } else {
-                batch.extend_from_slice(&bytes);
-            }
-        }
-        let (deadline, id, gw) = (self.write_deadline(), self.id, self.gw.clone());
-        bounded_write(&mut self.client_w, &batch, deadline, &gw, id, "client").await
-    }
-
-    async fn execute(&mut self) -> io::Result<()> {
-        while let Some(action) = self.session.poll_action() {
-            match action {
-                Action::ToClient(b) => self.push_out(None, b),
-                Action::ToClientAfterData { id, bytes } => self.held_reply(id, bytes),
-                Action::ToServer(b) => {
-                    let deadline = self.write_deadline();
-                    let (id, gw) = (self.id, self.gw.clone());
-                    if let Some(w) = self.server_w.as_mut() {
-                        bounded_write(w, &b, deadline, &gw, id, "server").await?;
-                    }
-                }
-                Action::Connect { host, port } => self.connect_upstream(host, port),
-                Action::Prepare { id, side, endpoint } => self.prepare(id, side, endpoint),
-                Action::Start {
-                    id,
-                    client_mode,
-                    server_mode,
-                } => self.start_relay(id, client_mode, server_mode),
-                Action::Transfer { id, verb, arg } => self.bind_transfer(id, verb, arg),
-                Action::Release { id } => self.release(id),
-                Action::Cut { id } => self.kill(id, "cut: the client aborted the transfer"),
-                Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
-                Action::Opaque => self.opaque = true,
-                Action::Close => self.closing = true,
-                Action::Event(e) => self.log_event(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn log_event(&self, e: Event) {
-        let id = self.id;
-        let client = self.session.client();
-        let user = self.session.user().unwrap_or("-").to_string();
-        match e {
-            Event::Denied { reason, detail } => {
-                self.gw.metrics.telemetry.denied(
-                    Some(id),
-                    client,
-                    &user,
-                    &reason.to_string(),
-                    &detail,
-                );
-                self.gw
-                    .metrics
-                    .denied
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Event::Unparsed { from, line } => {
-                info!(session = id, from = ?from, line = %line, "passed through a line it could not parse")
-            }
-            Event::UnsolicitedPassive { code } => warn!(
-                session = id,
-                code, "unsolicited passive reply from the server: not honoured"
-            ),
-            Event::PassiveAddressIgnored { advertised, used } => {
-                info!(session = id, advertised = %advertised, used = %used, "server advertised another address in its passive reply; using the control connection's")
-            }
-            Event::PassiveFallback { reason } => {
-                warn!(session = id, reason = %reason, "server passive port unreachable; using active mode towards it");
-                if let Some(server) = self.session.server() {
-                    self.gw.mark_passive_dead(server.ip());
-                }
-            }
-            Event::PassiveAnswered => {
-                if let Some(server) = self.session.server() {
-                    self.gw.mark_passive_alive(server.ip());
-                }
-            }
-            Event::KernelFallback { reason } => {
-                warn!(session = id, reason = %reason, "kernel data path failed; relaying this transfer")
-            }
-            Event::User { name } => debug!(session = id, user = %name, "user"),
-            Event::LoggedIn => {
-                self.admission.settle();
-                let server = self.session.server().map(|s| s.to_string());
-                self.gw
-                    .metrics
-                    .telemetry
-                    .logged_in(id, client, &user, server)
-            }
-            Event::Aborted { id: channel } => {
-                info!(
-                    session = id,
-                    channel = channel.0,
-                    "transfer aborted by the client"
-                )
-            }
-            Event::ReplyOverdue { id: channel } => {
-                warn!(
-                    session = id,
-                    channel = channel.0,
-                    reason = "the server did not answer a transfer whose data was cut",
-                    "replied 426 for the server"
-                )
-            }
-            Event::TlsPassthrough => {
-                // The login is encrypted from here on: the gateway cannot
-                // tell, so the session counts as logged in.
-                self.admission.settle();
-                info!(
-                    session = id,
-                    "TLS passed through; data channels not inspected"
-                )
-            }
-        }
-    }
-
-    fn connect_upstream(&mut self, host: String, port: u16) {
-        let tx = self.tx.clone();
-        let listener = self.listener.clone();
-        let timeout = self.policy().rules().limits.connect_timeout;
-        tokio::spawn(async move {
-            let result = async {
-                // A resolver that does not answer must not hold the session.
-                let addrs: Vec<SocketAddr> =
-                    tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-                        .await
-                        .map_err(|_| {
-                            format!("Cannot resolve {host}: no answer within {timeout:?}")
-                        })?
-                        .map_err(|e| format!("Cannot resolve {host}: {e}"))?
-                        .collect();
-                let allowed: Vec<SocketAddr> = addrs
-                    .iter()
-                    .copied()
-                    .filter(|a| listener.may_reach(a.ip()))
-                    .take(MAX_ROUTE_ADDRS)
-                    .collect();
-                if allowed.is_empty() {
-                    return Err(format!("{host} is not reachable through this gateway"));
-                }
-                let mut last = String::new();
-                for a in allowed {
-                    match connect_from(None, a, timeout).await {
-                        Ok(s) => return Ok(s),
-                        Err(e) => last = format!("Cannot connect to {a}: {e}"),
-                    }
-                }
-                Err(last)
-            }
-            .await;
-            let _ = tx.send(DataEvent::Upstream(result));
-        });
-    }
-}
-
-/// Writes one control message within `deadline`; a peer that does not
-/// read in time, or a shutdown whose grace is over, ends the session.
-async fn bounded_write(
-    w: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    deadline: Duration,
-    gw: &Gateway,
-    session: u64,
-    peer: &'static str,
-) -> io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let mut hard_stop = gw.hard_stop_signal();
-    tokio::select! {
-        // The write first: the last words (421) still go out after the
-        // grace, to a client that reads them.
-        biased;
-        r = tokio::time::timeout(deadline, w.write_all(bytes)) => match r {
-            Ok(r) => r,
-            Err(_) => {
-                warn!(session, peer, reason = "peer does not read its control connection", deadline = ?deadline, "closing");
-                Err(io::Error::new(io::ErrorKind::TimedOut, format!("the {peer} did not read its control connection for {deadline:?}")))
-            }
-        },
-        _ = hard_stop.wait_for(|stop| *stop) => {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "the gateway is shutting down"))
-        }
     }
 }
 

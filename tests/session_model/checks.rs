@@ -75,7 +75,7 @@ impl Model {
             (Side::Client, Endpoint::Listen { expect_peer }) => {
                 assert_eq!(expect_peer, self.client.ip(), "pinhole for a stranger");
             }
-            (Side::Client, Endpoint::Connect { to }) => {
+            (Side::Client, Endpoint::Connect { to, .. }) => {
                 assert_eq!(to.ip(), self.client.ip(), "data connection bounced");
                 assert!(to.port() >= 1024, "data connection to a low port");
                 if let (SocketAddr::V6(t), SocketAddr::V6(c)) = (to, self.client) {
@@ -94,7 +94,7 @@ impl Model {
                     .expect("server-side pinhole without a server");
                 assert_eq!(expect_peer, server.ip());
             }
-            (Side::Server, Endpoint::Connect { to }) => {
+            (Side::Server, Endpoint::Connect { to, .. }) => {
                 let server = self.s.server().expect("connect without a server");
                 if !self.trust_passive {
                     assert_eq!(to.ip(), server.ip(), "passive address honoured");

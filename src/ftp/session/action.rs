@@ -17,6 +17,53 @@ pub enum Side {
     Server,
 }
 
+/// Which of the driver's deadlines a data connection it makes has. The
+/// values are the rules' (read when the driver connects, so a reload
+/// applies); which one applies is the engine's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectDeadline {
+    /// The connect timeout (`limits.connect_timeout`).
+    Connect,
+    /// A probe of the server's passive port in server mode `auto`, whose
+    /// failure only switches the session to active
+    /// (`data.passive_probe_timeout`).
+    PassiveProbe,
+}
+
+/// Which way a transfer's data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the server to the client (`RETR`).
+    Download,
+    /// From the client to the server (`STOR`, `STOU`, `APPE`).
+    Upload,
+    /// A directory listing from the server (`LIST`, `NLST`, `MLSD`).
+    Listing,
+}
+
+impl Direction {
+    /// The direction of a transfer command; `None` for a verb that moves no
+    /// data.
+    pub fn of(verb: Verb) -> Option<Direction> {
+        use crate::ftp::command as cmd;
+        match verb {
+            cmd::RETR => Some(Direction::Download),
+            cmd::STOR | cmd::STOU | cmd::APPE => Some(Direction::Upload),
+            cmd::LIST | cmd::NLST | cmd::MLSD => Some(Direction::Listing),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+            Direction::Listing => "listing",
+        }
+    }
+}
+
 /// How one side of a data channel is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -29,6 +76,8 @@ pub enum Endpoint {
     Connect {
         /// Where to connect.
         to: SocketAddr,
+        /// Which deadline the connection has.
+        within: ConnectDeadline,
     },
     /// The kernel forwards the channel's one connection (both sides at
     /// once): only `expect_peer` may dial, once, before the pinhole
@@ -151,6 +200,8 @@ pub enum Action {
         id: DataId,
         /// RETR, STOR, LIST, ...
         verb: Verb,
+        /// Which way the data goes.
+        direction: Direction,
         /// The argument (file name), lossily decoded for logs.
         arg: String,
     },

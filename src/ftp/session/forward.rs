@@ -44,10 +44,7 @@ impl Session {
             return false;
         }
         let exact = matches!(self.cfg.data_plane, DataPlane::Kernel { exact: true });
-        if let Some(s) = self.setup.as_mut() {
-            s.forward_to = Some(target);
-        }
-        self.set_stage(Stage::Client);
+        self.set_stage(Stage::Forwarding { to: target });
         self.push(Action::Prepare {
             id,
             side: Side::Client,
@@ -115,21 +112,21 @@ impl Session {
             return false;
         };
         s.kernel_ok = false;
-        let forward_to = s.forward_to;
-        match (stage, forward_to, self.server) {
-            (Stage::Client, Some(to), _) => {
+        match (stage, self.server) {
+            (Stage::Forwarding { to }, _) => {
                 self.event(Event::KernelFallback {
                     reason: reason.to_string(),
                 });
                 self.set_stage(Stage::ServerConnect);
+                let within = self.server_connect_deadline();
                 self.push(Action::Prepare {
                     id,
                     side: Side::Server,
-                    endpoint: Endpoint::Connect { to },
+                    endpoint: Endpoint::Connect { to, within },
                 });
                 true
             }
-            (Stage::ServerListen, _, Some(server)) => {
+            (Stage::ServerListen, Some(server)) => {
                 self.event(Event::KernelFallback {
                     reason: reason.to_string(),
                 });

@@ -10,14 +10,19 @@
 //! (`ToClientAfterData`) is settled by how the data path ended: the engine
 //! turns it into `426` when that failed.
 
+mod held;
+mod log;
+
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
 use super::forward::{Forwarded, KernelChannel};
 use super::{unspecified_like, Driver};
 use crate::dataplane::FlowEvent;
-use crate::ftp::command::{self as cmd, Verb};
-use crate::ftp::session::{ClientMode, DataId, Endpoint, ServerDataMode, ServerMode, Side};
+use crate::ftp::command::Verb;
+use crate::ftp::session::{
+    ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
+};
 use crate::proxy::events::TransferReport;
 use std::io;
 use std::net::SocketAddr;
@@ -76,6 +81,8 @@ pub(super) struct Channel {
     success_reply: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
+    /// Which way the transfer's data goes, as the engine said.
+    direction: Option<Direction>,
     /// The channel's pinhole when the kernel forwards it.
     pub(super) kernel: Option<KernelChannel>,
     /// Kernel filter elements in front of the relay's listeners (a mode
@@ -96,6 +103,7 @@ impl Channel {
             success_reply: false,
             modes: None,
             transfer: None,
+            direction: None,
             kernel: None,
             filters: Vec::new(),
         }
@@ -184,9 +192,40 @@ async fn establish(
     }
 }
 
+/// Why the driver closes a data channel before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// The engine no longer needs it.
+    Released,
+    /// The client aborted the transfer.
+    Cut,
+    /// Another channel is being prepared (one at a time per session).
+    AnotherPrepared,
+    /// A newer channel started running (one at a time per session).
+    Superseded,
+    /// The control connection was idle too long.
+    IdleTimeout,
+    /// The gateway is stopping and its grace is over.
+    Shutdown,
+}
+
+impl Cancel {
+    /// The reason, for logs and the transfer's result.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Cancel::Released => "released",
+            Cancel::Cut => "cut: the client aborted the transfer",
+            Cancel::AnotherPrepared => "another data channel is being prepared",
+            Cancel::Superseded => "superseded by a newer data channel",
+            Cancel::IdleTimeout => "control idle timeout",
+            Cancel::Shutdown => "the gateway is shutting down",
+        }
+    }
+}
+
 impl Driver {
     /// Closes every channel other than `keep` that `which` selects.
-    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, reason: &str) {
+    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, why: Cancel) {
         let others: Vec<DataId> = self
             .channels
             .iter()
@@ -194,18 +233,14 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in others {
-            self.kill(id, reason);
+            self.kill(id, why);
         }
     }
 
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
         if !self.channels.contains_key(&id) {
             // One channel in preparation per session.
-            self.close_others(
-                id,
-                |c| !c.running(),
-                "another data channel is being prepared",
-            );
+            self.close_others(id, |c| !c.running(), Cancel::AnotherPrepared);
         }
         let policy = self.policy();
         let rules = policy.rules();
@@ -255,17 +290,14 @@ impl Driver {
                 to,
                 exact,
             } => self.prepare_forward(id, side, expect_peer, to, exact),
-            Endpoint::Connect { to } => {
-                let (from, timeout) = match side {
-                    Side::Client => (Some(self.client_local.ip()), rules.limits.connect_timeout),
-                    Side::Server => {
-                        let probe = if policy.listener().server_mode == ServerDataMode::Auto {
-                            rules.data.passive_probe_timeout
-                        } else {
-                            rules.limits.connect_timeout
-                        };
-                        (self.server_local.map(|a| a.ip()), probe)
-                    }
+            Endpoint::Connect { to, within } => {
+                let timeout = match within {
+                    ConnectDeadline::Connect => rules.limits.connect_timeout,
+                    ConnectDeadline::PassiveProbe => rules.data.passive_probe_timeout,
+                };
+                let from = match side {
+                    Side::Client => Some(self.client_local.ip()),
+                    Side::Server => self.server_local.map(|a| a.ip()),
                 };
                 // Under TPROXY the client expects the server's address as
                 // the source of an active-mode connection.
@@ -287,11 +319,7 @@ impl Driver {
     ) {
         // One running channel per session, besides one still delivering a
         // transfer the server said was complete.
-        self.close_others(
-            id,
-            |c| !c.success_reply,
-            "superseded by a newer data channel",
-        );
+        self.close_others(id, |c| !c.success_reply, Cancel::Superseded);
         if self.start_forward(id, client_mode, server_mode) {
             return;
         }
@@ -378,7 +406,8 @@ impl Driver {
 
     /// Closes channel `id` at once: a relay under way is aborted, which
     /// resets its sockets; a held reply learns that the data path failed.
-    pub(super) fn kill(&mut self, id: DataId, reason: &str) {
+    pub(super) fn kill(&mut self, id: DataId, why: Cancel) {
+        let reason = why.as_str();
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
@@ -392,8 +421,12 @@ impl Driver {
                 reason,
                 "data channel reset"
             );
-            let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
-            self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
+            if why == Cancel::Released && c.transfer.is_none() {
+                debug!(session = self.id, "data channel released unused");
+            } else {
+                let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+                self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
+            }
         } else {
             debug!(
                 session = self.id,
@@ -409,87 +442,18 @@ impl Driver {
     }
 
     /// Closes every channel of the session.
-    pub(super) fn kill_all(&mut self, reason: &str) {
+    pub(super) fn kill_all(&mut self, why: Cancel) {
         let ids: Vec<DataId> = self.channels.keys().copied().collect();
         for id in ids {
-            self.kill(id, reason);
+            self.kill(id, why);
         }
     }
 
     /// The engine no longer needs channel `id`.
     pub(super) fn release(&mut self, id: DataId) {
         if self.channels.get(&id).is_some_and(|c| !c.success_reply) {
-            self.kill(id, "released");
+            self.kill(id, Cancel::Released);
         }
-    }
-
-    pub(super) fn remember_failed(&mut self, id: DataId, reason: String) {
-        if self.failed.len() >= REMEMBER_FAILED {
-            self.failed.pop_front();
-        }
-        self.failed.push_back((id, reason));
-    }
-
-    /// A line of the reply that must wait for channel `id`: queued until
-    /// the data path has ended, then sent as it is or as the engine
-    /// rewrites it for a failed one.
-    pub(super) fn held_reply(&mut self, id: DataId, bytes: Vec<u8>) {
-        let known = self.channels.get_mut(&id).map(|c| {
-            c.success_reply = true;
-            c.delivered.clone()
-        });
-        match known {
-            Some(None) => self.push_out(Some(id), bytes),
-            Some(Some(outcome)) => {
-                let bytes = self.decide(id, outcome, bytes);
-                self.push_out(None, bytes);
-            }
-            None => {
-                let failed = self
-                    .failed
-                    .iter()
-                    .find(|(f, _)| *f == id)
-                    .map(|(_, r)| r.clone());
-                let bytes = match failed {
-                    Some(reason) => self.decide(id, Err(reason), bytes),
-                    // Its relay finished cleanly already.
-                    None => bytes,
-                };
-                self.push_out(None, bytes);
-            }
-        }
-    }
-
-    /// Releases the replies waiting for channel `id`, now that its data
-    /// path has ended with `outcome`.
-    pub(super) fn settle_held(&mut self, id: DataId, outcome: Result<(), String>) {
-        for i in 0..self.out.len() {
-            if self.out[i].0 != Some(id) {
-                continue;
-            }
-            let held = std::mem::take(&mut self.out[i].1);
-            let old = held.len();
-            let now = self.decide(id, outcome.clone(), held);
-            self.out_bytes = self.out_bytes - old + now.len();
-            self.out[i] = (None, now);
-        }
-    }
-
-    /// Asks the engine what a held reply line becomes, and logs a change.
-    fn decide(&mut self, id: DataId, outcome: Result<(), String>, held: Vec<u8>) -> Vec<u8> {
-        let reason = outcome.as_ref().err().cloned();
-        let before = held.clone();
-        let now = self.session.data_finished(
-            id,
-            outcome.as_ref().map(|_| ()).map_err(|e| e.as_str()),
-            held,
-        );
-        if now != before && !now.is_empty() {
-            warn!(session = self.id, channel = id.0, reason = reason.as_deref().unwrap_or("-"),
-                  held = %String::from_utf8_lossy(&before).trim_end(),
-                  "data path failed: the client is told the transfer aborted");
-        }
-        now
     }
 
     pub(super) fn data_event(&mut self, ev: DataEvent) {
@@ -565,86 +529,6 @@ impl Driver {
                 }
                 self.log_transfer(id, &c, result, elapsed);
             }
-        }
-    }
-
-    pub(super) fn log_transfer(
-        &self,
-        id: DataId,
-        c: &Channel,
-        result: Result<Moved, String>,
-        elapsed: Duration,
-    ) {
-        let (cm, sm) = c
-            .modes
-            .map(|(c, s)| (c.as_str(), s.as_str()))
-            .unwrap_or(("-", "-"));
-        let (verb, file) = c
-            .transfer
-            .clone()
-            .unwrap_or((Verb::from_static("NONE"), String::new()));
-        let direction = match verb {
-            cmd::RETR => "download",
-            cmd::STOR | cmd::STOU | cmd::APPE => "upload",
-            cmd::LIST | cmd::NLST | cmd::MLSD => "listing",
-            _ => "-",
-        };
-        let server = self
-            .session
-            .server()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let user = self.session.user().unwrap_or("-").to_string();
-        let path = c.path();
-        let result = match &result {
-            Ok(m) => {
-                self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                Ok((m.up, m.down))
-            }
-            Err(e) if c.transfer.is_none() && e == "reset: released" => {
-                debug!(session = self.id, "data channel released unused");
-                return;
-            }
-            Err(e) => Err(e.as_str()),
-        };
-        let verb = verb.to_string();
-        self.gw.metrics.telemetry.transfer(TransferReport {
-            session: self.id,
-            channel: id.0,
-            client: self.session.client(),
-            server: &server,
-            user: &user,
-            direction,
-            command: &verb,
-            file: &file,
-            client_mode: cm,
-            server_mode: sm,
-            path,
-            setup: c.started.map(|s| s.saturating_duration_since(c.created)),
-            elapsed,
-            result,
-        });
-    }
-
-    /// Arms the engine's deadline for a server that stays silent about a
-    /// transfer whose data was cut. The timer task is tiny and ends by
-    /// itself; a report after the session ended goes nowhere.
-    pub(super) fn reply_deadline(&mut self, id: DataId, after: Duration) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(DataEvent::ReplyOverdue { id });
-        });
-    }
-
-    /// Binds a transfer command to channel `id`, for the transfer log.
-    pub(super) fn bind_transfer(&mut self, id: DataId, verb: Verb, arg: String) {
-        self.gw
-            .metrics
-            .telemetry
-            .transfer_named(self.id, id.0, &verb.to_string(), &arg);
-        if let Some(c) = self.channels.get_mut(&id) {
-            c.transfer = Some((verb, arg));
         }
     }
 

@@ -101,7 +101,8 @@ fn eprt_to_a_link_local_client_keeps_the_scope() {
             id: DataId(1),
             side: Side::Client,
             endpoint: Endpoint::Connect {
-                to: scoped("fe80::2", 40001, 3)
+                to: scoped("fe80::2", 40001, 3),
+                within: ConnectDeadline::Connect,
             }
         }),
         "{acts:?}"
@@ -124,7 +125,8 @@ fn passive_connect_to_a_link_local_server_keeps_the_scope() {
             id: DataId(1),
             side: Side::Server,
             endpoint: Endpoint::Connect {
-                to: scoped("fe80::10", 50000, 3)
+                to: scoped("fe80::10", 50000, 3),
+                within: ConnectDeadline::Connect,
             }
         }),
         "{acts:?}"

@@ -175,7 +175,8 @@ fn conversions_stay_on_the_relay() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:50000")
+                to: sa("198.51.100.10:50000"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -193,7 +194,8 @@ fn auto_relays_until_the_servers_passive_port_has_answered() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:50000")
+                to: sa("198.51.100.10:50000"),
+                within: ConnectDeadline::PassiveProbe,
             }
         )]
     );
@@ -271,7 +273,8 @@ fn a_failed_passive_forward_is_relayed_instead() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:50000")
+                to: sa("198.51.100.10:50000"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -321,7 +324,8 @@ fn a_failed_active_forward_is_relayed_instead() {
             1,
             Side::Client,
             Endpoint::Connect {
-                to: sa("100.64.0.2:6001")
+                to: sa("100.64.0.2:6001"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );

@@ -101,7 +101,8 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:50000")
+                to: sa("198.51.100.10:50000"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -132,6 +133,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
             Action::Transfer {
                 id: DataId(1),
                 verb: cmd::RETR,
+                direction: Direction::Download,
                 arg: "f".into()
             },
             to_server("RETR f"),
@@ -232,7 +234,8 @@ fn port_becomes_pasv_towards_the_server() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:1025")
+                to: sa("198.51.100.10:1025"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -243,7 +246,8 @@ fn port_becomes_pasv_towards_the_server() {
             1,
             Side::Client,
             Endpoint::Connect {
-                to: sa("100.64.0.2:51210")
+                to: sa("100.64.0.2:51210"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -351,7 +355,8 @@ fn passive_reply_address_is_replaced_by_the_control_address() {
         1,
         Side::Server,
         Endpoint::Connect {
-            to: sa("198.51.100.10:1025")
+            to: sa("198.51.100.10:1025"),
+            within: ConnectDeadline::Connect,
         }
     )));
 }
@@ -371,7 +376,8 @@ fn multi_line_227_is_understood() {
             1,
             Side::Server,
             Endpoint::Connect {
-                to: sa("198.51.100.10:1026")
+                to: sa("198.51.100.10:1026"),
+                within: ConnectDeadline::Connect,
             }
         )]
     );
@@ -417,6 +423,7 @@ fn pipelined_commands_keep_their_order() {
             Action::Transfer {
                 id: DataId(1),
                 verb: cmd::RETR,
+                direction: Direction::Download,
                 arg: "a".into()
             },
             to_server("RETR a"),
@@ -706,7 +713,8 @@ fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
         1,
         Side::Server,
         Endpoint::Connect {
-            to: sa("[2001:db8:2::10]:50000")
+            to: sa("[2001:db8:2::10]:50000"),
+            within: ConnectDeadline::Connect,
         }
     )));
 }
@@ -784,3 +792,75 @@ mod ipv6;
 mod kernel;
 mod rig;
 mod telnet;
+
+#[test]
+fn a_servers_passive_port_is_probed_only_in_server_mode_auto() {
+    for (mode, within) in [
+        (ServerDataMode::Passive, ConnectDeadline::Connect),
+        (ServerDataMode::Auto, ConnectDeadline::PassiveProbe),
+    ] {
+        let mut h = Harness::new(mode);
+        h.client("PORT 100,64,0,2,200,10");
+        h.acts();
+        h.server("227 Entering Passive Mode (198,51,100,10,4,1)");
+        assert_eq!(
+            h.acts(),
+            vec![prepare(
+                1,
+                Side::Server,
+                Endpoint::Connect {
+                    to: sa("198.51.100.10:1025"),
+                    within,
+                }
+            )],
+            "{mode:?}"
+        );
+        // The client's own port is never a probe.
+        h.prepared(1, Side::Server, "198.51.100.1:33000");
+        assert_eq!(
+            h.acts(),
+            vec![prepare(
+                1,
+                Side::Client,
+                Endpoint::Connect {
+                    to: sa("100.64.0.2:51210"),
+                    within: ConnectDeadline::Connect,
+                }
+            )],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn the_engine_names_each_transfers_direction() {
+    for (line, verb, direction) in [
+        ("RETR f", cmd::RETR, Direction::Download),
+        ("STOR f", cmd::STOR, Direction::Upload),
+        ("STOU", cmd::STOU, Direction::Upload),
+        ("APPE f", cmd::APPE, Direction::Upload),
+        ("LIST", cmd::LIST, Direction::Listing),
+        ("NLST", cmd::NLST, Direction::Listing),
+        ("MLSD", cmd::MLSD, Direction::Listing),
+    ] {
+        let mut h = Harness::new(ServerDataMode::Passive);
+        h.pasv_prepared();
+        h.client(line);
+        let transfer = h
+            .acts()
+            .into_iter()
+            .find(|a| matches!(a, Action::Transfer { .. }));
+        assert_eq!(
+            transfer,
+            Some(Action::Transfer {
+                id: DataId(1),
+                verb,
+                direction,
+                arg: line.split_once(' ').map_or("", |(_, a)| a).into(),
+            }),
+            "{line}"
+        );
+    }
+    assert_eq!(Direction::of(cmd::USER), None);
+    assert_eq!(Direction::Upload.as_str(), "upload");
+}

@@ -1,0 +1,119 @@
+//! Carrying out the engine's actions, and its events as logs and metrics.
+
+use super::*;
+
+impl Driver {
+    pub(super) async fn execute(&mut self) -> io::Result<()> {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::ToClient(b) => self.push_out(None, b),
+                Action::ToClientAfterData { id, bytes } => self.held_reply(id, bytes),
+                Action::ToServer(b) => {
+                    let deadline = self.write_deadline();
+                    let (id, gw) = (self.id, self.gw.clone());
+                    if let Some(w) = self.server_w.as_mut() {
+                        bounded_write(w, &b, deadline, &gw, id, "server").await?;
+                    }
+                }
+                Action::Connect { host, port } => self.connect_upstream(host, port),
+                Action::Prepare { id, side, endpoint } => self.prepare(id, side, endpoint),
+                Action::Start {
+                    id,
+                    client_mode,
+                    server_mode,
+                } => self.start_relay(id, client_mode, server_mode),
+                Action::Transfer {
+                    id,
+                    verb,
+                    direction,
+                    arg,
+                } => self.bind_transfer(id, verb, direction, arg),
+                Action::Release { id } => self.release(id),
+                Action::Cut { id } => self.kill(id, Cancel::Cut),
+                Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
+                Action::Opaque => self.opaque = true,
+                Action::Close => self.closing = true,
+                Action::Event(e) => self.log_event(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn log_event(&self, e: Event) {
+        let id = self.id;
+        let client = self.session.client();
+        let user = self.session.user().unwrap_or("-").to_string();
+        match e {
+            Event::Denied { reason, detail } => {
+                self.gw.metrics.telemetry.denied(
+                    Some(id),
+                    client,
+                    &user,
+                    &reason.to_string(),
+                    &detail,
+                );
+                self.gw
+                    .metrics
+                    .denied
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Event::Unparsed { from, line } => {
+                info!(session = id, from = ?from, line = %line, "passed through a line it could not parse")
+            }
+            Event::UnsolicitedPassive { code } => warn!(
+                session = id,
+                code, "unsolicited passive reply from the server: not honoured"
+            ),
+            Event::PassiveAddressIgnored { advertised, used } => {
+                info!(session = id, advertised = %advertised, used = %used, "server advertised another address in its passive reply; using the control connection's")
+            }
+            Event::PassiveFallback { reason } => {
+                warn!(session = id, reason = %reason, "server passive port unreachable; using active mode towards it");
+                if let Some(server) = self.session.server() {
+                    self.gw.mark_passive_dead(server.ip());
+                }
+            }
+            Event::PassiveAnswered => {
+                if let Some(server) = self.session.server() {
+                    self.gw.mark_passive_alive(server.ip());
+                }
+            }
+            Event::KernelFallback { reason } => {
+                warn!(session = id, reason = %reason, "kernel data path failed; relaying this transfer")
+            }
+            Event::User { name } => debug!(session = id, user = %name, "user"),
+            Event::LoggedIn => {
+                self.admission.settle();
+                let server = self.session.server().map(|s| s.to_string());
+                self.gw
+                    .metrics
+                    .telemetry
+                    .logged_in(id, client, &user, server)
+            }
+            Event::Aborted { id: channel } => {
+                info!(
+                    session = id,
+                    channel = channel.0,
+                    "transfer aborted by the client"
+                )
+            }
+            Event::ReplyOverdue { id: channel } => {
+                warn!(
+                    session = id,
+                    channel = channel.0,
+                    reason = "the server did not answer a transfer whose data was cut",
+                    "replied 426 for the server"
+                )
+            }
+            Event::TlsPassthrough => {
+                // The login is encrypted from here on: the gateway cannot
+                // tell, so the session counts as logged in.
+                self.admission.settle();
+                info!(
+                    session = id,
+                    "TLS passed through; data channels not inspected"
+                )
+            }
+        }
+    }
+}
