@@ -275,3 +275,65 @@ async fn status_lists_live_sessions_and_transfers_with_bytes_so_far() {
     assert!(left.ends_with("\"transfers\":[]}]"), "{left}");
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A transfer whose session ends right after its 226 is still logged and
+/// counted, even while the client keeps its end of the data connection
+/// open across QUIT (as `examples/ftpload.rs` does): the relay has
+/// delivered everything, so it is left to end, not cut unlogged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_followed_at_once_by_quit_is_counted() {
+    let server = TestServer::start(Opts::default()).await;
+    server.put("f", data(1024, 3));
+    let gw = gateway(&explicit_rules(
+        server.addr,
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let m = gw.metrics_addr.expect("metrics endpoint bound");
+    const SESSIONS: usize = 10;
+    for _ in 0..SESSIONS {
+        let (mut c, _) = Client::connect(gw.addrs[0]).await;
+        c.login("u").await;
+        let r = c.cmd("EPSV").await;
+        assert_eq!(r.code, 229, "{}", r.text);
+        let port: u16 = r
+            .text
+            .split("|||")
+            .nth(1)
+            .unwrap()
+            .split('|')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut d = tokio::net::TcpStream::connect((gw.addrs[0].ip(), port))
+            .await
+            .unwrap();
+        assert_eq!(c.cmd("RETR f").await.code, 150);
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), d.read_to_end(&mut got))
+            .await
+            .expect("download in time")
+            .unwrap();
+        assert_eq!(got.len(), 1024);
+        assert_eq!(c.reply().await.code, 226);
+        assert_eq!(c.cmd("QUIT").await.code, 221);
+        drop(d);
+    }
+    // Every session has ended once the gateway has none left.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(m, "/metrics").await;
+        if sum(&text, "ftpalg_sessions_active", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sum(&text, "ftpalg_sessions_active", &[]), 0.0, "{text}");
+    assert_eq!(
+        sum(&text, "ftpalg_transfers_total", &["result=\"ok\""]),
+        SESSIONS as f64,
+        "{text}"
+    );
+}

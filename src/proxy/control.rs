@@ -267,7 +267,7 @@ async fn start(
         d.attach_server(s);
     }
     let r = d.run().await;
-    d.finish_kernel_transfers().await;
+    d.finish_transfers().await;
     let user = d.session.user().map(String::from);
     r.map(|_| user)
 }

@@ -114,6 +114,13 @@ impl Channel {
         self.success_reply
     }
 
+    /// A relay still running whose download direction has delivered
+    /// everything: all that is left is the peers' closing of the data
+    /// connection.
+    pub(super) fn relay_delivered(&self) -> bool {
+        self.relay.is_some() && matches!(self.delivered, Some(Ok(())))
+    }
+
     /// A relay, or a started kernel transfer, is under way.
     pub(super) fn running(&self) -> bool {
         self.relay.is_some()

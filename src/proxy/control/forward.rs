@@ -323,13 +323,15 @@ impl Driver {
     }
 
     /// After the session's end: waits, within [`SETTLE_AFTER_SESSION`],
-    /// for kernel transfers the server reported complete, so they are
-    /// logged with their counts; one still open then is left to finish in
+    /// for the transfers the server reported complete, so they are logged
+    /// with their counts: kernel ones, and relays that have delivered all
+    /// their data (a client may close its end of the data connection only
+    /// after QUIT). A kernel transfer still open then is left to finish in
     /// the kernel (only its pinhole is withdrawn). Any other channel is
     /// cut when the driver drops.
-    pub(super) async fn finish_kernel_transfers(&mut self) {
+    pub(super) async fn finish_transfers(&mut self) {
         fn finishing(c: &super::channels::Channel) -> bool {
-            c.success_reply() && c.kernel.is_some()
+            c.success_reply() && (c.kernel.is_some() || c.relay_delivered())
         }
         let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
         while self.channels.values().any(finishing) {
@@ -339,7 +341,7 @@ impl Driver {
             }
         }
         for (id, c) in self.channels.iter_mut() {
-            if finishing(c) {
+            if finishing(c) && c.kernel.is_some() {
                 if let Some(k) = c.kernel.as_mut() {
                     k.keep_connection = true;
                 }
