@@ -34,51 +34,51 @@ tree deb822
 cat >"$tmp/deb822/sources.list.d/debian.sources" <<'EOF'
 Types: deb
 # a comment inside the paragraph
-URIs: http://mirror.example/debian
+URIs: file:///srv/mirror/debian
 Suites: bookworm bookworm-updates
 Components: main contrib non-free-firmware
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: http://mirror.example/debian-security
+URIs: file:///srv/mirror/debian-security
 Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-check deb822 0 "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian bookworm-backports main contrib non-free-firmware"
+check deb822 0 "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] file:///srv/mirror/debian bookworm-backports main contrib non-free-firmware"
 
 # The classic one-line sources.list: options in brackets (spaces inside),
 # deb-src, a trailing comment, a commented-out line.
 tree oneline
 cat >"$tmp/oneline/sources.list" <<'EOF'
-# deb http://old.example/debian bookworm main
-deb-src http://src.example/debian bookworm main
-deb [ arch=amd64 signed-by=/etc/apt/keyrings/archive.gpg ] https://archive.example/debian/ bookworm main non-free # mirror
-deb http://archive.example/debian-security bookworm-security main
+# deb file:///srv/old/debian bookworm main
+deb-src file:///srv/src/debian bookworm main
+deb [ arch=amd64 signed-by=/etc/apt/keyrings/archive.gpg ] file:///srv/archive/debian/ bookworm main non-free # mirror
+deb file:///srv/archive/debian-security bookworm-security main
 EOF
-check oneline 0 "deb [signed-by=/etc/apt/keyrings/archive.gpg] https://archive.example/debian/ bookworm-backports main non-free"
+check oneline 0 "deb [signed-by=/etc/apt/keyrings/archive.gpg] file:///srv/archive/debian/ bookworm-backports main non-free"
 
 # No options at all: no signed-by in the result.
 tree plain
-echo "deb http://plain.example/debian bookworm main" >"$tmp/plain/sources.list"
-check plain 0 "deb http://plain.example/debian bookworm-backports main"
+echo "deb file:///srv/plain/debian bookworm main" >"$tmp/plain/sources.list"
+check plain 0 "deb file:///srv/plain/debian bookworm-backports main"
 
 # A vendor's repository that also calls its suite bookworm comes first;
 # the Debian archive (keyring, /debian path) is chosen. Files with other
 # suffixes are not sources; a disabled paragraph is skipped; an inline key
 # cannot be carried into a one-line entry.
 tree mixed
-echo "deb https://vendor.example/apt bookworm main" >"$tmp/mixed/sources.list.d/a-vendor.list"
-echo "deb http://disabled.example/debian bookworm main" >"$tmp/mixed/sources.list.d/b.list.disabled"
+echo "deb file:///srv/vendor/apt bookworm main" >"$tmp/mixed/sources.list.d/a-vendor.list"
+echo "deb file:///srv/disabled/debian bookworm main" >"$tmp/mixed/sources.list.d/b.list.disabled"
 cat >"$tmp/mixed/sources.list.d/debian.sources" <<'EOF'
 Enabled: no
 Types: deb
-URIs: http://off.example/debian
+URIs: file:///srv/off/debian
 Suites: bookworm
 Components: main
 
 types: deb deb-src
-uris: http://inline.example/debian
+uris: file:///srv/inline/debian
 suites: bookworm
 components: main
 signed-by:
@@ -87,19 +87,19 @@ signed-by:
  mDMEZ0000000000000000000000000000000000000000000000000000
  -----END PGP PUBLIC KEY BLOCK-----
 EOF
-check mixed 0 "deb http://inline.example/debian bookworm-backports main"
+check mixed 0 "deb file:///srv/inline/debian bookworm-backports main"
 
 # Backports already configured (here in deb822): nothing to add.
 tree present
 cp "$tmp/deb822/sources.list.d/debian.sources" "$tmp/present/sources.list.d/"
-printf 'Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm-backports\nComponents: main\n' \
+printf 'Types: deb\nURIs: file:///srv/mirror/debian\nSuites: bookworm-backports\nComponents: main\n' \
   >"$tmp/present/sources.list.d/backports.sources"
 check present 0 "" "already configured"
 
 # Only other suites and vendors: no main archive entry, a clear failure.
 tree none
-echo "deb https://vendor.example/apt stable main" >"$tmp/none/sources.list"
-echo "deb http://mirror.example/debian bookworm contrib" >"$tmp/none/sources.list.d/contrib.list"
+echo "deb file:///srv/vendor/apt stable main" >"$tmp/none/sources.list"
+echo "deb file:///srv/mirror/debian bookworm contrib" >"$tmp/none/sources.list.d/contrib.list"
 check none 1 "" "no enabled 'deb' entry for suite bookworm"
 
 # An empty tree.
