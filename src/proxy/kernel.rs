@@ -233,26 +233,8 @@ fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::kernel::testing::in_fresh_netns;
     use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
-
-    /// Runs `f` on a thread in a network namespace of its own; threads it
-    /// spawns (the kernel thread) inherit it. Needs root; `None` when
-    /// skipped on purpose.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
-                "kernel tests need root (set FTPALG_SKIP_KERNEL_TESTS=1 to skip them)"
-            );
-            return None;
-        }
-        let h = std::thread::spawn(move || {
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
-            f()
-        });
-        Some(h.join().expect("namespace thread"))
-    }
 
     #[test]
     fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {

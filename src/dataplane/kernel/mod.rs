@@ -480,15 +480,16 @@ impl Drop for KernelDataPlane {
     }
 }
 
+/// Helpers for tests that need a kernel of their own.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
-    use ruleset::{Fam, SetKind};
-
+pub(crate) mod testing {
     /// Runs `f` on a thread in a network namespace of its own (gone when
-    /// the thread ends). Needs root; `None` when skipped on purpose.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// the thread ends); threads it spawns inherit it. Needs root; `None`
+    /// when skipped on purpose.
+    pub(crate) fn in_fresh_netns<T: Send + 'static>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             assert!(
                 std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
@@ -497,12 +498,21 @@ mod tests {
             return None;
         }
         let h = std::thread::spawn(move || {
+            // SAFETY: unshare on the calling thread only; no pointers.
             let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
             f()
         });
         Some(h.join().expect("namespace thread"))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::in_fresh_netns;
+    use super::*;
+    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use ruleset::{Fam, SetKind};
 
     fn element_count(dp: &mut KernelDataPlane) -> usize {
         let mut n = 0;
