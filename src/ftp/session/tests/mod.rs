@@ -223,124 +223,6 @@ fn bad_port_arguments_get_501() {
 }
 
 #[test]
-fn port_becomes_pasv_towards_the_server() {
-    let mut h = Harness::new(ServerDataMode::Passive);
-    h.client("PORT 100,64,0,2,200,10");
-    assert_eq!(h.acts(), vec![to_server("PASV")]);
-    h.server("227 =198,51,100,10,4,1");
-    assert_eq!(
-        h.acts(),
-        vec![prepare(
-            1,
-            Side::Server,
-            Endpoint::Connect {
-                to: sa("198.51.100.10:1025"),
-                within: ConnectDeadline::Connect,
-            }
-        )]
-    );
-    h.prepared(1, Side::Server, "198.51.100.1:5000");
-    assert_eq!(
-        h.acts(),
-        vec![prepare(
-            1,
-            Side::Client,
-            Endpoint::Connect {
-                to: sa("100.64.0.2:51210"),
-                within: ConnectDeadline::Connect,
-            }
-        )]
-    );
-    h.prepared(1, Side::Client, "100.64.0.1:5001");
-    assert_eq!(
-        h.acts(),
-        vec![
-            start(1, ClientMode::Port, ServerMode::Passive),
-            to_client("200 PORT command successful."),
-        ]
-    );
-}
-
-#[test]
-fn pasv_becomes_port_towards_the_server() {
-    let mut h = Harness::new(ServerDataMode::Active);
-    h.client("EPSV");
-    assert_eq!(
-        h.acts(),
-        vec![prepare(
-            1,
-            Side::Server,
-            Endpoint::Listen {
-                expect_peer: "198.51.100.10".parse().unwrap()
-            }
-        )]
-    );
-    h.prepared(1, Side::Server, "198.51.100.1:40100");
-    assert_eq!(h.acts(), vec![to_server("PORT 198,51,100,1,156,164")]);
-    h.server("200 PORT ok");
-    assert_eq!(
-        h.acts(),
-        vec![prepare(
-            1,
-            Side::Client,
-            Endpoint::Listen {
-                expect_peer: "100.64.0.2".parse().unwrap()
-            }
-        )]
-    );
-    h.prepared(1, Side::Client, "100.64.0.1:40001");
-    assert_eq!(
-        h.acts(),
-        vec![
-            start(1, ClientMode::Epsv, ServerMode::Active),
-            to_client("229 Entering Extended Passive Mode (|||40001|)"),
-        ]
-    );
-}
-
-#[test]
-fn auto_falls_back_to_active_when_the_passive_port_is_dead() {
-    let mut h = Harness::new(ServerDataMode::Auto);
-    h.client("PASV");
-    assert_eq!(h.acts(), vec![to_server("PASV")]);
-    h.server("227 Entering Passive Mode (198,51,100,10,195,80)");
-    h.acts();
-    h.s.data_failed(DataId(1), Side::Server, "timed out", &h.policy);
-    let all = h.drain();
-    assert!(all.contains(&Action::Event(Event::PassiveFallback {
-        reason: "timed out".into()
-    })));
-    assert!(all.contains(&prepare(
-        1,
-        Side::Server,
-        Endpoint::Listen {
-            expect_peer: "198.51.100.10".parse().unwrap()
-        }
-    )));
-    h.prepared(1, Side::Server, "198.51.100.1:40100");
-    assert_eq!(h.acts(), vec![to_server("PORT 198,51,100,1,156,164")]);
-    h.server("200 ok");
-    h.acts();
-    h.prepared(1, Side::Client, "100.64.0.1:40001");
-    h.acts();
-    // The next transfer goes straight to active.
-    h.client("PASV");
-    assert_eq!(
-        h.acts(),
-        vec![
-            Action::Release { id: DataId(1) },
-            prepare(
-                2,
-                Side::Server,
-                Endpoint::Listen {
-                    expect_peer: "198.51.100.10".parse().unwrap()
-                }
-            )
-        ]
-    );
-}
-
-#[test]
 fn passive_reply_address_is_replaced_by_the_control_address() {
     let mut h = Harness::new(ServerDataMode::Passive);
     h.client("PASV");
@@ -536,91 +418,6 @@ fn garbage_from_the_server_passes_through() {
 }
 
 #[test]
-fn user_at_host_routes_and_swallows_the_greeting() {
-    let cfg = SessionConfig::new(sa(CLIENT), Upstream::UserAtHost);
-    let policy = AllowAll::default();
-    let mut s = Session::new(cfg);
-    let first: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert!(matches!(&first[..], [Action::ToClient(b)] if b.starts_with(b"220 ")));
-    s.on_client(
-        Frame::Line(Line::new(&b"USER anonymous@198.51.100.10:2121"[..])),
-        &policy,
-    );
-    s.on_client(Frame::Line(Line::new(&b"PASS x@y"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
-        .filter(|a| !matches!(a, Action::Event(_)))
-        .collect();
-    assert_eq!(
-        acts,
-        vec![Action::Connect {
-            host: "198.51.100.10".into(),
-            port: 2121
-        }]
-    );
-    s.upstream_connected(sa("198.51.100.10:2121"));
-    s.on_server(Frame::Line(Line::new(&b"220 real server"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert_eq!(
-        acts,
-        vec![to_server("USER anonymous"), to_server("PASS x@y")]
-    );
-    s.on_server(Frame::Line(Line::new(&b"331 Password"[..])), &policy);
-    s.on_server(Frame::Line(Line::new(&b"230 Welcome"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert_eq!(
-        acts,
-        vec![
-            to_client("331 Password"),
-            to_client("230 Welcome"),
-            Action::Event(Event::LoggedIn)
-        ]
-    );
-    assert!(s.logged_in());
-}
-
-#[test]
-fn user_at_host_failure_lets_the_client_retry_then_closes() {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::UserAtHost);
-    cfg.max_route_attempts = 2;
-    let policy = AllowAll::default();
-    let mut s = Session::new(cfg);
-    s.poll_action();
-    s.on_client(Frame::Line(Line::new(&b"USER a@nowhere"[..])), &policy);
-    s.upstream_failed("cannot reach nowhere", &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
-        .filter(|a| !matches!(a, Action::Event(_)))
-        .collect();
-    assert_eq!(acts.last(), Some(&to_client("530 cannot reach nowhere.")));
-    s.on_client(Frame::Line(Line::new(&b"USER a@nowhere"[..])), &policy);
-    s.upstream_failed("cannot reach nowhere", &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
-        .filter(|a| !matches!(a, Action::Event(_)))
-        .collect();
-    assert_eq!(acts.last(), Some(&Action::Close));
-}
-
-#[test]
-fn split_user_host_forms() {
-    assert_eq!(split_user_host("a@h"), Some(("a".into(), "h".into(), 21)));
-    assert_eq!(
-        split_user_host("a@b@h:2121"),
-        Some(("a@b".into(), "h".into(), 2121))
-    );
-    assert_eq!(
-        split_user_host("a@[2001:db8:2::10]:21"),
-        Some(("a".into(), "2001:db8:2::10".into(), 21))
-    );
-    assert_eq!(
-        split_user_host("a@2001:db8:2::10"),
-        Some(("a".into(), "2001:db8:2::10".into(), 21))
-    );
-    assert_eq!(split_user_host("a@h:0"), None);
-    assert_eq!(split_user_host("a@h:x"), None);
-    assert_eq!(split_user_host("@h"), None);
-    assert_eq!(split_user_host("a"), None);
-}
-
-#[test]
 fn policy_denial_names_the_rule() {
     struct DenyDele;
     impl Policy for DenyDele {
@@ -759,78 +556,16 @@ fn quit_closes_after_221() {
     );
 }
 
-#[test]
-fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
-    cfg.passive_known_dead = true;
-    let policy = AllowAll {
-        server_mode: ServerDataMode::Auto,
-        tls: TlsPolicy::Refuse,
-    };
-    let mut s = Session::new(cfg);
-    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
-    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert!(
-        acts.contains(&prepare(
-            1,
-            Side::Server,
-            Endpoint::Listen {
-                expect_peer: "198.51.100.10".parse().unwrap()
-            }
-        )),
-        "{acts:?}"
-    );
-    assert!(!acts.contains(&to_server("PASV")));
-}
-
 mod abort;
 mod bounds;
+mod conversion;
 mod driver;
 mod identity;
 mod ipv6;
 mod kernel;
 mod rig;
+mod route;
 mod telnet;
-
-#[test]
-fn a_servers_passive_port_is_probed_only_in_server_mode_auto() {
-    for (mode, within) in [
-        (ServerDataMode::Passive, ConnectDeadline::Connect),
-        (ServerDataMode::Auto, ConnectDeadline::PassiveProbe),
-    ] {
-        let mut h = Harness::new(mode);
-        h.client("PORT 100,64,0,2,200,10");
-        h.acts();
-        h.server("227 Entering Passive Mode (198,51,100,10,4,1)");
-        assert_eq!(
-            h.acts(),
-            vec![prepare(
-                1,
-                Side::Server,
-                Endpoint::Connect {
-                    to: sa("198.51.100.10:1025"),
-                    within,
-                }
-            )],
-            "{mode:?}"
-        );
-        // The client's own port is never a probe.
-        h.prepared(1, Side::Server, "198.51.100.1:33000");
-        assert_eq!(
-            h.acts(),
-            vec![prepare(
-                1,
-                Side::Client,
-                Endpoint::Connect {
-                    to: sa("100.64.0.2:51210"),
-                    within: ConnectDeadline::Connect,
-                }
-            )],
-            "{mode:?}"
-        );
-    }
-}
 
 #[test]
 fn the_engine_names_each_transfers_direction() {
