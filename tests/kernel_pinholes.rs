@@ -10,6 +10,8 @@ use ftpalg::dataplane::{
     ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
 };
 use kernel::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SHORT: Duration = Duration::from_millis(800);
@@ -449,29 +451,84 @@ fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
     assert_eq!(dp.live(), 2);
 }
 
+/// How one end of a cut connection ended: the error it saw, and when.
+#[derive(Debug)]
+struct End {
+    error: std::io::ErrorKind,
+    at: Instant,
+    moved: usize,
+}
+
+/// Moves bytes on `s` (writing when `send`, else reading) until an error
+/// or `within`; a clean EOF counts as `UnexpectedEof`. Once `close` is set
+/// a reader half-closes, as a client closes its data connection after
+/// ABOR: its FIN is its next packet.
+fn until_error(
+    mut s: std::net::TcpStream,
+    send: bool,
+    within: Duration,
+    close: Option<Arc<AtomicBool>>,
+) -> End {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = Instant::now() + within;
+    let mut buf = vec![0x5au8; 16 * 1024];
+    let mut moved = 0;
+    let mut closed = false;
+    while Instant::now() < end {
+        if !closed && close.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            closed = true;
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        let r = if send {
+            std::io::Write::write(&mut s, &buf)
+        } else {
+            std::io::Read::read(&mut s, &mut buf)
+        };
+        match r {
+            Ok(0) => {
+                return End {
+                    error: std::io::ErrorKind::UnexpectedEof,
+                    at: Instant::now(),
+                    moved,
+                }
+            }
+            Ok(n) => moved += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                return End {
+                    error: e.kind(),
+                    at: Instant::now(),
+                    moved,
+                }
+            }
+        }
+    }
+    End {
+        error: std::io::ErrorKind::TimedOut,
+        at: Instant::now(),
+        moved,
+    }
+}
+
 #[test]
-fn abort_cuts_an_admitted_connection() {
+fn abort_resets_both_ends_of_a_forwarded_connection() {
     if !require_root() {
         return;
     }
     let lab = Lab::new("i");
     let mut dp = open(&lab, config());
-    // A server that accepts and then holds the connection open.
-    let hold = spawn_in(&lab.srv, || {
+    // A download: the server sends for as long as it can, the client reads.
+    let server = spawn_in(&lab.srv, || {
         let l = std::net::TcpListener::bind(sa(SERVER, 5000)).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
-        let mut buf = [0u8; 64];
-        let mut got = 0;
-        let start = Instant::now();
-        // Read what arrives; after the abort, nothing more can.
-        while start.elapsed() < Duration::from_secs(4) {
-            match std::io::Read::read(&mut s, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        got
+        let (s, _) = l.accept().unwrap();
+        until_error(s, true, Duration::from_secs(8), None)
     });
     std::thread::sleep(Duration::from_millis(200));
     let gw = sa(GW_IN, 40000);
@@ -484,23 +541,52 @@ fn abort_cuts_an_admitted_connection() {
             Duration::from_secs(5),
         ))
         .unwrap();
+    let close = Arc::new(AtomicBool::new(false));
+    let client_close = close.clone();
     let client = spawn_in(&lab.cli, move || {
-        let mut s =
-            std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
-        std::io::Write::write_all(&mut s, b"before").unwrap();
-        std::thread::sleep(Duration::from_millis(1200));
-        // After the abort these bytes never reach the server.
-        let _ = std::io::Write::write_all(&mut s, b"after-abort");
-        std::thread::sleep(Duration::from_millis(500));
+        let s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
+        until_error(s, false, Duration::from_secs(8), Some(client_close))
     });
+    // The transfer runs; no poll has seen it yet (the abort must find its
+    // connection all the same).
     std::thread::sleep(Duration::from_millis(600));
+    let cut_at = Instant::now();
     assert!(
         dp.abort(id).expect("abort"),
         "there was a connection to cut"
     );
-    client.join().unwrap();
-    assert_eq!(hold.join().unwrap(), b"before".len());
+    // The client hears of the abort (the 426) a moment later and closes
+    // its end, if its ACKs have not met the reset already.
+    std::thread::sleep(Duration::from_millis(300));
+    close.store(true, Ordering::SeqCst);
+    let (server, client) = (server.join().unwrap(), client.join().unwrap());
+    assert!(
+        client.moved > 0,
+        "the transfer ran before the cut: {client:?}"
+    );
+    // Each end is reset at its next packet (the server's next segment,
+    // the client's ACKs or its FIN), not left to time out behind a silent
+    // drop; a clean end would report a cut transfer complete.
+    for (who, end) in [("server", &server), ("client", &client)] {
+        assert!(
+            matches!(
+                end.error,
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{who} saw {end:?}, not a reset"
+        );
+        let after = end.at.saturating_duration_since(cut_at);
+        assert!(
+            after < Duration::from_secs(2),
+            "{who} reset {after:?} after the cut"
+        );
+    }
     assert_eq!(dp.live(), 0);
+    // The connection stays cut: nothing of it passes the operator's
+    // accept line any more, and its mark is the cut one.
+    let (_, chain) = lab.nft("list chain inet ftpalg_data cut");
+    assert!(chain.contains("reject with tcp reset"), "{chain}");
+    dp.close().expect("close");
 }
 
 #[test]

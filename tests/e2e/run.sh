@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 [ -x "$FTPALG" ] || { echo "e2e: build first: $FTPALG missing" >&2; exit 1; }
 
-ALL_SCENARIOS="cgnat-transparent seed-21-only seed-tproxy explicit reverse ipv6 resume kernel-path security baseline-kernel"
+ALL_SCENARIOS="cgnat-transparent seed-21-only seed-tproxy explicit reverse ipv6 resume kernel-path kernel-modes security baseline-kernel"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 SERVERS=${SERVERS:-vsftpd pure-ftpd proftpd pyftpdlib}
 OUT=$REPO/target/e2e
@@ -171,6 +171,10 @@ expected_rows() {
                      printf 'kernel-path\t%s\tevery-transfer-kernel-forwarded\n' "$server"
                      printf 'kernel-path-21-only\t%s\tactive-clients-kernel-forwarded\n' "$server"
                      printf 'kernel-path\t%s\ttable-gone-after-sigterm\n' "$server" ;;
+        kernel-modes) sets=("kernel-explicit:m" "kernel-ipv6:v6-to-v6:6" "kernel-reverse:m")
+                      printf 'kernel-modes\t%s\texplicit-every-transfer-kernel-forwarded\n' "$server"
+                      printf 'kernel-modes\t%s\treverse-every-transfer-kernel-forwarded\n' "$server"
+                      kernel_abort_lines | while read -r line; do printf 'kernel-modes\t%s\t%s\n' "$server" "$line"; done ;;
         *) sets=() ;;
       esac
       for s in "${sets[@]}"; do
@@ -269,6 +273,29 @@ scenario() { # scenario NAME SERVER
         fi
       fi
       stop_ftpalg; srv_firewall_off; input_drop_off; transparent_off; forward_drop_off ;;
+    kernel-modes)
+      # The kernel path behind the same default-drop forward chain in the
+      # other listener kinds: explicit (IPv4, and IPv6 to an IPv6 server:
+      # a change of family is relayed by design), reverse, and ABOR on a
+      # kernel-forwarded transfer. Every transfer is same-direction.
+      local explicit="$STATE/kernel-explicit.yaml" reverse="$STATE/kernel-reverse.yaml"
+      sed 's/^data:$/data:\n  path: kernel/' "$REPO/rules/explicit-proxy.yaml" >"$explicit"
+      sed 's/^data:$/data:\n  path: kernel/; s/server_mode: passive/server_mode: same-as-client/' \
+        "$REPO/rules/server-behind-nat.yaml" >"$reverse"
+      if step "$scen" "$server" "forward drop" forward_drop_on \
+         && start_ftpalg "$explicit" "$tag" "$scen" "$server"; then
+        matrix "kernel-explicit" "$server" 100.64.0.1 2121 anonymous yes
+        v6_matrix "kernel-ipv6:v6-to-v6" "$server" 2001:db8:1::1 2122 "anonymous@[2001:db8:2::10]"
+        kernel_log_row "$scen" "$server" explicit-every-transfer-kernel-forwarded "$OUT/$tag.ftpalg.log" all \
+          $(( $(matrix_lines | grep -c .) + $(v6_lines | grep -c .) ))
+        kernel_abort_cases "$server" 100.64.0.1 2121
+        stop_ftpalg
+        if start_ftpalg "$reverse" "$tag-rev" "$scen" "$server"; then
+          CLIENT_NS=ext matrix "kernel-reverse" "$server" 198.51.100.1 21 anonymous yes
+          kernel_log_row "$scen" "$server" reverse-every-transfer-kernel-forwarded "$OUT/$tag-rev.ftpalg.log" all
+        fi
+      fi
+      stop_ftpalg; forward_drop_off ;;
     baseline-kernel)
       if step "$scen" "$server" "kernel ftp helper" kernel_helper_on; then
         matrix "baseline-kernel" "$server" 198.51.100.10 21 anonymous no
@@ -296,14 +323,14 @@ resume_lines() {
 # SHA-256 of the resumed file and the size of the part that arrived before
 # the cut.
 resume_check() {
-  local server=$1 case=$2 file=$3 part=$4 detail=$5 want got size
+  local server=$1 case=$2 file=$3 part=$4 detail=$5 scen=${RESUME_SCENARIO:-resume} want got size
   want=$(sha256sum <"$DATA/$file" | cut -d' ' -f1)
   got=$(sha256sum <"$STATE/resume.out" 2>/dev/null | cut -d' ' -f1)
   size=$(stat -c %s "$DATA/$file")
   if [ "$part" -gt 0 ] && [ "$part" -lt "$size" ] && [ "$got" = "$want" ]; then
-    record resume "$server" "$case" ok "cut at $part of $size; resumed file sha256 equal; $detail" yes
+    record "$scen" "$server" "$case" ok "cut at $part of $size; resumed file sha256 equal; $detail" yes
   else
-    record resume "$server" "$case" FAIL "cut at $part of $size; sha256 ${got:-none} want $want; $detail $(tr '\n\t' '  ' <"$STATE/resume.err" | cut -c1-200)" yes
+    record "$scen" "$server" "$case" FAIL "cut at $part of $size; sha256 ${got:-none} want $want; $detail $(tr '\n\t' '  ' <"$STATE/resume.err" | cut -c1-200)" yes
   fi
 }
 
@@ -331,21 +358,28 @@ resume_cases() { # resume_cases SERVER HOST PORT
     resume_check "$server" "curl-$m-cut-resume" f4m "$part" ""
   done
 
-  # ftplib: read 1 MiB, abort() (ABOR as urgent data), then rest=. The
-  # file is larger than every socket buffer between the server and the
-  # client together: the data is still in flight when ABOR comes, so the
-  # transfer's reply must be 426 (4 MB could be handed to the client's
-  # socket whole, and the server's 226 would be right).
+  local m
+  for m in passive active; do ftplib_abort_rest "$server" "$m" "$host" "$port" "ftplib-$m-abort-rest"; done
+}
+
+# ftplib: read 1 MiB, abort() (ABOR as urgent data), then rest=. The
+# file is larger than every socket buffer between the server and the
+# client together: the data is still in flight when ABOR comes, so the
+# transfer's reply must be 426 (4 MB could be handed to the client's
+# socket whole, and the server's 226 would be right). With CHECK_RESET
+# the client then reads its data connection on: it must end in a reset
+# within 2 s (what was cut is never a clean end, nor a silent hang).
+ftplib_abort_rest() { # ftplib_abort_rest SERVER MODE HOST PORT CASE [reset]
+  local server=$1 m=$2 host=$3 port=$4 case=$5 check=${6:-} file out="$STATE/resume.out" err="$STATE/resume.err" r
   if [ ! -s "$DATA/f40m" ]; then
     head -c 41943040 /dev/urandom >"$DATA/f40m"
     chmod 644 "$DATA/f40m"
   fi
   file="$LAB/f40m"
-  for m in passive active; do
-    rm -f "$out"; : >"$err"
-    r=$(inns cli timeout 25 "$PY" - "$m" "$host" "$port" "$file" "$out" 2>>"$err" <<'PY'
-import ftplib, sys, time
-mode, host, port, name, out = sys.argv[1:6]
+  rm -f "$out"; : >"$err"
+  r=$(inns "${CLIENT_NS:-cli}" timeout 25 "$PY" - "$m" "$host" "$port" "$file" "$out" "$check" 2>>"$err" <<'PY'
+import ftplib, socket, sys, time
+mode, host, port, name, out, check = sys.argv[1:7]
 f = ftplib.FTP(timeout=8)
 f.connect(host, int(port))
 f.login("anonymous", "ftpalg@")
@@ -362,32 +396,57 @@ t = time.monotonic()
 first = f.abort()          # the transfer's reply (426: not all of it arrived)
 second = f.getmultiline()  # ABOR's own
 took = time.monotonic() - t
+ended = ""
+if check == "reset":
+    conn.settimeout(2)
+    t = time.monotonic()
+    try:
+        while conn.recv(1 << 20):
+            pass
+        ended = "eof"
+    except ConnectionResetError:
+        ended = "reset"
+    except socket.timeout:
+        ended = "hang"
+    ended = "data connection %s after %.3fs; " % (ended, time.monotonic() - t)
 conn.close()
-ok = first[:3] == "426" and second[:3] in ("225", "226") and took < 1.0
+ok = first[:3] == "426" and second[:3] in ("225", "226") and took < 1.0 and (check != "reset" or " reset " in ended)
 with open(out, "wb") as fh:
     fh.write(got)
 with open(out, "ab") as fh:
     f.retrbinary("RETR /" + name, fh.write, rest=len(got))
 f.quit()
 flat = lambda r: r.replace("\n", " / ")
-print("ok" if ok else "BAD", len(got), "%.3fs" % took, flat(first), "|", flat(second))
+print("ok" if ok else "BAD", len(got), "%.3fs" % took, ended + flat(first), "|", flat(second))
 PY
 )
-    if [[ $r == ok* ]]; then
-      resume_check "$server" "ftplib-$m-abort-rest" f40m "$(echo "$r" | cut -d' ' -f2)" "ABOR answered in $(echo "$r" | cut -d' ' -f3): $(echo "$r" | cut -d' ' -f4- | cut -c1-120)"
-    else
-      record resume "$server" "ftplib-$m-abort-rest" FAIL "abort: ${r:-no output}; $(tr '\n\t' '  ' <"$err" | cut -c1-200)" yes
-    fi
+  if [[ $r == ok* ]]; then
+    resume_check "$server" "$case" f40m "$(echo "$r" | cut -d' ' -f2)" "ABOR answered in $(echo "$r" | cut -d' ' -f3): $(echo "$r" | cut -d' ' -f4- | cut -c1-160)"
+  else
+    record "${RESUME_SCENARIO:-resume}" "$server" "$case" FAIL "abort: ${r:-no output}; $(tr '\n\t' '  ' <"$err" | cut -c1-200)" yes
+  fi
+}
+
+# ABOR on transfers the kernel forwards: answered at once, both ends of
+# the forwarded connection reset, and the file resumed (REST) whole.
+kernel_abort_lines() {
+  echo ftplib-passive-abort-reset-rest
+  echo ftplib-active-abort-reset-rest
+}
+kernel_abort_cases() { # kernel_abort_cases SERVER HOST PORT
+  local m
+  for m in passive active; do
+    RESUME_SCENARIO=kernel-modes ftplib_abort_rest "$1" "$m" "$2" "$3" "ftplib-$m-abort-reset-rest" reset
   done
 }
 
-# kernel_log_row SCENARIO SERVER CASE LOG WHICH: the transfer log says the
+# kernel_log_row SCENARIO SERVER CASE LOG WHICH [WANT]: the transfer log says the
 # kernel forwarded every transfer (WHICH=all: none relayed) or every
 # active-client one (WHICH=active: PORT/EPRT; passive clients of a 21-only
 # server are a mode conversion, relayed).
 kernel_log_row() {
-  local scen=$1 server=$2 case=$3 log=$4 which=$5 want kernel relayed
-  want=$(matrix_lines | grep -c .)
+  local scen=$1 server=$2 case=$3 log=$4 which=$5 want=${6:-} kernel relayed
+  [ -n "$want" ] || want=$(matrix_lines | grep -c .)
   local sel='.'
   if [ "$which" = active ]; then
     want=$(matrix_lines | grep -cE ' (eprt|port|active) ')

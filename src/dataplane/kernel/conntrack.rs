@@ -11,13 +11,14 @@ use super::KernelError;
 use crate::dataplane::ByteCounts;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
-const IPCTNL_MSG_CT_DELETE: u16 = 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_PROTOINFO: u16 = 4;
-#[cfg(test)]
+const CTA_TIMEOUT: u16 = 7;
 const CTA_MARK: u16 = 8;
+const CTA_MARK_MASK: u16 = 21;
 const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_TUPLE_IP: u16 = 1;
@@ -173,30 +174,51 @@ pub(super) fn get(
     }
 }
 
-/// The delete request for the entry whose original tuple is src -> dst.
-pub(super) fn delete_request(seq: u32, src: SocketAddr, dst: SocketAddr) -> Writer {
+/// How long conntrack keeps a cut entry that neither end sends on: long
+/// enough for both ends' next packets to meet the reset, short enough that
+/// a silent pair does not hold an entry for the established timeout.
+pub(super) const CUT_TIMEOUT_SECS: u32 = 10;
+
+/// The update that marks the entry whose original tuple is src -> dst as
+/// cut: `mark` under `mask` (other mark bits kept), and its timeout
+/// shortened to [`CUT_TIMEOUT_SECS`]. A message without NLM_F_CREATE only
+/// changes an entry that exists.
+pub(super) fn cut_request(
+    seq: u32,
+    src: SocketAddr,
+    dst: SocketAddr,
+    mark: u32,
+    mask: u32,
+) -> Writer {
     let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
     netlink::request(
         NFNL_SUBSYS_CTNETLINK,
-        IPCTNL_MSG_CT_DELETE,
+        IPCTNL_MSG_CT_NEW,
         netlink::NLM_F_ACK,
         seq,
         family,
-        |w| tuple(w, src, dst),
+        |w| {
+            tuple(w, src, dst);
+            w.u32(CTA_TIMEOUT, CUT_TIMEOUT_SECS);
+            w.u32(CTA_MARK, mark);
+            w.u32(CTA_MARK_MASK, mask);
+        },
     )
 }
 
-/// Deletes the entry src -> dst; true if there was one. The connection's
-/// next packets are then new to conntrack, carry no mark, and meet the
-/// operator's drop.
-pub(super) fn delete(
+/// Marks the entry src -> dst as cut (see [`cut_request`]); true if there
+/// was one. ftpalg's `cut` chain then answers each of the connection's
+/// next packets, from either end, with a reset to its sender.
+pub(super) fn cut(
     sock: &mut NfSocket,
     src: SocketAddr,
     dst: SocketAddr,
+    mark: u32,
+    mask: u32,
 ) -> Result<bool, KernelError> {
     let seq = sock.reserve_seq(1);
-    let req = delete_request(seq, src, dst);
-    match sock.ack(req.as_bytes(), seq, "conntrack delete") {
+    let req = cut_request(seq, src, dst, mark, mask);
+    match sock.ack(req.as_bytes(), seq, "conntrack cut") {
         Ok(()) => Ok(true),
         Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
@@ -261,16 +283,33 @@ mod tests {
     }
 
     #[test]
-    fn delete_request_carries_the_v6_tuple() {
-        let w = delete_request(
+    fn cut_request_updates_the_v6_entry_under_the_mask_only() {
+        let w = cut_request(
             9,
             "[2001:db8:1::2]:1000".parse().unwrap(),
             "[2001:db8:1::1]:40000".parse().unwrap(),
+            0x4655_0000,
+            0xffff_0000,
         );
         let m = netlink::messages(w.as_bytes()).next().unwrap();
-        assert_eq!(m.ty, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE);
+        assert_eq!(m.ty, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW);
+        // An update only: never creates an entry.
+        let flags = u16::from_ne_bytes([w.as_bytes()[6], w.as_bytes()[7]]);
+        assert_eq!(flags & netlink::NLM_F_CREATE, 0);
         assert_eq!(m.body[0], AF_INET6);
         let ip = attr(attr(m.attrs(), CTA_TUPLE_ORIG).unwrap(), CTA_TUPLE_IP).unwrap();
         assert_eq!(attr(ip, CTA_IP_V6_SRC).unwrap().len(), 16);
+        assert_eq!(
+            attr(m.attrs(), CTA_MARK).and_then(netlink::be_u32),
+            Some(0x4655_0000)
+        );
+        assert_eq!(
+            attr(m.attrs(), CTA_MARK_MASK).and_then(netlink::be_u32),
+            Some(0xffff_0000)
+        );
+        assert_eq!(
+            attr(m.attrs(), CTA_TIMEOUT).and_then(netlink::be_u32),
+            Some(CUT_TIMEOUT_SECS)
+        );
     }
 }

@@ -192,3 +192,13 @@ pub(super) fn drop_verdict(w: &mut Writer) {
         });
     });
 }
+
+/// `reject with tcp reset`: the packet is dropped and its sender gets a
+/// reset (attached to the packet's conntrack entry, so it is translated
+/// back like the connection's own packets).
+pub(super) fn reject_tcp_reset(w: &mut Writer) {
+    expr(w, "reject", |w| {
+        w.u32(1, 1); // NFTA_REJECT_TYPE: NFT_REJECT_TCP_RST
+        w.bytes(2, &[0]); // NFTA_REJECT_ICMP_CODE (unused for a reset)
+    });
+}

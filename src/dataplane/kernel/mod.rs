@@ -69,6 +69,14 @@ impl Default for KernelConfig {
 }
 
 impl KernelConfig {
+    /// The mark (under `mark_mask`) of a forwarded connection that has
+    /// been cut: `mark` with the lowest bit of the mask flipped, so the
+    /// operator's accept line no longer matches it and ftpalg's `cut`
+    /// chain resets it.
+    pub fn cut_mark(&self) -> u32 {
+        self.mark ^ (self.mark_mask & self.mark_mask.wrapping_neg())
+    }
+
     /// The accept line for the operator's default-drop chains.
     pub fn accept_rule(&self) -> String {
         format!(
@@ -122,11 +130,17 @@ impl KernelDataPlane {
                 "mark must be non-zero and inside mark_mask",
             ));
         }
+        if config.cut_mark() == 0 {
+            return Err(KernelError::Config(
+                "mark_mask must leave room for a second mark (the cut one)",
+            ));
+        }
         if config.max_pinholes == 0 {
             return Err(KernelError::Config("max_pinholes must be at least 1"));
         }
         let sock = NfSocket::open(config.netlink_timeout)?;
         let layout = Layout {
+            cut: config.cut_mark(),
             table: config.table,
             mark: config.mark,
             mask: config.mark_mask,
@@ -283,10 +297,12 @@ impl KernelDataPlane {
         }
     }
 
-    /// Withdraws a pinhole and cuts the connection it admitted, if any:
-    /// its conntrack entry is deleted, so its next packets carry no mark
-    /// and meet the operator's drop (for ABOR). Returns whether there was
-    /// a connection to cut.
+    /// Withdraws a pinhole and cuts the connection it admitted, if any
+    /// (ABOR, a channel released while its transfer runs): its conntrack
+    /// entry gets the cut mark, so the `cut` chain answers its next packet
+    /// from either end with a reset, and the operator's accept line no
+    /// longer lets anything of it through. Returns whether there was a
+    /// connection to cut.
     pub fn abort(&mut self, id: PinholeId) -> Result<bool, KernelError> {
         if !self.live.contains_key(&id) {
             return Ok(false);
@@ -298,7 +314,13 @@ impl KernelDataPlane {
         };
         self.remove_elements(&l.elements)?;
         match l.dialer {
-            Some(src) => conntrack::delete(&mut self.sock, src, l.flow.gateway.0),
+            Some(src) => conntrack::cut(
+                &mut self.sock,
+                src,
+                l.flow.gateway.0,
+                self.layout.cut,
+                self.layout.mask,
+            ),
             None => Ok(false),
         }
     }
@@ -579,6 +601,18 @@ mod tests {
             c.accept_rule(),
             "ct mark and 0xffff0000 == 0x46540000 accept"
         );
+        // The cut mark differs from the mark under the mask, stays inside it.
+        assert_eq!(c.cut_mark(), 0x4655_0000);
+        let one_bit = KernelConfig {
+            mark: 0x0001_0000,
+            mark_mask: 0x0001_0000,
+            ..KernelConfig::default()
+        };
+        assert_eq!(one_bit.cut_mark(), 0);
+        assert!(matches!(
+            KernelDataPlane::open(one_bit),
+            Err(KernelError::Config(_))
+        ));
         let bad = KernelConfig {
             mark: 0x1,
             mark_mask: 0xffff_0000,

@@ -19,6 +19,8 @@
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
 //!   chain guard { type filter hook input priority filter
 //!     ct state new  ip daddr . tcp dport @guard4  ct mark & MASK != MARK  drop }
+//!   chain cut { type filter hook prerouting priority mangle
+//!     meta l4proto tcp  ct mark & MASK == CUT  reject with tcp reset }
 //! }
 //! ```
 //!
@@ -32,6 +34,22 @@
 //! stranger or a second attempt gets nothing, not even a reset. `used`
 //! records the source port the peer dialed from, so the backend can ask
 //! conntrack for that one entry instead of walking the whole table.
+//!
+//! `cut` ends a forwarded connection (ABOR, a channel released while its
+//! connection runs): the backend rewrites the entry's mark to CUT, another
+//! value under the same mask, and every later packet of it, from either
+//! end, is answered with a reset to its sender; both ends learn at their
+//! next packet, instead of waiting out their timeouts behind a silent drop.
+//! It sits in prerouting, after conntrack and before destination NAT, where
+//! a packet still carries the addresses it had on the wire: the reset is
+//! addressed back to its sender as is, with nothing left to translate, on
+//! whichever side of the NAT it came from. (From forward, after the
+//! packet's translation, the kernel is to translate the reset back; on the
+//! end-to-end lab's gateway, whose outside interface is a bridge beside a
+//! masquerade, a reset towards the server left with the client's own
+//! address instead, and the server ignored it.) Being
+//! in prerouting also puts it before every filter chain of the operator's,
+//! whose drop would otherwise take the packet first, without a reset.
 
 use super::expr::{self, Base, Cmp, CtKey, MetaKey, Nat, REG32_00, REG_SCRATCH};
 use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
@@ -75,7 +93,7 @@ const IPPROTO_TCP: u8 = 6;
 const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// The rules one table holds; a different count means someone changed it.
-pub(super) const RULE_COUNT: usize = 6;
+pub(super) const RULE_COUNT: usize = 7;
 
 /// The parameters that shape the table.
 #[derive(Debug, Clone)]
@@ -83,6 +101,8 @@ pub(super) struct Layout {
     pub table: String,
     pub mark: u32,
     pub mask: u32,
+    /// The mark (under `mask`) of a connection that has been cut.
+    pub cut: u32,
     pub size: u32,
     pub owner: bool,
 }
@@ -377,6 +397,15 @@ fn guard_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     expr::drop_verdict(w);
 }
 
+fn cut_rule(w: &mut Writer, l: &Layout) {
+    expr::meta(w, MetaKey::L4Proto, REG_SCRATCH);
+    expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[IPPROTO_TCP]);
+    expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
+    expr::bitwise(w, REG_SCRATCH, &l.mask.to_ne_bytes(), &0u32.to_ne_bytes());
+    expr::cmp(w, REG_SCRATCH, Cmp::Eq, &l.cut.to_ne_bytes());
+    expr::reject_tcp_reset(w);
+}
+
 fn table_message(b: &mut Batch, l: &Layout, flags: u32, msg: u16, nl_flags: u16) {
     b.add(msg, NFPROTO_INET, nl_flags, |w| {
         w.str(NFTA_TABLE_NAME, &l.table);
@@ -403,11 +432,14 @@ pub(super) fn create(b: &mut Batch, l: &Layout) {
     chain_message(b, l, "dnat", "nat", 0, -100); // NF_INET_PRE_ROUTING, dstnat
     chain_message(b, l, "snat", "nat", 4, 100); // NF_INET_POST_ROUTING, srcnat
     chain_message(b, l, "guard", "filter", 1, 0); // NF_INET_LOCAL_IN, filter
+    chain_message(b, l, "cut", "filter", 0, -150); // NF_INET_PRE_ROUTING, mangle
     for fam in [Fam::V4, Fam::V6] {
         rule_message(b, l, "dnat", |w| dnat_rule(w, l, fam));
         rule_message(b, l, "snat", |w| snat_rule(w, l, fam));
         rule_message(b, l, "guard", |w| guard_rule(w, l, fam));
     }
+    // One rule for both families: a mark and a reset know no family.
+    rule_message(b, l, "cut", |w| cut_rule(w, l));
 }
 
 /// Deletes the table and everything in it.
@@ -425,6 +457,7 @@ mod tests {
             table: "ftpalg_data".into(),
             mark: 0x4600_0000,
             mask: 0xff00_0000,
+            cut: 0x4700_0000,
             size: 64,
             owner: true,
         }
@@ -442,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn create_batch_replaces_the_table_and_adds_six_rules() {
+    fn create_batch_replaces_the_table_and_adds_seven_rules() {
         let mut b = Batch::new(1);
         create(&mut b, &layout());
         let (bytes, _, _) = b.finish();
@@ -469,6 +502,27 @@ mod tests {
             attr(msgs[3].attrs(), NFTA_TABLE_FLAGS),
             Some(&NFT_TABLE_F_OWNER.to_be_bytes()[..])
         );
+    }
+
+    #[test]
+    fn cut_rule_resets_connections_with_the_cut_mark() {
+        let mut w = Writer::default();
+        cut_rule(&mut w, &layout());
+        let exprs: Vec<(String, Vec<u8>)> = Attrs(w.as_bytes())
+            .map(|(_, e)| {
+                let name = String::from_utf8_lossy(attr(e, 1).unwrap())
+                    .trim_end_matches('\0')
+                    .to_string();
+                (name, attr(e, 2).unwrap().to_vec())
+            })
+            .collect();
+        let names: Vec<&str> = exprs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["meta", "cmp", "ct", "bitwise", "cmp", "reject"]);
+        // The second comparison is against the cut mark, not the mark.
+        let cmp = attr(&exprs[4].1, 3).and_then(|d| attr(d, 1)).unwrap();
+        assert_eq!(cmp, &0x4700_0000u32.to_ne_bytes()[..]);
+        // NFT_REJECT_TCP_RST.
+        assert_eq!(attr(&exprs[5].1, 1), Some(&1u32.to_be_bytes()[..]));
     }
 
     #[test]

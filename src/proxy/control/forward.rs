@@ -35,14 +35,18 @@ use tracing::{debug, warn};
 const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
 
 /// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
-/// and cuts the connection it admitted unless that has ended: however a
+/// and cuts the connection it forwards unless that has ended: however a
 /// channel ends, nothing of it stays in the kernel.
 pub(super) struct KernelChannel {
     plane: Arc<KernelPlane>,
     pinhole: PinholeId,
     /// The client dials (client passive); otherwise the server does.
     client_dials: bool,
-    pub(super) established: bool,
+    /// The kernel forwards its connection (rather than filtering one to a
+    /// relay, whose own sockets end it). Cut when dropped even before the
+    /// kernel thread has reported it established: a connection made within
+    /// the last poll interval is as live as any.
+    forwards: bool,
     /// Leave the admitted connection alone when dropped (a transfer the
     /// server reported complete, finishing after its session).
     keep_connection: bool,
@@ -56,13 +60,14 @@ impl KernelChannel {
         plane: Arc<KernelPlane>,
         pinhole: PinholeId,
         client_dials: bool,
+        forwards: bool,
         reserved: Option<Pinhole>,
     ) -> KernelChannel {
         KernelChannel {
             plane,
             pinhole,
             client_dials,
-            established: false,
+            forwards,
             keep_connection: false,
             ended: false,
             _reserved: reserved,
@@ -89,7 +94,7 @@ impl Drop for KernelChannel {
     fn drop(&mut self) {
         if !self.ended {
             self.plane
-                .remove(self.pinhole, self.established && !self.keep_connection);
+                .remove(self.pinhole, self.forwards && !self.keep_connection);
         }
     }
 }
@@ -211,7 +216,7 @@ impl Driver {
         let Some(plane) = self.gw.kernel.clone() else {
             return;
         };
-        let kc = KernelChannel::new(plane, pinhole, f.client_dials, f.reserved);
+        let kc = KernelChannel::new(plane, pinhole, f.client_dials, true, f.reserved);
         // A channel closed meanwhile drops `kc`, which withdraws it.
         if let Some(c) = self.channels.get_mut(&id) {
             c.kernel = Some(kc);
@@ -263,7 +268,7 @@ impl Driver {
             let result = plane
                 .add(flow, on_event)
                 .await
-                .map(|p| KernelChannel::new(plane.clone(), p, side == Side::Client, None));
+                .map(|p| KernelChannel::new(plane.clone(), p, side == Side::Client, false, None));
             let _ = tx.send(DataEvent::Filtered {
                 id,
                 side,
@@ -364,7 +369,6 @@ impl Driver {
         };
         match event {
             FlowEvent::Established { dialer } => {
-                kc.established = true;
                 debug!(session = self.id, channel = id.0, %dialer, "kernel transfer established");
             }
             FlowEvent::Finished { counts, duration } => {
