@@ -26,11 +26,11 @@ impl Session {
         if !s.kernel_ok {
             return false;
         }
-        match (s.client, s.server_mode) {
+        match (s.client, s.stage.server_mode()) {
             // In server mode `auto` a passive port that never answered
             // would lose the transfer: the kernel takes over once the relay
             // has seen this server's passive ports answer.
-            (ClientReq::Passive(_), ServerMode::Passive) => !s.auto || self.passive_proven,
+            (ClientReq::Passive(_), ServerMode::Passive) => !s.stage.probe() || self.passive_proven,
             (ClientReq::Active(..), ServerMode::Active) => true,
             _ => false,
         }
@@ -39,12 +39,12 @@ impl Session {
     /// Client passive, server passive: the client's connection is forwarded
     /// to the server's passive port `target`. Returns false when the setup
     /// is relayed instead.
-    pub(super) fn forward_passive(&mut self, id: DataId, target: SocketAddr) -> bool {
+    pub(super) fn forward_passive(&mut self, id: DataId, target: SocketAddr, probe: bool) -> bool {
         if !self.forwards() {
             return false;
         }
         let exact = matches!(self.cfg.data_plane, DataPlane::Kernel { exact: true });
-        self.set_stage(Stage::Forwarding { to: target });
+        self.set_stage(Stage::Forwarding { to: target, probe });
         self.push(Action::Prepare {
             id,
             side: Side::Client,
@@ -87,7 +87,7 @@ impl Session {
         let Some(ClientReq::Active(mode, _)) = self
             .setup
             .as_ref()
-            .filter(|s| s.kernel_ok && s.server_mode == ServerMode::Active)
+            .filter(|s| s.kernel_ok && s.stage.server_mode() == ServerMode::Active)
             .map(|s| s.client)
         else {
             return false;
@@ -113,17 +113,11 @@ impl Session {
         };
         s.kernel_ok = false;
         match (stage, self.server) {
-            (Stage::Forwarding { to }, _) => {
+            (Stage::Forwarding { to, probe }, _) => {
                 self.event(Event::KernelFallback {
                     reason: reason.to_string(),
                 });
-                self.set_stage(Stage::ServerConnect);
-                let within = self.server_connect_deadline();
-                self.push(Action::Prepare {
-                    id,
-                    side: Side::Server,
-                    endpoint: Endpoint::Connect { to, within },
-                });
+                self.server_connect(id, to, probe);
                 true
             }
             (Stage::ServerListen, Some(server)) => {

@@ -98,30 +98,68 @@ impl ClientReq {
     }
 }
 
-/// Where a data setup stands; a stage carries what only it needs.
+/// Where a data setup stands; a stage carries what only it needs, and the
+/// server side's mode follows from it. `probe` marks the server's passive
+/// port tried in server mode `auto`: its failure switches the session to
+/// active instead of failing the setup, and its connection gets the
+/// probe's shorter deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// Our PASV/EPSV is with the server.
-    ServerPassiveReply,
+    ServerPassiveReply { probe: bool },
     /// The driver connects to the server's passive port.
-    ServerConnect,
-    /// The driver opens a pinhole for the server's active connection.
+    ServerConnect { probe: bool },
+    /// The driver opens a pinhole (or asks the kernel for one) for the
+    /// server's active connection.
     ServerListen,
     /// Our PORT/EPRT is with the server.
     ServerPortReply,
-    /// The driver prepares the client's side.
-    Client,
+    /// The server's side is ready in `server_mode`; the driver prepares the
+    /// client's.
+    Client { server_mode: ServerMode },
     /// The kernel is asked to forward the client's connection to the
     /// server's passive port `to`: a relay to `to` takes over if it fails.
-    Forwarding { to: SocketAddr },
+    Forwarding { to: SocketAddr, probe: bool },
+}
+
+impl Stage {
+    /// The server side's mode in this stage.
+    fn server_mode(self) -> ServerMode {
+        match self {
+            Stage::ServerPassiveReply { .. }
+            | Stage::ServerConnect { .. }
+            | Stage::Forwarding { .. } => ServerMode::Passive,
+            Stage::ServerListen | Stage::ServerPortReply => ServerMode::Active,
+            Stage::Client { server_mode } => server_mode,
+        }
+    }
+
+    /// Whether this stage tries the server's passive port as a probe.
+    fn probe(self) -> bool {
+        match self {
+            Stage::ServerPassiveReply { probe }
+            | Stage::ServerConnect { probe }
+            | Stage::Forwarding { probe, .. } => probe,
+            Stage::ServerListen | Stage::ServerPortReply | Stage::Client { .. } => false,
+        }
+    }
+
+    /// The side whose driver reports this stage takes.
+    fn side(self) -> Side {
+        match self {
+            Stage::ServerPassiveReply { .. }
+            | Stage::ServerConnect { .. }
+            | Stage::ServerListen
+            | Stage::ServerPortReply => Side::Server,
+            Stage::Client { .. } | Stage::Forwarding { .. } => Side::Client,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Setup {
     id: DataId,
     client: ClientReq,
-    server_mode: ServerMode,
-    auto: bool,
     stage: Stage,
     /// The kernel may forward this setup (`data.path: kernel`, and it has
     /// not failed for it).

@@ -201,11 +201,10 @@ impl Session {
         text: &[u8],
         policy: &dyn Policy,
     ) {
-        if self.current(id, Side::Server) != Some(Stage::ServerPassiveReply) {
+        let Some(Stage::ServerPassiveReply { probe }) = self.current(id, Side::Server) else {
             return;
-        }
+        };
         let Some(server) = self.server else { return };
-        let auto = self.setup.as_ref().is_some_and(|s| s.auto);
         let parsed: Result<SocketAddr, String> = match code.0 {
             227 => codec::find_227(text)
                 .map(|f| SocketAddr::V4(f.addr))
@@ -228,7 +227,7 @@ impl Session {
                         line: format!("{} {}", code.0, lossy(text)),
                     });
                 }
-                if auto {
+                if probe {
                     self.passive_failed = true;
                     self.event(Event::PassiveFallback {
                         reason: reason.clone(),
@@ -258,15 +257,9 @@ impl Session {
             at.set_port(data.port());
             at
         };
-        if self.forward_passive(id, target) {
+        if self.forward_passive(id, target, probe) {
             return;
         }
-        self.set_stage(Stage::ServerConnect);
-        let within = self.server_connect_deadline();
-        self.push(Action::Prepare {
-            id,
-            side: Side::Server,
-            endpoint: Endpoint::Connect { to: target, within },
-        });
+        self.server_connect(id, target, probe);
     }
 }

@@ -17,7 +17,7 @@ impl Session {
         let id = DataId(self.next_id);
         self.next_id += 1;
         let requested = policy.server_mode(self.cfg.client.ip(), server);
-        let (server_mode, auto) = match requested {
+        let (server_mode, probe) = match requested {
             ServerDataMode::SameAsClient if client.mode().is_passive() => {
                 (ServerMode::Passive, false)
             }
@@ -27,16 +27,18 @@ impl Session {
             ServerDataMode::Auto if self.passive_failed => (ServerMode::Active, false),
             ServerDataMode::Auto => (ServerMode::Passive, true),
         };
+        let stage = match server_mode {
+            ServerMode::Passive => Stage::ServerPassiveReply { probe },
+            ServerMode::Active => Stage::ServerListen,
+        };
         self.setup = Some(Setup {
             id,
             client,
-            server_mode,
-            auto,
-            stage: Stage::ServerPassiveReply,
+            stage,
             kernel_ok: matches!(self.cfg.data_plane, DataPlane::Kernel { .. }),
         });
         match server_mode {
-            ServerMode::Passive => self.server_passive(id, server),
+            ServerMode::Passive => self.server_passive(id, server, probe),
             ServerMode::Active => self.server_listen(id, server),
         }
     }
@@ -47,7 +49,7 @@ impl Session {
         }
     }
 
-    pub(super) fn server_passive(&mut self, id: DataId, server: SocketAddr) {
+    pub(super) fn server_passive(&mut self, id: DataId, server: SocketAddr, probe: bool) {
         let verb = if server.is_ipv4() {
             cmd::PASV
         } else {
@@ -55,18 +57,16 @@ impl Session {
         };
         self.send_server(format!("{verb}\r\n").into_bytes());
         self.pending.push_back(Pending::ServerPassive { id, verb });
-        self.set_stage(Stage::ServerPassiveReply);
+        self.set_stage(Stage::ServerPassiveReply { probe });
     }
 
+    /// The server's side goes active (from the start, or as the fallback
+    /// of a passive probe).
     pub(super) fn server_listen(&mut self, id: DataId, server: SocketAddr) {
-        if let Some(s) = self.setup.as_mut() {
-            s.server_mode = ServerMode::Active;
-            s.auto = false;
-        }
+        self.set_stage(Stage::ServerListen);
         if self.forward_active(id, server) {
             return;
         }
-        self.set_stage(Stage::ServerListen);
         self.push(Action::Prepare {
             id,
             side: Side::Server,
@@ -83,7 +83,7 @@ impl Session {
         let Some(setup) = self.setup.as_ref() else {
             return;
         };
-        let id = setup.id;
+        let (id, server_mode) = (setup.id, setup.stage.server_mode());
         let endpoint = match setup.client {
             ClientReq::Passive(_) => Endpoint::Listen {
                 expect_peer: self.cfg.client.ip(),
@@ -93,7 +93,7 @@ impl Session {
                 within: ConnectDeadline::Connect,
             },
         };
-        self.set_stage(Stage::Client);
+        self.set_stage(Stage::Client { server_mode });
         self.push(Action::Prepare {
             id,
             side: Side::Client,
@@ -116,7 +116,7 @@ impl Session {
         self.push(Action::Start {
             id: s.id,
             client_mode: s.client.mode(),
-            server_mode: s.server_mode,
+            server_mode: s.stage.server_mode(),
         });
         self.reply_local(client_reply);
         self.drain_held(policy);
@@ -124,14 +124,7 @@ impl Session {
 
     pub(super) fn current(&self, id: DataId, side: Side) -> Option<Stage> {
         let s = self.setup.as_ref().filter(|s| s.id == id)?;
-        let side_ok = match s.stage {
-            Stage::ServerConnect
-            | Stage::ServerListen
-            | Stage::ServerPortReply
-            | Stage::ServerPassiveReply => side == Side::Server,
-            Stage::Client | Stage::Forwarding { .. } => side == Side::Client,
-        };
-        side_ok.then_some(s.stage)
+        (s.stage.side() == side).then_some(s.stage)
     }
 
     /// The driver prepared one side of channel `id`: a listener bound at
@@ -154,8 +147,8 @@ impl Session {
             return;
         };
         match stage {
-            Stage::ServerConnect => {
-                if self.setup.as_ref().is_some_and(|s| s.auto) && !self.passive_proven {
+            Stage::ServerConnect { probe } => {
+                if probe && !self.passive_proven {
                     self.passive_proven = true;
                     self.event(Event::PassiveAnswered);
                 }
@@ -173,7 +166,7 @@ impl Session {
                 self.pending.push_back(Pending::ServerActive { id, verb });
                 self.set_stage(Stage::ServerPortReply);
             }
-            Stage::Client | Stage::Forwarding { .. } => {
+            Stage::Client { .. } | Stage::Forwarding { .. } => {
                 let Some(setup) = self.setup.as_ref() else {
                     return;
                 };
@@ -207,7 +200,7 @@ impl Session {
                 };
                 self.finish_setup(text, policy);
             }
-            Stage::ServerPassiveReply | Stage::ServerPortReply => {}
+            Stage::ServerPassiveReply { .. } | Stage::ServerPortReply => {}
         }
     }
 
@@ -223,7 +216,7 @@ impl Session {
             return;
         };
         match stage {
-            Stage::ServerConnect if setup.auto => {
+            Stage::ServerConnect { probe: true } => {
                 self.passive_failed = true;
                 self.event(Event::PassiveFallback {
                     reason: reason.to_string(),
@@ -232,11 +225,11 @@ impl Session {
                     self.server_listen(id, server);
                 }
             }
-            Stage::ServerConnect => {
+            Stage::ServerConnect { probe: false } => {
                 let text = format!("Can't open data connection to the server: {reason}.");
                 self.fail_setup(425, &text, policy);
             }
-            Stage::Client | Stage::Forwarding { .. } => {
+            Stage::Client { .. } | Stage::Forwarding { .. } => {
                 let text = match setup.client {
                     ClientReq::Active(_, to) => {
                         format!("Can't open data connection to {to}: {reason}.")
@@ -290,14 +283,20 @@ impl Session {
         }
     }
 
-    /// The deadline for connecting to the server's passive port: in server
-    /// mode `auto` the connection is a probe, whose failure only switches
-    /// the session to active, so it gets the probe's shorter deadline.
-    pub(super) fn server_connect_deadline(&self) -> ConnectDeadline {
-        if self.setup.as_ref().is_some_and(|s| s.auto) {
+    /// Starts the connection to the server's passive port `to`. In server
+    /// mode `auto` it is a probe, whose failure only switches the session
+    /// to active, so it gets the probe's shorter deadline.
+    pub(super) fn server_connect(&mut self, id: DataId, to: SocketAddr, probe: bool) {
+        self.set_stage(Stage::ServerConnect { probe });
+        let within = if probe {
             ConnectDeadline::PassiveProbe
         } else {
             ConnectDeadline::Connect
-        }
+        };
+        self.push(Action::Prepare {
+            id,
+            side: Side::Server,
+            endpoint: Endpoint::Connect { to, within },
+        });
     }
 }
