@@ -1,0 +1,216 @@
+//! One policy rule as written, checked and compiled, and the warning for
+//! rules that an earlier one always matches first.
+
+use super::super::network::NetSet;
+use super::super::schema::*;
+use super::super::*;
+use super::context::{at, Ctx};
+use serde_saphyr::Location;
+
+pub(super) fn compile_rule(
+    cx: &mut Ctx,
+    r: &RawRule,
+    index: usize,
+    listeners: &[Listener],
+) -> Option<Rule> {
+    let mut ok = true;
+    let name = r
+        .name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("rule {}", index + 1));
+    let m = &r.matcher;
+    let client = m.client.as_ref().map(|c| cx.netsets(c));
+    let server = m.server.as_ref().map(|c| cx.netsets(c));
+    if matches!(client, Some(None)) || matches!(server, Some(None)) {
+        ok = false;
+    }
+    let user = m.user.as_ref().map(|u| {
+        u.items()
+            .iter()
+            .map(|s| s.value.clone())
+            .collect::<Vec<_>>()
+    });
+    let command = m.command.as_ref().map(|c| {
+        let mut set = CommandSet {
+            verbs: Vec::new(),
+            classes: Vec::new(),
+        };
+        for item in c.items() {
+            let v = item.value.trim();
+            if matches!(v, "write" | "transfer") {
+                set.classes.push(v.to_string());
+            } else if v.chars().all(|c| c.is_ascii_uppercase()) {
+                match Verb::parse(v.as_bytes()) {
+                    Some(verb) => set.verbs.push(verb),
+                    None => {
+                        cx.error(
+                            &item,
+                            format!("'{v}' is not a command"),
+                            "commands are 1 to 8 letters, e.g. STOR",
+                        );
+                        ok = false;
+                    }
+                }
+            } else {
+                cx.error(
+                    &item,
+                    format!("'{v}' is not a command or a class"),
+                    "write verbs in upper case (STOR, DELE) or a class: write, transfer",
+                );
+                ok = false;
+            }
+        }
+        set
+    });
+    let data_mode = match &m.data_mode {
+        None => None,
+        Some(s) => match s.value.as_str() {
+            "active" => Some(DataModeMatch::Active),
+            "passive" => Some(DataModeMatch::Passive),
+            other => {
+                cx.error(
+                    s,
+                    format!("data_mode '{other}' is unknown"),
+                    "use active (PORT, EPRT) or passive (PASV, EPSV)",
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let listener = m.listener.as_ref().map(|l| {
+        let items = l.items();
+        for item in &items {
+            if !listeners.iter().any(|x| x.name == item.value) {
+                let names: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
+                cx.error(
+                    item,
+                    format!("no listener is named '{}'", item.value),
+                    &format!("use one of: {}", names.join(", ")),
+                );
+                ok = false;
+            }
+        }
+        items.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
+    });
+    let action = match r.action.value {
+        RawAction::Allow => RuleAction::Allow,
+        RawAction::Deny => RuleAction::Deny,
+    };
+    let (mut reply_code, mut reply_text) = (550u16, format!("Denied by policy ({name})."));
+    if let Some(reply) = &r.reply {
+        if action == RuleAction::Allow {
+            cx.warn(
+                reply,
+                "reply is used only by deny rules".into(),
+                "remove it",
+            );
+        }
+        let text = reply.value.trim();
+        let code = text
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (400..600).contains(c));
+        match (code, text.as_bytes().get(3)) {
+            (Some(c), Some(b' ')) => {
+                reply_code = c;
+                reply_text = text[4..].trim().to_string();
+            }
+            _ => {
+                cx.error(
+                    reply,
+                    format!("reply '{text}' does not start with a 4xx or 5xx code and a space"),
+                    "write e.g. \"550 This mirror is read-only.\"",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Rule {
+        name,
+        line: rule_start(r).line() as u32,
+        client: client.flatten(),
+        server: server.flatten(),
+        user,
+        command,
+        data_mode,
+        listener,
+        action,
+        reply_code,
+        reply_text,
+    })
+}
+
+/// Where a rule begins: its name if it has one, else its action.
+fn rule_start(r: &RawRule) -> Location {
+    r.name
+        .as_ref()
+        .map(|n| n.referenced)
+        .unwrap_or(r.action.referenced)
+}
+
+fn covers_nets(earlier: &Option<Vec<NetSet>>, later: &Option<Vec<NetSet>>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => {
+            let union = NetSet {
+                label: String::new(),
+                nets: a.iter().flat_map(|s| s.nets.clone()).collect(),
+            };
+            b.iter().all(|s| union.covers(s))
+        }
+    }
+}
+
+fn covers_list<T: PartialEq>(earlier: &Option<Vec<T>>, later: &Option<Vec<T>>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => b.iter().all(|x| a.contains(x)),
+    }
+}
+
+fn covers_users(earlier: &Option<Vec<String>>, later: &Option<Vec<String>>) -> bool {
+    match earlier {
+        Some(a) if a.iter().any(|p| p == "*") => true,
+        _ => covers_list(earlier, later),
+    }
+}
+
+fn covers_commands(earlier: &Option<CommandSet>, later: &Option<CommandSet>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => {
+            b.verbs.iter().all(|v| a.contains(*v))
+                && b.classes.iter().all(|c| a.classes.contains(c))
+        }
+    }
+}
+
+/// Warns about rules that an earlier rule always matches first.
+pub(super) fn shadowing(cx: &mut Ctx, rules: &[Rule], raw: &[RawRule]) {
+    for (j, later) in rules.iter().enumerate() {
+        for earlier in &rules[..j] {
+            let shadowed = covers_nets(&earlier.client, &later.client)
+                && covers_nets(&earlier.server, &later.server)
+                && covers_users(&earlier.user, &later.user)
+                && covers_commands(&earlier.command, &later.command)
+                && (earlier.data_mode.is_none() || earlier.data_mode == later.data_mode)
+                && covers_list(&earlier.listener, &later.listener);
+            if shadowed {
+                if let Some(r) = raw
+                    .iter()
+                    .find(|r| rule_start(r).line() as u32 == later.line)
+                {
+                    let msg = format!("rule '{}' can never match: rule '{}' (line {}) matches everything it does first", later.name, earlier.name, earlier.line);
+                    let hint = "move it above the earlier rule, or narrow the earlier rule's match";
+                    cx.push(Severity::Warning, at(&rule_start(r)), msg, hint);
+                }
+                break;
+            }
+        }
+    }
+}
