@@ -163,10 +163,13 @@ pub(super) enum DataEvent {
     ReplyOverdue {
         id: DataId,
     },
-    /// The kernel thread answered a forward request.
+    /// The kernel thread answered a forward request. Boxed, like the
+    /// filter's answer: every session's event channel allocates room for
+    /// 32 events up front, so the largest variant sets what an idle
+    /// session costs.
     Forwarded {
         id: DataId,
-        forwarded: Forwarded,
+        forwarded: Box<Forwarded>,
     },
     /// An event of a kernel-forwarded channel's pinhole.
     Kernel {
@@ -178,7 +181,7 @@ pub(super) enum DataEvent {
         id: DataId,
         side: Side,
         local: SocketAddr,
-        result: Result<KernelChannel, String>,
+        result: Box<Result<KernelChannel, String>>,
     },
 }
 
@@ -500,14 +503,14 @@ impl Driver {
                 }
             },
             DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
-            DataEvent::Forwarded { id, forwarded } => self.forwarded(id, forwarded),
+            DataEvent::Forwarded { id, forwarded } => self.forwarded(id, *forwarded),
             DataEvent::Kernel { id, event } => self.kernel_event(id, event),
             DataEvent::Filtered {
                 id,
                 side,
                 local,
                 result,
-            } => self.filtered(id, side, local, result),
+            } => self.filtered(id, side, local, *result),
             DataEvent::Delivered { id, result } => {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
@@ -542,5 +545,14 @@ impl Driver {
     /// Whether a relay is under way (it holds the control idle timer).
     pub(super) fn transfer_running(&self) -> bool {
         self.channels.values().any(Channel::running)
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Every session's event channel allocates room for 32 events at
+    /// once: a large variant costs each idle session its size 32 times.
+    #[test]
+    fn data_events_stay_small() {
+        assert!(std::mem::size_of::<super::DataEvent>() <= 64);
     }
 }

@@ -191,13 +191,13 @@ impl Driver {
             );
             let _ = tx.send(DataEvent::Forwarded {
                 id,
-                forwarded: Forwarded {
+                forwarded: Box::new(Forwarded {
                     side,
                     gateway,
                     client_dials: side == Side::Client,
                     reserved,
                     result,
-                },
+                }),
             });
         });
     }
@@ -273,7 +273,7 @@ impl Driver {
                 id,
                 side,
                 local,
-                result,
+                result: Box::new(result),
             });
         });
         true
