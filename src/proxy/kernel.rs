@@ -40,9 +40,11 @@ enum Cmd {
         reply: oneshot::Sender<Result<PinholeId, KernelError>>,
     },
     /// Withdraw a pinhole; with `cut`, also end the connection it admitted.
+    /// `done` hears when the kernel has it.
     Remove {
         id: PinholeId,
         cut: bool,
+        done: Option<oneshot::Sender<()>>,
     },
     Close {
         done: std_mpsc::Sender<()>,
@@ -138,7 +140,26 @@ impl KernelPlane {
     /// Withdraws pinhole `id`; with `cut`, the connection it admitted is
     /// ended too. Does not wait.
     pub(crate) fn remove(&self, id: PinholeId, cut: bool) {
-        self.send(Cmd::Remove { id, cut });
+        self.send(Cmd::Remove {
+            id,
+            cut,
+            done: None,
+        });
+    }
+
+    /// Withdraws pinhole `id` and ends the connection it admitted, and
+    /// returns once the kernel has the change, or after `within`: what the
+    /// caller does next (forward `ABOR` to the server, which may close its
+    /// end at once) must meet the cut, not race it.
+    pub(crate) async fn cut(&self, id: PinholeId, within: Duration) {
+        let (done, cut) = oneshot::channel();
+        if self.send(Cmd::Remove {
+            id,
+            cut: true,
+            done: Some(done),
+        }) {
+            let _ = tokio::time::timeout(within, cut).await;
+        }
     }
 
     /// Deletes the table and stops the thread; waits at most
@@ -187,7 +208,7 @@ fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
                 }
                 let _ = reply.send(r);
             }
-            Ok(Cmd::Remove { id, cut }) => {
+            Ok(Cmd::Remove { id, cut, done }) => {
                 watchers.remove(&id);
                 let r = if cut {
                     dp.abort(id).map(|_| ())
@@ -196,6 +217,9 @@ fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
                 };
                 if let Err(e) = r {
                     warn!(error = %e, "could not withdraw a kernel pinhole; it expires with its timeout");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
                 }
             }
             Ok(Cmd::Close { done }) => {

@@ -29,7 +29,14 @@ impl Driver {
                     arg,
                 } => self.bind_transfer(id, verb, direction, arg),
                 Action::Release { id } => self.release(id),
-                Action::Cut { id } => self.kill(id, Cancel::Cut),
+                Action::Cut { id } => {
+                    // The server hears ABOR next and may close its end at
+                    // once: a kernel-forwarded connection is cut first.
+                    if let Some(k) = self.channels.get_mut(&id).and_then(|c| c.kernel.as_mut()) {
+                        k.cut().await;
+                    }
+                    self.kill(id, Cancel::Cut)
+                }
                 Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.closing = true,

@@ -34,6 +34,11 @@ use tracing::{debug, warn};
 /// thread notices a close within its poll interval.
 const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
 
+/// Longest a cut holds up the control connection: a netlink round trip
+/// takes well under a millisecond, but the kernel thread may be reading
+/// conntrack when asked.
+const CUT_WITHIN: Duration = Duration::from_millis(500);
+
 /// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
 /// and cuts the connection it forwards unless that has ended: however a
 /// channel ends, nothing of it stays in the kernel.
@@ -76,6 +81,17 @@ impl KernelChannel {
 }
 
 impl KernelChannel {
+    /// Withdraws the pinhole and cuts the connection it forwards, waiting
+    /// (at most [`CUT_WITHIN`]) until the kernel has it; dropping it later
+    /// does nothing more.
+    pub(super) async fn cut(&mut self) {
+        if self.ended || !self.forwards {
+            return;
+        }
+        self.ended = true;
+        self.plane.cut(self.pinhole, CUT_WITHIN).await;
+    }
+
     /// Its connection is left to finish in the kernel, after its session.
     pub(super) fn left_to_finish(&self) -> bool {
         self.keep_connection
