@@ -386,8 +386,8 @@ fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
     assert_eq!(evs, vec![(next, FlowEvent::Failed(FailReason::TableLost))]);
     let (_, table) = lab.nft("list table inet ftpalg_data");
     for rule in [
-        "delete @pin4",
-        "delete @pin6",
+        "!= @spent4 add @used4",
+        "add @spent6",
         "map @snat4",
         "map @snat6",
         "@guard4",
@@ -735,4 +735,61 @@ fn a_target_that_refuses_is_reported_as_failed() {
     );
     let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
     assert_eq!(evs, vec![FlowEvent::Failed(FailReason::NotEstablished)]);
+}
+
+/// Regression: a used pinhole must give its room in the sets back as soon
+/// as it is withdrawn. The pin element used to be deleted in the packet
+/// path, where the kernel only marks it dead: dead elements count against
+/// the set's size until its garbage collector runs, and that gives up
+/// whenever a transaction lands meanwhile, so at a steady rate of transfers
+/// the sets filled and every new pinhole was refused as "full".
+#[test]
+fn used_pinholes_give_their_room_back_at_once() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("o");
+    let mut dp = open(
+        &lab,
+        KernelConfig {
+            max_pinholes: 2,
+            ..config()
+        },
+    );
+    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(20));
+    // Many times the sets' size, one after another, as fast as they go.
+    for i in 0..12u16 {
+        let gw = sa(GW_IN, 40000 + i);
+        let id = dp
+            .add(&PinholeFlow::passive(
+                ClientAddr(sa(CLIENT, 0)),
+                GatewayAddr(gw),
+                ServerAddr(sa(SERVER, 5000)),
+                SourceNat(GW_OUT.parse().unwrap()),
+                Duration::from_secs(30),
+            ))
+            .unwrap_or_else(|e| panic!("pinhole {i} refused: {e}"));
+        assert_eq!(
+            dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+            Outcome::Transferred(100),
+            "transfer {i}"
+        );
+        // Withdrawn as a channel's end withdraws it, used or not yet seen.
+        if i % 2 == 0 {
+            let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+            assert!(
+                matches!(evs.last(), Some(FlowEvent::Finished { .. })),
+                "transfer {i}: {evs:?}"
+            );
+        } else {
+            dp.remove(id).expect("remove");
+        }
+    }
+    assert_eq!(srv.finish().len(), 12);
+    let (_, table) = lab.nft("list table inet ftpalg_data");
+    assert!(
+        !table.contains("elements"),
+        "every element went with its pinhole:\n{table}"
+    );
+    dp.close().expect("close");
 }

@@ -160,6 +160,11 @@ impl DataPath {
     }
 }
 
+/// The longest `data.pinhole_timeout` the rules accept: a pinhole is an
+/// open door, and a data connection that has not come within minutes of
+/// the reply that announced it is not coming.
+pub const MAX_PINHOLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// Data channel settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataSettings {

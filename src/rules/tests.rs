@@ -175,6 +175,10 @@ fn bad_durations() {
         (7, 20, "pinhole_timeout: 'soon' is not a duration".into())
     );
     assert_eq!(
+        one_error("data:\n  pinhole_timeout: 6m\n"),
+        (7, 20, "pinhole_timeout must be at most 300s".into())
+    );
+    assert_eq!(
         one_error("limits:\n  connect_timeout: 0s\n"),
         (7, 20, "connect_timeout must be longer than zero".into())
     );

@@ -71,8 +71,8 @@ impl Elements {
         self.used_key = Some(k);
     }
 
-    /// Each element of the flow; the pin element comes after its
-    /// companions so the packet path never sees it without them.
+    /// Each element ftpalg adds for the flow; the pin element comes after
+    /// its companions so the packet path never sees it without them.
     fn each(&self) -> Vec<Element<'_>> {
         let el = |set, key, data| Element { set, key, data };
         let mut v = vec![el(SetKind::Guard, &self.guard_key[..], None)];
@@ -86,6 +86,19 @@ impl Elements {
         if let Some(k) = &self.used_key {
             v.push(el(SetKind::Used, k, None));
         }
+        v
+    }
+
+    /// Each element to remove with the flow: those ftpalg added, and the
+    /// `spent` one the packet path adds when the pinhole is used (a
+    /// missing element is no error).
+    fn each_to_remove(&self) -> Vec<Element<'_>> {
+        let mut v = self.each();
+        v.push(Element {
+            set: SetKind::Spent,
+            key: &self.pin_key,
+            data: None,
+        });
         v
     }
 }
@@ -187,7 +200,7 @@ pub(super) fn add_elements(b: &mut Batch, l: &Layout, e: &Elements, timeout_ms: 
 
 /// Removes a flow's elements with `msg` (DESTROYSETELEM or DELSETELEM).
 pub(super) fn remove_elements(b: &mut Batch, l: &Layout, e: &Elements, msg: u16) {
-    for el in e.each() {
+    for el in e.each_to_remove() {
         element_message(b, l, msg, 0, e.fam, Element { data: None, ..el }, None);
     }
 }
@@ -199,7 +212,7 @@ pub(super) fn remove_elements_one_by_one(
     e: &Elements,
     mut seq: impl FnMut() -> u32,
 ) -> Vec<Batch> {
-    e.each()
+    e.each_to_remove()
         .into_iter()
         .map(|el| {
             let mut b = Batch::new(seq());
@@ -242,6 +255,12 @@ mod tests {
         assert_eq!(e.snat.as_deref(), Some(&[198, 51, 100, 1][..]));
         let kinds: Vec<_> = e.each().iter().map(|el| el.set.name(e.fam)).collect();
         assert_eq!(kinds, ["guard4", "fwd4", "snat4", "pin4"]);
+        let gone: Vec<_> = e
+            .each_to_remove()
+            .iter()
+            .map(|el| el.set.name(e.fam))
+            .collect();
+        assert_eq!(gone, ["guard4", "fwd4", "snat4", "pin4", "spent4"]);
     }
 
     #[test]

@@ -137,6 +137,17 @@ pub(super) fn lookup(w: &mut Writer, set: &str, set_id: u32, sreg: u32, dreg: Op
     });
 }
 
+/// `KEY != @set`: the rule goes on only if the key in `sreg` is not in
+/// `set`.
+pub(super) fn lookup_absent(w: &mut Writer, set: &str, set_id: u32, sreg: u32) {
+    expr(w, "lookup", |w| {
+        w.str(1, set); // NFTA_LOOKUP_SET
+        w.u32(2, sreg); // NFTA_LOOKUP_SREG
+        w.u32(4, set_id); // NFTA_LOOKUP_SET_ID
+        w.u32(5, 1); // NFTA_LOOKUP_FLAGS: NFT_LOOKUP_F_INV
+    });
+}
+
 /// `dynset add` of the key in `sreg` to `set`, with its own timeout. A full
 /// set stops the rule.
 pub(super) fn dynset_add(w: &mut Writer, set: &str, set_id: u32, sreg: u32, timeout_ms: u64) {
@@ -146,17 +157,6 @@ pub(super) fn dynset_add(w: &mut Writer, set: &str, set_id: u32, sreg: u32, time
         w.u32(3, 0); // NFTA_DYNSET_OP: NFT_DYNSET_OP_ADD
         w.u32(4, sreg); // NFTA_DYNSET_SREG_KEY
         w.u64(6, timeout_ms); // NFTA_DYNSET_TIMEOUT
-    });
-}
-
-/// `dynset delete`: removes the element keyed by `sreg` from `set` in the
-/// packet path. This is what makes a pinhole one-shot.
-pub(super) fn dynset_delete(w: &mut Writer, set: &str, set_id: u32, sreg: u32) {
-    expr(w, "dynset", |w| {
-        w.str(1, set); // NFTA_DYNSET_SET_NAME
-        w.u32(2, set_id); // NFTA_DYNSET_SET_ID
-        w.u32(3, 2); // NFTA_DYNSET_OP: NFT_DYNSET_OP_DELETE
-        w.u32(4, sreg); // NFTA_DYNSET_SREG_KEY
     });
 }
 

@@ -240,7 +240,7 @@ impl KernelDataPlane {
         // default" (none), a pinhole for ever.
         let ms = u64::try_from(flow.timeout.as_millis())
             .unwrap_or(u64::MAX)
-            .max(1);
+            .clamp(1, ruleset::USED_TIMEOUT_MS);
         match self.add_elements(&elements, ms) {
             Err(e) if e.errno() == Some(ENOENT) => {
                 let lost = self.live.len();
@@ -291,6 +291,13 @@ impl KernelDataPlane {
     /// connection it already admitted goes on (see [`abort`](Self::abort)).
     /// Unknown ids (already finished) are not an error.
     pub fn remove(&mut self, id: PinholeId) -> Result<(), KernelError> {
+        // A connection made since the last poll left a `used` element that
+        // only its source port names: learn it, so it goes too.
+        if self.live.get(&id).is_some_and(|l| l.dialer.is_none()) {
+            if let Err(e) = self.read_used() {
+                tracing::warn!(error = %e, "could not read the used pinholes before a removal");
+            }
+        }
         match self.live.remove(&id) {
             Some(l) => self.remove_elements(&l.elements),
             None => Ok(()),

@@ -9,11 +9,13 @@
 //!   map snat4 { ipv4_addr . ipv4_addr . inet_service : ipv4_addr; timeout }
 //!   set guard4 { ipv4_addr . inet_service; timeout }
 //!   set used4 { ipv4_addr . ipv4_addr . inet_service . inet_service; timeout, dynamic }
-//!   (and pin6, fwd6, snat6, guard6, used6)
+//!   set spent4 { ipv4_addr . ipv4_addr . inet_service; timeout, dynamic }
+//!   (and pin6, fwd6, snat6, guard6, used6, spent6)
 //!   chain dnat { type nat hook prerouting priority dstnat
 //!     ip saddr . ip daddr . tcp dport @pin4
+//!     ip saddr . ip daddr . tcp dport != @spent4
 //!       add @used4 { ip saddr . ip daddr . tcp dport . tcp sport }
-//!       delete @pin4 { ip saddr . ip daddr . tcp dport }
+//!       add @spent4 { ip saddr . ip daddr . tcp dport }
 //!       ct mark set ct mark & ~MASK | MARK  dnat to ip saddr . ip daddr . tcp dport map @fwd4 }
 //!   chain snat { type nat hook postrouting priority srcnat
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
@@ -25,8 +27,15 @@
 //! ```
 //!
 //! The pinhole key is (expected peer . gateway address . port): a packet
-//! from anyone else misses it. The `dynset delete` removes the element on
-//! the first match, so the pinhole admits one connection. A `fwd` element
+//! from anyone else misses it. The first connection that matches puts the
+//! key into `spent`, and a spent key matches no more, so the pinhole admits
+//! one connection. (It is not deleted from `pin` in the packet path: the
+//! kernel only marks an element deleted there as dead, and a dead element
+//! keeps counting against the set's size, cannot be deleted over netlink,
+//! and goes only when the set's garbage collector gets through the set;
+//! that collector gives up whenever a transaction lands meanwhile, so under
+//! a steady stream of pinholes the set filled with dead elements and
+//! refused new ones. Elements ftpalg deletes itself are gone at once.) A `fwd` element
 //! sends that connection on (DNAT); without one, the connection is only
 //! marked (a relay listener or a transparent flow). The mark is what the
 //! operator's default-drop chains accept. `guard` drops every other new
@@ -88,9 +97,11 @@ const TYPE_BITS: u32 = 6;
 const CT_STATE_NEW: u32 = 1 << 3;
 const IPPROTO_TCP: u8 = 6;
 
-/// How long a `used` element outlives its pinhole if ftpalg never removes
-/// it (the backend reads it within a poll interval, then removes it).
-const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// How long a `used` or `spent` element lives if ftpalg never removes it
+/// (the backend reads `used` within a poll interval and removes both with
+/// the pinhole). A pinhole's own timeout is held below it, so a spent key
+/// stays spent as long as its pin element can match.
+pub(super) const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// The rules one table holds; a different count means someone changed it.
 pub(super) const RULE_COUNT: usize = 7;
@@ -174,15 +185,17 @@ pub(super) enum SetKind {
     Snat,
     Guard,
     Used,
+    Spent,
 }
 
 impl SetKind {
-    pub const ALL: [SetKind; 5] = [
+    pub const ALL: [SetKind; 6] = [
         SetKind::Pin,
         SetKind::Fwd,
         SetKind::Snat,
         SetKind::Guard,
         SetKind::Used,
+        SetKind::Spent,
     ];
 
     pub(super) fn name(self, fam: Fam) -> String {
@@ -192,13 +205,14 @@ impl SetKind {
             SetKind::Snat => "snat",
             SetKind::Guard => "guard",
             SetKind::Used => "used",
+            SetKind::Spent => "spent",
         };
         format!("{base}{}", fam.suffix())
     }
 
     /// Transaction-unique id, so rules can name sets made in the same batch.
     fn id(self, fam: Fam) -> u32 {
-        let f = if fam == Fam::V4 { 0 } else { 5 };
+        let f = if fam == Fam::V4 { 0 } else { 6 };
         1 + f + self as u32
     }
 }
@@ -238,6 +252,7 @@ impl SetSpec {
             ),
             SetKind::Guard => (base, vec![addr, port], None),
             SetKind::Used => (base | NFT_SET_EVAL, vec![addr, addr, port, port], None),
+            SetKind::Spent => (base | NFT_SET_EVAL, vec![addr, addr, port], None),
         };
         SetSpec { flags, key, data }
     }
@@ -330,15 +345,24 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     let (r_peer, r_gw, r_port, r_sport) = fam.key_regs();
     let pin = SetKind::Pin;
     let used = SetKind::Used;
+    let spent = SetKind::Spent;
     match_family_tcp(w, fam);
     expr::payload(w, Base::Network, src, a, r_peer);
     expr::payload(w, Base::Network, dst, a, r_gw);
     expr::payload(w, Base::Transport, 2, 2, r_port);
     expr::payload(w, Base::Transport, 0, 2, r_sport);
     expr::lookup(w, &pin.name(fam), pin.id(fam), REG32_00, None);
+    expr::lookup_absent(w, &spent.name(fam), spent.id(fam), REG32_00);
     // Record the source port first: if that fails the pinhole stays unused.
+    // Either add failing (a full set) stops the rule: nothing is admitted.
     expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
-    expr::dynset_delete(w, &pin.name(fam), pin.id(fam), REG32_00);
+    expr::dynset_add(
+        w,
+        &spent.name(fam),
+        spent.id(fam),
+        REG32_00,
+        USED_TIMEOUT_MS,
+    );
     // Keep the operator's other mark bits; set ours.
     expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
     expr::bitwise(
@@ -470,7 +494,7 @@ mod tests {
             concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]),
             (7 << 12) | (7 << 6) | 13
         );
-        assert_eq!(SetKind::Used.id(Fam::V6), 10);
+        assert_eq!(SetKind::Spent.id(Fam::V6), 12);
         assert_eq!(SetKind::Pin.id(Fam::V4), 1);
     }
 
@@ -488,7 +512,7 @@ mod tests {
             &kinds[..3],
             &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]
         );
-        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 10);
+        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 12);
         assert_eq!(
             kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(),
             RULE_COUNT
@@ -526,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn dnat_rule_deletes_the_pin_element_before_marking() {
+    fn dnat_rule_spends_the_pin_key_before_marking() {
         let mut w = Writer::default();
         dnat_rule(&mut w, &layout(), Fam::V4);
         let names: Vec<String> = Attrs(w.as_bytes())
@@ -540,8 +564,18 @@ mod tests {
             names,
             [
                 "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup",
-                "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
+                "lookup", "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
             ]
         );
+        // Nothing is deleted in the packet path (dynset op 2): the kernel
+        // would keep a dead element counting against the set's size.
+        let exprs: Vec<&[u8]> = Attrs(w.as_bytes()).map(|(_, e)| e).collect();
+        let spent_check = attr(exprs[9], 2).unwrap();
+        assert_eq!(attr(spent_check, 1), Some(&b"spent4\0"[..]));
+        assert_eq!(attr(spent_check, 5), Some(&1u32.to_be_bytes()[..]));
+        for dynset in [exprs[10], exprs[11]] {
+            let data = attr(dynset, 2).unwrap();
+            assert_eq!(attr(data, 3), Some(&0u32.to_be_bytes()[..]), "op add");
+        }
     }
 }

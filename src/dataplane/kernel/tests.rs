@@ -36,8 +36,8 @@ fn removal_without_destroysetelem_deletes_each_element() {
         );
         let id = dp.add(&flow).expect("add");
         assert_eq!(element_count(&mut dp), 4);
-        // A used pinhole has lost its pin element already (and here its
-        // guard too): missing elements must not stop the others going.
+        // Elements already gone (here pin and guard, and the spent one of a
+        // pinhole never used) must not stop the others going.
         let mut pin_and_guard = Elements::of(&flow);
         pin_and_guard.fwd = None;
         pin_and_guard.snat = None;

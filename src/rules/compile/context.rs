@@ -70,6 +70,28 @@ impl Ctx {
         }
     }
 
+    /// A duration no longer than `max`: a wait the gateway must bound.
+    pub(super) fn duration_at_most(
+        &mut self,
+        s: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let d = self.duration(s, key, default);
+        match s {
+            Some(s) if d > max => {
+                self.error(
+                    s,
+                    format!("{key} must be at most {}s", max.as_secs()),
+                    "a data connection that has not come by then will not come",
+                );
+                default
+            }
+            _ => d,
+        }
+    }
+
     pub(super) fn range(
         &mut self,
         s: &Option<Spanned<String>>,

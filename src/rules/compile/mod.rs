@@ -148,10 +148,11 @@ fn compile_typed(text: &str) -> Loaded {
                 last: 41999,
             },
         ),
-        pinhole_timeout: cx.duration(
+        pinhole_timeout: cx.duration_at_most(
             &raw.data.pinhole_timeout,
             "pinhole_timeout",
             Duration::from_secs(30),
+            crate::rules::MAX_PINHOLE_TIMEOUT,
         ),
         passive_probe_timeout: cx.duration(
             &raw.data.passive_probe_timeout,
