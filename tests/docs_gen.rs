@@ -5,10 +5,17 @@ mod gen;
 
 use std::process::Command;
 
+/// Generated once per test process: the tests run in parallel threads,
+/// and one writing the files while another reads them made the reader see
+/// a file cut short.
 fn out() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ftpalg-docs-{}", std::process::id()));
-    gen::write_all(&d).expect("writes");
-    d
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("ftpalg-docs-{}", std::process::id()));
+        gen::write_all(&d).expect("writes");
+        d
+    })
+    .clone()
 }
 
 #[test]

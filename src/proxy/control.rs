@@ -126,9 +126,8 @@ async fn start(
     admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
     let id = admission.id;
-    if let Err(e) = super::keepalive::enable(&client, rules.limits.control_keepalive) {
-        warn!(session = id, client = %peer, error = %e, "cannot set keepalive on the client's control connection");
-    }
+    // Keepalive, Nagle off and urgent data inline come with the socket from
+    // its listener (`listeners.rs`).
     let upstream = match fixed_upstream(&listener, &client, client_local) {
         Ok(u) => u,
         Err(e) => {
@@ -228,13 +227,6 @@ async fn start(
         (_, None) => client_local.ip(),
     };
     let session = Session::new(cfg);
-    // Urgent data stays in the stream: a client that sends ABOR, or the
-    // DM of the telnet synch, as TCP urgent data (ftplib sends the whole
-    // `ABOR\r\n` so) would otherwise lose that byte, and a lost LF leaves
-    // ABOR unfinished in the framer.
-    if let Err(e) = socket2::SockRef::from(&client).set_out_of_band_inline(true) {
-        debug!(session = id, error = %e, "cannot keep urgent data inline");
-    }
     let (client_r, client_w) = client.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let max_line = rules.limits.max_line;
@@ -348,7 +340,6 @@ impl Driver {
     }
 
     async fn run(&mut self) -> io::Result<()> {
-        let _ = self.client_w.as_ref().set_nodelay(true);
         let mut frames = Vec::new();
         let mut shutdown = self.gw.shutdown_signal();
         let mut hard_stop = self.gw.hard_stop_signal();

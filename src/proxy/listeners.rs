@@ -82,6 +82,16 @@ impl ListenerSet {
 
 fn bind(l: &Listener) -> io::Result<(TcpListener, SocketAddr)> {
     let listener = bind_listener(l.listen, l.tproxy, 1024)?;
+    // Options every control connection wants, set once here: accepted
+    // connections inherit them (a session used to spend a system call on
+    // each). Nagle off, as replies are single short lines. Urgent data
+    // inline: a client that sends ABOR, or the DM of the telnet synch, as
+    // TCP urgent data (ftplib sends the whole `ABOR\r\n` so) would
+    // otherwise lose that byte, and a lost LF leaves ABOR unfinished in
+    // the framer.
+    let s = socket2::SockRef::from(&listener);
+    s.set_tcp_nodelay(true)?;
+    s.set_out_of_band_inline(true)?;
     let bound = canonical(listener.local_addr()?);
     Ok((listener, bound))
 }
@@ -177,6 +187,8 @@ impl Gateway {
 }
 
 async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
+    // The keepalive the listener's sockets inherit; the rules may change it.
+    let mut keepalive: Option<Option<Duration>> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -200,6 +212,19 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
             );
             continue;
         };
+        let want = rules.limits.control_keepalive;
+        if keepalive != Some(want) {
+            // Connections accepted from now on inherit it; this one, made
+            // before, gets it directly.
+            let set = super::keepalive::set_on_listener(&listener, want)
+                .and_then(|_| super::keepalive::set_on_listener(&stream, want));
+            match set {
+                Ok(()) => keepalive = Some(want),
+                Err(e) => {
+                    warn!(listener = %name, error = %e, "cannot set keepalive on control connections")
+                }
+            }
+        }
         let client = peer.ip().to_canonical();
         match gw.admit(client) {
             Ok(guard) => {
