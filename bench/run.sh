@@ -163,6 +163,11 @@ wait $idle_pid
 cat "$IDLE"
 printf 'rss_before_kib %s\nrss_after_kib %s\n' "$rss0" "$rss1" >"$OUT/rss.txt"
 
+# Pinhole setup alone (one nf_tables transaction each), 2,000 adds with 200
+# pinholes live, in the test's own namespace; the report judges its p99.
+echo "bench: pinhole setup latency"
+(cd "$REPO" && cargo test --quiet --release --test kernel_latency -- --nocapture 2>&1) | tee "$OUT/pinhole-latency.txt" | grep pinhole
+
 python3 "$REPO/bench/report.py" "$OUT" "$rss0" "$rss1" "$(nproc)" "$(uname -r)" "$SIZE_MB" "$DOCS" "$(( $(date +%s) - started ))" "$(ulimit -Hn)"
 if [ "$failed" -gt 0 ]; then
   echo "bench: $failed of $((RUNS * 14)) transfers failed" >&2
