@@ -23,6 +23,18 @@ fn open(lab: &Lab, config: KernelConfig) -> KernelDataPlane {
     dp
 }
 
+/// The client's passive pinhole on gateway address `gw`, forwarded to the
+/// server's `port` and leaving from the gateway's outside address.
+fn passive(gw: std::net::SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
+    PinholeFlow::passive(
+        ClientAddr(sa(CLIENT, 0)),
+        GatewayAddr(gw),
+        ServerAddr(sa(SERVER, port)),
+        SourceNat(GW_OUT.parse().unwrap()),
+        timeout,
+    )
+}
+
 /// Polls until `id` reports a terminal event (bounded), collecting its events.
 fn events_until_done(dp: &mut KernelDataPlane, id: PinholeId, within: Duration) -> Vec<FlowEvent> {
     let end = Instant::now() + within;
@@ -51,13 +63,7 @@ fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
     let mut dp = open(&lab, config());
     let srv = server(&lab.srv, sa(SERVER, 5000), 200_000, Duration::from_secs(8));
     let gw = sa(GW_IN, 40000);
-    let flow = PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, 5000)),
-        SourceNat(GW_OUT.parse().unwrap()),
-        Duration::from_secs(5),
-    );
+    let flow = passive(gw, 5000, Duration::from_secs(5));
     let id = dp.add(&flow).expect("add pinhole");
     let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
     assert!(
@@ -178,13 +184,7 @@ fn expired_pinhole_admits_nothing_and_reports_expiry() {
     let mut dp = open(&lab, config());
     let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
     let gw = sa(GW_IN, 40000);
-    let flow = PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, 5000)),
-        SourceNat(GW_OUT.parse().unwrap()),
-        Duration::from_millis(300),
-    );
+    let flow = passive(gw, 5000, Duration::from_millis(300));
     let id = dp.add(&flow).expect("add pinhole");
     std::thread::sleep(Duration::from_millis(600));
     let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
@@ -415,18 +415,10 @@ fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
             ..config()
         },
     );
-    let passive = |port| {
-        PinholeFlow::passive(
-            ClientAddr(sa(CLIENT, 0)),
-            GatewayAddr(sa(GW_IN, port)),
-            ServerAddr(sa(SERVER, 5000)),
-            SourceNat(GW_OUT.parse().unwrap()),
-            Duration::from_secs(30),
-        )
-    };
-    dp.add(&passive(40000)).unwrap();
-    dp.add(&passive(40001)).unwrap();
-    let third = dp.add(&passive(40002));
+    let at = |port| passive(sa(GW_IN, port), 5000, Duration::from_secs(30));
+    dp.add(&at(40000)).unwrap();
+    dp.add(&at(40001)).unwrap();
+    let third = dp.add(&at(40002));
     assert!(
         matches!(third, Err(KernelError::Full { max: 2 })),
         "{third:?}"
@@ -438,10 +430,7 @@ fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
             "{set} kept part of the refused pinhole:\n{listing}"
         );
     }
-    assert!(matches!(
-        dp.add(&passive(40000)),
-        Err(KernelError::PortInUse(_))
-    ));
+    assert!(matches!(dp.add(&at(40000)), Err(KernelError::PortInUse(_))));
     let mixed = PinholeFlow::relay(
         PeerIp(CLIENT6.parse().unwrap()),
         GatewayAddr(sa(GW_IN, 40003)),
@@ -532,15 +521,7 @@ fn abort_resets_both_ends_of_a_forwarded_connection() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let gw = sa(GW_IN, 40000);
-    let id = dp
-        .add(&PinholeFlow::passive(
-            ClientAddr(sa(CLIENT, 0)),
-            GatewayAddr(gw),
-            ServerAddr(sa(SERVER, 5000)),
-            SourceNat(GW_OUT.parse().unwrap()),
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    let id = dp.add(&passive(gw, 5000, Duration::from_secs(5))).unwrap();
     let close = Arc::new(AtomicBool::new(false));
     let client_close = close.clone();
     let client = spawn_in(&lab.cli, move || {
@@ -598,15 +579,7 @@ fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
     let mut dp = open(&lab, config());
     let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
     let gw = sa(GW_IN, 40000);
-    let id = dp
-        .add(&PinholeFlow::passive(
-            ClientAddr(sa(CLIENT, 0)),
-            GatewayAddr(gw),
-            ServerAddr(sa(SERVER, 5000)),
-            SourceNat(GW_OUT.parse().unwrap()),
-            Duration::from_secs(30),
-        ))
-        .unwrap();
+    let id = dp.add(&passive(gw, 5000, Duration::from_secs(30))).unwrap();
     let (_, before) = lab.nft("list table inet ftpalg_data");
     let elements = |t: &str| {
         t.lines()
@@ -719,15 +692,7 @@ fn a_target_that_refuses_is_reported_as_failed() {
     let mut dp = open(&lab, config());
     let gw = sa(GW_IN, 40000);
     // Nothing listens on the server's port 5999.
-    let id = dp
-        .add(&PinholeFlow::passive(
-            ClientAddr(sa(CLIENT, 0)),
-            GatewayAddr(gw),
-            ServerAddr(sa(SERVER, 5999)),
-            SourceNat(GW_OUT.parse().unwrap()),
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    let id = dp.add(&passive(gw, 5999, Duration::from_secs(5))).unwrap();
     assert_eq!(
         dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
         Outcome::Refused,
@@ -761,13 +726,7 @@ fn used_pinholes_give_their_room_back_at_once() {
     for i in 0..12u16 {
         let gw = sa(GW_IN, 40000 + i);
         let id = dp
-            .add(&PinholeFlow::passive(
-                ClientAddr(sa(CLIENT, 0)),
-                GatewayAddr(gw),
-                ServerAddr(sa(SERVER, 5000)),
-                SourceNat(GW_OUT.parse().unwrap()),
-                Duration::from_secs(30),
-            ))
+            .add(&passive(gw, 5000, Duration::from_secs(30)))
             .unwrap_or_else(|e| panic!("pinhole {i} refused: {e}"));
         assert_eq!(
             dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),

@@ -347,7 +347,17 @@ resume_cases() { # resume_cases SERVER HOST PORT
     -e "set net:max-retries 1; set net:timeout 6; set cmd:fail-exit yes; reget /$file -o $out; bye" "$host" </dev/null >>"$err" 2>&1
   resume_check "$server" lftp-passive-interrupt-reget f4m "$part" ""
 
-  # curl, cut by --max-time while downloading at 1 MB/s, then -C -.
+  curl_cut_resume "$server" "$host" "$port"
+
+  local m
+  for m in passive active; do ftplib_abort_rest "$server" "$m" "$host" "$port" "ftplib-$m-abort-rest"; done
+}
+
+# curl, cut by --max-time while downloading at 1 MB/s (it closes its data
+# and control connections early), then -C -, in both client modes.
+curl_cut_resume() { # curl_cut_resume SERVER HOST PORT
+  local server=$1 host=$2 port=$3 out="$STATE/resume.out" err="$STATE/resume.err" part m
+  local file="$LAB/f4m"
   for m in epsv port; do
     local flags=(-s -S --connect-timeout 5 --user anonymous:ftpalg@)
     [ "$m" = port ] && flags+=(--ftp-port - --disable-eprt)
@@ -357,9 +367,6 @@ resume_cases() { # resume_cases SERVER HOST PORT
     inns cli "${CURL[@]}" "${flags[@]}" --max-time 20 -C - -o "$out" "ftp://$host:$port/$file" >>"$err" 2>&1
     resume_check "$server" "curl-$m-cut-resume" f4m "$part" ""
   done
-
-  local m
-  for m in passive active; do ftplib_abort_rest "$server" "$m" "$host" "$port" "ftplib-$m-abort-rest"; done
 }
 
 # ftplib: read 1 MiB, abort() (ABOR as urgent data), then rest=. The
@@ -428,16 +435,20 @@ PY
 }
 
 # ABOR on transfers the kernel forwards: answered at once, both ends of
-# the forwarded connection reset, and the file resumed (REST) whole.
+# the forwarded connection reset, and the file resumed (REST) whole; and
+# a client that closes early (curl cut by its time limit), then resumes.
 kernel_abort_lines() {
   echo ftplib-passive-abort-reset-rest
   echo ftplib-active-abort-reset-rest
+  echo curl-epsv-cut-resume
+  echo curl-port-cut-resume
 }
 kernel_abort_cases() { # kernel_abort_cases SERVER HOST PORT
   local m
   for m in passive active; do
     RESUME_SCENARIO=kernel-modes ftplib_abort_rest "$1" "$m" "$2" "$3" "ftplib-$m-abort-reset-rest" reset
   done
+  RESUME_SCENARIO=kernel-modes curl_cut_resume "$1" "$2" "$3"
 }
 
 # kernel_log_row SCENARIO SERVER CASE LOG WHICH [WANT]: the transfer log says the
