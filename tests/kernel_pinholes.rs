@@ -752,3 +752,62 @@ fn used_pinholes_give_their_room_back_at_once() {
     );
     dp.close().expect("close");
 }
+
+/// Regression: a server may hand out the same passive port again as soon
+/// as its last transfer there has ended (pure-ftpd does), and in
+/// transparent mode that port is the pinhole's address. A pinhole whose
+/// connection has closed, but which no poll has seen end yet, must give
+/// the address up to the next one rather than refuse it.
+#[test]
+fn an_ended_pinhole_gives_its_address_to_the_next_at_once() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("p");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(10));
+    let gw = sa(GW_IN, 40000);
+    let first = dp
+        .add(&passive(gw, 5000, Duration::from_secs(30)))
+        .expect("first");
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        Outcome::Transferred(100)
+    );
+    // No poll in between: the first pinhole is still live in the backend.
+    let second = dp
+        .add(&passive(gw, 5000, Duration::from_secs(30)))
+        .expect("the same address again once its connection has ended");
+    assert_ne!(first, second);
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        Outcome::Transferred(100),
+        "the new pinhole admits its own connection"
+    );
+    // The first one's end is reported, once, with its bytes.
+    let evs = events_until_done(&mut dp, first, Duration::from_secs(5));
+    assert!(
+        matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.to_dialer >= 100),
+        "{evs:?}"
+    );
+    // A pinhole whose connection is still open keeps its address.
+    let third = sa(GW_IN, 40001);
+    dp.add(&passive(third, 5000, Duration::from_secs(30)))
+        .expect("third");
+    let held = spawn_in(&lab.cli, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&sa(CLIENT, 0).into()).unwrap();
+        s.connect_timeout(&third.into(), Duration::from_secs(3))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        s
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(matches!(
+        dp.add(&passive(third, 5000, Duration::from_secs(30))),
+        Err(KernelError::PortInUse(_))
+    ));
+    drop(held.join().unwrap());
+    assert_eq!(srv.finish().len(), 3);
+    dp.close().expect("close");
+}

@@ -24,7 +24,7 @@ mod track;
 
 pub use error::KernelError;
 
-use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
+use crate::dataplane::{FailReason, FlowEvent, GatewayAddr, PinholeFlow};
 use elements::Elements;
 use netlink::Batch;
 use ruleset::Layout;
@@ -232,9 +232,7 @@ impl KernelDataPlane {
         if !flow.same_family() {
             return Err(KernelError::MixedFamilies);
         }
-        if self.live.values().any(|l| l.flow.gateway == flow.gateway) {
-            return Err(KernelError::PortInUse(flow.gateway.0));
-        }
+        self.settle_for(flow.gateway)?;
         let elements = Elements::of(flow);
         // Milliseconds, at least one: a zero timeout would mean "the set's
         // default" (none), a pinhole for ever.
@@ -449,26 +447,36 @@ impl KernelDataPlane {
         let now = Instant::now();
         let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
         ids.sort();
-        let mut done = Vec::new();
         for id in ids {
-            let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else {
-                continue;
-            };
-            let entry = match dialer {
-                Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
-                None => None,
-            };
-            let Some(l) = self.live.get_mut(&id) else {
-                continue;
-            };
-            for ev in step(l, entry.as_ref(), now) {
-                if ev.is_terminal() {
-                    done.push(id);
-                }
-                events.push((id, ev));
-            }
+            self.poll_one(id, now, &mut events)?;
         }
-        for id in done {
+        Ok(events)
+    }
+
+    /// Reads pinhole `id`'s connection now and adds its events to
+    /// `events`; a pinhole that has ended leaves the table.
+    fn poll_one(
+        &mut self,
+        id: PinholeId,
+        now: Instant,
+        events: &mut Vec<(PinholeId, FlowEvent)>,
+    ) -> Result<(), KernelError> {
+        let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else {
+            return Ok(());
+        };
+        let entry = match dialer {
+            Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
+            None => None,
+        };
+        let Some(l) = self.live.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut ended = false;
+        for ev in step(l, entry.as_ref(), now) {
+            ended |= ev.is_terminal();
+            events.push((id, ev));
+        }
+        if ended {
             if let Some(l) = self.live.remove(&id) {
                 // The events stand even if this fails: what is left of the
                 // pinhole expires with its timeout.
@@ -477,7 +485,34 @@ impl KernelDataPlane {
                 }
             }
         }
-        Ok(events)
+        Ok(())
+    }
+
+    /// A pinhole already on `gateway` whose connection has ended since the
+    /// last poll is settled now (its events wait for the next poll), so a
+    /// new one can take the address: a server may hand out the same
+    /// passive port again as soon as its last transfer there ended, and in
+    /// transparent mode that port is the pinhole's address. One still in
+    /// use is kept, and the address refused.
+    fn settle_for(&mut self, gateway: GatewayAddr) -> Result<(), KernelError> {
+        let Some(old) = self
+            .live
+            .iter()
+            .find(|(_, l)| l.flow.gateway == gateway)
+            .map(|(id, _)| *id)
+        else {
+            return Ok(());
+        };
+        if self.live[&old].dialer.is_none() {
+            self.read_used()?;
+        }
+        let mut events = Vec::new();
+        self.poll_one(old, Instant::now(), &mut events)?;
+        self.pending.extend(events);
+        if self.live.contains_key(&old) {
+            return Err(KernelError::PortInUse(gateway.0));
+        }
+        Ok(())
     }
 
     /// Deletes the table and everything in it. Dropping does the same,
