@@ -37,9 +37,10 @@ deps:
 unit:
 	$(CARGO) test --all-targets
 
-## The shell scripts' own logic (no root, no network).
+## The test scripts' own logic, and the lab's pyftpdlib fix (no root; loopback only).
 script-tests:
 	bash tests/scripts/apt-backports.sh
+	/usr/bin/python3 -W ignore::DeprecationWarning tests/scripts/pyftpd-fd-reuse.py
 
 check-rules: build
 	@for f in rules/*.yaml; do ./target/release/ftpalg check --rules $$f || exit 1; done

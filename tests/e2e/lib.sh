@@ -303,7 +303,7 @@ AllowOverwrite on
 CONF
       spawn "$n" "$conf/log" "$PEERS/proftpd-core/usr/sbin/proftpd" -n -q -c "$conf/proftpd.conf" ;;
     pyftpdlib)
-      spawn "$n" "$conf/log" "$PY" -m pyftpdlib -i :: -p 21 -w -d "$FTPROOT" -r 30000-30999 ;;
+      spawn "$n" "$conf/log" "$PY" "$E2E_DIR/pyftpd.py" -i :: -p 21 -w -d "$FTPROOT" -r 30000-30999 ;;
   esac
 }
 

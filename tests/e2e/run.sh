@@ -496,7 +496,7 @@ security_tests() {
   stop_all
   local slog="$STATE/recording-server.log"
   : >"$slog"
-  spawn srv "$slog" "$PY" -m pyftpdlib -D -i 198.51.100.10 -p 21 -d "$FTPROOT" -r 30000-30999 >/dev/null
+  spawn srv "$slog" "$PY" "$E2E_DIR/pyftpd.py" -D -i 198.51.100.10 -p 21 -d "$FTPROOT" -r 30000-30999 >/dev/null
   if ! wait_port srv 198.51.100.10 21 2>/dev/null; then
     record "$scen" pyftpdlib setup FAIL "server did not start: $(log_reason "$slog")" yes
   elif start_ftpalg rules/explicit-proxy.yaml "$tag" "$scen" pyftpdlib; then
@@ -653,7 +653,7 @@ PY
 security_kernel() {
   local scen=security tag=security-kernel slog="$STATE/kernel-server.log" rules="$STATE/kernel-explicit.yaml"
   : >"$slog"
-  spawn srv "$slog" "$PY" -m pyftpdlib -i 198.51.100.10 -p 21 -d "$FTPROOT" -r 30000-30999 >/dev/null
+  spawn srv "$slog" "$PY" "$E2E_DIR/pyftpd.py" -i 198.51.100.10 -p 21 -d "$FTPROOT" -r 30000-30999 >/dev/null
   if ! wait_port srv 198.51.100.10 21 2>/dev/null; then
     record "$scen" kernel setup FAIL "server did not start: $(log_reason "$slog")" yes
     stop_all
