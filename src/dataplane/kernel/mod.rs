@@ -13,6 +13,7 @@
 //! [`open`]: KernelDataPlane::open
 //! [`close`]: KernelDataPlane::close
 
+mod config;
 mod conntrack;
 mod elements;
 mod error;
@@ -22,6 +23,7 @@ mod ruleset;
 mod socket;
 mod track;
 
+pub use config::KernelConfig;
 pub use error::KernelError;
 
 use crate::dataplane::{FailReason, FlowEvent, GatewayAddr, PinholeFlow};
@@ -31,60 +33,8 @@ use ruleset::Layout;
 use socket::NfSocket;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use track::{step, Live};
-
-/// How the kernel data path is set up.
-#[derive(Debug, Clone)]
-pub struct KernelConfig {
-    /// Name of ftpalg's table in the `inet` family. It must not be a
-    /// table anything else uses: it is replaced at start.
-    pub table: String,
-    /// The conntrack mark (under `mark_mask`) set on every admitted flow;
-    /// the operator's default-drop chains accept it.
-    pub mark: u32,
-    /// The mark bits ftpalg owns; others are kept.
-    pub mark_mask: u32,
-    /// Most pinholes live at once, per address family (the sets' size).
-    pub max_pinholes: u32,
-    /// Bind the table to this process's netlink socket: the kernel
-    /// deletes it when the process dies, and no other process can change
-    /// it (Linux 5.12+).
-    pub owner: bool,
-    /// Bound on every wait for the kernel.
-    pub netlink_timeout: Duration,
-}
-
-impl Default for KernelConfig {
-    fn default() -> Self {
-        KernelConfig {
-            table: "ftpalg_data".into(),
-            mark: 0x4654_0000,
-            mark_mask: 0xffff_0000,
-            max_pinholes: 4096,
-            owner: true,
-            netlink_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-impl KernelConfig {
-    /// The mark (under `mark_mask`) of a forwarded connection that has
-    /// been cut: `mark` with the lowest bit of the mask flipped, so the
-    /// operator's accept line no longer matches it and ftpalg's `cut`
-    /// chain resets it.
-    pub fn cut_mark(&self) -> u32 {
-        self.mark ^ (self.mark_mask & self.mark_mask.wrapping_neg())
-    }
-
-    /// The accept line for the operator's default-drop chains.
-    pub fn accept_rule(&self) -> String {
-        format!(
-            "ct mark and {:#010x} == {:#010x} accept",
-            self.mark_mask, self.mark
-        )
-    }
-}
 
 /// What [`KernelDataPlane::open`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,32 +494,8 @@ impl Drop for KernelDataPlane {
     }
 }
 
-/// Helpers for tests that need a kernel of their own.
 #[cfg(test)]
-pub(crate) mod testing {
-    /// Runs `f` on a thread in a network namespace of its own (gone when
-    /// the thread ends); threads it spawns inherit it. Needs root; `None`
-    /// when skipped on purpose.
-    pub(crate) fn in_fresh_netns<T: Send + 'static>(
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                std::env::var_os("FTPALG_SKIP_KERNEL_TESTS").is_some(),
-                "kernel tests need root (set FTPALG_SKIP_KERNEL_TESTS=1 to skip them)"
-            );
-            return None;
-        }
-        let h = std::thread::spawn(move || {
-            // SAFETY: unshare on the calling thread only; no pointers.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
-            f()
-        });
-        Some(h.join().expect("namespace thread"))
-    }
-}
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests;

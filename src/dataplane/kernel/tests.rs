@@ -4,6 +4,7 @@ use super::testing::in_fresh_netns;
 use super::*;
 use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
 use ruleset::{Fam, SetKind};
+use std::time::Duration;
 
 fn element_count(dp: &mut KernelDataPlane) -> usize {
     let mut n = 0;

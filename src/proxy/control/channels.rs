@@ -10,21 +10,22 @@
 //! (`ToClientAfterData`) is settled by how the data path ended: the engine
 //! turns it into `426` when that failed.
 
+mod event;
 mod held;
 mod log;
+
+pub(super) use event::{Cancel, DataEvent};
 
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay_counted, Moved, RelayLimits};
 use super::super::Metrics;
-use super::forward::{Forwarded, KernelChannel};
+use super::forward::KernelChannel;
 use super::{unspecified_like, Driver};
-use crate::dataplane::FlowEvent;
 use crate::ftp::command::Verb;
 use crate::ftp::session::{
     ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
 };
 use crate::proxy::events::TransferReport;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -143,48 +144,6 @@ impl Channel {
     }
 }
 
-pub(super) enum DataEvent {
-    Upstream(Result<TcpStream, String>),
-    Connected {
-        id: DataId,
-        side: Side,
-        result: io::Result<TcpStream>,
-    },
-    Delivered {
-        id: DataId,
-        result: Result<(), String>,
-    },
-    Finished {
-        id: DataId,
-        result: Result<Moved, String>,
-        elapsed: Duration,
-    },
-    /// The deadline of `Action::ReplyDeadline` for this channel passed.
-    ReplyOverdue {
-        id: DataId,
-    },
-    /// The kernel thread answered a forward request. Boxed, like the
-    /// filter's answer: every session's event channel allocates room for
-    /// 32 events up front, so the largest variant sets what an idle
-    /// session costs.
-    Forwarded {
-        id: DataId,
-        forwarded: Box<Forwarded>,
-    },
-    /// An event of a kernel-forwarded channel's pinhole.
-    Kernel {
-        id: DataId,
-        event: FlowEvent,
-    },
-    /// The kernel thread answered a relay filter request.
-    Filtered {
-        id: DataId,
-        side: Side,
-        local: SocketAddr,
-        result: Box<Result<KernelChannel, String>>,
-    },
-}
-
 async fn establish(
     p: Prepared,
     deadline: Duration,
@@ -199,37 +158,6 @@ async fn establish(
             }
             e.to_string()
         }),
-    }
-}
-
-/// Why the driver closes a data channel before its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cancel {
-    /// The engine no longer needs it.
-    Released,
-    /// The client aborted the transfer.
-    Cut,
-    /// Another channel is being prepared (one at a time per session).
-    AnotherPrepared,
-    /// A newer channel started running (one at a time per session).
-    Superseded,
-    /// The control connection was idle too long.
-    IdleTimeout,
-    /// The gateway is stopping and its grace is over.
-    Shutdown,
-}
-
-impl Cancel {
-    /// The reason, for logs and the transfer's result.
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Cancel::Released => "released",
-            Cancel::Cut => "cut: the client aborted the transfer",
-            Cancel::AnotherPrepared => "another data channel is being prepared",
-            Cancel::Superseded => "superseded by a newer data channel",
-            Cancel::IdleTimeout => "control idle timeout",
-            Cancel::Shutdown => "the gateway is shutting down",
-        }
     }
 }
 
@@ -545,14 +473,5 @@ impl Driver {
     /// Whether a relay is under way (it holds the control idle timer).
     pub(super) fn transfer_running(&self) -> bool {
         self.channels.values().any(Channel::running)
-    }
-}
-#[cfg(test)]
-mod tests {
-    /// Every session's event channel allocates room for 32 events at
-    /// once: a large variant costs each idle session its size 32 times.
-    #[test]
-    fn data_events_stay_small() {
-        assert!(std::mem::size_of::<super::DataEvent>() <= 64);
     }
 }
