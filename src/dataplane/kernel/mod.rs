@@ -20,6 +20,7 @@ mod error;
 mod expr;
 mod netlink;
 mod ruleset;
+mod sets;
 mod socket;
 mod track;
 
