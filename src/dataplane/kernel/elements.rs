@@ -3,7 +3,7 @@
 
 use super::expr;
 use super::netlink::{self, attr, Attrs, Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
-use super::ruleset::{Fam, Layout, SetKind, NFPROTO_INET};
+use super::ruleset::{Fam, Layout, SetKind, NFPROTO_INET, SPENT_MARGIN_MS};
 use crate::dataplane::{Admit, PinholeFlow};
 use std::net::{IpAddr, SocketAddr};
 
@@ -72,10 +72,14 @@ impl Elements {
     }
 
     /// Each element ftpalg adds for the flow; the pin element comes after
-    /// its companions so the packet path never sees it without them.
+    /// its companions so the packet path never sees it without them, and
+    /// the `spent` element, whose token admits the one connection, first.
     fn each(&self) -> Vec<Element<'_>> {
         let el = |set, key, data| Element { set, key, data };
-        let mut v = vec![el(SetKind::Guard, &self.guard_key[..], None)];
+        let mut v = vec![
+            el(SetKind::Spent, &self.pin_key[..], None),
+            el(SetKind::Guard, &self.guard_key[..], None),
+        ];
         if let Some(d) = &self.fwd {
             v.push(el(SetKind::Fwd, &self.pin_key, Some(&d[..])));
         }
@@ -89,16 +93,16 @@ impl Elements {
         v
     }
 
-    /// Each element to remove with the flow: those ftpalg added, and the
-    /// `spent` one the packet path adds when the pinhole is used (a
-    /// missing element is no error).
+    /// Each element to remove with the flow: those ftpalg added, the pin
+    /// element first so nothing is admitted while the rest go.
     fn each_to_remove(&self) -> Vec<Element<'_>> {
         let mut v = self.each();
-        v.push(Element {
-            set: SetKind::Spent,
-            key: &self.pin_key,
-            data: None,
-        });
+        let pin = v
+            .iter()
+            .position(|e| matches!(e.set, SetKind::Pin))
+            .expect("a flow has a pin element");
+        let pin = v.remove(pin);
+        v.insert(0, pin);
         v
     }
 }
@@ -183,9 +187,15 @@ pub(super) fn parse_used(fam: Fam, key: &[u8]) -> Option<(IpAddr, SocketAddr, u1
     Some((peer, SocketAddr::new(gw, port), sport))
 }
 
-/// Adds a flow's elements; EXCL so a duplicate pinhole is an error.
+/// Adds a flow's elements; EXCL so a duplicate pinhole is an error. The
+/// `spent` element outlives the others by [`SPENT_MARGIN_MS`], so its key
+/// stays spent for as long as the pin element could match.
 pub(super) fn add_elements(b: &mut Batch, l: &Layout, e: &Elements, timeout_ms: u64) {
     for el in e.each() {
+        let t = match el.set {
+            SetKind::Spent => timeout_ms.saturating_add(SPENT_MARGIN_MS),
+            _ => timeout_ms,
+        };
         element_message(
             b,
             l,
@@ -193,7 +203,7 @@ pub(super) fn add_elements(b: &mut Batch, l: &Layout, e: &Elements, timeout_ms: 
             NLM_F_CREATE | NLM_F_EXCL,
             e.fam,
             el,
-            Some(timeout_ms),
+            Some(t),
         );
     }
 }
@@ -254,13 +264,13 @@ mod tests {
         );
         assert_eq!(e.snat.as_deref(), Some(&[198, 51, 100, 1][..]));
         let kinds: Vec<_> = e.each().iter().map(|el| el.set.name(e.fam)).collect();
-        assert_eq!(kinds, ["guard4", "fwd4", "snat4", "pin4"]);
+        assert_eq!(kinds, ["spent4", "guard4", "fwd4", "snat4", "pin4"]);
         let gone: Vec<_> = e
             .each_to_remove()
             .iter()
             .map(|el| el.set.name(e.fam))
             .collect();
-        assert_eq!(gone, ["guard4", "fwd4", "snat4", "pin4", "spent4"]);
+        assert_eq!(gone, ["pin4", "spent4", "guard4", "fwd4", "snat4"]);
     }
 
     #[test]
@@ -295,6 +305,6 @@ mod tests {
         assert_eq!(e.pin_key.len(), 36);
         assert_eq!(e.guard_key.len(), 20);
         let kinds: Vec<_> = e.each().iter().map(|el| el.set.name(e.fam)).collect();
-        assert_eq!(kinds, ["guard6", "pin6"]);
+        assert_eq!(kinds, ["spent6", "guard6", "pin6"]);
     }
 }

@@ -47,9 +47,31 @@ pub(super) enum CtKey {
 }
 
 fn expr(w: &mut Writer, name: &str, f: impl FnOnce(&mut Writer)) {
-    w.nested(NFTA_LIST_ELEM, |w| {
-        w.str(NFTA_EXPR_NAME, name);
-        w.nested(NFTA_EXPR_DATA, f);
+    w.nested(NFTA_LIST_ELEM, |w| expr_body(w, name, f));
+}
+
+/// An expression's name and data, without the list element around it (the
+/// form a set's own expression takes).
+fn expr_body(w: &mut Writer, name: &str, f: impl FnOnce(&mut Writer)) {
+    w.str(NFTA_EXPR_NAME, name);
+    w.nested(NFTA_EXPR_DATA, f);
+}
+
+/// One week, in seconds: the refill period of [`admit_once`]'s token.
+const WEEK_SECS: u64 = 7 * 24 * 3600;
+
+/// `limit rate 1/week burst 1 packets`, as a set's per-element expression:
+/// each element holds one token, taken under the limit's lock by the first
+/// packet that evaluates the element, so of any number of packets racing on
+/// different CPUs exactly one passes. The refill (a week) is far beyond any
+/// element's timeout, so the token never comes back.
+pub(super) fn admit_once(w: &mut Writer) {
+    expr_body(w, "limit", |w| {
+        w.u64(1, 1); // NFTA_LIMIT_RATE
+        w.u64(2, WEEK_SECS); // NFTA_LIMIT_UNIT (seconds)
+        w.u32(3, 1); // NFTA_LIMIT_BURST
+        w.u32(4, 0); // NFTA_LIMIT_TYPE: NFT_LIMIT_PKTS
+        w.u32(5, 0); // NFTA_LIMIT_FLAGS: not inverted, break when over
     });
 }
 
@@ -134,17 +156,6 @@ pub(super) fn lookup(w: &mut Writer, set: &str, set_id: u32, sreg: u32, dreg: Op
             w.u32(3, d); // NFTA_LOOKUP_DREG
         }
         w.u32(4, set_id); // NFTA_LOOKUP_SET_ID
-    });
-}
-
-/// `KEY != @set`: the rule goes on only if the key in `sreg` is not in
-/// `set`.
-pub(super) fn lookup_absent(w: &mut Writer, set: &str, set_id: u32, sreg: u32) {
-    expr(w, "lookup", |w| {
-        w.str(1, set); // NFTA_LOOKUP_SET
-        w.u32(2, sreg); // NFTA_LOOKUP_SREG
-        w.u32(4, set_id); // NFTA_LOOKUP_SET_ID
-        w.u32(5, 1); // NFTA_LOOKUP_FLAGS: NFT_LOOKUP_F_INV
     });
 }
 

@@ -9,13 +9,13 @@
 //!   map snat4 { ipv4_addr . ipv4_addr . inet_service : ipv4_addr; timeout }
 //!   set guard4 { ipv4_addr . inet_service; timeout }
 //!   set used4 { ipv4_addr . ipv4_addr . inet_service . inet_service; timeout, dynamic }
-//!   set spent4 { ipv4_addr . ipv4_addr . inet_service; timeout, dynamic }
+//!   set spent4 { ipv4_addr . ipv4_addr . inet_service; timeout, dynamic;
+//!                limit rate 1/week burst 1 packets }
 //!   (and pin6, fwd6, snat6, guard6, used6, spent6)
 //!   chain dnat { type nat hook prerouting priority dstnat
 //!     ip saddr . ip daddr . tcp dport @pin4
-//!     ip saddr . ip daddr . tcp dport != @spent4
+//!       add @spent4 { ip saddr . ip daddr . tcp dport }   # takes its token
 //!       add @used4 { ip saddr . ip daddr . tcp dport . tcp sport }
-//!       add @spent4 { ip saddr . ip daddr . tcp dport }
 //!       ct mark set ct mark & ~MASK | MARK  dnat to ip saddr . ip daddr . tcp dport map @fwd4 }
 //!   chain snat { type nat hook postrouting priority srcnat
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
@@ -27,15 +27,20 @@
 //! ```
 //!
 //! The pinhole key is (expected peer . gateway address . port): a packet
-//! from anyone else misses it. The first connection that matches puts the
-//! key into `spent`, and a spent key matches no more, so the pinhole admits
-//! one connection. (It is not deleted from `pin` in the packet path: the
-//! kernel only marks an element deleted there as dead, and a dead element
+//! from anyone else misses it. ftpalg adds the pinhole's `spent` element
+//! with the others; every element of that set carries a `limit` holding one
+//! token that never refills, and updating the element from the packet path
+//! evaluates it. The first packet to take the token goes on; every other
+//! stops at that expression. The check and the mark are one step, under the
+//! limit's lock: of several SYNs from the expected peer racing on different
+//! CPUs exactly one is admitted (a lookup in `spent` followed by an add to
+//! it, as before, let two or three through the gap). Nothing is deleted
+//! in the packet path: the kernel only marks an element deleted there as dead, and a dead element
 //! keeps counting against the set's size, cannot be deleted over netlink,
 //! and goes only when the set's garbage collector gets through the set;
 //! that collector gives up whenever a transaction lands meanwhile, so under
 //! a steady stream of pinholes the set filled with dead elements and
-//! refused new ones. Elements ftpalg deletes itself are gone at once.) A `fwd` element
+//! refused new ones. Elements ftpalg deletes itself are gone at once. A `fwd` element
 //! sends that connection on (DNAT); without one, the connection is only
 //! marked (a relay listener or a transparent flow). The mark is what the
 //! operator's default-drop chains accept. `guard` drops every other new
@@ -89,6 +94,15 @@ const IPPROTO_TCP: u8 = 6;
 /// the pinhole). A pinhole's own timeout is held below it, so a spent key
 /// stays spent as long as its pin element can match.
 pub(super) const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// How much longer than its pinhole a `spent` element lives: a spent key
+/// must outlast every pin element that could still match it.
+pub(super) const SPENT_MARGIN_MS: u64 = 10 * 1000;
+
+/// The timeout of a `spent` element the packet path itself creates, which
+/// happens only when a pinhole is withdrawn between a packet's pin lookup
+/// and its `spent` update: such an element guards nothing, so it goes soon.
+const SPENT_FALLBACK_MS: u64 = SPENT_MARGIN_MS;
 
 /// The rules one table holds; a different count means someone changed it.
 pub(super) const RULE_COUNT: usize = 7;
@@ -164,17 +178,20 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     expr::payload(w, Base::Transport, 2, 2, r_port);
     expr::payload(w, Base::Transport, 0, 2, r_sport);
     expr::lookup(w, &pin.name(fam), pin.id(fam), REG32_00, None);
-    expr::lookup_absent(w, &spent.name(fam), spent.id(fam), REG32_00);
-    // Record the source port first: if that fails the pinhole stays unused.
-    // Either add failing (a full set) stops the rule: nothing is admitted.
-    expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
+    // Admission and its record are one step: the `spent` element (ftpalg
+    // adds it with the pinhole) holds one token, and of any number of
+    // packets racing through here on different CPUs the one that takes it
+    // goes on; every other stops here, and the `guard` chain drops it.
     expr::dynset_add(
         w,
         &spent.name(fam),
         spent.id(fam),
         REG32_00,
-        USED_TIMEOUT_MS,
+        SPENT_FALLBACK_MS,
     );
+    // Only the admitted connection records its source port. A full set
+    // stops the rule: nothing is admitted.
+    expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
     // Keep the operator's other mark bits; set ours.
     expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
     expr::bitwise(
@@ -352,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn dnat_rule_spends_the_pin_key_before_marking() {
+    fn dnat_rule_admits_through_the_spent_token_before_marking() {
         let mut w = Writer::default();
         dnat_rule(&mut w, &layout(), Fam::V4);
         let names: Vec<String> = Attrs(w.as_bytes())
@@ -366,18 +383,41 @@ mod tests {
             names,
             [
                 "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup",
-                "lookup", "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
+                "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
             ]
         );
+        // No separate check of `spent` (a check and a mark in two steps let
+        // racing packets through): the update of `spent` is the check.
         // Nothing is deleted in the packet path (dynset op 2): the kernel
         // would keep a dead element counting against the set's size.
         let exprs: Vec<&[u8]> = Attrs(w.as_bytes()).map(|(_, e)| e).collect();
-        let spent_check = attr(exprs[9], 2).unwrap();
-        assert_eq!(attr(spent_check, 1), Some(&b"spent4\0"[..]));
-        assert_eq!(attr(spent_check, 5), Some(&1u32.to_be_bytes()[..]));
-        for dynset in [exprs[10], exprs[11]] {
+        let spent = attr(exprs[9], 2).unwrap();
+        assert_eq!(attr(spent, 1), Some(&b"spent4\0"[..]));
+        for dynset in [exprs[9], exprs[10]] {
             let data = attr(dynset, 2).unwrap();
             assert_eq!(attr(data, 3), Some(&0u32.to_be_bytes()[..]), "op add");
+        }
+    }
+
+    #[test]
+    fn spent_sets_carry_a_one_use_token_per_element() {
+        let mut b = Batch::new(1);
+        create(&mut b, &layout());
+        let (bytes, _, _) = b.finish();
+        let sets: Vec<_> = messages(&bytes)
+            .filter(|m| m.ty & 0xff == NFT_MSG_NEWSET)
+            .collect();
+        for m in sets {
+            let name = attr(m.attrs(), 2).unwrap();
+            let expr = attr(m.attrs(), 17);
+            if name.starts_with(b"spent") {
+                let expr = expr.expect("spent set has its expression");
+                assert_eq!(attr(expr, 1), Some(&b"limit\0"[..]));
+                let data = attr(expr, 2).unwrap();
+                assert_eq!(attr(data, 3), Some(&1u32.to_be_bytes()[..]), "burst 1");
+            } else {
+                assert_eq!(expr, None, "{}", String::from_utf8_lossy(name));
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! rules that use them): their key and data types, and the message that
 //! makes one. A family's sets are named by kind and family (`pin4`).
 
-use super::expr::REG32_00;
+use super::expr::{self, REG32_00};
 use super::netlink::{Batch, NLM_F_CREATE, NLM_F_EXCL};
 use super::ruleset::{Layout, NFPROTO_INET};
 use std::net::IpAddr;
@@ -193,6 +193,12 @@ pub(super) fn set_message(b: &mut Batch, l: &Layout, kind: SetKind, fam: Fam) {
                 });
             });
             w.u32(10, kind.id(fam)); // NFTA_SET_ID
+            if matches!(kind, SetKind::Spent) {
+                // Every element, added by ftpalg or by the packet path,
+                // carries its own one-use token: admission is one atomic
+                // step in the kernel (see `ruleset`).
+                w.nested(17, expr::admit_once); // NFTA_SET_EXPR
+            }
         },
     );
 }

@@ -36,9 +36,9 @@ fn removal_without_destroysetelem_deletes_each_element() {
             Duration::from_secs(30),
         );
         let id = dp.add(&flow).expect("add");
-        assert_eq!(element_count(&mut dp), 4);
-        // Elements already gone (here pin and guard, and the spent one of a
-        // pinhole never used) must not stop the others going.
+        assert_eq!(element_count(&mut dp), 5);
+        // Elements already gone (here pin, spent and guard) must not stop
+        // the others going.
         let mut pin_and_guard = Elements::of(&flow);
         pin_and_guard.fwd = None;
         pin_and_guard.snat = None;
