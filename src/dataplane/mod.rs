@@ -188,6 +188,11 @@ pub enum FailReason {
     /// ftpalg's table disappeared under the pinhole (someone deleted or
     /// flushed it).
     TableLost,
+    /// The transfer moved no byte for this long and was cut.
+    Idle {
+        /// The bound that passed (`transfer_idle_timeout`).
+        after: Duration,
+    },
 }
 
 impl fmt::Display for FailReason {
@@ -196,6 +201,9 @@ impl fmt::Display for FailReason {
             FailReason::NotEstablished => f.write_str("admitted connection was never established"),
             FailReason::TableLost => {
                 f.write_str("ftpalg's nftables table was removed by someone else")
+            }
+            FailReason::Idle { after } => {
+                write!(f, "no byte moved for {after:?}; cut")
             }
         }
     }

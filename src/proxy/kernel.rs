@@ -1,12 +1,22 @@
 //! The kernel data plane as the tokio driver uses it: one dedicated thread
 //! owns ftpalg's nftables table ([`KernelDataPlane`], a blocking API) and
 //! serves the sessions' requests from a queue, so no runtime worker ever
-//! waits for netlink. The thread also polls conntrack while pinholes live
-//! and hands each pinhole's [`FlowEvent`]s to the session that asked for it.
+//! waits for netlink. The thread also follows the pinholes' connections
+//! (conntrack events) and hands each pinhole's [`FlowEvent`]s to the
+//! session that asked for it.
+//!
+//! Each turn of the thread takes every request queued, then every event,
+//! so no request waits behind more than one turn's work, whatever the
+//! number of transfers live. A request carries the moment its answer is
+//! no longer wanted, and one taken later is refused unheard. An added
+//! pinhole reaches its session as a [`KernelPinhole`], whose drop
+//! withdraws it: an answer nobody takes (the session stopped waiting, or
+//! ended) leaves nothing in the kernel.
 //!
 //! The table lives as long as the thread: created when the gateway starts,
 //! deleted by [`KernelPlane::close`] at shutdown (and by the kernel if the
-//! process dies, the table being owned by the thread's netlink socket).
+//! process dies, the table being owned by the thread's netlink socket),
+//! and every connection still followed then is ended with it.
 
 use crate::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError, PinholeId};
 use crate::dataplane::{FlowEvent, PinholeFlow};
@@ -16,15 +26,15 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::warn;
+use tracing::{info, warn};
 
-/// How often conntrack is read while pinholes live: the granularity of a
-/// kernel transfer's duration, and how late its end is noticed.
-const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often conntrack events are read while pinholes live: how late a
+/// transfer's end is noticed at the most. Requests do not wait for it.
+const EVENTS_EVERY: Duration = Duration::from_millis(10);
 
-/// How often the table is checked while no pinhole lives, so a table
-/// someone deleted is back before the next transfer needs it.
-const CHECK_IDLE_EVERY: Duration = Duration::from_secs(5);
+/// How often the table is checked (someone may delete or flush it), so it
+/// is back before the next transfer needs it.
+const CHECK_TABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Longest wait for the thread's answer: every call it makes is bounded by
 /// the netlink timeout; this leaves room for a few in a row.
@@ -33,22 +43,104 @@ pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// Receives one pinhole's events on the kernel thread; it must not block.
 pub(crate) type OnEvent = Box<dyn Fn(FlowEvent) + Send>;
 
+/// What becomes of a pinhole withdrawn by its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Withdraw {
+    /// Forget it; a connection it admitted is someone else's (a relay's).
+    Forget,
+    /// Its connection goes on, followed to its end by the thread (logged,
+    /// cut when idle past its bound and at shutdown).
+    Detach,
+    /// Its connection is cut.
+    Cut,
+}
+
 enum Cmd {
     Add {
         flow: PinholeFlow,
+        idle: Option<Duration>,
         on_event: OnEvent,
-        reply: oneshot::Sender<Result<PinholeId, KernelError>>,
+        reply: oneshot::Sender<Result<KernelPinhole, KernelError>>,
+        /// Past this, nobody waits for the answer: the request is dropped.
+        answer_by: Instant,
     },
-    /// Withdraw a pinhole; with `cut`, also end the connection it admitted.
-    /// `done` hears when the kernel has it.
+    /// Withdraw a pinhole. `done` hears when the kernel has it.
     Remove {
         id: PinholeId,
-        cut: bool,
+        how: Withdraw,
         done: Option<oneshot::Sender<()>>,
     },
     Close {
         done: std_mpsc::Sender<()>,
     },
+}
+
+/// A live pinhole, as its session holds it. Dropping it withdraws the
+/// pinhole as [`set_on_drop`](Self::set_on_drop) says (by default its
+/// connection is cut): however a session lets go, nothing of it stays in
+/// the kernel unfollowed.
+pub(crate) struct KernelPinhole {
+    id: PinholeId,
+    tx: std_mpsc::Sender<Cmd>,
+    on_drop: Option<Withdraw>,
+}
+
+impl KernelPinhole {
+    /// What dropping it does.
+    pub(crate) fn set_on_drop(&mut self, how: Withdraw) {
+        if self.on_drop.is_some() {
+            self.on_drop = Some(how);
+        }
+    }
+
+    /// The kernel has forgotten it (it reported its end): dropping it
+    /// does nothing.
+    pub(crate) fn ended(&mut self) {
+        self.on_drop = None;
+    }
+
+    /// Withdraws it and cuts its connection, returning once the kernel has
+    /// the change, or after `within`: what the caller does next (forward
+    /// `ABOR` to the server, which may close its end at once) must meet
+    /// the cut, not race it. Dropping it later does nothing more.
+    pub(crate) async fn cut(&mut self, within: Duration) {
+        if self.on_drop.take().is_none() {
+            return;
+        }
+        let (done, cut) = oneshot::channel();
+        if self
+            .tx
+            .send(Cmd::Remove {
+                id: self.id,
+                how: Withdraw::Cut,
+                done: Some(done),
+            })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(within, cut).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for KernelPinhole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelPinhole")
+            .field("id", &self.id)
+            .field("on_drop", &self.on_drop)
+            .finish()
+    }
+}
+
+impl Drop for KernelPinhole {
+    fn drop(&mut self) {
+        if let Some(how) = self.on_drop.take() {
+            let _ = self.tx.send(Cmd::Remove {
+                id: self.id,
+                how,
+                done: None,
+            });
+        }
+    }
 }
 
 /// The gateway's handle on its kernel data plane.
@@ -78,12 +170,13 @@ impl KernelPlane {
         let table = config.table.clone();
         let (tx, rx) = std_mpsc::channel::<Cmd>();
         let (opened_tx, opened_rx) = std_mpsc::channel();
+        let own = tx.clone();
         let thread = std::thread::Builder::new()
             .name("ftpalg-kernel".into())
             .spawn(move || match KernelDataPlane::open(config) {
                 Ok((dp, report)) => {
                     let _ = opened_tx.send(Ok(report));
-                    serve(dp, rx);
+                    serve(dp, rx, own);
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
@@ -114,56 +207,38 @@ impl KernelPlane {
     }
 
     /// Puts `flow` into the kernel; `on_event` hears of it from then on,
-    /// until its terminal event.
+    /// until its terminal event. Once established, its connection is cut
+    /// after `idle` without a byte moving. Waits at most `within` for the
+    /// answer; an answer that comes later is withdrawn by the thread.
     pub(crate) async fn add(
         &self,
         flow: PinholeFlow,
+        idle: Option<Duration>,
         on_event: OnEvent,
-    ) -> Result<PinholeId, String> {
+        within: Duration,
+    ) -> Result<KernelPinhole, String> {
         let (reply, answer) = oneshot::channel();
         if !self.send(Cmd::Add {
             flow,
+            idle,
             on_event,
             reply,
+            answer_by: Instant::now() + within,
         }) {
             return Err("the kernel data plane has stopped".into());
         }
-        match tokio::time::timeout(ANSWER_WITHIN, answer).await {
+        match tokio::time::timeout(within, answer).await {
             Ok(Ok(r)) => r.map_err(|e| e.to_string()),
             Ok(Err(_)) => Err("the kernel data plane has stopped".into()),
             Err(_) => Err(format!(
-                "no answer from the kernel data plane within {ANSWER_WITHIN:?}"
+                "no answer from the kernel data plane within {within:?}"
             )),
         }
     }
 
-    /// Withdraws pinhole `id`; with `cut`, the connection it admitted is
-    /// ended too. Does not wait.
-    pub(crate) fn remove(&self, id: PinholeId, cut: bool) {
-        self.send(Cmd::Remove {
-            id,
-            cut,
-            done: None,
-        });
-    }
-
-    /// Withdraws pinhole `id` and ends the connection it admitted, and
-    /// returns once the kernel has the change, or after `within`: what the
-    /// caller does next (forward `ABOR` to the server, which may close its
-    /// end at once) must meet the cut, not race it.
-    pub(crate) async fn cut(&self, id: PinholeId, within: Duration) {
-        let (done, cut) = oneshot::channel();
-        if self.send(Cmd::Remove {
-            id,
-            cut: true,
-            done: Some(done),
-        }) {
-            let _ = tokio::time::timeout(within, cut).await;
-        }
-    }
-
-    /// Deletes the table and stops the thread; waits at most
-    /// [`ANSWER_WITHIN`]. Later calls do nothing.
+    /// Deletes the table, ends every connection it still follows, and
+    /// stops the thread; waits at most [`ANSWER_WITHIN`]. Later calls do
+    /// nothing.
     pub(crate) fn close(&self) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(tx) = tx else { return };
@@ -184,36 +259,55 @@ impl Drop for KernelPlane {
     }
 }
 
-/// The kernel thread: requests in, events out, until closed or every
-/// sender is gone; the table goes with `dp`.
-fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
-    let mut watchers: HashMap<PinholeId, OnEvent> = HashMap::new();
-    let mut last_poll = Instant::now();
-    loop {
-        let every = if watchers.is_empty() {
-            CHECK_IDLE_EVERY
-        } else {
-            POLL_EVERY
-        };
-        let wait = every.saturating_sub(last_poll.elapsed());
-        match rx.recv_timeout(wait) {
-            Ok(Cmd::Add {
+/// The kernel thread's state: the table and who hears of each pinhole.
+struct Server {
+    dp: KernelDataPlane,
+    watchers: HashMap<PinholeId, OnEvent>,
+    /// Handed out in each [`KernelPinhole`], so its drop reaches the thread.
+    own: std_mpsc::Sender<Cmd>,
+}
+
+impl Server {
+    /// Carries out one request; a close request is handed back.
+    fn handle(&mut self, cmd: Cmd) -> Option<std_mpsc::Sender<()>> {
+        match cmd {
+            Cmd::Add {
                 flow,
+                idle,
                 on_event,
                 reply,
-            }) => {
-                let r = dp.add(&flow);
-                if let Ok(id) = &r {
-                    watchers.insert(*id, on_event);
+                answer_by,
+            } => {
+                if Instant::now() >= answer_by || reply.is_closed() {
+                    // Nobody waits for it any more: the session has gone on
+                    // without a pinhole, so none is made.
+                    return None;
                 }
-                let _ = reply.send(r);
+                match self.dp.add_limited(&flow, idle) {
+                    Ok(id) => {
+                        self.watchers.insert(id, on_event);
+                        let handle = KernelPinhole {
+                            id,
+                            tx: self.own.clone(),
+                            on_drop: Some(Withdraw::Cut),
+                        };
+                        // If nobody takes it, the handle comes back and its
+                        // drop withdraws the pinhole.
+                        if let Err(Ok(handle)) = reply.send(Ok(handle)) {
+                            drop(handle);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
-            Ok(Cmd::Remove { id, cut, done }) => {
-                watchers.remove(&id);
-                let r = if cut {
-                    dp.abort(id).map(|_| ())
-                } else {
-                    dp.remove(id)
+            Cmd::Remove { id, how, done } => {
+                self.watchers.remove(&id);
+                let r = match how {
+                    Withdraw::Forget => self.dp.remove(id),
+                    Withdraw::Detach => self.dp.detach(id),
+                    Withdraw::Cut => self.dp.abort(id).map(|_| ()),
                 };
                 if let Err(e) = r {
                     warn!(error = %e, "could not withdraw a kernel pinhole; it expires with its timeout");
@@ -222,35 +316,92 @@ fn serve(mut dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>) {
                     let _ = done.send(());
                 }
             }
-            Ok(Cmd::Close { done }) => {
-                drop(watchers);
-                if let Err(e) = dp.close() {
-                    warn!(error = %e, "could not delete the kernel data plane's table");
+            Cmd::Close { done } => return Some(done),
+        }
+        None
+    }
+
+    /// Hands each event to its pinhole's session, or logs it when its
+    /// session has let go (a transfer left to finish after its session).
+    fn deliver(&mut self, events: Vec<(PinholeId, FlowEvent)>) {
+        for (id, ev) in events {
+            let terminal = ev.is_terminal();
+            match self.watchers.get(&id) {
+                Some(w) => w(ev),
+                None => log_detached(&ev),
+            }
+            if terminal {
+                self.watchers.remove(&id);
+            }
+        }
+    }
+}
+
+fn log_detached(ev: &FlowEvent) {
+    match ev {
+        FlowEvent::Finished { counts, duration } => info!(
+            bytes_from_dialer = counts.from_dialer,
+            bytes_to_dialer = counts.to_dialer,
+            duration_ms = duration.as_millis() as u64,
+            "kernel transfer ended after its session"
+        ),
+        FlowEvent::Failed(reason) => {
+            warn!(reason = %reason, "kernel transfer after its session failed")
+        }
+        FlowEvent::Established { .. } | FlowEvent::Expired => {}
+    }
+}
+
+/// The kernel thread: requests in, events out, until closed or every
+/// sender is gone; the table goes with `dp`.
+fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender<Cmd>) {
+    let mut s = Server {
+        dp,
+        watchers: HashMap::new(),
+        own,
+    };
+    let mut last_check = Instant::now();
+    loop {
+        let now = Instant::now();
+        let mut wait = CHECK_TABLE_EVERY.saturating_sub(now - last_check);
+        if s.dp.live() > 0 {
+            wait = wait.min(EVENTS_EVERY);
+        }
+        if let Some(due) = s.dp.next_due() {
+            wait = wait.min(due.saturating_duration_since(now));
+        }
+        let mut closing = None;
+        match rx.recv_timeout(wait) {
+            Ok(cmd) => {
+                closing = s.handle(cmd);
+                // Every request queued now, before anything else.
+                while closing.is_none() {
+                    match rx.try_recv() {
+                        Ok(cmd) => closing = s.handle(cmd),
+                        Err(_) => break,
+                    }
                 }
-                let _ = done.send(());
-                return;
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            // Never: the thread holds a sender itself; `Close` ends it.
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if last_poll.elapsed() < every {
-            continue;
-        }
-        last_poll = Instant::now();
-        match dp.poll() {
-            Ok(events) => {
-                for (id, ev) in events {
-                    let terminal = ev.is_terminal();
-                    if let Some(w) = watchers.get(&id) {
-                        w(ev);
-                    }
-                    if terminal {
-                        watchers.remove(&id);
-                    }
-                }
+        if let Some(done) = closing {
+            drop(s.watchers);
+            if let Err(e) = s.dp.close() {
+                warn!(error = %e, "could not delete the kernel data plane's table");
             }
-            Err(e) => warn!(error = %e, "reading the kernel pinholes failed; trying again"),
+            let _ = done.send(());
+            return;
         }
+        if last_check.elapsed() >= CHECK_TABLE_EVERY {
+            last_check = Instant::now();
+            if let Err(e) = s.dp.check_table() {
+                warn!(error = %e, "checking the kernel table failed; trying again");
+            }
+        }
+        let events = s.dp.service(Instant::now());
+        s.deliver(events);
     }
 }
 
@@ -259,6 +410,7 @@ mod tests {
     use super::*;
     use crate::dataplane::kernel::testing::in_fresh_netns;
     use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use std::net::SocketAddr;
 
     #[test]
     fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {
@@ -281,24 +433,94 @@ mod tests {
                 Duration::from_millis(200),
             );
             let (tx, rx) = std_mpsc::channel();
-            rt.block_on(plane.add(
-                flow,
-                Box::new(move |ev| {
-                    let _ = tx.send(ev);
-                }),
-            ))
-            .expect("add");
+            let _pinhole = rt
+                .block_on(plane.add(
+                    flow,
+                    None,
+                    Box::new(move |ev| {
+                        let _ = tx.send(ev);
+                    }),
+                    ANSWER_WITHIN,
+                ))
+                .expect("add");
             // Nobody dials: the watcher hears that it expired, once.
             let ev = rx.recv_timeout(Duration::from_secs(3)).expect("an event");
             assert_eq!(ev, FlowEvent::Expired);
             assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
             plane.close();
-            let after = rt.block_on(plane.add(flow, Box::new(|_| {})));
+            let after = rt.block_on(plane.add(flow, None, Box::new(|_| {}), ANSWER_WITHIN));
             assert!(after.is_err(), "a closed plane took a pinhole");
             // The table is gone: opening it again finds nothing stale.
             let (dp, report) = KernelDataPlane::open(config).expect("open again");
             assert!(!report.replaced_stale, "close() left the table behind");
             dp.close().expect("close");
+        });
+    }
+
+    /// Elements in ftpalg's table, as `nft` in this thread's namespace
+    /// sees them.
+    fn elements() -> usize {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "inet", "ftpalg_data"])
+            .output()
+            .expect("nft");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("elements"))
+            .count()
+    }
+
+    /// Regression: an answer that came after its session had stopped
+    /// waiting (and fell back to the relay) left its pinhole in the kernel,
+    /// admitting a connection nobody followed.
+    #[test]
+    fn a_pinhole_nobody_takes_is_not_left_in_the_kernel() {
+        in_fresh_netns(|| {
+            let plane = KernelPlane::start(KernelConfig::default()).expect("start");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let flow = |port| {
+                PinholeFlow::passive(
+                    ClientAddr("100.64.0.2:0".parse().unwrap()),
+                    GatewayAddr(SocketAddr::new("100.64.0.1".parse().unwrap(), port)),
+                    ServerAddr("198.51.100.2:5000".parse().unwrap()),
+                    SourceNat("198.51.100.1".parse().unwrap()),
+                    Duration::from_secs(30),
+                )
+            };
+            // A request already stale when the thread takes it is not made.
+            let stale = rt.block_on(plane.add(flow(40000), None, Box::new(|_| {}), Duration::ZERO));
+            assert!(stale.is_err());
+            // Requests whose askers stop waiting before the answer: each
+            // answer is dropped unread, and must take its pinhole with it.
+            for port in 40001..40021 {
+                let gave_up = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_micros(50),
+                        plane.add(flow(port), None, Box::new(|_| {}), ANSWER_WITHIN),
+                    )
+                    .await
+                });
+                drop(gave_up);
+            }
+            // One taken and kept is there; once dropped it goes too.
+            let kept = rt
+                .block_on(plane.add(flow(40100), None, Box::new(|_| {}), ANSWER_WITHIN))
+                .expect("add");
+            let end = Instant::now() + Duration::from_secs(2);
+            while elements() != 5 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(elements(), 5, "only the kept pinhole's elements");
+            drop(kept);
+            let end = Instant::now() + Duration::from_secs(2);
+            while elements() != 0 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(elements(), 0);
+            plane.close();
         });
     }
 }

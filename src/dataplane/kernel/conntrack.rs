@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_PROTOINFO: u16 = 4;
@@ -45,7 +46,10 @@ pub(super) enum TcpState {
     SynRecv,
     Established,
     Closing,
+    /// TIME_WAIT: both ends closed in order, after being established.
     Closed,
+    /// CLOSE: ended by a reset, from whatever state it was in.
+    Reset,
     Other,
 }
 
@@ -56,7 +60,8 @@ impl TcpState {
             2 => TcpState::SynRecv,
             3 => TcpState::Established,
             4..=6 => TcpState::Closing, // FIN_WAIT, CLOSE_WAIT, LAST_ACK
-            7 | 8 => TcpState::Closed,  // TIME_WAIT, CLOSE
+            7 => TcpState::Closed,      // TIME_WAIT
+            8 => TcpState::Reset,       // CLOSE
             _ => TcpState::Other,
         }
     }
@@ -69,6 +74,11 @@ pub(super) struct Entry {
     pub dst: SocketAddr,
     pub state: TcpState,
     pub counts: ByteCounts,
+    /// The message carried counters (dumps, gets and destroy events do;
+    /// other events do not, and their zeros mean nothing).
+    pub counted: bool,
+    /// The entry's whole mark (0 if it has none).
+    pub mark: u32,
 }
 
 fn ip_of(tuple_ip: &[u8]) -> Option<(IpAddr, IpAddr)> {
@@ -104,12 +114,16 @@ pub(super) fn parse_entry(attrs: &[u8]) -> Option<Entry> {
         .and_then(|t| attr(t, CTA_PROTOINFO_TCP_STATE))
         .and_then(|s| s.first().copied())
         .map_or(TcpState::Other, TcpState::from_raw);
+    let counted = attr(attrs, CTA_COUNTERS_ORIG).is_some();
+    let mark = attr(attrs, CTA_MARK).and_then(netlink::be_u32).unwrap_or(0);
     let (po, bo) = counters(attr(attrs, CTA_COUNTERS_ORIG));
     let (pr, br) = counters(attr(attrs, CTA_COUNTERS_REPLY));
     Some(Entry {
         src: SocketAddr::new(sip, sport),
         dst: SocketAddr::new(dip, dport),
         state,
+        counted,
+        mark,
         counts: ByteCounts {
             from_dialer: bo,
             to_dialer: br,
@@ -225,6 +239,58 @@ pub(super) fn cut(
     }
 }
 
+/// Every entry whose mark under `mask` is `mark`, of either family: one
+/// dump, filtered by the kernel. Used to read the whole state again when
+/// events were lost.
+pub(super) fn dump_marked(
+    sock: &mut NfSocket,
+    mark: u32,
+    mask: u32,
+) -> Result<Vec<Entry>, KernelError> {
+    let seq = sock.reserve_seq(1);
+    let req = netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        netlink::NLM_F_DUMP,
+        seq,
+        0, // AF_UNSPEC: both families
+        |w| {
+            w.u32(CTA_MARK, mark);
+            w.u32(CTA_MARK_MASK, mask);
+        },
+    );
+    let mut out = Vec::new();
+    sock.query(req.as_bytes(), seq, true, "conntrack dump", |m| {
+        out.extend(parse_entry(m.attrs()));
+    })?;
+    Ok(out)
+}
+
+/// Deletes the entry src -> dst; true if there was one. The connection's
+/// next packets find no translation and no mark: they reach the gateway
+/// itself, which answers with a reset or drops them.
+pub(super) fn delete(
+    sock: &mut NfSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<bool, KernelError> {
+    let seq = sock.reserve_seq(1);
+    let family = if src.is_ipv4() { AF_INET } else { AF_INET6 };
+    let req = netlink::request(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_DELETE,
+        netlink::NLM_F_ACK,
+        seq,
+        family,
+        |w| tuple(w, src, dst),
+    );
+    match sock.ack(req.as_bytes(), seq, "conntrack delete") {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +334,10 @@ mod tests {
 
     #[test]
     fn missing_counters_read_as_zero_and_time_wait_as_closed() {
+        assert_eq!(
+            parse_entry(&entry_bytes(8, false)).unwrap().state,
+            TcpState::Reset
+        );
         let e = parse_entry(&entry_bytes(7, false)).unwrap();
         assert_eq!(e.state, TcpState::Closed);
         assert_eq!(e.counts, ByteCounts::default());

@@ -1,14 +1,12 @@
-//! The set elements that make one pinhole, and reading back which
-//! pinholes the packet path has used (see `ruleset` for the sets).
+//! The set elements that make one pinhole (see `ruleset` for the sets).
 
 use super::expr;
-use super::netlink::{self, attr, Attrs, Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
+use super::netlink::{Batch, NLM_F_CREATE, NLM_F_EXCL};
 use super::ruleset::{Fam, Layout, SetKind, NFPROTO_INET, SPENT_MARGIN_MS};
 use crate::dataplane::{Admit, PinholeFlow};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
 pub(super) const NFT_MSG_DESTROYSETELEM: u16 = 30;
@@ -34,8 +32,6 @@ pub(super) struct Elements {
     pub guard_key: Vec<u8>,
     pub fwd: Option<Vec<u8>>,
     pub snat: Option<Vec<u8>>,
-    /// Once the pinhole has been used: its `used` key (with the source port).
-    pub used_key: Option<Vec<u8>>,
 }
 
 impl Elements {
@@ -60,15 +56,7 @@ impl Elements {
             guard_key,
             fwd,
             snat,
-            used_key: None,
         }
-    }
-
-    /// Notes the source port the peer dialed from.
-    pub fn set_used(&mut self, sport: u16) {
-        let mut k = self.pin_key.clone();
-        k.extend(port_bytes(sport));
-        self.used_key = Some(k);
     }
 
     /// Each element ftpalg adds for the flow; the pin element comes after
@@ -87,9 +75,6 @@ impl Elements {
             v.push(el(SetKind::Snat, &self.pin_key, Some(&d[..])));
         }
         v.push(el(SetKind::Pin, &self.pin_key, None));
-        if let Some(k) = &self.used_key {
-            v.push(el(SetKind::Used, k, None));
-        }
         v
     }
 
@@ -143,12 +128,13 @@ fn element_message(
     });
 }
 
-/// The request that lists the elements of one set.
-pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> Writer {
-    netlink::request(
-        netlink::NFNL_SUBSYS_NFTABLES,
-        NFT_MSG_GETSETELEM,
-        netlink::NLM_F_DUMP,
+/// The request that lists the elements of one set (tests count them).
+#[cfg(test)]
+pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> super::netlink::Writer {
+    super::netlink::request(
+        super::netlink::NFNL_SUBSYS_NFTABLES,
+        13, // NFT_MSG_GETSETELEM
+        super::netlink::NLM_F_DUMP,
         seq,
         NFPROTO_INET,
         |w| {
@@ -159,32 +145,15 @@ pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> Writer 
 }
 
 /// The keys in one GETSETELEM answer.
+#[cfg(test)]
 pub(super) fn element_keys(attrs: &[u8]) -> Vec<&[u8]> {
+    use super::netlink::{attr, Attrs};
     let Some(list) = attr(attrs, 3) else {
         return Vec::new();
     }; // NFTA_SET_ELEM_LIST_ELEMENTS
     Attrs(list)
         .filter_map(|(_, elem)| attr(elem, 1).and_then(|k| attr(k, expr::NFTA_DATA_VALUE)))
         .collect()
-}
-
-/// Reads a `used` key back: (peer, gateway, source port).
-pub(super) fn parse_used(fam: Fam, key: &[u8]) -> Option<(IpAddr, SocketAddr, u16)> {
-    let a = fam.addr_len() as usize;
-    if key.len() != 2 * a + 8 {
-        return None;
-    }
-    let ip = |b: &[u8]| -> Option<IpAddr> {
-        Some(match fam {
-            Fam::V4 => IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
-            Fam::V6 => IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
-        })
-    };
-    let peer = ip(&key[..a])?;
-    let gw = ip(&key[a..2 * a])?;
-    let port = u16::from_be_bytes([key[2 * a], key[2 * a + 1]]);
-    let sport = u16::from_be_bytes([key[2 * a + 4], key[2 * a + 5]]);
-    Some((peer, SocketAddr::new(gw, port), sport))
 }
 
 /// Adds a flow's elements; EXCL so a duplicate pinhole is an error. The
@@ -271,26 +240,6 @@ mod tests {
             .map(|el| el.set.name(e.fam))
             .collect();
         assert_eq!(gone, ["pin4", "spent4", "guard4", "fwd4", "snat4"]);
-    }
-
-    #[test]
-    fn used_keys_read_back_and_are_removed_with_the_flow() {
-        let f = PinholeFlow::relay(
-            PeerIp("2001:db8:1::2".parse().unwrap()),
-            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
-            Duration::from_secs(1),
-        );
-        let mut e = Elements::of(&f);
-        e.set_used(51000);
-        let key = e.used_key.clone().unwrap();
-        assert_eq!(key.len(), 40);
-        let (peer, gw, sport) = parse_used(Fam::V6, &key).unwrap();
-        assert_eq!((peer, gw, sport), (f.peer.0, f.gateway.0, 51000));
-        assert_eq!(parse_used(Fam::V4, &key), None);
-        assert_eq!(
-            e.each().last().map(|el| el.set.name(e.fam)),
-            Some("used6".to_string())
-        );
     }
 
     #[test]

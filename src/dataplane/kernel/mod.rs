@@ -17,25 +17,27 @@ mod config;
 mod conntrack;
 mod elements;
 mod error;
+mod events;
 mod expr;
 mod netlink;
 mod ruleset;
 mod sets;
 mod socket;
 mod track;
+mod watch;
 
 pub use config::KernelConfig;
 pub use error::KernelError;
 
 use crate::dataplane::{FailReason, FlowEvent, GatewayAddr, PinholeFlow};
 use elements::Elements;
+use events::CtEvents;
 use netlink::Batch;
 use ruleset::Layout;
 use socket::NfSocket;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
-use track::{step, Live};
+use std::time::{Duration, Instant};
+use track::Flows;
 
 /// What [`KernelDataPlane::open`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +52,22 @@ pub struct OpenReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PinholeId(u64);
 
+/// The longest a pinhole may wait for its connection (the rules allow 5
+/// minutes; this bounds what reaches the kernel whatever the caller says).
+const MAX_PINHOLE_MS: u64 = 10 * 60 * 1000;
+
 /// ftpalg's pinholes in the kernel. See the module documentation.
 #[derive(Debug)]
 pub struct KernelDataPlane {
     sock: NfSocket,
+    /// ftpalg's conntrack entries as they change, filtered by mark.
+    events: CtEvents,
     layout: Layout,
-    live: HashMap<PinholeId, Live>,
+    flows: Flows,
+    /// Most pinholes and followed connections at once: the sets hold
+    /// `max_pinholes` of each family, and a connection outlives its
+    /// pinhole's elements by at most as many again.
+    max_live: usize,
     next_id: u64,
     /// `Some(false)` once the kernel refused DESTROYSETELEM.
     destroy_supported: Option<bool>,
@@ -90,6 +102,9 @@ impl KernelDataPlane {
             return Err(KernelError::Config("max_pinholes must be at least 1"));
         }
         let sock = NfSocket::open(config.netlink_timeout)?;
+        // Subscribed before the table exists, so no connection it admits
+        // can be missed.
+        let events = CtEvents::open(config.mark, config.cut_mark(), config.mark_mask)?;
         let layout = Layout {
             cut: config.cut_mark(),
             table: config.table,
@@ -98,10 +113,13 @@ impl KernelDataPlane {
             size: config.max_pinholes,
             owner: config.owner,
         };
+        let max_live = (config.max_pinholes as usize).saturating_mul(4);
         let mut dp = KernelDataPlane {
             sock,
+            events,
             layout,
-            live: HashMap::new(),
+            flows: Flows::default(),
+            max_live,
             next_id: 1,
             destroy_supported: None,
             pending: Vec::new(),
@@ -164,9 +182,9 @@ impl KernelDataPlane {
         }
     }
 
-    /// Number of live pinholes.
+    /// Number of live pinholes, and connections still followed.
     pub fn live(&self) -> usize {
-        self.live.len()
+        self.flows.len()
     }
 
     /// The conntrack mark under the mask, as configured.
@@ -180,8 +198,24 @@ impl KernelDataPlane {
     /// pinhole added, and the loss is logged (pinholes it held fail at the
     /// next [`poll`](Self::poll)).
     pub fn add(&mut self, flow: &PinholeFlow) -> Result<PinholeId, KernelError> {
+        self.add_limited(flow, None)
+    }
+
+    /// [`add`](Self::add), and once its connection is established, cut it
+    /// after `idle` without a byte in either direction
+    /// ([`FailReason::Idle`]).
+    pub fn add_limited(
+        &mut self,
+        flow: &PinholeFlow,
+        idle: Option<Duration>,
+    ) -> Result<PinholeId, KernelError> {
         if !flow.same_family() {
             return Err(KernelError::MixedFamilies);
+        }
+        if self.flows.len() >= self.max_live {
+            return Err(KernelError::Full {
+                max: self.layout.size,
+            });
         }
         self.settle_for(flow.gateway)?;
         let elements = Elements::of(flow);
@@ -189,22 +223,33 @@ impl KernelDataPlane {
         // default" (none), a pinhole for ever.
         let ms = u64::try_from(flow.timeout.as_millis())
             .unwrap_or(u64::MAX)
-            .clamp(1, ruleset::USED_TIMEOUT_MS);
+            .clamp(1, MAX_PINHOLE_MS);
         match self.add_elements(&elements, ms) {
             Err(e) if e.errno() == Some(ENOENT) => {
-                let lost = self.live.len();
+                let lost = self.flows.len();
                 tracing::warn!(table = %self.table_label(), lost, "nftables table removed by someone else; recreating");
                 self.create_table()?;
                 self.mark_all_lost();
                 self.add_elements(&elements, ms)?;
             }
+            Err(e @ KernelError::Timeout { .. }) => {
+                // The kernel may have applied it after all: take back what
+                // may be there, so no pinhole lives that nobody follows.
+                if let Err(e) = self.remove_elements(&elements) {
+                    tracing::warn!(error = %e, gateway = %flow.gateway, "could not take back a pinhole whose add timed out");
+                }
+                return Err(e);
+            }
             r => r?,
         }
         let id = PinholeId(self.next_id);
         self.next_id += 1;
-        self.live.insert(
+        self.flows.insert(
             id,
-            Live::new(*flow, elements, Instant::now() + flow.timeout),
+            *flow,
+            elements,
+            Instant::now(),
+            idle.filter(|d| !d.is_zero()),
         );
         Ok(id)
     }
@@ -227,28 +272,44 @@ impl KernelDataPlane {
 
     /// Every live pinhole went with the table: they fail at the next poll.
     fn mark_all_lost(&mut self) {
-        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
-        ids.sort();
-        self.live.clear();
+        let ids = self.flows.clear();
         self.pending.extend(
             ids.into_iter()
                 .map(|id| (id, FlowEvent::Failed(FailReason::TableLost))),
         );
     }
 
-    /// Withdraws a pinhole: an unused one admits nothing from now on; a
-    /// connection it already admitted goes on (see [`abort`](Self::abort)).
-    /// Unknown ids (already finished) are not an error.
+    /// Withdraws a pinhole and forgets it: an unused one admits nothing
+    /// from now on; a connection it already admitted goes on, unfollowed
+    /// (a relay's own connection, which the relay ends). Unknown ids
+    /// (already finished) are not an error.
     pub fn remove(&mut self, id: PinholeId) -> Result<(), KernelError> {
-        // A connection made since the last poll left a `used` element that
-        // only its source port names: learn it, so it goes too.
-        if self.live.get(&id).is_some_and(|l| l.dialer.is_none()) {
-            if let Err(e) = self.read_used() {
-                tracing::warn!(error = %e, "could not read the used pinholes before a removal");
+        self.read_events();
+        self.withdraw(id)?;
+        self.flows.remove(id);
+        Ok(())
+    }
+
+    /// Withdraws a pinhole whose session has let go of it: an unused one
+    /// admits nothing from now on and is forgotten; a connection it
+    /// admitted goes on, followed to its end (reported as `id`'s events),
+    /// cut when idle past its bound and at [`close`](Self::close).
+    pub fn detach(&mut self, id: PinholeId) -> Result<(), KernelError> {
+        self.read_events();
+        self.withdraw(id)?;
+        match self.flows.get(id) {
+            Some(l) if l.dialer.is_some() => self.flows.detach(id),
+            _ => {
+                self.flows.remove(id);
             }
         }
-        match self.live.remove(&id) {
-            Some(l) => self.remove_elements(&l.elements),
+        Ok(())
+    }
+
+    /// Removes pinhole `id`'s elements from the table, if still there.
+    fn withdraw(&mut self, id: PinholeId) -> Result<(), KernelError> {
+        match self.flows.withdraw(id) {
+            Some(e) => self.remove_elements(&e),
             None => Ok(()),
         }
     }
@@ -258,62 +319,26 @@ impl KernelDataPlane {
     /// entry gets the cut mark, so the `cut` chain answers its next packet
     /// from either end with a reset, and the operator's accept line no
     /// longer lets anything of it through. Returns whether there was a
-    /// connection to cut.
+    /// connection to cut. A connection whose first packet is still on its
+    /// way is cut as a stray when its entry appears.
     pub fn abort(&mut self, id: PinholeId) -> Result<bool, KernelError> {
-        if !self.live.contains_key(&id) {
+        if self.flows.get(id).is_none() {
             return Ok(false);
         }
-        // Learn the source port if the pinhole was used since the last poll.
-        self.read_used()?;
-        let Some(l) = self.live.remove(&id) else {
+        // Learn the connection if the pinhole was used a moment ago.
+        self.read_events();
+        self.withdraw(id)?;
+        let Some(l) = self.flows.remove(id) else {
             return Ok(false);
         };
-        self.remove_elements(&l.elements)?;
         match l.dialer {
-            Some(src) => conntrack::cut(
-                &mut self.sock,
-                src,
-                l.flow.gateway.0,
-                self.layout.cut,
-                self.layout.mask,
-            ),
+            Some(src) => self.cut_conn(src, l.flow.gateway.0),
             None => Ok(false),
         }
     }
 
-    /// Reads the `used` sets and notes each used pinhole's source port.
-    fn read_used(&mut self) -> Result<(), KernelError> {
-        for fam in [ruleset::Fam::V4, ruleset::Fam::V6] {
-            if !self
-                .live
-                .values()
-                .any(|l| l.dialer.is_none() && l.elements.fam == fam)
-            {
-                continue;
-            }
-            let seq = self.sock.reserve_seq(1);
-            let req = elements::list_set(seq, &self.layout, ruleset::SetKind::Used, fam);
-            let mut used = Vec::new();
-            self.sock
-                .query(req.as_bytes(), seq, true, "list used pinholes", |m| {
-                    used.extend(
-                        elements::element_keys(m.attrs())
-                            .into_iter()
-                            .filter_map(|k| elements::parse_used(fam, k)),
-                    );
-                })?;
-            for (peer, gw, sport) in used {
-                if let Some(l) = self
-                    .live
-                    .values_mut()
-                    .find(|l| l.dialer.is_none() && l.flow.peer.0 == peer && l.flow.gateway.0 == gw)
-                {
-                    l.dialer = Some(SocketAddr::new(peer, sport));
-                    l.elements.set_used(sport);
-                }
-            }
-        }
-        Ok(())
+    fn cut_conn(&mut self, src: SocketAddr, dst: SocketAddr) -> Result<bool, KernelError> {
+        conntrack::cut(&mut self.sock, src, dst, self.layout.cut, self.layout.mask)
     }
 
     fn remove_elements(&mut self, e: &Elements) -> Result<(), KernelError> {
@@ -383,90 +408,46 @@ impl KernelDataPlane {
         Ok(true)
     }
 
-    /// Reads conntrack for every live pinhole and reports what changed:
-    /// `Established` once, then one terminal event, after which the
-    /// pinhole is gone (its remaining elements removed). Also checks the
-    /// table (see [`check_table`](Self::check_table)). Call it every so
-    /// often (the granularity of the reported durations).
+    /// Checks the table (see [`check_table`](Self::check_table)), then
+    /// reports what changed (see [`service`](Self::service)).
     pub fn poll(&mut self) -> Result<Vec<(PinholeId, FlowEvent)>, KernelError> {
         self.check_table()?;
-        let mut events = std::mem::take(&mut self.pending);
-        if self.live.is_empty() {
-            return Ok(events);
-        }
-        self.read_used()?;
-        let now = Instant::now();
-        let mut ids: Vec<PinholeId> = self.live.keys().copied().collect();
-        ids.sort();
-        for id in ids {
-            self.poll_one(id, now, &mut events)?;
-        }
-        Ok(events)
+        Ok(self.service(Instant::now()))
     }
 
-    /// Reads pinhole `id`'s connection now and adds its events to
-    /// `events`; a pinhole that has ended leaves the table.
-    fn poll_one(
-        &mut self,
-        id: PinholeId,
-        now: Instant,
-        events: &mut Vec<(PinholeId, FlowEvent)>,
-    ) -> Result<(), KernelError> {
-        let Some(dialer) = self.live.get(&id).map(|l| l.dialer) else {
+    /// A pinhole already on `gateway` whose connection has ended is
+    /// settled now (its events wait for the next poll), so a new one can
+    /// take the address: a server may hand out the same passive port again
+    /// as soon as its last transfer there ended, and in transparent mode
+    /// that port is the pinhole's address. One still in use is kept, and
+    /// the address refused.
+    fn settle_for(&mut self, gateway: GatewayAddr) -> Result<(), KernelError> {
+        if self.flows.holder_of(gateway.0).is_none() {
             return Ok(());
-        };
-        let entry = match dialer {
-            Some(src) => conntrack::get(&mut self.sock, src, self.live[&id].flow.gateway.0)?,
-            None => None,
-        };
-        let Some(l) = self.live.get_mut(&id) else {
-            return Ok(());
-        };
-        let mut ended = false;
-        for ev in step(l, entry.as_ref(), now) {
-            ended |= ev.is_terminal();
-            events.push((id, ev));
         }
-        if ended {
-            if let Some(l) = self.live.remove(&id) {
-                // The events stand even if this fails: what is left of the
-                // pinhole expires with its timeout.
-                if let Err(e) = self.remove_elements(&l.elements) {
-                    tracing::warn!(error = %e, gateway = %l.flow.gateway, "could not remove a finished pinhole's elements");
-                }
+        self.read_events();
+        let Some(old) = self.flows.holder_of(gateway.0) else {
+            return Ok(());
+        };
+        // Its close may be an event not yet sent: read the entry itself.
+        if let Some(src) = self.flows.get(old).and_then(|l| l.dialer) {
+            let entry = conntrack::get(&mut self.sock, src, gateway.0)?;
+            let now = Instant::now();
+            let closed = match entry {
+                Some(e) => self.flows.update(old, &e, now).closed,
+                None => true,
+            };
+            if closed {
+                self.end(old, now);
+                return Ok(());
             }
         }
-        Ok(())
+        Err(KernelError::PortInUse(gateway.0))
     }
 
-    /// A pinhole already on `gateway` whose connection has ended since the
-    /// last poll is settled now (its events wait for the next poll), so a
-    /// new one can take the address: a server may hand out the same
-    /// passive port again as soon as its last transfer there ended, and in
-    /// transparent mode that port is the pinhole's address. One still in
-    /// use is kept, and the address refused.
-    fn settle_for(&mut self, gateway: GatewayAddr) -> Result<(), KernelError> {
-        let Some(old) = self
-            .live
-            .iter()
-            .find(|(_, l)| l.flow.gateway == gateway)
-            .map(|(id, _)| *id)
-        else {
-            return Ok(());
-        };
-        if self.live[&old].dialer.is_none() {
-            self.read_used()?;
-        }
-        let mut events = Vec::new();
-        self.poll_one(old, Instant::now(), &mut events)?;
-        self.pending.extend(events);
-        if self.live.contains_key(&old) {
-            return Err(KernelError::PortInUse(gateway.0));
-        }
-        Ok(())
-    }
-
-    /// Deletes the table and everything in it. Dropping does the same,
+    /// Deletes the table and everything in it, and ends every connection
+    /// still followed: its conntrack entry goes, so its next packets meet
+    /// the gateway itself and no longer pass. Dropping does the same,
     /// ignoring errors.
     pub fn close(mut self) -> Result<(), KernelError> {
         self.delete_table()
@@ -477,13 +458,23 @@ impl KernelDataPlane {
             return Ok(());
         }
         self.open = false;
-        self.live.clear();
         let mut b = Batch::new(self.sock.reserve_seq(4));
         ruleset::delete(&mut b, &self.layout);
-        match self.sock.transact(b, "delete table") {
+        let r = match self.sock.transact(b, "delete table") {
             Err(e) if e.errno() == Some(ENOENT) => Ok(()),
             r => r,
+        };
+        for id in self.flows.ids() {
+            let Some(l) = self.flows.remove(id) else {
+                continue;
+            };
+            if let Some(src) = l.dialer {
+                if let Err(e) = conntrack::delete(&mut self.sock, src, l.flow.gateway.0) {
+                    tracing::warn!(error = %e, dialer = %src, "could not end a kernel transfer at close");
+                }
+            }
         }
+        r
     }
 }
 

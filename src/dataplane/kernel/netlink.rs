@@ -207,7 +207,6 @@ pub(super) fn be_u16(v: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?))
 }
 
-#[cfg(test)]
 pub(super) fn be_u32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
@@ -220,6 +219,7 @@ pub(super) fn be_u64(v: &[u8]) -> Option<u64> {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Message<'a> {
     pub ty: u16,
+    pub flags: u16,
     pub seq: u32,
     /// Everything after the `nlmsghdr`.
     pub body: &'a [u8],
@@ -256,6 +256,7 @@ pub(super) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
         }
         let m = Message {
             ty: u16::from_ne_bytes(buf[4..6].try_into().ok()?),
+            flags: u16::from_ne_bytes(buf[6..8].try_into().ok()?),
             seq: u32::from_ne_bytes(buf[8..12].try_into().ok()?),
             body: &buf[NLMSG_HDRLEN..len],
         };
@@ -310,12 +311,14 @@ mod tests {
         assert_eq!(Attrs(&[2, 0, 1, 0]).count(), 0);
         assert_eq!(messages(&[40, 0, 0, 0, 0, 0]).count(), 0);
         let err = Message {
+            flags: 0,
             ty: NLMSG_ERROR,
             seq: 1,
             body: &[1, 2],
         };
         assert_eq!(err.error_code(), None);
         let ack = Message {
+            flags: 0,
             ty: NLMSG_ERROR,
             seq: 1,
             body: &(-2i32).to_ne_bytes(),

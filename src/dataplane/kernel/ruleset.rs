@@ -8,14 +8,12 @@
 //!   map fwd4  { ipv4_addr . ipv4_addr . inet_service : ipv4_addr . inet_service; timeout }
 //!   map snat4 { ipv4_addr . ipv4_addr . inet_service : ipv4_addr; timeout }
 //!   set guard4 { ipv4_addr . inet_service; timeout }
-//!   set used4 { ipv4_addr . ipv4_addr . inet_service . inet_service; timeout, dynamic }
 //!   set spent4 { ipv4_addr . ipv4_addr . inet_service; timeout, dynamic;
 //!                limit rate 1/week burst 1 packets }
-//!   (and pin6, fwd6, snat6, guard6, used6, spent6)
+//!   (and pin6, fwd6, snat6, guard6, spent6)
 //!   chain dnat { type nat hook prerouting priority dstnat
 //!     ip saddr . ip daddr . tcp dport @pin4
 //!       add @spent4 { ip saddr . ip daddr . tcp dport }   # takes its token
-//!       add @used4 { ip saddr . ip daddr . tcp dport . tcp sport }
 //!       ct mark set ct mark & ~MASK | MARK  dnat to ip saddr . ip daddr . tcp dport map @fwd4 }
 //!   chain snat { type nat hook postrouting priority srcnat
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
@@ -45,9 +43,9 @@
 //! marked (a relay listener or a transparent flow). The mark is what the
 //! operator's default-drop chains accept. `guard` drops every other new
 //! connection to a pinhole's gateway port while the pinhole lives, so a
-//! stranger or a second attempt gets nothing, not even a reset. `used`
-//! records the source port the peer dialed from, so the backend can ask
-//! conntrack for that one entry instead of walking the whole table.
+//! stranger or a second attempt gets nothing, not even a reset. The backend
+//! learns the source port the peer dialed from out of conntrack's event
+//! for the new connection (see `events`).
 //!
 //! `cut` ends a forwarded connection (ABOR, a channel released while its
 //! connection runs): the backend rewrites the entry's mark to CUT, another
@@ -88,12 +86,6 @@ pub(super) const NFTA_RULE_TABLE: u16 = 1;
 /// `ct state new`: the IP_CT_NEW bit of the state bitmask.
 const CT_STATE_NEW: u32 = 1 << 3;
 const IPPROTO_TCP: u8 = 6;
-
-/// How long a `used` or `spent` element lives if ftpalg never removes it
-/// (the backend reads `used` within a poll interval and removes both with
-/// the pinhole). A pinhole's own timeout is held below it, so a spent key
-/// stays spent as long as its pin element can match.
-pub(super) const USED_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// How much longer than its pinhole a `spent` element lives: a spent key
 /// must outlast every pin element that could still match it.
@@ -168,15 +160,13 @@ fn match_mark(w: &mut Writer, l: &Layout, op: Cmp) {
 fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     let (src, dst) = fam.addr_offsets();
     let a = fam.addr_len();
-    let (r_peer, r_gw, r_port, r_sport) = fam.key_regs();
+    let (r_peer, r_gw, r_port) = fam.key_regs();
     let pin = SetKind::Pin;
-    let used = SetKind::Used;
     let spent = SetKind::Spent;
     match_family_tcp(w, fam);
     expr::payload(w, Base::Network, src, a, r_peer);
     expr::payload(w, Base::Network, dst, a, r_gw);
     expr::payload(w, Base::Transport, 2, 2, r_port);
-    expr::payload(w, Base::Transport, 0, 2, r_sport);
     expr::lookup(w, &pin.name(fam), pin.id(fam), REG32_00, None);
     // Admission and its record are one step: the `spent` element (ftpalg
     // adds it with the pinhole) holds one token, and of any number of
@@ -189,9 +179,6 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
         REG32_00,
         SPENT_FALLBACK_MS,
     );
-    // Only the admitted connection records its source port. A full set
-    // stops the rule: nothing is admitted.
-    expr::dynset_add(w, &used.name(fam), used.id(fam), REG32_00, USED_TIMEOUT_MS);
     // Keep the operator's other mark bits; set ours.
     expr::ct_get(w, CtKey::Mark, REG_SCRATCH);
     expr::bitwise(
@@ -214,7 +201,7 @@ fn dnat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
 }
 
 fn snat_rule(w: &mut Writer, l: &Layout, fam: Fam) {
-    let (r_peer, r_gw, r_port, _) = fam.key_regs();
+    let (r_peer, r_gw, r_port) = fam.key_regs();
     expr::meta(w, MetaKey::NfProto, REG_SCRATCH);
     expr::cmp(w, REG_SCRATCH, Cmp::Eq, &[fam.nfproto()]);
     match_mark(w, l, Cmp::Eq);
@@ -331,7 +318,7 @@ mod tests {
             &kinds[..3],
             &[NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE]
         );
-        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 12);
+        assert_eq!(kinds.iter().filter(|k| **k == NFT_MSG_NEWSET).count(), 10);
         assert_eq!(
             kinds.iter().filter(|k| **k == NFT_MSG_NEWRULE).count(),
             RULE_COUNT
@@ -382,8 +369,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "payload", "lookup",
-                "dynset", "dynset", "ct", "bitwise", "ct", "lookup", "nat"
+                "meta", "cmp", "meta", "cmp", "payload", "payload", "payload", "lookup", "dynset",
+                "ct", "bitwise", "ct", "lookup", "nat"
             ]
         );
         // No separate check of `spent` (a check and a mark in two steps let
@@ -391,12 +378,9 @@ mod tests {
         // Nothing is deleted in the packet path (dynset op 2): the kernel
         // would keep a dead element counting against the set's size.
         let exprs: Vec<&[u8]> = Attrs(w.as_bytes()).map(|(_, e)| e).collect();
-        let spent = attr(exprs[9], 2).unwrap();
+        let spent = attr(exprs[8], 2).unwrap();
         assert_eq!(attr(spent, 1), Some(&b"spent4\0"[..]));
-        for dynset in [exprs[9], exprs[10]] {
-            let data = attr(dynset, 2).unwrap();
-            assert_eq!(attr(data, 3), Some(&0u32.to_be_bytes()[..]), "op add");
-        }
+        assert_eq!(attr(spent, 3), Some(&0u32.to_be_bytes()[..]), "op add");
     }
 
     #[test]

@@ -68,37 +68,29 @@ impl Fam {
             Fam::V6 => (8, 24),
         }
     }
-    /// Registers (32-bit units) of the key fields peer, gateway, port,
-    /// and of the source port that follows them in a `used` key.
-    pub(super) fn key_regs(self) -> (u32, u32, u32, u32) {
+    /// Registers (32-bit units) of the key fields peer, gateway, port.
+    pub(super) fn key_regs(self) -> (u32, u32, u32) {
         let w = self.addr_len() / 4;
-        (
-            REG32_00,
-            REG32_00 + w,
-            REG32_00 + 2 * w,
-            REG32_00 + 2 * w + 1,
-        )
+        (REG32_00, REG32_00 + w, REG32_00 + 2 * w)
     }
 }
 
-/// The four sets of one family.
+/// The sets of one family.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum SetKind {
     Pin,
     Fwd,
     Snat,
     Guard,
-    Used,
     Spent,
 }
 
 impl SetKind {
-    pub const ALL: [SetKind; 6] = [
+    pub const ALL: [SetKind; 5] = [
         SetKind::Pin,
         SetKind::Fwd,
         SetKind::Snat,
         SetKind::Guard,
-        SetKind::Used,
         SetKind::Spent,
     ];
 
@@ -108,7 +100,6 @@ impl SetKind {
             SetKind::Fwd => "fwd",
             SetKind::Snat => "snat",
             SetKind::Guard => "guard",
-            SetKind::Used => "used",
             SetKind::Spent => "spent",
         };
         format!("{base}{}", fam.suffix())
@@ -116,7 +107,7 @@ impl SetKind {
 
     /// Transaction-unique id, so rules can name sets made in the same batch.
     pub(super) fn id(self, fam: Fam) -> u32 {
-        let f = if fam == Fam::V4 { 0 } else { 6 };
+        let f = if fam == Fam::V4 { 0 } else { 5 };
         1 + f + self as u32
     }
 }
@@ -155,7 +146,6 @@ impl SetSpec {
                 Some((fam.addr_type(), fam.addr_len())),
             ),
             SetKind::Guard => (base, vec![addr, port], None),
-            SetKind::Used => (base | NFT_SET_EVAL, vec![addr, addr, port, port], None),
             SetKind::Spent => (base | NFT_SET_EVAL, vec![addr, addr, port], None),
         };
         SetSpec { flags, key, data }
@@ -214,7 +204,7 @@ mod tests {
             concat_type(&[TYPE_IPV4, TYPE_IPV4, TYPE_SERVICE]),
             (7 << 12) | (7 << 6) | 13
         );
-        assert_eq!(SetKind::Spent.id(Fam::V6), 12);
+        assert_eq!(SetKind::Spent.id(Fam::V6), 10);
         assert_eq!(SetKind::Pin.id(Fam::V4), 1);
     }
 }

@@ -1,208 +1,429 @@
-//! Following one pinhole from its use to its end, from what the `used` set
-//! and conntrack show at each poll. Pure bookkeeping: no netlink here.
+//! The pinholes and connections the kernel thread follows, indexed for
+//! what each event needs: a pinhole by the gateway address it holds, a
+//! connection by its original tuple, unused pinholes by deadline and
+//! running transfers by their next idle check. Pure bookkeeping: no
+//! netlink here, so every step costs the same with one transfer or fifty
+//! thousand.
 
 use super::conntrack::{Entry, TcpState};
 use super::elements::Elements;
-use crate::dataplane::{FailReason, FlowEvent, PinholeFlow};
+use super::PinholeId;
+use crate::dataplane::{ByteCounts, FailReason, FlowEvent, PinholeFlow};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-impl Live {
-    /// A pinhole just added, not used yet.
-    pub fn new(flow: PinholeFlow, elements: Elements, deadline: Instant) -> Live {
-        Live {
-            flow,
-            elements,
-            deadline,
-            dialer: None,
-            seen: None,
-            misses: 0,
-        }
-    }
-}
-
+/// One pinhole, and once used, its connection.
 #[derive(Debug)]
 pub(super) struct Live {
     pub flow: PinholeFlow,
-    pub elements: Elements,
+    /// Its set elements while the pinhole is in the table; `None` once
+    /// withdrawn (its connection may still be followed).
+    pub elements: Option<Elements>,
     pub deadline: Instant,
     /// The peer's address and source port, once the pinhole was used.
     pub dialer: Option<SocketAddr>,
-    pub seen: Option<Seen>,
-    /// Polls in a row that found a used pinhole without its conntrack
-    /// entry (it may not be confirmed yet).
-    pub misses: u8,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Seen {
-    first: Instant,
-    last: Instant,
+    /// Its session has let go of it: nobody hears its events but the log.
+    pub detached: bool,
     established: bool,
-    counts: crate::dataplane::ByteCounts,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    counts: ByteCounts,
+    /// Cut after this long without a byte in either direction.
+    pub idle: Option<Duration>,
+    progress_at: Instant,
 }
 
-/// Polls a used pinhole may go without a conntrack entry before it counts
-/// as failed: the entry is confirmed only when the first packet has
-/// passed every hook, a moment after the pinhole's element is written.
-const MISS_LIMIT: u8 = 2;
+/// What a new conntrack entry of ftpalg's mark is to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arrival {
+    /// The first connection through pinhole `id`: now learned.
+    Learned(PinholeId),
+    /// Already followed (a repeated or late event).
+    Known,
+    /// Nobody's: no live pinhole admitted it, or its pinhole already has
+    /// its connection. It is to be cut.
+    Stray,
+}
 
-/// One pinhole's next events given what conntrack shows now for its
-/// connection (looked up by the dialer's exact tuple, once known).
-pub(super) fn step(l: &mut Live, entry: Option<&Entry>, now: Instant) -> Vec<FlowEvent> {
-    let mut out = Vec::new();
-    let Some(dialer) = l.dialer else {
-        if now >= l.deadline {
-            out.push(FlowEvent::Expired);
+/// What became of a followed connection after an event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Step {
+    pub events: Vec<FlowEvent>,
+    /// It has closed: its final counts are to be read, then it ends.
+    pub closed: bool,
+}
+
+/// Every pinhole and connection followed, with its indexes.
+#[derive(Debug, Default)]
+pub(super) struct Flows {
+    live: HashMap<PinholeId, Live>,
+    by_gateway: HashMap<SocketAddr, PinholeId>,
+    by_conn: HashMap<(SocketAddr, SocketAddr), PinholeId>,
+    deadlines: BTreeSet<(Instant, PinholeId)>,
+    checks: BTreeSet<(Instant, PinholeId)>,
+}
+
+/// Idle checks of a transfer come this often at the most (a quarter of
+/// its idle timeout, or this), so a cut comes at most a quarter late.
+const MIN_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+fn check_every(idle: Duration) -> Duration {
+    (idle / 4).max(MIN_CHECK_EVERY)
+}
+
+impl Flows {
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    pub fn get(&self, id: PinholeId) -> Option<&Live> {
+        self.live.get(&id)
+    }
+
+    pub fn ids(&self) -> Vec<PinholeId> {
+        let mut v: Vec<PinholeId> = self.live.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// The pinhole that holds `gateway` in the table, if any.
+    pub fn holder_of(&self, gateway: SocketAddr) -> Option<PinholeId> {
+        self.by_gateway.get(&gateway).copied()
+    }
+
+    /// Follows a pinhole just added.
+    pub fn insert(
+        &mut self,
+        id: PinholeId,
+        flow: PinholeFlow,
+        elements: Elements,
+        now: Instant,
+        idle: Option<Duration>,
+    ) {
+        let deadline = now + flow.timeout;
+        self.by_gateway.insert(flow.gateway.0, id);
+        self.deadlines.insert((deadline, id));
+        self.live.insert(
+            id,
+            Live {
+                flow,
+                elements: Some(elements),
+                deadline,
+                dialer: None,
+                detached: false,
+                established: false,
+                first: None,
+                last: None,
+                counts: ByteCounts::default(),
+                idle,
+                progress_at: now,
+            },
+        );
+    }
+
+    /// A new entry with ftpalg's mark: the connection a pinhole admitted.
+    pub fn arrive(&mut self, e: &Entry) -> Arrival {
+        if self.by_conn.contains_key(&(e.src, e.dst)) {
+            return Arrival::Known;
         }
-        return out;
-    };
-    match (entry, l.seen.as_mut()) {
-        (None, None) => {
-            l.misses += 1;
-            if l.misses >= MISS_LIMIT {
-                out.push(FlowEvent::Failed(FailReason::NotEstablished));
+        let Some(&id) = self.by_gateway.get(&e.dst) else {
+            return Arrival::Stray;
+        };
+        let Some(l) = self.live.get_mut(&id) else {
+            return Arrival::Stray;
+        };
+        if l.dialer.is_some() || l.flow.peer.0 != e.src.ip() {
+            return Arrival::Stray;
+        }
+        l.dialer = Some(e.src);
+        self.deadlines.remove(&(l.deadline, id));
+        self.by_conn.insert((e.src, e.dst), id);
+        Arrival::Learned(id)
+    }
+
+    /// The connection `e` is, if followed.
+    pub fn of_conn(&self, e: &Entry) -> Option<PinholeId> {
+        self.by_conn.get(&(e.src, e.dst)).copied()
+    }
+
+    /// What conntrack shows now of pinhole `id`'s connection.
+    pub fn update(&mut self, id: PinholeId, e: &Entry, now: Instant) -> Step {
+        let mut step = Step::default();
+        let Some(l) = self.live.get_mut(&id) else {
+            return step;
+        };
+        let Some(dialer) = l.dialer else {
+            return step;
+        };
+        l.first.get_or_insert(now);
+        l.last = Some(now);
+        if e.counted {
+            if e.counts != l.counts {
+                l.progress_at = now;
+            }
+            l.counts = e.counts;
+        }
+        // A reset says nothing of what came before it; every other state
+        // from ESTABLISHED on does.
+        if !l.established
+            && matches!(
+                e.state,
+                TcpState::Established | TcpState::Closing | TcpState::Closed
+            )
+        {
+            l.established = true;
+            l.progress_at = now;
+            step.events.push(FlowEvent::Established { dialer });
+            if let Some(idle) = l.idle {
+                self.checks.insert((now + check_every(idle), id));
             }
         }
-        (None, Some(s)) => {
-            // The entry is gone (closed and timed out, or deleted).
-            out.push(finish(s));
-        }
-        (Some(e), seen) => {
-            let s = match seen {
-                Some(s) => s,
-                None => l.seen.insert(Seen {
-                    first: now,
-                    last: now,
-                    established: false,
-                    counts: e.counts,
-                }),
-            };
-            s.last = now;
-            s.counts = e.counts;
-            if !s.established && e.state >= TcpState::Established && e.state != TcpState::Other {
-                s.established = true;
-                out.push(FlowEvent::Established { dialer });
-            }
-            if e.state == TcpState::Closed {
-                out.push(finish(s));
-            }
+        step.closed = matches!(e.state, TcpState::Closed | TcpState::Reset);
+        step
+    }
+
+    /// The terminal event of pinhole `id`'s connection, which has ended.
+    pub fn finish(&self, id: PinholeId) -> Option<FlowEvent> {
+        let l = self.live.get(&id)?;
+        Some(match (l.established, l.first, l.last) {
+            (true, Some(first), Some(last)) => FlowEvent::Finished {
+                counts: l.counts,
+                duration: last.saturating_duration_since(first),
+            },
+            _ => FlowEvent::Failed(FailReason::NotEstablished),
+        })
+    }
+
+    /// Unused pinholes whose deadline has passed.
+    pub fn expired(&self, now: Instant) -> Vec<PinholeId> {
+        self.deadlines
+            .range(..=(now, PinholeId(u64::MAX)))
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// The next moment something is due: a deadline or an idle check.
+    pub fn next_due(&self) -> Option<Instant> {
+        let d = self.deadlines.first().map(|(t, _)| *t);
+        let c = self.checks.first().map(|(t, _)| *t);
+        match (d, c) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
-    out
-}
 
-fn finish(s: &Seen) -> FlowEvent {
-    if s.established {
-        FlowEvent::Finished {
-            counts: s.counts,
-            duration: s.last.saturating_duration_since(s.first),
+    /// Up to `max` transfers whose idle check is due, taken off the
+    /// schedule (see [`checked`](Self::checked)).
+    pub fn due_checks(&mut self, now: Instant, max: usize) -> Vec<PinholeId> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.checks.first() {
+                Some(&(t, id)) if t <= now => {
+                    self.checks.remove(&(t, id));
+                    out.push(id);
+                }
+                _ => break,
+            }
         }
-    } else {
-        FlowEvent::Failed(FailReason::NotEstablished)
+        out
+    }
+
+    /// After an idle check read the counts: true if the transfer has been
+    /// idle past its bound (to be cut); otherwise it is checked again.
+    pub fn checked(&mut self, id: PinholeId, now: Instant) -> bool {
+        let Some(l) = self.live.get(&id) else {
+            return false;
+        };
+        let Some(idle) = l.idle else {
+            return false;
+        };
+        if now.saturating_duration_since(l.progress_at) >= idle {
+            return true;
+        }
+        self.checks.insert((now + check_every(idle), id));
+        false
+    }
+
+    /// Takes pinhole `id` out of the table's indexes: its elements are
+    /// to be withdrawn. Its connection, if any, is still followed.
+    pub fn withdraw(&mut self, id: PinholeId) -> Option<Elements> {
+        let l = self.live.get_mut(&id)?;
+        if self.by_gateway.get(&l.flow.gateway.0) == Some(&id) {
+            self.by_gateway.remove(&l.flow.gateway.0);
+        }
+        self.deadlines.remove(&(l.deadline, id));
+        l.elements.take()
+    }
+
+    /// Marks pinhole `id` as let go by its session.
+    pub fn detach(&mut self, id: PinholeId) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.detached = true;
+        }
+    }
+
+    /// Forgets pinhole `id` and its connection.
+    pub fn remove(&mut self, id: PinholeId) -> Option<Live> {
+        let l = self.live.remove(&id)?;
+        if self.by_gateway.get(&l.flow.gateway.0) == Some(&id) {
+            self.by_gateway.remove(&l.flow.gateway.0);
+        }
+        if let Some(d) = l.dialer {
+            self.by_conn.remove(&(d, l.flow.gateway.0));
+        }
+        self.deadlines.remove(&(l.deadline, id));
+        if l.idle.is_some() && l.established {
+            // Checks are keyed by time; drop the one left for this id.
+            self.checks.retain(|(_, i)| *i != id);
+        }
+        Some(l)
+    }
+
+    /// Forgets everything (the table went).
+    pub fn clear(&mut self) -> Vec<PinholeId> {
+        let ids = self.ids();
+        *self = Flows::default();
+        ids
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ByteCounts, ClientAddr, GatewayAddr, ServerAddr, SourceNat};
-    use std::time::Duration;
+    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
 
     const DIALER: &str = "100.64.0.2:33000";
+    const GW: &str = "100.64.0.1:40000";
 
-    fn live(timeout: Duration, used: bool) -> Live {
-        let flow = PinholeFlow::passive(
+    fn flow(timeout: Duration) -> PinholeFlow {
+        PinholeFlow::passive(
             ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
+            GatewayAddr(GW.parse().unwrap()),
             ServerAddr("198.51.100.2:5000".parse().unwrap()),
             SourceNat("198.51.100.1".parse().unwrap()),
             timeout,
-        );
-        Live {
-            elements: Elements::of(&flow),
-            flow,
-            deadline: Instant::now() + timeout,
-            dialer: used.then(|| DIALER.parse().unwrap()),
-            seen: None,
-            misses: 0,
-        }
+        )
     }
 
-    fn entry(state: TcpState, bytes: u64) -> Entry {
+    fn entry(src: &str, state: TcpState, bytes: Option<u64>) -> Entry {
         Entry {
-            src: DIALER.parse().unwrap(),
-            dst: "100.64.0.1:40000".parse().unwrap(),
+            src: src.parse().unwrap(),
+            dst: GW.parse().unwrap(),
             state,
+            counted: bytes.is_some(),
+            mark: 0x4654_0000,
             counts: ByteCounts {
                 from_dialer: 100,
-                to_dialer: bytes,
+                to_dialer: bytes.unwrap_or(0),
                 packets_from_dialer: 1,
                 packets_to_dialer: 2,
             },
         }
     }
 
-    #[test]
-    fn established_then_finished_with_the_last_counts() {
-        let mut l = live(Duration::from_secs(5), true);
+    fn table(idle: Option<Duration>) -> (Flows, PinholeId, Instant) {
+        let mut f = Flows::default();
+        let id = PinholeId(1);
+        let fl = flow(Duration::from_secs(5));
         let t = Instant::now();
-        let e = entry(TcpState::Established, 10);
-        assert_eq!(
-            step(&mut l, Some(&e), t),
-            vec![FlowEvent::Established { dialer: e.src }]
-        );
-        assert_eq!(
-            step(
-                &mut l,
-                Some(&entry(TcpState::Established, 500)),
-                t + Duration::from_secs(1)
-            ),
-            vec![]
-        );
-        let ev = step(&mut l, None, t + Duration::from_secs(2));
-        assert!(
-            matches!(ev.as_slice(), [FlowEvent::Finished { counts, duration }] if counts.to_dialer == 500 && *duration == Duration::from_secs(1)),
-            "{ev:?}"
-        );
+        f.insert(id, fl, Elements::of(&fl), t, idle);
+        (f, id, t)
     }
 
     #[test]
-    fn a_short_connection_seen_only_closed_is_established_and_finished() {
-        let mut l = live(Duration::from_secs(5), true);
-        let ev = step(&mut l, Some(&entry(TcpState::Closed, 7)), Instant::now());
-        assert_eq!(ev.len(), 2);
-        assert!(matches!(ev[1], FlowEvent::Finished { counts, .. } if counts.to_dialer == 7));
+    fn the_first_connection_is_learned_and_any_other_is_a_stray() {
+        let (mut f, id, _) = table(None);
+        let e = entry(DIALER, TcpState::Other, None);
+        assert_eq!(f.arrive(&e), Arrival::Learned(id));
+        assert_eq!(f.arrive(&e), Arrival::Known);
+        // The same peer from another port: the pinhole is spent.
+        assert_eq!(
+            f.arrive(&entry("100.64.0.2:33001", TcpState::Other, None)),
+            Arrival::Stray
+        );
+        // Another host: not the expected peer.
+        assert_eq!(
+            f.arrive(&entry("100.64.0.3:33000", TcpState::Other, None)),
+            Arrival::Stray
+        );
+        assert!(f
+            .expired(Instant::now() + Duration::from_secs(60))
+            .is_empty());
     }
 
     #[test]
-    fn refused_connection_fails_and_unused_pinhole_expires() {
-        let mut l = live(Duration::from_secs(5), true);
-        let t = Instant::now();
-        assert_eq!(step(&mut l, Some(&entry(TcpState::SynSent, 0)), t), vec![]);
+    fn established_then_closed_finishes_with_the_last_counts() {
+        let (mut f, id, t) = table(None);
+        f.arrive(&entry(DIALER, TcpState::Other, None));
+        let s = f.update(id, &entry(DIALER, TcpState::Established, None), t);
         assert_eq!(
-            step(&mut l, None, t),
-            vec![FlowEvent::Failed(FailReason::NotEstablished)]
+            s.events,
+            vec![FlowEvent::Established {
+                dialer: DIALER.parse().unwrap()
+            }]
         );
-
-        let mut l = live(Duration::ZERO, false);
-        assert_eq!(step(&mut l, None, Instant::now()), vec![FlowEvent::Expired]);
-        let mut l = live(Duration::from_secs(60), false);
-        assert_eq!(step(&mut l, None, Instant::now()), vec![]);
+        let later = t + Duration::from_secs(1);
+        let s = f.update(id, &entry(DIALER, TcpState::Closed, Some(500)), later);
+        assert!(s.closed && s.events.is_empty());
+        assert!(matches!(
+            f.finish(id),
+            Some(FlowEvent::Finished { counts, duration }) if counts.to_dialer == 500 && duration == Duration::from_secs(1)
+        ));
+        let l = f.remove(id).unwrap();
+        assert_eq!(l.dialer, Some(DIALER.parse().unwrap()));
+        assert!(f.is_empty() && f.holder_of(GW.parse().unwrap()).is_none());
     }
 
     #[test]
-    fn a_used_pinhole_gets_a_grace_poll_before_its_entry_counts_as_missing() {
-        let mut l = live(Duration::from_secs(5), true);
-        let t = Instant::now();
+    fn a_refused_connection_fails_and_an_unused_pinhole_expires() {
+        let (mut f, id, t) = table(None);
+        f.arrive(&entry(DIALER, TcpState::Other, None));
+        let s = f.update(id, &entry(DIALER, TcpState::Reset, Some(0)), t);
+        assert!(s.closed);
         assert_eq!(
-            step(&mut l, None, t),
-            vec![],
-            "entry may not be confirmed yet"
+            f.finish(id),
+            Some(FlowEvent::Failed(FailReason::NotEstablished))
         );
-        assert_eq!(
-            step(&mut l, None, t),
-            vec![FlowEvent::Failed(FailReason::NotEstablished)]
-        );
+
+        let (f, id, t) = table(None);
+        assert!(f.expired(t).is_empty());
+        assert_eq!(f.expired(t + Duration::from_secs(5)), vec![id]);
+    }
+
+    #[test]
+    fn an_idle_transfer_is_due_for_a_cut_and_a_moving_one_is_not() {
+        let idle = Duration::from_secs(4);
+        let (mut f, id, t) = table(Some(idle));
+        f.arrive(&entry(DIALER, TcpState::Other, None));
+        f.update(id, &entry(DIALER, TcpState::Established, Some(10)), t);
+        assert!(f.due_checks(t, 10).is_empty());
+        let t1 = t + Duration::from_secs(1);
+        assert_eq!(f.due_checks(t1, 10), vec![id]);
+        // Bytes moved: not idle, checked again later.
+        f.update(id, &entry(DIALER, TcpState::Established, Some(20)), t1);
+        assert!(!f.checked(id, t1));
+        let t5 = t1 + idle;
+        assert_eq!(f.due_checks(t5, 10), vec![id]);
+        // Nothing moved for the whole bound: cut.
+        f.update(id, &entry(DIALER, TcpState::Established, Some(20)), t5);
+        assert!(f.checked(id, t5));
+    }
+
+    #[test]
+    fn a_withdrawn_pinhole_frees_its_address_but_its_connection_is_followed() {
+        let (mut f, id, t) = table(None);
+        f.arrive(&entry(DIALER, TcpState::Other, None));
+        assert!(f.withdraw(id).is_some());
+        assert!(f.withdraw(id).is_none(), "elements go once");
+        assert_eq!(f.holder_of(GW.parse().unwrap()), None);
+        let e = entry(DIALER, TcpState::Established, None);
+        assert_eq!(f.of_conn(&e), Some(id));
+        assert_eq!(f.update(id, &e, t).events.len(), 1);
     }
 }

@@ -14,17 +14,15 @@
 //!
 //! [`Endpoint::Forward`]: crate::ftp::session::Endpoint::Forward
 
-use super::super::kernel::KernelPlane;
+use super::super::kernel::{KernelPinhole, Withdraw, ANSWER_WITHIN};
 use super::super::pinhole::{Pinhole, PinholeRequest};
 use super::super::relay::Moved;
 use super::channels::DataEvent;
 use super::Driver;
-use crate::dataplane::kernel::PinholeId;
 use crate::dataplane::{Admit, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, SourceNat};
 use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -40,41 +38,38 @@ const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
 const CUT_WITHIN: Duration = Duration::from_millis(500);
 
 /// A channel's pinhole in the kernel. Dropping it withdraws the pinhole,
-/// and cuts the connection it forwards unless that has ended: however a
-/// channel ends, nothing of it stays in the kernel.
+/// and cuts the connection it forwards unless that was left to finish:
+/// however a channel ends, nothing of it stays in the kernel unfollowed.
 pub(super) struct KernelChannel {
-    plane: Arc<KernelPlane>,
-    pinhole: PinholeId,
+    pinhole: KernelPinhole,
     /// The client dials (client passive); otherwise the server does.
     client_dials: bool,
     /// The kernel forwards its connection (rather than filtering one to a
     /// relay, whose own sockets end it). Cut when dropped even before the
-    /// kernel thread has reported it established: a connection made within
-    /// the last poll interval is as live as any.
+    /// kernel thread has reported it established: a connection made a
+    /// moment ago is as live as any.
     forwards: bool,
-    /// Leave the admitted connection alone when dropped (a transfer the
-    /// server reported complete, finishing after its session).
+    /// Left to finish in the kernel after its session (a transfer the
+    /// server reported complete): the kernel thread follows it to its end.
     keep_connection: bool,
-    /// The kernel has forgotten the pinhole (it reported its end).
-    ended: bool,
     _reserved: Option<Pinhole>,
 }
 
 impl KernelChannel {
     fn new(
-        plane: Arc<KernelPlane>,
-        pinhole: PinholeId,
+        mut pinhole: KernelPinhole,
         client_dials: bool,
         forwards: bool,
         reserved: Option<Pinhole>,
     ) -> KernelChannel {
+        if !forwards {
+            pinhole.set_on_drop(Withdraw::Forget);
+        }
         KernelChannel {
-            plane,
             pinhole,
             client_dials,
             forwards,
             keep_connection: false,
-            ended: false,
             _reserved: reserved,
         }
     }
@@ -85,16 +80,25 @@ impl KernelChannel {
     /// (at most [`CUT_WITHIN`]) until the kernel has it; dropping it later
     /// does nothing more.
     pub(super) async fn cut(&mut self) {
-        if self.ended || !self.forwards {
+        if !self.forwards {
             return;
         }
-        self.ended = true;
-        self.plane.cut(self.pinhole, CUT_WITHIN).await;
+        self.pinhole.cut(CUT_WITHIN).await;
     }
 
     /// Its connection is left to finish in the kernel, after its session.
     pub(super) fn left_to_finish(&self) -> bool {
         self.keep_connection
+    }
+
+    /// Leaves its connection to finish in the kernel when dropped: the
+    /// kernel thread follows it to its end, logs it, and cuts it if it
+    /// idles past its bound or the gateway stops.
+    pub(super) fn leave_to_finish(&mut self) {
+        self.keep_connection = true;
+        if self.forwards {
+            self.pinhole.set_on_drop(Withdraw::Detach);
+        }
     }
 }
 
@@ -106,15 +110,6 @@ impl std::fmt::Debug for KernelChannel {
     }
 }
 
-impl Drop for KernelChannel {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.plane
-                .remove(self.pinhole, self.forwards && !self.keep_connection);
-        }
-    }
-}
-
 /// What the kernel thread's answer to one forward request carries back to
 /// the session.
 pub(super) struct Forwarded {
@@ -122,7 +117,7 @@ pub(super) struct Forwarded {
     pub gateway: SocketAddr,
     pub client_dials: bool,
     pub reserved: Option<Pinhole>,
-    pub result: Result<PinholeId, String>,
+    pub result: Result<KernelPinhole, String>,
 }
 
 impl Driver {
@@ -196,8 +191,9 @@ impl Driver {
         });
         let tx = self.tx.clone();
         let session = self.id;
+        let idle = Some(rules.limits.transfer_idle_timeout);
         tokio::spawn(async move {
-            let result = plane.add(flow, on_event).await;
+            let result = plane.add(flow, idle, on_event, ANSWER_WITHIN).await;
             debug!(
                 session,
                 channel = id.0,
@@ -229,10 +225,7 @@ impl Driver {
                 return;
             }
         };
-        let Some(plane) = self.gw.kernel.clone() else {
-            return;
-        };
-        let kc = KernelChannel::new(plane, pinhole, f.client_dials, true, f.reserved);
+        let kc = KernelChannel::new(pinhole, f.client_dials, true, f.reserved);
         // A channel closed meanwhile drops `kc`, which withdraws it.
         if let Some(c) = self.channels.get_mut(&id) {
             c.kernel = Some(kc);
@@ -282,9 +275,9 @@ impl Driver {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let result = plane
-                .add(flow, on_event)
+                .add(flow, None, on_event, ANSWER_WITHIN)
                 .await
-                .map(|p| KernelChannel::new(plane.clone(), p, side == Side::Client, false, None));
+                .map(|p| KernelChannel::new(p, side == Side::Client, false, None));
             let _ = tx.send(DataEvent::Filtered {
                 id,
                 side,
@@ -364,7 +357,7 @@ impl Driver {
         for (id, c) in self.channels.iter_mut() {
             if finishing(c) && c.kernel.is_some() {
                 if let Some(k) = c.kernel.as_mut() {
-                    k.keep_connection = true;
+                    k.leave_to_finish();
                 }
                 debug!(
                     session = self.id,
@@ -388,7 +381,7 @@ impl Driver {
                 debug!(session = self.id, channel = id.0, %dialer, "kernel transfer established");
             }
             FlowEvent::Finished { counts, duration } => {
-                kc.ended = true;
+                kc.pinhole.ended();
                 let (up, down) = if kc.client_dials {
                     (counts.from_dialer, counts.to_dialer)
                 } else {
@@ -399,7 +392,7 @@ impl Driver {
                 }
             }
             FlowEvent::Expired | FlowEvent::Failed(_) => {
-                kc.ended = true;
+                kc.pinhole.ended();
                 let reason = match &event {
                     FlowEvent::Failed(r) => format!("kernel pinhole failed: {r}"),
                     _ => "no connection through the kernel pinhole in time".to_string(),

@@ -1,0 +1,172 @@
+//! How long a kernel-forwarded connection lives, against this machine's
+//! kernel: followed after its session lets go of it, cut when it idles past
+//! its bound, ended when the table goes. Run as root
+//! (`cargo test --test kernel_lifetimes`).
+
+mod kernel;
+
+use ftpalg::dataplane::kernel::{KernelDataPlane, PinholeId};
+use ftpalg::dataplane::{
+    ClientAddr, FailReason, FlowEvent, GatewayAddr, PinholeFlow, ServerAddr, SourceNat,
+};
+use kernel::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Opens the data plane in a lab whose gateway, like any NAT gateway, has
+/// a NAT chain of its own: without one, deleting ftpalg's table would
+/// unhook NAT altogether and stop every translated connection with it,
+/// which is not what a real gateway does.
+fn open(lab: &Lab) -> KernelDataPlane {
+    let (ok, out) = lab.nft(
+        "'add table ip opnat; add chain ip opnat post { type nat hook postrouting priority srcnat; }; add chain ip opnat pre { type nat hook prerouting priority dstnat; }'",
+    );
+    assert!(ok, "{out}");
+    let (dp, _) = in_ns(&lab.gw, || KernelDataPlane::open(config())).expect("open");
+    dp
+}
+
+fn passive(gw: SocketAddr, port: u16) -> PinholeFlow {
+    PinholeFlow::passive(
+        ClientAddr(sa(CLIENT, 0)),
+        GatewayAddr(gw),
+        ServerAddr(sa(SERVER, port)),
+        SourceNat(GW_OUT.parse().unwrap()),
+        Duration::from_secs(30),
+    )
+}
+
+/// Polls until `id` has an event matching `want` (bounded).
+fn wait_for(
+    dp: &mut KernelDataPlane,
+    id: PinholeId,
+    within: Duration,
+    want: impl Fn(&FlowEvent) -> bool,
+) -> Vec<FlowEvent> {
+    let end = Instant::now() + within;
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        for (i, ev) in dp.poll().expect("poll") {
+            if i == id {
+                let hit = want(&ev);
+                seen.push(ev);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no matching event for {id:?} within {within:?}: {seen:?}");
+}
+
+/// A client in its namespace that connects to `to`, sends 100 bytes, then
+/// on each word from the test sends 100 more; at the end it half-closes
+/// and reports whether its last send and read went through.
+fn slow_client(lab: &Lab, to: SocketAddr) -> (mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (go, next) = mpsc::channel::<()>();
+    let h = spawn_in(&lab.cli, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&sa(CLIENT, 0).into()).unwrap();
+        s.connect_timeout(&to.into(), Duration::from_secs(3))
+            .expect("connect through the pinhole");
+        let mut s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(&[1; 100]).unwrap();
+        while next.recv().is_ok() {
+            if s.write_all(&[2; 100]).is_err() {
+                return false;
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).is_ok() && !buf.is_empty()
+    });
+    (go, h)
+}
+
+/// Regression: a transfer whose session had let go of it (the server had
+/// answered 226, the session ended) was forgotten by the kernel thread
+/// while its connection stayed translated and marked for as long as
+/// conntrack kept it: unfollowed, never cut, not even when ftpalg stopped.
+#[test]
+fn a_transfer_left_by_its_session_is_followed_and_ended_with_the_table() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("t");
+    let mut dp = open(&lab);
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(15));
+    let gw = sa(GW_IN, 40000);
+    let id = dp.add(&passive(gw, 5000)).expect("add");
+    let (go, client) = slow_client(&lab, gw);
+    wait_for(&mut dp, id, Duration::from_secs(3), |e| {
+        matches!(e, FlowEvent::Established { .. })
+    });
+    dp.detach(id).expect("detach");
+    assert_eq!(dp.live(), 1, "the connection is still followed");
+    let (_, table) = lab.nft("list table inet ftpalg_data");
+    assert!(
+        !table.contains("elements"),
+        "its pinhole is withdrawn:\n{table}"
+    );
+    // Still forwarded while followed.
+    go.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    dp.close().expect("close");
+    // After the table went, nothing more of it reaches the server.
+    let _ = go.send(());
+    drop(go);
+    let client_ok = client.join().unwrap();
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].received, 200,
+        "bytes after the close reached the server: {seen:?}"
+    );
+    assert!(!client_ok, "the client's connection went on after close");
+}
+
+/// A kernel transfer that moves no byte for its idle bound is cut and
+/// reported as such; one that moves is not.
+#[test]
+fn an_idle_kernel_transfer_is_cut_and_reported() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("u");
+    let mut dp = open(&lab);
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(15));
+    let gw = sa(GW_IN, 40000);
+    let idle = Duration::from_secs(1);
+    let id = dp.add_limited(&passive(gw, 5000), Some(idle)).expect("add");
+    let (go, client) = slow_client(&lab, gw);
+    wait_for(&mut dp, id, Duration::from_secs(3), |e| {
+        matches!(e, FlowEvent::Established { .. })
+    });
+    // Moving: three sends half a bound apart keep it alive.
+    let started = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(idle / 2);
+        go.send(()).unwrap();
+        for (i, ev) in dp.poll().expect("poll") {
+            assert!(i != id || !ev.is_terminal(), "cut while moving: {ev:?}");
+        }
+    }
+    // Then silent: cut within the bound and a check interval.
+    let evs = wait_for(&mut dp, id, Duration::from_secs(4), |e| e.is_terminal());
+    assert_eq!(
+        evs.last(),
+        Some(&FlowEvent::Failed(FailReason::Idle { after: idle }))
+    );
+    assert!(started.elapsed() >= idle * 2, "cut too early");
+    assert_eq!(dp.live(), 0);
+    drop(go);
+    assert!(!client.join().unwrap(), "the idle connection went on");
+    let seen = srv.finish();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].received, 400, "every byte before the cut arrived");
+    dp.close().expect("close");
+}
