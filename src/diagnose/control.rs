@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::ftp::codec;
 use crate::ftp::command::{self, parse_command, Verb};
 use crate::ftp::framer::{Frame, LineFramer, DEFAULT_MAX_LINE};
+use crate::ftp::redact::{secret_verb, MASK};
 use crate::ftp::reply::ReplyTracker;
 use crate::packet::{Piece, Reassembler};
 
@@ -109,6 +110,15 @@ fn text_of(bytes: &[u8]) -> String {
         out.push('…');
     }
     out
+}
+
+/// A client line as the transcript shows it: a password (`PASS`, `ACCT`)
+/// masked however the line is broken, see [`crate::ftp::redact`].
+fn client_text(line: &[u8]) -> String {
+    match secret_verb(line) {
+        Some(verb) => format!("{verb} {MASK}"),
+        None => text_of(line),
+    }
 }
 
 fn is_negotiation(verb: Verb) -> Option<Mode> {
@@ -220,7 +230,10 @@ impl ControlState {
                 }
                 Frame::TooLong { prefix } => {
                     self.session.long_lines += 1;
-                    let mut text = text_of(&prefix[..prefix.len().min(60)]);
+                    let mut text = match (from, secret_verb(prefix)) {
+                        (Side::Client, Some(verb)) => format!("{verb} {MASK}"),
+                        _ => text_of(&prefix[..prefix.len().min(60)]),
+                    };
                     text.push_str(" [line over the 2048-byte cap]");
                     self.transcript(from, text, at);
                 }
@@ -256,16 +269,10 @@ impl ControlState {
 
     fn client_line(&mut self, line: &[u8], at: Stamp) {
         self.session.last_command = Some(at);
+        self.transcript(Side::Client, client_text(line), at);
         let Ok(cmd) = parse_command(line) else {
-            self.transcript(Side::Client, text_of(line), at);
             return;
         };
-        let shown = if cmd.verb == command::PASS {
-            "PASS ****".to_string()
-        } else {
-            text_of(line)
-        };
-        self.transcript(Side::Client, shown, at);
         let mut negotiation = None;
         if let Some(mode) = is_negotiation(cmd.verb) {
             if self.session.negotiations.len() < MAX_NEGOTIATIONS {
