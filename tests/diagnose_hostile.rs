@@ -1,5 +1,7 @@
 //! `ftpalg diagnose` on control sessions written to hurt it: passwords in
-//! lines the engine would refuse must not reach the report.
+//! lines the engine would refuse must not reach the report, and a capture
+//! crafted to grow memory is held to the report's budget, which the report
+//! says was reached.
 
 mod diagnose_util;
 
@@ -10,6 +12,11 @@ use etherparse::PacketBuilder;
 use pcap_file::DataLink;
 
 const SRV: ([u8; 4], u16) = ([198, 51, 100, 10], 21);
+
+/// Negotiations a report keeps, all sessions together (docs/diagnose.md).
+const BUDGET: usize = 100_000;
+/// Negotiations one session keeps.
+const PER_SESSION: usize = 1_000;
 
 fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -96,4 +103,45 @@ fn passwords_are_masked_in_the_report_however_the_line_is_broken() {
             "the password in the report:\n{text}"
         );
     }
+}
+
+#[test]
+fn negotiations_are_held_to_one_budget_for_the_whole_report() {
+    // More sessions than the budget covers, each past its own cap: PASV
+    // lines only, many to a segment.
+    let sessions = BUDGET / PER_SESSION + 10;
+    let lines = "PASV\r\n".repeat(PER_SESSION + 1);
+    let mut f = Vec::new();
+    for i in 0..sessions {
+        let cli = (
+            [100, 64, 0, 2 + (i / 20_000) as u8],
+            20_000 + (i % 20_000) as u16,
+        );
+        let mut c = Control::open(&mut f, cli);
+        c.client(&mut f, lines.as_bytes());
+    }
+    let r = diagnose(&[("many", &pcap(&f, DataLink::ETHERNET))]);
+    assert_eq!(r.sessions.len(), sessions);
+    let kept: usize = r.sessions.iter().map(|s| s.negotiations.len()).sum();
+    assert!(kept <= BUDGET, "{kept} negotiations kept");
+    assert!(r
+        .sessions
+        .iter()
+        .all(|s| s.negotiations.len() <= PER_SESSION));
+    // Never silent: every session says how many it left out, and the
+    // report says the budget ran out.
+    let dropped: u64 = r.sessions.iter().map(|s| s.negotiations_dropped).sum();
+    assert_eq!(kept as u64 + dropped, (sessions * (PER_SESSION + 1)) as u64);
+    assert!(
+        r.notes.iter().any(|n| n.contains("negotiations")),
+        "{:?}",
+        r.notes
+    );
+    let text = r.to_text();
+    assert!(
+        text.contains("more data negotiations not kept"),
+        "{}",
+        &text[..2000]
+    );
+    assert!(text.contains("warning:"), "{}", &text[..2000]);
 }
