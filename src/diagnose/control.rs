@@ -8,15 +8,18 @@ use std::net::{IpAddr, SocketAddr};
 use crate::ftp::codec;
 use crate::ftp::command::{self, parse_command, Verb};
 use crate::ftp::framer::{Frame, LineFramer, DEFAULT_MAX_LINE};
+use crate::ftp::redact::{secret_verb, MASK};
 use crate::ftp::reply::ReplyTracker;
 use crate::packet::{Piece, Reassembler};
 
+use super::flows::MAX_REPORT_NEGOTIATIONS;
 use super::model::{Close, ControlLine, Mode, Negotiation, Reply, Side, Stamp};
 
 /// Most transcript lines kept per session; later ones are counted.
 const MAX_TRANSCRIPT: usize = 400;
-/// Most negotiations kept per session.
-const MAX_NEGOTIATIONS: usize = 1000;
+/// Most negotiations kept per session (the report as a whole keeps at most
+/// [`MAX_REPORT_NEGOTIATIONS`]).
+pub const MAX_NEGOTIATIONS: usize = 1000;
 /// Most commands waiting for their reply (pipelining is short in practice).
 const MAX_AWAITING: usize = 64;
 /// Bytes held out of order per direction.
@@ -49,6 +52,8 @@ pub struct Session {
     pub transcript_dropped: u64,
     /// Data negotiations, in order.
     pub negotiations: Vec<Negotiation>,
+    /// Negotiations not kept: over the session's cap or the report's.
+    pub negotiations_dropped: u64,
     /// The 234 reply to AUTH: nothing after it is readable.
     pub tls: Option<Stamp>,
     /// Lines over the framer's cap.
@@ -85,6 +90,49 @@ pub struct ControlState {
     transcript_cap: usize,
 }
 
+/// The negotiations the whole report may keep, shared by its sessions:
+/// one session's cap times the sessions a report keeps would be far too
+/// much memory, so what a capture crafted to grow it gets is bounded here.
+#[derive(Debug, Default)]
+pub struct NegotiationBudget {
+    kept: usize,
+    refused: u64,
+}
+
+impl NegotiationBudget {
+    /// Takes one negotiation from the budget; false once it is spent.
+    fn take(&mut self) -> bool {
+        if self.kept < MAX_REPORT_NEGOTIATIONS {
+            self.kept += 1;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+
+    /// Negotiations kept, all sessions together.
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.kept
+    }
+
+    /// Negotiations not kept because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+/// What the sessions of a report share while the captures are read.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The data connections the segment just read leads to expect, for
+    /// the flow table to take.
+    pub expects: Vec<Expect>,
+    /// The data negotiations the whole report may keep.
+    pub negotiations: NegotiationBudget,
+}
+
 /// A new expectation of a data connection, for the flow table.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect {
@@ -111,6 +159,15 @@ fn text_of(bytes: &[u8]) -> String {
     out
 }
 
+/// A client line as the transcript shows it: a password (`PASS`, `ACCT`)
+/// masked however the line is broken, see [`crate::ftp::redact`].
+fn client_text(line: &[u8]) -> String {
+    match secret_verb(line) {
+        Some(verb) => format!("{verb} {MASK}"),
+        None => text_of(line),
+    }
+}
+
 fn is_negotiation(verb: Verb) -> Option<Mode> {
     match verb {
         command::PORT | command::EPRT | command::LPRT => Some(Mode::Active),
@@ -135,6 +192,7 @@ impl ControlState {
                 transcript: Vec::new(),
                 transcript_dropped: 0,
                 negotiations: Vec::new(),
+                negotiations_dropped: 0,
                 tls: None,
                 long_lines: 0,
                 gap_bytes: 0,
@@ -169,8 +227,9 @@ impl ControlState {
         self.streams[from as usize].syn(seq);
     }
 
-    /// A segment's payload from one side; returns the data connections the
-    /// lines it completed lead to expect.
+    /// A segment's payload from one side; the data connections the lines it
+    /// completed lead to expect go to `shared.expects`. Negotiations are
+    /// kept while the shared budget lasts.
     pub fn payload(
         &mut self,
         from: Side,
@@ -178,7 +237,7 @@ impl ControlState {
         payload: &[u8],
         wire_len: u32,
         at: Stamp,
-        expects: &mut Vec<Expect>,
+        shared: &mut Shared,
     ) {
         self.session.last = at;
         if wire_len == 0 {
@@ -214,13 +273,16 @@ impl ControlState {
                         .map(|c| c.text)
                         .unwrap_or(std::borrow::Cow::Borrowed(&line.raw[..]));
                     match from {
-                        Side::Client => self.client_line(&text, at),
-                        Side::Server => self.server_line(&text, at, expects),
+                        Side::Client => self.client_line(&text, at, &mut shared.negotiations),
+                        Side::Server => self.server_line(&text, at, &mut shared.expects),
                     }
                 }
                 Frame::TooLong { prefix } => {
                     self.session.long_lines += 1;
-                    let mut text = text_of(&prefix[..prefix.len().min(60)]);
+                    let mut text = match (from, secret_verb(prefix)) {
+                        (Side::Client, Some(verb)) => format!("{verb} {MASK}"),
+                        _ => text_of(&prefix[..prefix.len().min(60)]),
+                    };
                     text.push_str(" [line over the 2048-byte cap]");
                     self.transcript(from, text, at);
                 }
@@ -254,21 +316,17 @@ impl ControlState {
         }
     }
 
-    fn client_line(&mut self, line: &[u8], at: Stamp) {
+    fn client_line(&mut self, line: &[u8], at: Stamp, budget: &mut NegotiationBudget) {
         self.session.last_command = Some(at);
+        self.transcript(Side::Client, client_text(line), at);
         let Ok(cmd) = parse_command(line) else {
-            self.transcript(Side::Client, text_of(line), at);
             return;
         };
-        let shown = if cmd.verb == command::PASS {
-            "PASS ****".to_string()
-        } else {
-            text_of(line)
-        };
-        self.transcript(Side::Client, shown, at);
         let mut negotiation = None;
         if let Some(mode) = is_negotiation(cmd.verb) {
-            if self.session.negotiations.len() < MAX_NEGOTIATIONS {
+            if self.session.negotiations.len() >= MAX_NEGOTIATIONS || !budget.take() {
+                self.session.negotiations_dropped += 1;
+            } else {
                 let (address, address_error) = match cmd.verb {
                     command::PORT => split(codec::parse_port(cmd.arg).map(SocketAddr::V4)),
                     command::EPRT => split(codec::parse_eprt(cmd.arg)),

@@ -2,12 +2,12 @@
 //! or found by its content), which is the data connection a negotiation
 //! announced, and which is neither. Bounded whatever the capture holds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::packet::TcpSegment;
 
-use super::control::{ControlState, Expect};
+use super::control::{ControlState, Expect, Shared};
 use super::model::{Close, DataConn, Mode, Side, Stamp};
 
 /// Most connections followed at once; past it new unknown ones are skipped.
@@ -19,6 +19,9 @@ pub const MAX_DATA: usize = 100_000;
 /// Most transcript lines kept in a report, all sessions together; each
 /// new session reserves its share (at most 400) from what is left.
 pub const MAX_TRANSCRIPT_LINES: usize = 400_000;
+/// Most data negotiations kept in a report, all sessions together (each
+/// keeps at most 1,000); later ones are counted, and the report says so.
+pub const MAX_REPORT_NEGOTIATIONS: usize = 100_000;
 /// Most data connections expected and not yet seen, per capture.
 const MAX_EXPECTS: usize = 4096;
 
@@ -49,6 +52,8 @@ struct Pending {
     session: usize,
     expect: Expect,
     server_ip: std::net::IpAddr,
+    /// Its place in the order expectations were added.
+    serial: u64,
 }
 
 /// Follows the connections of one or more captures.
@@ -59,18 +64,25 @@ pub struct Tracker {
     pub sessions: Vec<ControlState>,
     /// Data connections.
     pub data: Vec<DataConn>,
-    /// Expected data connections by the port they go to.
-    pending: HashMap<u16, Vec<Pending>>,
-    /// Ports of `pending` entries in the order they were added, to drop
-    /// the oldest when full.
-    pending_order: std::collections::VecDeque<u16>,
+    /// Expected data connections by the port they go to, oldest first.
+    pending: HashMap<u16, VecDeque<Pending>>,
+    /// The port of each `pending` entry by its serial: the oldest entry of
+    /// all is the first, and any entry leaves in O(log n).
+    pending_order: BTreeMap<u64, u16>,
+    /// The next expectation's serial.
+    next_serial: u64,
     /// Connections not followed because a table was full.
     pub untracked: u64,
-    expects: Vec<Expect>,
     /// Per data connection: base and highest sequence end per direction.
     data_seq: Vec<[Option<(u32, u32)>; 2]>,
     /// Transcript lines reserved by the sessions so far.
     transcript_reserved: usize,
+    /// Sessions given fewer transcript lines than their share because the
+    /// report's budget ran out.
+    pub transcript_short: usize,
+    /// What the sessions share: the expectations of the segment just
+    /// read, and the negotiation budget.
+    pub shared: Shared,
 }
 
 fn key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
@@ -104,9 +116,11 @@ fn looks_like_ftp(payload: &[u8]) -> Option<Side> {
 impl Tracker {
     /// Adds a control session, reserving its transcript lines.
     fn add_session(&mut self, mut state: ControlState) -> usize {
-        let cap = state
-            .transcript_cap()
-            .min(MAX_TRANSCRIPT_LINES.saturating_sub(self.transcript_reserved));
+        let share = state.transcript_cap();
+        let cap = share.min(MAX_TRANSCRIPT_LINES.saturating_sub(self.transcript_reserved));
+        if cap < share {
+            self.transcript_short += 1;
+        }
         state.limit_transcript(cap);
         self.transcript_reserved += cap;
         self.sessions.push(state);
@@ -201,13 +215,13 @@ impl Tracker {
             let Some(list) = self.pending.get_mut(&port) else {
                 return Some(Flow::Other);
             };
-            let pending = list.remove(p);
+            let Some(pending) = list.remove(p) else {
+                return Some(Flow::Other);
+            };
             if list.is_empty() {
                 self.pending.remove(&port);
             }
-            if let Some(at) = self.pending_order.iter().position(|&q| q == port) {
-                self.pending_order.remove(at);
-            }
+            self.pending_order.remove(&pending.serial);
             if self.data.len() >= MAX_DATA {
                 return Some(Flow::Other);
             }
@@ -296,15 +310,14 @@ impl Tracker {
         if seg.flags.syn {
             state.syn(from, seg.seq);
         }
-        self.expects.clear();
-        let mut expects = std::mem::take(&mut self.expects);
+        self.shared.expects.clear();
         if seg.wire_len > 0 {
             let seq = if seg.flags.syn {
                 seg.seq.wrapping_add(1)
             } else {
                 seg.seq
             };
-            state.payload(from, seq, seg.payload, seg.wire_len, at, &mut expects);
+            state.payload(from, seq, seg.payload, seg.wire_len, at, &mut self.shared);
         } else {
             state.seen(at);
         }
@@ -312,27 +325,50 @@ impl Tracker {
             state.closed(from, seg.flags.rst, at);
         }
         let server_ip = state.session.server.ip();
-        for e in expects.drain(..) {
-            if self.pending_order.len() >= MAX_EXPECTS {
-                if let Some(old) = self.pending_order.pop_front() {
-                    if let Some(list) = self.pending.get_mut(&old) {
-                        if !list.is_empty() {
-                            list.remove(0);
-                        }
-                        if list.is_empty() {
-                            self.pending.remove(&old);
-                        }
+        let expects = std::mem::take(&mut self.shared.expects);
+        for &e in &expects {
+            self.expect(i, e, server_ip);
+        }
+        self.shared.expects = expects;
+    }
+
+    /// Adds an expected data connection; when the table is full the
+    /// oldest expectation of all makes room, in O(log n).
+    fn expect(&mut self, session: usize, expect: Expect, server_ip: std::net::IpAddr) {
+        if self.pending_order.len() >= MAX_EXPECTS {
+            if let Some((serial, port)) = self.pending_order.pop_first() {
+                if let Some(list) = self.pending.get_mut(&port) {
+                    // A port's list is in serial order: the oldest of all
+                    // is the oldest of its port.
+                    if list.front().is_some_and(|p| p.serial == serial) {
+                        list.pop_front();
+                    } else {
+                        list.retain(|p| p.serial != serial);
+                    }
+                    if list.is_empty() {
+                        self.pending.remove(&port);
                     }
                 }
             }
-            self.pending_order.push_back(e.port);
-            self.pending.entry(e.port).or_default().push(Pending {
-                session: i,
-                expect: e,
-                server_ip,
-            });
         }
-        self.expects = expects;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.pending_order.insert(serial, expect.port);
+        self.pending
+            .entry(expect.port)
+            .or_default()
+            .push_back(Pending {
+                session,
+                expect,
+                server_ip,
+                serial,
+            });
+    }
+
+    /// Expected data connections not yet seen.
+    #[cfg(test)]
+    fn pending_len(&self) -> usize {
+        self.pending.values().map(VecDeque::len).sum()
     }
 
     fn data_segment(&mut self, i: usize, seg: &TcpSegment<'_>, at: Stamp) {
@@ -382,58 +418,9 @@ impl Tracker {
     pub fn finish(&mut self) {
         self.flows.clear();
         self.pending.clear();
+        self.pending_order.clear();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packet::TcpFlags;
-
-    /// Feeds the `i`-th SYN of a distinct client towards `port`, as packet `i`.
-    fn syn(t: &mut Tracker, i: u32, port: u16) {
-        let seg = TcpSegment {
-            src: SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16)),
-            dst: SocketAddr::from(([198, 51, 100, 10], port)),
-            seq: i,
-            ack: 0,
-            flags: TcpFlags {
-                syn: true,
-                ..TcpFlags::default()
-            },
-            payload: &[],
-            wire_len: 0,
-        };
-        t.segment(
-            0,
-            &seg,
-            Stamp {
-                packet: u64::from(i),
-                time: 0.0,
-            },
-        );
-    }
-
-    #[test]
-    fn flow_table_is_bounded() {
-        let mut t = Tracker::default();
-        for i in 0..(MAX_FLOWS as u32 * 2) {
-            syn(&mut t, i, 8080);
-            assert!(t.flows.len() <= MAX_FLOWS);
-        }
-        assert!(t.sessions.is_empty() && t.data.is_empty());
-    }
-
-    #[test]
-    fn transcripts_share_one_budget() {
-        let mut t = Tracker::default();
-        let n = MAX_TRANSCRIPT_LINES / 400 + 5;
-        for i in 0..n as u32 {
-            syn(&mut t, i, 21);
-        }
-        assert_eq!(t.sessions.len(), n);
-        let caps: usize = t.sessions.iter().map(|s| s.transcript_cap()).sum();
-        assert_eq!(caps, MAX_TRANSCRIPT_LINES);
-        assert_eq!(t.sessions[n - 1].transcript_cap(), 0);
-    }
-}
+mod tests;

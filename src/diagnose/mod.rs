@@ -210,15 +210,53 @@ impl Diagnoser {
                     data: own,
                     transcript: s.transcript.clone(),
                     transcript_dropped: s.transcript_dropped,
+                    negotiations_dropped: s.negotiations_dropped,
                     nat: None,
                     abs_start: origin.as_secs_f64() + s.first.time,
                 }
             })
             .collect();
         pair::pair_sessions(&mut sessions);
+        let notes = self.notes();
         Report {
             captures: self.captures,
             sessions,
+            notes,
         }
+    }
+
+    /// What the report's own limits left out, never silently.
+    fn notes(&self) -> Vec<String> {
+        let t = &self.tracker;
+        let mut notes = Vec::new();
+        let full = t
+            .sessions
+            .iter()
+            .map(|s| &s.session)
+            .filter(|s| {
+                s.negotiations_dropped > 0 && s.negotiations.len() >= control::MAX_NEGOTIATIONS
+            })
+            .count();
+        if full > 0 {
+            notes.push(format!(
+                "data negotiations: {full} session(s) had more than the {} a session keeps; the rest were not kept",
+                control::MAX_NEGOTIATIONS
+            ));
+        }
+        if t.shared.negotiations.refused() > 0 {
+            notes.push(format!(
+                "data negotiations: the report keeps at most {} in all; {} more were not kept (each session counts its own)",
+                flows::MAX_REPORT_NEGOTIATIONS,
+                t.shared.negotiations.refused()
+            ));
+        }
+        if t.transcript_short > 0 {
+            notes.push(format!(
+                "transcripts: the report keeps at most {} lines in all; {} session(s) show fewer lines than their share",
+                flows::MAX_TRANSCRIPT_LINES,
+                t.transcript_short
+            ));
+        }
+        notes
     }
 }

@@ -61,6 +61,10 @@ pub struct SessionReport {
     pub transcript: Vec<ControlLine>,
     /// Control lines left out of the transcript.
     pub transcript_dropped: u64,
+    /// Data negotiations left out (over the session's cap of 1,000 or the
+    /// report's of 100,000); in JSON only when some were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub negotiations_dropped: u64,
     /// The same session in another capture, across a NAT.
     pub nat: Option<NatPair>,
     /// Absolute start time, for pairing.
@@ -75,6 +79,14 @@ pub struct Report {
     pub captures: Vec<CaptureSummary>,
     /// Every FTP control session found.
     pub sessions: Vec<SessionReport>,
+    /// Limits of the report itself that were reached, one sentence each:
+    /// what they left out; in JSON only when there are some.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -109,6 +121,9 @@ impl Report {
                     c.untracked
                 );
             }
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "warning: {n}");
         }
         if self.sessions.is_empty() {
             out.push_str("\nno FTP control connection found\n");
@@ -175,6 +190,13 @@ impl Report {
             }
             if s.transcript_dropped > 0 {
                 let _ = writeln!(out, "    ... {} more lines", s.transcript_dropped);
+            }
+            if s.negotiations_dropped > 0 {
+                let _ = writeln!(
+                    out,
+                    "    ... {} more data negotiations not kept (over the report's limits)",
+                    s.negotiations_dropped
+                );
             }
             if !s.data.is_empty() {
                 out.push_str("  data connections:\n");

@@ -14,7 +14,10 @@
 //! the gateway did not check.
 
 use std::borrow::Cow;
+use std::fmt;
 use thiserror::Error;
+
+use crate::ftp::redact::Redacted;
 
 /// Telnet "interpret as command".
 pub const IAC: u8 = 255;
@@ -22,8 +25,10 @@ pub const IAC: u8 = 255;
 pub const IP: u8 = 244;
 /// Telnet data mark (the synch signal).
 pub const DM: u8 = 242;
-const WILL: u8 = 251;
-const DONT: u8 = 254;
+/// Telnet WILL, the first of the four option negotiation commands.
+pub(crate) const WILL: u8 = 251;
+/// Telnet DONT, the last of them.
+pub(crate) const DONT: u8 = 254;
 /// The lowest telnet command code (SE); bytes below are data.
 const FIRST_COMMAND: u8 = 240;
 
@@ -45,6 +50,18 @@ pub enum TelnetError {
     Unsupported(u8),
 }
 
+impl TelnetError {
+    /// The reason without the byte that caused it, for a line that may
+    /// carry a password: that byte is part of the line's text.
+    pub fn without_byte(&self) -> &'static str {
+        match self {
+            TelnetError::Dangling => "IAC at the end of the line",
+            TelnetError::InLine(_) => "telnet command inside the command text",
+            TelnetError::Unsupported(_) => "telnet command that FTP clients do not send",
+        }
+    }
+}
+
 /// What the gateway checks of a client line, and all it forwards of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked<'a> {
@@ -55,8 +72,9 @@ pub struct Checked<'a> {
     pub synch: bool,
 }
 
-/// One complete control line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One complete control line. Its `Debug` masks a password (see
+/// [`crate::ftp::redact`]), so a line may be logged with `?`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Line {
     /// The bytes as received, without the line terminator, telnet
     /// sequences included. Server replies are passed on as they came; client
@@ -157,8 +175,16 @@ pub fn encode_line(text: &[u8], synch: bool) -> Vec<u8> {
     out
 }
 
-/// What the framer produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Debug for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Line")
+            .field("raw", &Redacted(&self.raw))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the framer produces. Its `Debug` masks a password, as [`Line`]'s.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A complete line.
     Line(Line),
@@ -167,6 +193,18 @@ pub enum Frame {
         /// The bytes kept.
         prefix: Vec<u8>,
     },
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Line(line) => f.debug_tuple("Line").field(line).finish(),
+            Frame::TooLong { prefix } => f
+                .debug_struct("TooLong")
+                .field("prefix", &Redacted(prefix))
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

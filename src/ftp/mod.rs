@@ -4,5 +4,6 @@
 pub mod codec;
 pub mod command;
 pub mod framer;
+pub mod redact;
 pub mod reply;
 pub mod session;

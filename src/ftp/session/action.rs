@@ -285,7 +285,8 @@ pub enum Event {
     Denied {
         /// The class of denial.
         reason: Denial,
-        /// Human-readable detail (never a password).
+        /// Human-readable detail; a client line in it is shown through
+        /// [`crate::ftp::redact`], so never with a password.
         detail: String,
     },
     /// A line that could not be understood was passed through unchanged.

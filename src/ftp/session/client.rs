@@ -17,10 +17,7 @@ impl Session {
         }
         match frame {
             Frame::TooLong { prefix } => {
-                let detail = format!(
-                    "line over the cap: {}",
-                    lossy(&prefix[..prefix.len().min(40)])
-                );
+                let detail = format!("line over the cap: {}", show_line(&prefix, 40).text);
                 self.deny(500, "Command line too long.", Denial::LineTooLong, detail);
             }
             Frame::Line(line) => {
@@ -77,7 +74,13 @@ impl Session {
         let checked = match line.decode() {
             Ok(c) => c,
             Err(e) => {
-                let detail = format!("{e}: {}", lossy(&line.raw));
+                let shown = show_line(&line.raw, MAX_SHOWN);
+                // The byte after the IAC is part of the line's text.
+                let detail = if shown.secret {
+                    format!("{}: {}", e.without_byte(), shown.text)
+                } else {
+                    format!("{e}: {}", shown.text)
+                };
                 self.deny(
                     500,
                     "Telnet sequence not allowed here; command refused.",
@@ -91,7 +94,7 @@ impl Session {
         let command = match parse_command(&text) {
             Ok(c) => c,
             Err(e) => {
-                let detail = format!("{e}: {}", lossy(&text));
+                let detail = format!("{e}: {}", show_line(&text, MAX_SHOWN).text);
                 self.deny(
                     500,
                     "Syntax error, command unrecognized.",

@@ -38,6 +38,7 @@ pub use policy::{
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
 use crate::ftp::framer::{encode_line, Frame, Line};
+use crate::ftp::redact::{show_line, MAX_SHOWN};
 use crate::ftp::reply::{ReplyCode, ReplyTracker};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};

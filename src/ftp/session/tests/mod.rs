@@ -507,6 +507,7 @@ mod kernel;
 mod passive_replies;
 mod rig;
 mod route;
+mod secrets;
 mod telnet;
 
 #[test]
