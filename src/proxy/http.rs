@@ -80,7 +80,7 @@ async fn answer(gw: &Gateway, mut s: TcpStream) -> std::io::Result<()> {
         ("GET", "/status.json") => (
             "200 OK",
             "application/json",
-            serde_json::to_string(&gw.metrics.telemetry.live.view()).unwrap_or_default(),
+            gw.metrics.telemetry.live.json(),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => (
