@@ -1,10 +1,11 @@
-//! The metrics endpoint under hostile peers: user text in `/status` cannot
-//! drive the operator's terminal.
+//! The metrics endpoint under hostile peers: idle connections cannot delay
+//! a liveness probe, a silent peer is closed after about a second, and user
+//! text in `/status` cannot drive the operator's terminal.
 
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::client::Client;
 use support::server::{Opts, TestServer};
 use support::{explicit_rules, gateway};
@@ -45,6 +46,56 @@ fn rules(upstream: SocketAddr, metrics: &str) -> String {
         "passive",
         &format!("metrics:\n  listen: 127.0.0.1:0\n{metrics}"),
     )
+}
+
+/// Nothing listens there: these tests open no FTP session to it.
+const NOWHERE: &str = "127.0.0.1:9";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_peers_do_not_delay_healthz_or_a_scrape() {
+    let gw = gateway(&rules(NOWHERE.parse().unwrap(), "")).await;
+    let m = gw.metrics_addr.unwrap();
+    // More idle peers than the endpoint keeps waiting for a request head.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(m).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for path in ["/healthz", "/metrics"] {
+        let t = Instant::now();
+        let r = get_within(m, path, "", Duration::from_secs(2)).await;
+        let took = t.elapsed();
+        let r = r.unwrap_or_else(|| panic!("{path}: no answer within 2 s behind 40 idle peers"));
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{path}: {r}");
+        assert!(took < Duration::from_millis(500), "{path} took {took:?}");
+    }
+    drop(idle);
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_closed_after_about_a_second() {
+    let gw = gateway(&rules(NOWHERE.parse().unwrap(), "")).await;
+    let m = gw.metrics_addr.unwrap();
+    // One says nothing; one sends half a request head and stops.
+    let silent = TcpStream::connect(m).await.unwrap();
+    let mut half = TcpStream::connect(m).await.unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+    let t = Instant::now();
+    for mut s in [silent, half] {
+        let mut buf = [0u8; 256];
+        let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("closed within 3 s");
+        // Closed (EOF or reset), with no answer.
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took <= Duration::from_millis(2000),
+        "closed after {took:?}"
+    );
+    gw.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

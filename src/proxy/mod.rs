@@ -106,6 +106,8 @@ pub struct Gateway {
     passive_alive: DashMap<IpAddr, std::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The metrics endpoint, once bound (at start only).
+    http: std::sync::OnceLock<Arc<http::Endpoint>>,
 }
 
 impl Gateway {
@@ -130,6 +132,7 @@ impl Gateway {
             passive_dead: DashMap::new(),
             passive_alive: DashMap::new(),
             metrics: Arc::new(Metrics::default()),
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -182,6 +185,9 @@ impl Gateway {
             );
         }
         self.reconcile_listeners(&new);
+        if let Some(endpoint) = self.http.get() {
+            endpoint.reload(new.metrics);
+        }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }
 
