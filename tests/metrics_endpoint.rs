@@ -1,6 +1,7 @@
 //! The metrics endpoint under hostile peers: idle connections cannot delay
-//! a liveness probe, a silent peer is closed after about a second, and user
-//! text in `/status` cannot drive the operator's terminal.
+//! a liveness probe, a silent peer is closed after about a second, user
+//! text in `/status` cannot drive the operator's terminal, and a bearer
+//! token guards `/status` while `/metrics` and `/healthz` stay open.
 
 mod support;
 
@@ -135,5 +136,54 @@ async fn status_escapes_control_characters_from_user_names() {
     // Escaped, not lost: the JSON reads back as the name sent.
     let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
     assert_eq!(v[0]["user"], user, "{body}");
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_guards_status_and_not_metrics() {
+    let token = "k7Hq2-vX9_pL4mN8.rT6~wZ3+bY5/cD1=";
+    let path = std::env::temp_dir().join(format!(
+        "ftpalg-status-token-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let gw = gateway(&rules(
+        NOWHERE.parse().unwrap(),
+        &format!("  status_token_file: {}\n", path.display()),
+    ))
+    .await;
+    std::fs::remove_file(&path).unwrap();
+    let m = gw.metrics_addr.unwrap();
+    for p in ["/status", "/status.json"] {
+        for h in [
+            String::new(),
+            "Authorization: Bearer wrong\r\n".to_string(),
+            format!("Authorization: Bearer {token}x\r\n"),
+            format!("Authorization: Basic {token}\r\n"),
+        ] {
+            let r = get(m, p, &h).await;
+            assert!(r.starts_with("HTTP/1.1 401 "), "{p} with {h:?}: {r}");
+            assert!(r.contains("\r\nWWW-Authenticate: Bearer"), "{p}: {r}");
+            assert!(!r.contains("session(s)") && !r.contains('['), "{p}: {r}");
+        }
+        let r = get(m, p, &format!("authorization: bearer {token}\r\n")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{p}: {r}");
+    }
+    let r = get(m, "/metrics", "").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK") && r.contains("ftpalg_build_info"),
+        "{r}"
+    );
+    let r = get(m, "/healthz", "").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK") && r.ends_with("ok\n"),
+        "{r}"
+    );
     gw.shutdown(Duration::from_secs(1)).await;
 }

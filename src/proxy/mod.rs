@@ -186,7 +186,7 @@ impl Gateway {
         }
         self.reconcile_listeners(&new);
         if let Some(endpoint) = self.http.get() {
-            endpoint.reload(new.metrics);
+            endpoint.reload(new.metrics.as_ref());
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }
@@ -325,18 +325,16 @@ pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
-    let metrics_addr = match gw.rules().metrics {
-        Some(addr) => {
-            Some(
-                http::serve(gw.clone(), addr)
-                    .await
-                    .map_err(|source| ProxyError::Bind {
-                        name: "metrics".into(),
-                        addr,
-                        source,
-                    })?,
-            )
-        }
+    let metrics_addr = match &gw.rules().metrics {
+        Some(m) => Some(
+            http::serve(gw.clone(), m)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    name: "metrics".into(),
+                    addr: m.listen,
+                    source,
+                })?,
+        ),
         None => None,
     };
     Ok(Handle {

@@ -1,6 +1,7 @@
 //! The metrics endpoint: `GET /metrics` (Prometheus text from
 //! [`super::events::Telemetry`]), `GET /healthz`, and `GET /status` and
-//! `/status.json` (the live sessions).
+//! `/status.json` (the live sessions, behind a bearer token when the rules
+//! name one).
 //!
 //! A bounded server that idle peers cannot starve. The accept loop never
 //! waits: past [`CONNECTIONS`] a newcomer gets `503` and is closed. A
@@ -16,10 +17,11 @@ mod request;
 mod tests;
 
 use super::Gateway;
+use crate::rules::{MetricsSettings, StatusToken};
 use request::{Reply, Request};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,12 +44,14 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// Refusals are summed up in the log at most this often.
 const DENIAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The endpoint as it runs: where it is bound and its bounds.
+/// The endpoint as it runs: where it is bound, its bounds, and the
+/// `/status` token in force.
 pub(crate) struct Endpoint {
     bound: SocketAddr,
     connections: Arc<Semaphore>,
     slots: Arc<Semaphore>,
     waiting: Mutex<Waiting>,
+    token: RwLock<Option<StatusToken>>,
     denials: Denials,
 }
 
@@ -59,20 +63,25 @@ struct Waiting {
     queue: VecDeque<(u64, oneshot::Sender<()>)>,
 }
 
-/// Binds `addr` and serves until the gateway stops; returns the bound
-/// address.
-pub async fn serve(gw: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
+/// Binds the endpoint that `settings` describe and serves until the
+/// gateway stops; returns the bound address.
+pub async fn serve(gw: Arc<Gateway>, settings: &MetricsSettings) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(settings.listen).await?;
     let bound = listener.local_addr()?;
     let ep = Arc::new(Endpoint {
         bound,
         connections: Arc::new(Semaphore::new(CONNECTIONS)),
         slots: Arc::new(Semaphore::new(SLOTS)),
         waiting: Mutex::default(),
+        token: RwLock::new(settings.status_token.clone()),
         denials: Denials::default(),
     });
     let _ = gw.http.set(ep.clone());
-    info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz, /status)");
+    info!(
+        addr = %bound,
+        status = if settings.status_token.is_some() { "bearer token" } else { "open" },
+        "metrics endpoint listening (/metrics, /healthz, /status)"
+    );
     ep.warn_exposure();
     let mut stop = gw.shutdown_signal();
     tokio::spawn(async move {
@@ -187,6 +196,10 @@ impl Endpoint {
                 return (r, None);
             }
         };
+        if page != Page::Metrics && !self.authorized(req) {
+            self.denials.note(peer, "status without its bearer token");
+            return (Reply::unauthorized(req.authorization), None);
+        }
         let Ok(slot) = self.slots.try_acquire() else {
             self.denials.note(peer, "every render slot busy");
             return (Reply::busy(), None);
@@ -205,25 +218,44 @@ impl Endpoint {
         (reply, Some(slot))
     }
 
-    /// Applies reloaded rules: the address stays until a restart.
-    pub(crate) fn reload(&self, listen: Option<SocketAddr>) {
-        let Some(listen) = listen else {
-            warn!(addr = %self.bound, "the rules no longer have a metrics section; the endpoint stays until a restart");
+    /// Whether `req` may see `/status`: always when no token is set.
+    fn authorized(&self, req: &Request) -> bool {
+        let token = self.token.read().unwrap_or_else(|p| p.into_inner());
+        match (&*token, req.bearer) {
+            (None, _) => true,
+            (Some(t), Some(b)) => t.matches(b.as_bytes()),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Applies reloaded rules: the `/status` token is re-read with them;
+    /// the address stays until a restart.
+    pub(crate) fn reload(&self, settings: Option<&MetricsSettings>) {
+        let Some(m) = settings else {
+            warn!(addr = %self.bound, "the rules no longer have a metrics section; the endpoint and its /status token stay until a restart");
             return;
         };
-        let same_port = listen.port() == 0 || listen.port() == self.bound.port();
-        if listen.ip() != self.bound.ip() || !same_port {
-            warn!(addr = %self.bound, listen = %listen, "metrics listen changed; the endpoint moves only at a restart");
+        let same_port = m.listen.port() == 0 || m.listen.port() == self.bound.port();
+        if m.listen.ip() != self.bound.ip() || !same_port {
+            warn!(addr = %self.bound, listen = %m.listen, "metrics listen changed; the endpoint moves only at a restart");
         }
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = m.status_token.clone();
         self.warn_exposure();
     }
 
     /// Says, when the endpoint can be reached from other hosts, what
-    /// `/status` shows them.
+    /// `/status` shows them and whether a token guards it.
     fn warn_exposure(&self) {
-        if !self.bound.ip().to_canonical().is_loopback() {
-            warn!(addr = %self.bound,
-                "metrics endpoint reachable beyond loopback: /status shows user names, client addresses and file names to anyone who reaches it; listen on 127.0.0.1 or a management address only trusted hosts reach");
+        if self.bound.ip().to_canonical().is_loopback() {
+            return;
+        }
+        let guarded = self.token.read().map(|t| t.is_some()).unwrap_or(false);
+        if guarded {
+            warn!(addr = %self.bound, status = "bearer token",
+                "metrics endpoint reachable beyond loopback: /status shows user names, client addresses and file names to holders of the token; /metrics and /healthz are open");
+        } else {
+            warn!(addr = %self.bound, status = "open",
+                "metrics endpoint reachable beyond loopback: /status shows user names, client addresses and file names to anyone who reaches it; set metrics.status_token_file or listen on 127.0.0.1");
         }
     }
 }

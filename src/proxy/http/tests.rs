@@ -11,9 +11,9 @@ async fn endpoint() -> (Arc<Gateway>, Arc<Endpoint>, SocketAddr) {
     )
     .rules
     .unwrap();
-    let listen = rules.metrics.unwrap();
+    let settings = rules.metrics.clone().unwrap();
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), None);
-    let addr = serve(gw.clone(), listen).await.unwrap();
+    let addr = serve(gw.clone(), &settings).await.unwrap();
     let ep = gw.http.get().unwrap().clone();
     (gw, ep, addr)
 }
@@ -117,5 +117,27 @@ async fn past_the_waiting_bound_the_oldest_silent_peers_are_closed_first() {
                 .is_err()
         );
     }
+    let _ = gw.shutdown.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sets_and_clears_the_status_token() {
+    let (gw, ep, m) = endpoint().await;
+    assert!(get(m, "/status", PROMPT)
+        .await
+        .starts_with("HTTP/1.1 200 OK"));
+    let token = StatusToken::new(b"abcdefghijklmnop0123").unwrap();
+    let mut settings = gw.rules().metrics.clone().unwrap();
+    settings.status_token = Some(token);
+    ep.reload(Some(&settings));
+    assert!(get(m, "/status", PROMPT).await.starts_with("HTTP/1.1 401 "));
+    // Rules without a metrics section keep the token in force.
+    ep.reload(None);
+    assert!(get(m, "/status", PROMPT).await.starts_with("HTTP/1.1 401 "));
+    settings.status_token = None;
+    ep.reload(Some(&settings));
+    assert!(get(m, "/status", PROMPT)
+        .await
+        .starts_with("HTTP/1.1 200 OK"));
     let _ = gw.shutdown.send(true);
 }
