@@ -27,7 +27,8 @@ Started as another user (systemd's \fBUser=\fR with \fBAmbientCapabilities=\fR) 
 With \fBmetrics: { listen: ADDR:PORT }\fR in the rules, \fBGET /metrics\fR
 answers Prometheus text, \fBGET /healthz\fR \fBok\fR, and \fBGET /status\fR
 lists live sessions and running transfers (client, server, user, modes,
-bytes so far, age); see \fBftpalg-rules\fR(5).
+bytes so far, age), behind a bearer token when the rules give
+\fBmetrics.status_token_file\fR; see \fBftpalg-rules\fR(5).
 .SH FILES
 .TP
 \fI/etc/ftpalg/rules.yaml\fR

@@ -106,6 +106,8 @@ pub struct Gateway {
     passive_alive: DashMap<IpAddr, std::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The metrics endpoint, once bound (at start only).
+    http: std::sync::OnceLock<Arc<http::Endpoint>>,
 }
 
 impl Gateway {
@@ -130,6 +132,7 @@ impl Gateway {
             passive_dead: DashMap::new(),
             passive_alive: DashMap::new(),
             metrics: Arc::new(Metrics::default()),
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -182,6 +185,9 @@ impl Gateway {
             );
         }
         self.reconcile_listeners(&new);
+        if let Some(endpoint) = self.http.get() {
+            endpoint.reload(new.metrics.as_ref());
+        }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -319,18 +325,16 @@ pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
-    let metrics_addr = match gw.rules().metrics {
-        Some(addr) => {
-            Some(
-                http::serve(gw.clone(), addr)
-                    .await
-                    .map_err(|source| ProxyError::Bind {
-                        name: "metrics".into(),
-                        addr,
-                        source,
-                    })?,
-            )
-        }
+    let metrics_addr = match &gw.rules().metrics {
+        Some(m) => Some(
+            http::serve(gw.clone(), m)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    name: "metrics".into(),
+                    addr: m.listen,
+                    source,
+                })?,
+        ),
         None => None,
     };
     Ok(Handle {

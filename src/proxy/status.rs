@@ -175,7 +175,35 @@ impl Live {
         out
     }
 
-    /// The same as a table for a terminal.
+    /// The same as JSON. Every character a terminal could act on is
+    /// `\u`-escaped: serde escapes only those below U+0020, and a user
+    /// name can carry DEL, a C1 control such as CSI (U+009B) or a bidi
+    /// override to whoever runs `curl` on it.
+    pub fn json(&self) -> String {
+        let raw = serde_json::to_string(&self.view()).unwrap_or_default();
+        if !raw.chars().any(unsafe_char) {
+            return raw;
+        }
+        // Outside strings JSON is ASCII punctuation, digits and names, so
+        // each such character is inside a string, where `\uXXXX` stands
+        // for it exactly.
+        let mut o = String::with_capacity(raw.len() + 16);
+        for c in raw.chars() {
+            if unsafe_char(c) {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    o.push_str(&format!("\\u{u:04x}"));
+                }
+            } else {
+                o.push(c);
+            }
+        }
+        o
+    }
+
+    /// The same as a table for a terminal. The text of clients and
+    /// servers (user names, files, commands, server names) is escaped, so
+    /// no control character or escape sequence reaches the terminal.
     pub fn text(&self) -> String {
         let view = self.view();
         let mut o = format!("{} session(s)\n", view.len());
@@ -185,17 +213,17 @@ impl Live {
                 "{:<8} {:<22} {:<22} {:<16} {:.0}s\n",
                 s.session,
                 s.client,
-                s.server.as_deref().unwrap_or("-"),
-                s.user.as_deref().unwrap_or("-"),
+                printable(s.server.as_deref().unwrap_or("-")),
+                printable(s.user.as_deref().unwrap_or("-")),
                 s.age_secs
             ));
             for t in &s.transfers {
                 o.push_str(&format!(
                     "         {} {}  client {} / server {}  up {} B  down {} B  {:.0}s\n",
-                    t.command,
-                    t.file,
-                    t.client_mode,
-                    t.server_mode,
+                    printable(&t.command),
+                    printable(&t.file),
+                    printable(&t.client_mode),
+                    printable(&t.server_mode),
                     t.bytes_up,
                     t.bytes_down,
                     t.age_secs
@@ -203,5 +231,63 @@ impl Live {
             }
         }
         o
+    }
+}
+
+/// Whether a terminal may act on `c` rather than show it: the C0 and C1
+/// controls and DEL, and the bidirectional overrides and isolates that
+/// reorder what follows them on the line.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with each [`unsafe_char`] written as `\x1b` (ASCII) or `\u{9b}`,
+/// and `\` doubled so an escape cannot be forged; printable text, UTF-8
+/// included, is kept.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || unsafe_char(c)) {
+        return s.into();
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            c if unsafe_char(c) && c.is_ascii() => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c if unsafe_char(c) => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_keeps_text() {
+        assert_eq!(printable("alice"), "alice");
+        assert_eq!(printable("Jürgen/日本"), "Jürgen/日本");
+        assert_eq!(printable("a\u{1b}[2Jb"), r"a\x1b[2Jb");
+        assert_eq!(
+            printable("\u{7f}\u{9b}\u{202e}\t\n"),
+            r"\x7f\u{9b}\u{202e}\x09\x0a"
+        );
+        assert_eq!(printable(r"a\x1b"), r"a\\x1b");
+    }
+
+    #[test]
+    fn json_escapes_what_serde_leaves_raw_and_reads_back_the_same() {
+        let live = Live::default();
+        let user = "u\u{1b}[31m\u{7f}\u{9b}\u{202e}\u{1F600}\"\\";
+        live.start(1, "100.64.0.2:5000".parse().unwrap(), "l");
+        live.logged_in(1, user, Some("s\u{85}".into()));
+        let j = live.json();
+        assert!(!j.chars().any(unsafe_char), "{j:?}");
+        assert!(j.contains(r"\u007f\u009b\u202e"), "{j}");
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v[0]["user"], user);
+        assert_eq!(v[0]["server"], "s\u{85}");
     }
 }

@@ -176,8 +176,16 @@ pub fn explain(r: &Rules) -> String {
             Some(d) => format!("TCP keepalive on both control connections after {} of silence, so NATs on the way do not forget them during long transfers", secs(d)),
             None => "control keepalive OFF: a NAT on the way may forget a control connection during a long transfer".into(),
         },
-        match r.metrics {
-            Some(a) => format!("metrics, health and status over HTTP on {a} (no authentication)"),
+        match &r.metrics {
+            Some(m) => format!(
+                "metrics and health over HTTP on {} (no authentication), status (user names, client addresses, file names) {}",
+                m.listen,
+                match &m.status_token_file {
+                    Some(f) => format!("only with the bearer token in {}", f.display()),
+                    None if m.beyond_loopback() => "OPEN to anyone who reaches the endpoint".into(),
+                    None => "open to local users".into(),
+                }
+            ),
             None => "no metrics endpoint".into(),
         },
         match (&r.run_as.user, &r.run_as.group) {

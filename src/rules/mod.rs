@@ -11,18 +11,20 @@ mod network;
 mod policy;
 mod schema;
 mod structure;
+mod token;
 
 pub use duration::{parse_duration, parse_range, parse_rate, PortRange};
 pub use explain::explain;
 pub use network::{NetSet, BUILTIN};
 pub use policy::RulesPolicy;
 pub use schema::Kind;
+pub use token::{StatusToken, TokenError};
 
 use crate::ftp::command::Verb;
 use crate::ftp::session::{ServerDataMode, TlsPolicy};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -317,8 +319,27 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// Who the gateway runs as when started as root.
     pub run_as: RunAs,
-    /// Where `/metrics`, `/healthz` are served over HTTP, if anywhere.
-    pub metrics: Option<SocketAddr>,
+    /// The HTTP endpoint for `/metrics`, `/healthz` and `/status`, if any.
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// The metrics endpoint (`metrics:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The file the `/status` token was read from, if one guards it.
+    pub status_token_file: Option<PathBuf>,
+    /// The token `/status` and `/status.json` ask for; `None` leaves them
+    /// open to anyone who reaches the endpoint.
+    pub status_token: Option<StatusToken>,
+}
+
+impl MetricsSettings {
+    /// Whether hosts other than this one may reach the endpoint.
+    pub fn beyond_loopback(&self) -> bool {
+        !self.listen.ip().to_canonical().is_loopback()
+    }
 }
 
 impl Rules {

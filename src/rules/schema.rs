@@ -31,6 +31,7 @@ pub struct RawFile {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Spanned<String>,
+    pub status_token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -200,7 +200,10 @@ pub(super) const TOP: Shape = Shape::Map(&[
     ("rules", Shape::List(&RULE), false),
     (
         "metrics",
-        Shape::Map(&[("listen", Shape::Text, true)]),
+        Shape::Map(&[
+            ("listen", Shape::Text, true),
+            ("status_token_file", Shape::Text, false),
+        ]),
         false,
     ),
     (

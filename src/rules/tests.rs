@@ -464,7 +464,9 @@ fn operations_keys() {
     .rules
     .unwrap();
     assert_eq!(r.limits.control_keepalive, None);
-    assert_eq!(r.metrics, Some("127.0.0.1:9121".parse().unwrap()));
+    let m = r.metrics.as_ref().unwrap();
+    assert_eq!(m.listen, "127.0.0.1:9121".parse().unwrap());
+    assert_eq!((&m.status_token_file, &m.status_token), (&None, &None));
     assert_eq!(r.run_as.user.as_deref(), Some("ftpalg"));
     assert_eq!(r.run_as.group.as_deref(), Some("nogroup"));
     let r = from_str(&format!("{BASE}limits:\n  control_keepalive: 20s\n"))

@@ -282,17 +282,7 @@ fn compile_typed(text: &str) -> Loaded {
     let metrics = raw
         .metrics
         .as_ref()
-        .and_then(|m| match parse_socket(&m.listen.value) {
-            Some(a) => Some(a),
-            None => {
-                cx.error(
-                    &m.listen,
-                    format!("metrics listen '{}' is not an address:port", m.listen.value),
-                    "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
-                );
-                None
-            }
-        });
+        .and_then(|m| compile_metrics(&mut cx, m));
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
     let ok = diagnostics.iter().all(|d| d.severity == Severity::Warning);
@@ -309,6 +299,57 @@ fn compile_typed(text: &str) -> Loaded {
         },
     });
     Loaded { rules, diagnostics }
+}
+
+/// The `metrics:` section. The token file is read here, at load and at
+/// every reload, so `ftpalg check` shows a missing or weak token and a
+/// reload picks up a new one.
+fn compile_metrics(cx: &mut Ctx, m: &RawMetrics) -> Option<MetricsSettings> {
+    let listen = parse_socket(&m.listen.value);
+    if listen.is_none() {
+        cx.error(
+            &m.listen,
+            format!("metrics listen '{}' is not an address:port", m.listen.value),
+            "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
+        );
+    }
+    let mut token = None;
+    if let Some(f) = &m.status_token_file {
+        let path = std::path::PathBuf::from(&f.value);
+        match StatusToken::read(&path) {
+            Ok(t) => {
+                if token::readable_by_others(&path) {
+                    cx.warn(
+                        f,
+                        format!("metrics status_token_file '{}' may be read by any user on this host", f.value),
+                        "chmod 640 (owner root, group of the run_as user) or 600 (owner the run_as user)",
+                    );
+                }
+                token = Some((path, t));
+            }
+            Err(e) => cx.error(
+                f,
+                format!("metrics status_token_file '{}' {e}", f.value),
+                "give the absolute path of a file holding one line of at least 16 letters, digits or -._~+/ (e.g. the output of `openssl rand -hex 32`), readable by the run_as user",
+            ),
+        }
+    }
+    let settings = MetricsSettings {
+        listen: listen?,
+        status_token_file: token.as_ref().map(|(p, _)| p.clone()),
+        status_token: token.map(|(_, t)| t),
+    };
+    if settings.beyond_loopback() && m.status_token_file.is_none() {
+        cx.warn(
+            &m.listen,
+            format!(
+                "metrics listen {} is reachable beyond loopback and /status has no token: it shows user names, client addresses and file names to anyone who reaches it",
+                settings.listen
+            ),
+            "set metrics.status_token_file, or listen on 127.0.0.1",
+        );
+    }
+    Some(settings)
 }
 
 /// The parser's message without its own `error: line N column M:` prefix,
