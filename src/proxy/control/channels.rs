@@ -26,6 +26,7 @@ use crate::ftp::session::{
     ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
 };
 use crate::proxy::events::TransferReport;
+use crate::proxy::status::TransferEntry;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -84,6 +85,9 @@ pub(super) struct Channel {
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
     direction: Option<Direction>,
+    /// Its `/status` entry, once the relay started: dropped with the
+    /// channel, which removes the entry, however the channel ends.
+    status: Option<TransferEntry>,
     /// The channel's pinhole when the kernel forwards it.
     pub(super) kernel: Option<KernelChannel>,
     /// Kernel filter elements in front of the relay's listeners (a mode
@@ -105,6 +109,7 @@ impl Channel {
             modes: None,
             transfer: None,
             direction: None,
+            status: None,
             kernel: None,
             filters: Vec::new(),
         }
@@ -287,7 +292,7 @@ impl Driver {
             .clone()
             .map(|(v, f)| (v.to_string(), f))
             .unwrap_or_else(|| ("-".into(), String::new()));
-        let progress = self.gw.metrics.telemetry.transfer_started(
+        let status = self.gw.metrics.telemetry.transfer_started(
             self.id,
             id.0,
             &verb,
@@ -295,6 +300,8 @@ impl Driver {
             client_mode.as_str(),
             server_mode.as_str(),
         );
+        let progress = status.progress().clone();
+        c.status = Some(status);
         let gauge = c.gauge.take();
         let tx = self.tx.clone();
         let deadline = rules.data.pinhole_timeout;
