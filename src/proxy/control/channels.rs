@@ -1,15 +1,17 @@
 //! The data channels of one session: pinholes and connections while they
 //! are prepared, then one relay task each, owned by the session.
 //!
-//! Bounds: at most one channel being prepared and one running per session,
-//! besides one still delivering a transfer the server said was complete.
-//! A released channel is reset at once, whatever its state; a relay that
+//! Bounds (`bound`): at most one channel being prepared and one running per
+//! session, a delivered channel counting as running, besides one still
+//! delivering a transfer the server said was complete. A released channel
+//! is reset at once, unless it carries such a transfer; a relay that
 //! stalls ends by its own deadlines; when the session ends, every relay is
 //! aborted, which resets its sockets (`relay` keeps SO_LINGER 0 until a
 //! direction has ended cleanly). The reply held behind a channel
 //! (`ToClientAfterData`) is settled by how the data path ended: the engine
 //! turns it into `426` when that failed.
 
+mod bound;
 mod event;
 mod held;
 mod log;
@@ -81,6 +83,8 @@ pub(super) struct Channel {
     /// The server's reply to the transfer on this channel said success: it
     /// is let finish even when released (its deadlines still bound it).
     success_reply: bool,
+    /// Its [`bound::DELIVERED_LINGER`] timer runs.
+    linger_armed: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
@@ -106,6 +110,7 @@ impl Channel {
             started: None,
             delivered: None,
             success_reply: false,
+            linger_armed: false,
             modes: None,
             transfer: None,
             direction: None,
@@ -125,6 +130,13 @@ impl Channel {
     /// connection.
     pub(super) fn relay_delivered(&self) -> bool {
         self.relay.is_some() && matches!(self.delivered, Some(Ok(())))
+    }
+
+    /// Its transfer is over but for the closing: the server said success,
+    /// and the relay delivered everything, or the kernel forwards it (its
+    /// bytes go from peer to peer on their own connection).
+    pub(super) fn has_delivered(&self) -> bool {
+        self.success_reply && matches!(self.delivered, Some(Ok(()))) && self.running()
     }
 
     /// A relay, or a started kernel transfer, is under way.
@@ -167,19 +179,6 @@ async fn establish(
 }
 
 impl Driver {
-    /// Closes every channel other than `keep` that `which` selects.
-    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, why: Cancel) {
-        let others: Vec<DataId> = self
-            .channels
-            .iter()
-            .filter(|(id, c)| **id != keep && which(c))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in others {
-            self.kill(id, why);
-        }
-    }
-
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
         if !self.channels.contains_key(&id) {
             // One channel in preparation per session.
@@ -260,9 +259,8 @@ impl Driver {
         client_mode: ClientMode,
         server_mode: ServerMode,
     ) {
-        // One running channel per session, besides one still delivering a
-        // transfer the server said was complete.
-        self.close_others(id, |c| !c.success_reply, Cancel::Superseded);
+        // One running channel per session.
+        self.make_room(id);
         if self.start_forward(id, client_mode, server_mode) {
             return;
         }
@@ -450,8 +448,10 @@ impl Driver {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
                     self.settle_held(id, result);
+                    self.arm_linger(id);
                 }
             }
+            DataEvent::Lingered { id } => self.lingered(id),
             DataEvent::Finished {
                 id,
                 result,

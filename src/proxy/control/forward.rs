@@ -96,6 +96,12 @@ impl KernelChannel {
     pub(super) fn left_to_finish(&self) -> bool {
         self.keep_connection
     }
+
+    /// Leaves its connection to finish in the kernel when dropped: only the
+    /// pinhole is withdrawn.
+    pub(super) fn leave_to_finish(&mut self) {
+        self.keep_connection = true;
+    }
 }
 
 impl std::fmt::Debug for KernelChannel {
