@@ -213,9 +213,11 @@ impl Telemetry {
         info!(session, client = %client, user, "logged in");
     }
 
-    /// A transfer's relay started; the bytes it moves are counted into the
-    /// returned [`Progress`] for `/status`.
-    #[allow(clippy::too_many_arguments)]
+    /// A transfer's relay started. Its `/status` entry lasts as long as
+    /// the returned guard, which the data channel keeps; the bytes it moves
+    /// are counted into the guard's [`progress`].
+    ///
+    /// [`progress`]: super::status::TransferEntry::progress
     pub fn transfer_started(
         &self,
         session: u64,
@@ -224,17 +226,10 @@ impl Telemetry {
         file: &str,
         client_mode: &str,
         server_mode: &str,
-    ) -> std::sync::Arc<super::relay::Progress> {
-        let p = std::sync::Arc::new(super::relay::Progress::default());
-        self.live.transfer_start(
-            session,
-            channel,
-            command,
-            file,
-            client_mode,
-            server_mode,
-            p.clone(),
-        );
+    ) -> super::status::TransferEntry {
+        let entry =
+            self.live
+                .transfer_start(session, channel, command, file, client_mode, server_mode);
         tracing::debug!(
             session,
             channel,
@@ -243,7 +238,7 @@ impl Telemetry {
             server_mode,
             "transfer started"
         );
-        p
+        entry
     }
 
     /// A transfer command was bound to a data channel.
@@ -275,9 +270,9 @@ impl Telemetry {
         }
     }
 
-    /// A transfer ended.
+    /// A transfer ended. Its `/status` entry goes with its channel's
+    /// [`TransferEntry`](super::status::TransferEntry), not with this report.
     pub fn transfer(&self, t: TransferReport<'_>) {
-        self.live.transfer_end(t.session, t.channel);
         let path = t.path;
         let labels = |result: &str| TransferLabels {
             result: result.to_string(),

@@ -2,6 +2,11 @@
 //! endpoint): client, server, user, the mode on each side, bytes so far and
 //! age. Kept by [`super::events::Telemetry`] from the same reports that
 //! write the logs.
+//!
+//! Bound: a transfer's entry lives exactly as long as its data channel.
+//! Registering it returns a [`TransferEntry`] that the channel keeps and
+//! that removes the entry when dropped, on whatever path the channel ends
+//! (superseded before use, released, reset, finished, its session gone).
 
 use super::relay::Progress;
 use dashmap::DashMap;
@@ -33,7 +38,42 @@ struct Transfer {
 /// The sessions alive now.
 #[derive(Default)]
 pub struct Live {
-    sessions: DashMap<u64, Session>,
+    /// Shared with every [`TransferEntry`], which removes its own entry.
+    sessions: Arc<DashMap<u64, Session>>,
+}
+
+/// A transfer's entry in `/status`, removed when this is dropped: kept by
+/// its data channel, so the entry cannot outlive the channel.
+#[must_use = "the /status entry is removed when this is dropped"]
+pub struct TransferEntry {
+    sessions: Arc<DashMap<u64, Session>>,
+    session: u64,
+    channel: u64,
+    progress: Arc<Progress>,
+}
+
+impl TransferEntry {
+    /// Where the transfer's bytes are counted as they move.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+}
+
+impl std::fmt::Debug for TransferEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferEntry")
+            .field("session", &self.session)
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+impl Drop for TransferEntry {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.sessions.get_mut(&self.session) {
+            s.transfers.retain(|t| t.channel != self.channel);
+        }
+    }
 }
 
 /// One session as `/status` shows it.
@@ -100,7 +140,8 @@ impl Live {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Registers channel `channel` of session `id`; the entry lasts as
+    /// long as the returned guard.
     pub(super) fn transfer_start(
         &self,
         id: u64,
@@ -109,8 +150,8 @@ impl Live {
         file: &str,
         client_mode: &str,
         server_mode: &str,
-        progress: Arc<Progress>,
-    ) {
+    ) -> TransferEntry {
+        let progress = Arc::new(Progress::default());
         if let Some(mut s) = self.sessions.get_mut(&id) {
             s.transfers.push(Transfer {
                 channel,
@@ -119,8 +160,14 @@ impl Live {
                 client_mode: client_mode.to_string(),
                 server_mode: server_mode.to_string(),
                 started: Instant::now(),
-                progress,
+                progress: progress.clone(),
             });
+        }
+        TransferEntry {
+            sessions: self.sessions.clone(),
+            session: id,
+            channel,
+            progress,
         }
     }
 
@@ -132,12 +179,6 @@ impl Live {
                 t.command = command.to_string();
                 t.file = file.to_string();
             }
-        }
-    }
-
-    pub(super) fn transfer_end(&self, id: u64, channel: u64) {
-        if let Some(mut s) = self.sessions.get_mut(&id) {
-            s.transfers.retain(|t| t.channel != channel);
         }
     }
 

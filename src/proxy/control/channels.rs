@@ -1,15 +1,17 @@
 //! The data channels of one session: pinholes and connections while they
 //! are prepared, then one relay task each, owned by the session.
 //!
-//! Bounds: at most one channel being prepared and one running per session,
-//! besides one still delivering a transfer the server said was complete.
-//! A released channel is reset at once, whatever its state; a relay that
+//! Bounds (`bound`): at most one channel being prepared and one running per
+//! session, a delivered channel counting as running, besides one still
+//! delivering a transfer the server said was complete. A released channel
+//! is reset at once, unless it carries such a transfer; a relay that
 //! stalls ends by its own deadlines; when the session ends, every relay is
 //! aborted, which resets its sockets (`relay` keeps SO_LINGER 0 until a
 //! direction has ended cleanly). The reply held behind a channel
 //! (`ToClientAfterData`) is settled by how the data path ended: the engine
 //! turns it into `426` when that failed.
 
+mod bound;
 mod event;
 mod held;
 mod log;
@@ -26,6 +28,7 @@ use crate::ftp::session::{
     ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
 };
 use crate::proxy::events::TransferReport;
+use crate::proxy::status::TransferEntry;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,10 +83,15 @@ pub(super) struct Channel {
     /// The server's reply to the transfer on this channel said success: it
     /// is let finish even when released (its deadlines still bound it).
     success_reply: bool,
+    /// Its [`bound::DELIVERED_LINGER`] timer runs.
+    linger_armed: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
     direction: Option<Direction>,
+    /// Its `/status` entry, once the relay started: dropped with the
+    /// channel, which removes the entry, however the channel ends.
+    status: Option<TransferEntry>,
     /// The channel's pinhole when the kernel forwards it.
     pub(super) kernel: Option<KernelChannel>,
     /// Kernel filter elements in front of the relay's listeners (a mode
@@ -102,9 +110,11 @@ impl Channel {
             started: None,
             delivered: None,
             success_reply: false,
+            linger_armed: false,
             modes: None,
             transfer: None,
             direction: None,
+            status: None,
             kernel: None,
             filters: Vec::new(),
         }
@@ -120,6 +130,13 @@ impl Channel {
     /// connection.
     pub(super) fn relay_delivered(&self) -> bool {
         self.relay.is_some() && matches!(self.delivered, Some(Ok(())))
+    }
+
+    /// Its transfer is over but for the closing: the server said success,
+    /// and the relay delivered everything, or the kernel forwards it (its
+    /// bytes go from peer to peer on their own connection).
+    pub(super) fn has_delivered(&self) -> bool {
+        self.success_reply && matches!(self.delivered, Some(Ok(()))) && self.running()
     }
 
     /// A relay, or a started kernel transfer, is under way.
@@ -162,19 +179,6 @@ async fn establish(
 }
 
 impl Driver {
-    /// Closes every channel other than `keep` that `which` selects.
-    fn close_others(&mut self, keep: DataId, which: fn(&Channel) -> bool, why: Cancel) {
-        let others: Vec<DataId> = self
-            .channels
-            .iter()
-            .filter(|(id, c)| **id != keep && which(c))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in others {
-            self.kill(id, why);
-        }
-    }
-
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
         if !self.channels.contains_key(&id) {
             // One channel in preparation per session.
@@ -255,9 +259,8 @@ impl Driver {
         client_mode: ClientMode,
         server_mode: ServerMode,
     ) {
-        // One running channel per session, besides one still delivering a
-        // transfer the server said was complete.
-        self.close_others(id, |c| !c.success_reply, Cancel::Superseded);
+        // One running channel per session.
+        self.make_room(id);
         if self.start_forward(id, client_mode, server_mode) {
             return;
         }
@@ -287,7 +290,7 @@ impl Driver {
             .clone()
             .map(|(v, f)| (v.to_string(), f))
             .unwrap_or_else(|| ("-".into(), String::new()));
-        let progress = self.gw.metrics.telemetry.transfer_started(
+        let status = self.gw.metrics.telemetry.transfer_started(
             self.id,
             id.0,
             &verb,
@@ -295,6 +298,8 @@ impl Driver {
             client_mode.as_str(),
             server_mode.as_str(),
         );
+        let progress = status.progress().clone();
+        c.status = Some(status);
         let gauge = c.gauge.take();
         let tx = self.tx.clone();
         let deadline = rules.data.pinhole_timeout;
@@ -443,8 +448,10 @@ impl Driver {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
                     self.settle_held(id, result);
+                    self.arm_linger(id);
                 }
             }
+            DataEvent::Lingered { id } => self.lingered(id),
             DataEvent::Finished {
                 id,
                 result,

@@ -27,6 +27,10 @@ pub(in crate::proxy::control) enum DataEvent {
         result: Result<Moved, String>,
         elapsed: Duration,
     },
+    /// This channel's `DELIVERED_LINGER` passed.
+    Lingered {
+        id: DataId,
+    },
     /// The deadline of `Action::ReplyDeadline` for this channel passed.
     ReplyOverdue {
         id: DataId,

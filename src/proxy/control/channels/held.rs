@@ -20,6 +20,7 @@ impl Driver {
             c.success_reply = true;
             c.delivered.clone()
         });
+        self.arm_linger(id);
         match known {
             Some(None) => self.push_out(Some(id), bytes),
             Some(Some(outcome)) => {
