@@ -247,6 +247,37 @@ pub fn drop_privileges(
     })
 }
 
+/// Takes `cap` out of the calling thread's effective, permitted,
+/// inheritable and ambient sets, and sets `no_new_privs` on it: neither the
+/// thread nor any thread it starts afterwards holds `cap` or can regain it,
+/// not even by exec. Threads started before keep theirs: that is how the
+/// threads that need `cap` keep it (`ftpalg::proxy::Privileged`). Returns
+/// whether the thread held `cap`; when it did not, it makes no system call
+/// that a sandbox could refuse (systemd's `~@privileged` refuses `capset`).
+pub fn drop_from_this_thread(cap: Capability) -> Result<bool, PrivilegeError> {
+    let held = |set| caps::has_cap(None, set, cap).map_err(caps_err("reading the capability sets"));
+    let ambient = caps::has_cap(None, CapSet::Ambient, cap).unwrap_or(false);
+    if !ambient && !held(CapSet::Permitted)? && !held(CapSet::Inheritable)? {
+        return Ok(false);
+    }
+    if ambient {
+        caps::drop(None, CapSet::Ambient, cap).map_err(caps_err("lowering the ambient set"))?;
+    }
+    // The effective set must stay within the permitted one: it goes first.
+    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        caps::drop(None, set, cap).map_err(caps_err("dropping a capability from this thread"))?;
+    }
+    no_new_privs()?;
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        if held(set)? {
+            return Err(PrivilegeError::Incomplete(format!(
+                "{cap} still in this thread's {set:?} set"
+            )));
+        }
+    }
+    Ok(true)
+}
+
 /// Drops privileges for `rules`, the user and group given on the command
 /// line taking precedence over the rules' `run_as`.
 pub fn drop_for(
@@ -295,6 +326,37 @@ mod tests {
         }
         let relay = rules("listeners:\n  - name: a\n    listen: 0.0.0.0:2121\n    kind: user-at-host\n    servers: [any]\ndata:\n  path: relay\n");
         assert!(needed(&relay).is_empty());
+    }
+
+    #[test]
+    fn a_capability_dropped_from_one_thread_stays_with_the_threads_started_before() {
+        // Root, on a thread of its own (the namespace is incidental).
+        crate::dataplane::kernel::testing::in_fresh_netns(|| {
+            let cap = Capability::CAP_NET_ADMIN;
+            let holds = move || {
+                [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]
+                    .map(|set| caps::has_cap(None, set, cap).expect("read"))
+            };
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let before = std::thread::spawn(move || {
+                let _ = wait.recv();
+                holds()
+            });
+            assert!(drop_from_this_thread(cap).expect("drop"), "root held it");
+            assert_eq!(holds(), [false; 3], "this thread");
+            assert_eq!(
+                std::thread::spawn(holds).join().unwrap(),
+                [false; 3],
+                "a thread started after"
+            );
+            go.send(()).unwrap();
+            assert!(before.join().unwrap()[1], "a thread started before lost it");
+            assert!(!drop_from_this_thread(cap).expect("again"), "nothing left");
+            // Permitted gone: the thread cannot raise it again.
+            let mut eff = caps::read(None, CapSet::Effective).unwrap();
+            eff.insert(cap);
+            assert!(caps::set(None, CapSet::Effective, &eff).is_err());
+        });
     }
 
     #[test]
