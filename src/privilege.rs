@@ -1,11 +1,15 @@
 //! Least privilege: the gateway keeps only the capabilities its rules need
 //! and, started as root, runs as an unprivileged user.
 //!
-//! Capabilities belong to each thread, not to the process, so the switch
-//! must happen while the process has one thread: before the async runtime
-//! starts. The capabilities kept are exactly those that binding the
-//! listeners (and every later reload or transparent data socket) needs, so
-//! binding after the switch succeeds wherever binding before it would.
+//! Capabilities belong to each thread, not to the process, and a new thread
+//! starts with its maker's, so the switch must happen while the process has
+//! one thread: before the async runtime starts. [`drop_for`] keeps exactly
+//! the capabilities the rules need ([`needed`]), so binding after the switch
+//! succeeds wherever binding before it would. CAP_NET_ADMIN, when needed,
+//! is needed by two threads only, the one owning ftpalg's nftables table and
+//! the one making IP_TRANSPARENT sockets: `ftpalg run` starts them with it,
+//! then takes it from every other thread with [`drop_from_this_thread`]
+//! (see `ftpalg::proxy::Privileged`).
 
 use crate::rules::Rules;
 use caps::{CapSet, Capability, CapsHashSet};
