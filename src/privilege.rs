@@ -269,7 +269,9 @@ pub fn drop_from_this_thread(cap: Capability) -> Result<bool, PrivilegeError> {
     }
     // The effective set must stay within the permitted one: it goes first.
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
-        caps::drop(None, set, cap).map_err(caps_err("dropping a capability from this thread"))?;
+        caps::drop(None, set, cap).map_err(caps_err(
+            "capset on this thread (under systemd, the unit needs SystemCallFilter=capset)",
+        ))?;
     }
     no_new_privs()?;
     for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
@@ -360,6 +362,58 @@ mod tests {
             let mut eff = caps::read(None, CapSet::Effective).unwrap();
             eff.insert(cap);
             assert!(caps::set(None, CapSet::Effective, &eff).is_err());
+        });
+    }
+
+    /// Makes `capset` fail with EPERM on the calling thread, as systemd's
+    /// `SystemCallFilter=~@privileged` does.
+    fn refuse_capset() {
+        let stmt = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let mut prog = [
+            // seccomp_data.nr is at offset 0.
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: libc::SYS_capset as u32,
+            },
+            stmt(
+                libc::BPF_RET | libc::BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
+            stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        no_new_privs().expect("no_new_privs");
+        // SAFETY: a valid filter program that outlives the call; the
+        // filter applies to the calling thread only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_refused_capset_is_an_error_that_names_the_unit_setting() {
+        crate::dataplane::kernel::testing::in_fresh_netns(|| {
+            refuse_capset();
+            let e = drop_from_this_thread(Capability::CAP_NET_ADMIN).expect_err("capset refused");
+            assert!(e.to_string().contains("SystemCallFilter=capset"), "{e}");
+            // Nothing was dropped behind the error's back.
+            assert!(caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap());
         });
     }
 
