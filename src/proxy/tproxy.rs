@@ -48,11 +48,9 @@ impl SocketMaker {
             .spawn(move || {
                 // It binds nothing: the capability for low ports is the
                 // workers' business, not its own.
-                let _ = caps::drop(
-                    None,
-                    caps::CapSet::Effective,
-                    caps::Capability::CAP_NET_BIND_SERVICE,
-                );
+                for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+                    let _ = caps::drop(None, set, caps::Capability::CAP_NET_BIND_SERVICE);
+                }
                 for req in rx {
                     // The asker may have given up waiting: the socket closes.
                     let _ = req.reply.send(make(req.v6));
