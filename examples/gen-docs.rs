@@ -18,11 +18,15 @@ re-reads the rules file; a file with errors is refused and the old rules stay in
 \fBSIGTERM\fR, \fBSIGINT\fR
 stop accepting, let running transfers finish (up to the pinhole timeout, at least 30 s), then exit.
 .SH PRIVILEGES
-Started as root, \fBftpalg run\fR keeps only the capabilities its listeners need
-(CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for a TPROXY listener),
+Started as root, \fBftpalg run\fR keeps only the capabilities its rules need
+(CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for a TPROXY listener
+or the kernel data path),
 drops every other one from all its capability sets including the bounding set,
 sets no_new_privs, and runs as the user given by \fB--user\fR or the rules' \fBrun_as\fR.
 Started as another user (systemd's \fBUser=\fR with \fBAmbientCapabilities=\fR) it runs as it is.
+Either way CAP_NET_ADMIN stays only on the thread that owns ftpalg's nftables
+table and the one that makes IP_TRANSPARENT sockets; every other thread holds it
+in none of its sets (under systemd this needs \fBSystemCallFilter=capset\fR).
 .SH METRICS AND STATUS
 With \fBmetrics: { listen: ADDR:PORT }\fR in the rules, \fBGET /metrics\fR
 answers Prometheus text, \fBGET /healthz\fR \fBok\fR, and \fBGET /status\fR

@@ -35,9 +35,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the gateway. SIGHUP reloads the rules; SIGTERM drains and stops.
     ///
-    /// Started as root, ftpalg keeps only the capabilities its listeners
-    /// need (CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for
-    /// TPROXY) and runs as the user given by --user or the rules' run_as.
+    /// Started as root, ftpalg keeps only the capabilities its rules need
+    /// (CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for
+    /// TPROXY or the kernel data path, and that on the threads that need
+    /// it only) and runs as the user given by --user or the rules' run_as.
     /// Started as another user, it runs as it is.
     Run {
         /// The rules file.

@@ -115,10 +115,21 @@ fn main() -> Result<ExitCode> {
             // Before the runtime starts its threads: see ftpalg::privilege.
             let outcome = ftpalg::privilege::drop_for(&r, user.as_deref(), group.as_deref())?;
             tracing::info!(?outcome, "privileges");
+            // Capabilities are per thread and a thread starts with its
+            // maker's: the threads that need CAP_NET_ADMIN start now, then
+            // this one drops it, so that none of the runtime's threads,
+            // started after, ever holds it.
+            let privileged = ftpalg::proxy::Privileged::start(&r)?;
+            if ftpalg::privilege::drop_from_this_thread(caps::Capability::CAP_NET_ADMIN)? {
+                match privileged.threads() {
+                    t if t.is_empty() => tracing::info!("CAP_NET_ADMIN dropped: nothing needs it"),
+                    t => tracing::info!(threads = ?t, "CAP_NET_ADMIN kept by these threads only"),
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(ftpalg::proxy::run(rules, r))?;
+            runtime.block_on(ftpalg::proxy::run(rules, r, privileged))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,11 +1,15 @@
 //! Least privilege: the gateway keeps only the capabilities its rules need
 //! and, started as root, runs as an unprivileged user.
 //!
-//! Capabilities belong to each thread, not to the process, so the switch
-//! must happen while the process has one thread: before the async runtime
-//! starts. The capabilities kept are exactly those that binding the
-//! listeners (and every later reload or transparent data socket) needs, so
-//! binding after the switch succeeds wherever binding before it would.
+//! Capabilities belong to each thread, not to the process, and a new thread
+//! starts with its maker's, so the switch must happen while the process has
+//! one thread: before the async runtime starts. [`drop_for`] keeps exactly
+//! the capabilities the rules need ([`needed`]), so binding after the switch
+//! succeeds wherever binding before it would. CAP_NET_ADMIN, when needed,
+//! is needed by two threads only, the one owning ftpalg's nftables table and
+//! the one making IP_TRANSPARENT sockets: `ftpalg run` starts them with it,
+//! then takes it from every other thread with [`drop_from_this_thread`]
+//! (see `ftpalg::proxy::Privileged`).
 
 use crate::rules::Rules;
 use caps::{CapSet, Capability, CapsHashSet};
@@ -247,6 +251,39 @@ pub fn drop_privileges(
     })
 }
 
+/// Takes `cap` out of the calling thread's effective, permitted,
+/// inheritable and ambient sets, and sets `no_new_privs` on it: neither the
+/// thread nor any thread it starts afterwards holds `cap` or can regain it,
+/// not even by exec. Threads started before keep theirs: that is how the
+/// threads that need `cap` keep it (`ftpalg::proxy::Privileged`). Returns
+/// whether the thread held `cap`; when it did not, it makes no system call
+/// that a sandbox could refuse (systemd's `~@privileged` refuses `capset`).
+pub fn drop_from_this_thread(cap: Capability) -> Result<bool, PrivilegeError> {
+    let held = |set| caps::has_cap(None, set, cap).map_err(caps_err("reading the capability sets"));
+    let ambient = caps::has_cap(None, CapSet::Ambient, cap).unwrap_or(false);
+    if !ambient && !held(CapSet::Permitted)? && !held(CapSet::Inheritable)? {
+        return Ok(false);
+    }
+    if ambient {
+        caps::drop(None, CapSet::Ambient, cap).map_err(caps_err("lowering the ambient set"))?;
+    }
+    // The effective set must stay within the permitted one: it goes first.
+    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        caps::drop(None, set, cap).map_err(caps_err(
+            "capset on this thread (under systemd, the unit needs SystemCallFilter=capset)",
+        ))?;
+    }
+    no_new_privs()?;
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        if held(set)? {
+            return Err(PrivilegeError::Incomplete(format!(
+                "{cap} still in this thread's {set:?} set"
+            )));
+        }
+    }
+    Ok(true)
+}
+
 /// Drops privileges for `rules`, the user and group given on the command
 /// line taking precedence over the rules' `run_as`.
 pub fn drop_for(
@@ -295,6 +332,89 @@ mod tests {
         }
         let relay = rules("listeners:\n  - name: a\n    listen: 0.0.0.0:2121\n    kind: user-at-host\n    servers: [any]\ndata:\n  path: relay\n");
         assert!(needed(&relay).is_empty());
+    }
+
+    #[test]
+    fn a_capability_dropped_from_one_thread_stays_with_the_threads_started_before() {
+        // Root, on a thread of its own (the namespace is incidental).
+        crate::dataplane::kernel::testing::in_fresh_netns(|| {
+            let cap = Capability::CAP_NET_ADMIN;
+            let holds = move || {
+                [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]
+                    .map(|set| caps::has_cap(None, set, cap).expect("read"))
+            };
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let before = std::thread::spawn(move || {
+                let _ = wait.recv();
+                holds()
+            });
+            assert!(drop_from_this_thread(cap).expect("drop"), "root held it");
+            assert_eq!(holds(), [false; 3], "this thread");
+            assert_eq!(
+                std::thread::spawn(holds).join().unwrap(),
+                [false; 3],
+                "a thread started after"
+            );
+            go.send(()).unwrap();
+            assert!(before.join().unwrap()[1], "a thread started before lost it");
+            assert!(!drop_from_this_thread(cap).expect("again"), "nothing left");
+            // Permitted gone: the thread cannot raise it again.
+            let mut eff = caps::read(None, CapSet::Effective).unwrap();
+            eff.insert(cap);
+            assert!(caps::set(None, CapSet::Effective, &eff).is_err());
+        });
+    }
+
+    /// Makes `capset` fail with EPERM on the calling thread, as systemd's
+    /// `SystemCallFilter=~@privileged` does.
+    fn refuse_capset() {
+        let stmt = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let mut prog = [
+            // seccomp_data.nr is at offset 0.
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: libc::SYS_capset as u32,
+            },
+            stmt(
+                libc::BPF_RET | libc::BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
+            stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        no_new_privs().expect("no_new_privs");
+        // SAFETY: a valid filter program that outlives the call; the
+        // filter applies to the calling thread only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_refused_capset_is_an_error_that_names_the_unit_setting() {
+        crate::dataplane::kernel::testing::in_fresh_netns(|| {
+            refuse_capset();
+            let e = drop_from_this_thread(Capability::CAP_NET_ADMIN).expect_err("capset refused");
+            assert!(e.to_string().contains("SystemCallFilter=capset"), "{e}");
+            // Nothing was dropped behind the error's back.
+            assert!(caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap());
+        });
     }
 
     #[test]

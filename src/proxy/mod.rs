@@ -10,12 +10,14 @@ mod keepalive;
 mod kernel;
 mod listeners;
 pub mod pinhole;
+mod privileged;
 pub mod relay;
 mod splice;
 pub mod status;
+mod tproxy;
 mod transparent;
 
-use crate::dataplane::kernel::{KernelConfig, KernelError};
+use crate::dataplane::kernel::KernelError;
 use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
@@ -23,6 +25,7 @@ use dashmap::DashMap;
 use kernel::KernelPlane;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
+pub use privileged::Privileged;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -52,6 +55,9 @@ pub enum ProxyError {
     /// `data.path: kernel`, and ftpalg may not manage nftables here.
     #[error("data.path is kernel, but the kernel data path cannot start: {0} (ftpalg needs CAP_NET_ADMIN; or use path: auto or relay)")]
     Kernel(crate::dataplane::kernel::KernelError),
+    /// A thread that keeps CAP_NET_ADMIN could not be started.
+    #[error("cannot start the thread that makes IP_TRANSPARENT sockets: {0}")]
+    Thread(io::Error),
 }
 
 /// Counters exported for monitoring.
@@ -292,36 +298,35 @@ impl Handle {
     }
 }
 
-/// Starts the kernel data plane if the rules ask for it: `kernel` must
-/// start; `auto` uses it if it can and says once which it chose.
-async fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelPlane>>, ProxyError> {
-    if path == DataPath::Relay {
-        return Ok(None);
-    }
-    let started = tokio::task::spawn_blocking(|| KernelPlane::start(KernelConfig::default()))
+/// Binds every listener and starts serving; the kernel data plane, if the
+/// rules ask for it, starts from a blocking thread of the runtime, and
+/// transparent sockets are made by the threads that ask for them, with
+/// their capabilities (see [`start_with`] for what `ftpalg run` does).
+pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
+    let path = rules.data.path;
+    let kernel = tokio::task::spawn_blocking(move || privileged::start_kernel(path))
         .await
         .unwrap_or_else(|e| {
-            Err(KernelError::Io(io::Error::other(format!(
-                "kernel data plane thread: {e}"
-            ))))
-        });
-    match (started, path) {
-        (Ok(k), _) => {
-            info!(path = path.as_str(), table = %format!("inet {}", k.table), accept_rule = %k.accept_rule,
-                  "kernel data path on: same-direction transfers are forwarded by the kernel; default-drop forward chains need the accept rule");
-            Ok(Some(Arc::new(k)))
-        }
-        (Err(e), DataPath::Auto) => {
-            info!(path = "auto", reason = %e, "kernel data path unavailable; relaying every transfer");
-            Ok(None)
-        }
-        (Err(e), _) => Err(ProxyError::Kernel(e)),
-    }
+            privileged::kernel_or_relay(
+                path,
+                Err(KernelError::Io(io::Error::other(format!(
+                    "kernel data plane thread: {e}"
+                )))),
+            )
+        })?;
+    start_gateway(rules, kernel).await
 }
 
-/// Binds every listener and starts serving.
-pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
-    let kernel = start_kernel(rules.data.path).await?;
+/// Binds every listener and starts serving, with the threads that keep
+/// CAP_NET_ADMIN started before the runtime (see [`Privileged`]).
+pub async fn start_with(rules: Rules, privileged: Privileged) -> Result<Handle, ProxyError> {
+    start_gateway(rules, privileged.kernel).await
+}
+
+async fn start_gateway(
+    rules: Rules,
+    kernel: Option<Arc<KernelPlane>>,
+) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
@@ -361,8 +366,9 @@ fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`.
-pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`. `privileged` are
+/// the threads started before the runtime.
+pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<(), ProxyError> {
     use tokio::signal::unix::{signal, SignalKind};
     let files = raise_fd_limit();
     let wanted = u64::from(rules.limits.sessions) * 2 + 64;
@@ -374,7 +380,7 @@ pub async fn run(path: PathBuf, rules: Rules) -> Result<(), ProxyError> {
         );
     }
     let grace = rules.data.pinhole_timeout.max(Duration::from_secs(30));
-    let handle = start(rules).await?;
+    let handle = start_with(rules, privileged).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;

@@ -94,32 +94,25 @@ impl Pinholes for UserspacePinholes {
 
 /// Binds a listening socket, optionally IP_TRANSPARENT.
 pub fn bind_listener(addr: SocketAddr, transparent: bool, backlog: i32) -> io::Result<TcpListener> {
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
+    let sock = if transparent {
+        super::tproxy::socket(addr.is_ipv6())?
+    } else {
+        socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?
+    };
     sock.set_reuse_address(true)?;
     if addr.is_ipv6() {
         // A v6 wildcard listener also takes v4-mapped peers unless told not
         // to; keep the families apart so peer checks compare like with like.
         sock.set_only_v6(!addr.ip().is_unspecified())?;
     }
-    if transparent {
-        set_transparent(&socket2::SockRef::from(&sock), addr.is_ipv6())?;
-    }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
     TcpListener::from_std(sock.into())
-}
-
-fn set_transparent(sock: &socket2::SockRef<'_>, v6: bool) -> io::Result<()> {
-    if v6 {
-        sock.set_ip_transparent_v6(true)
-    } else {
-        sock.set_ip_transparent_v4(true)
-    }
 }
 
 /// Connects to `to` from `from` (port chosen by the kernel), within `timeout`.
@@ -140,14 +133,15 @@ pub async fn connect_as(
     timeout: Duration,
     transparent: bool,
 ) -> io::Result<TcpStream> {
-    let sock = if to.is_ipv4() {
+    let sock = if transparent {
+        let sock = super::tproxy::socket(to.is_ipv6())?;
+        sock.set_nonblocking(true)?;
+        TcpSocket::from_std_stream(sock.into())
+    } else if to.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    if transparent {
-        set_transparent(&socket2::SockRef::from(&sock), to.is_ipv6())?;
-    }
     if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4()) {
         // Choose the port at connect time, from the whole 4-tuple: a plain
         // bind to port 0 searches for a port free of every connection and
@@ -239,5 +233,39 @@ fn set_bind_address_no_port(sock: &TcpSocket) {
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::kernel::testing::in_fresh_netns;
+
+    #[test]
+    fn a_transparent_connection_is_made_and_comes_from_the_address_asked() {
+        in_fresh_netns(|| {
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("ip");
+            assert!(up.success(), "ip link set lo up");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let server = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let to = server.local_addr().unwrap();
+                let from: IpAddr = "127.0.0.2".parse().unwrap();
+                let (made, accepted) = tokio::join!(
+                    connect_as(Some(from), to, Duration::from_secs(2), true),
+                    server.accept()
+                );
+                let made = made.expect("connect");
+                let (_, peer) = accepted.expect("accept");
+                assert_eq!(made.local_addr().unwrap().ip(), from);
+                assert_eq!(peer.ip(), from);
+            });
+        });
     }
 }
