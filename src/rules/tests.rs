@@ -510,3 +510,16 @@ fn data_path_unknown_value_points_at_it() {
     assert_eq!((l, c), (7, 9));
     assert!(m.contains("unknown value `nftables`"), "{m}");
 }
+
+#[test]
+fn bandwidth_cap_is_refused_where_the_kernel_moves_transfers() {
+    for path in ["kernel", "auto"] {
+        let (line, _, msg) = one_error(&format!(
+            "data:\n  path: {path}\nlimits:\n  bandwidth_per_session: 1MiB/s\n"
+        ));
+        assert_eq!(line, 9, "{msg}");
+        assert!(msg.contains("relay only") && msg.contains(path), "{msg}");
+    }
+    let d = diags("data:\n  path: relay\nlimits:\n  bandwidth_per_session: 1MiB/s\n");
+    assert!(d.iter().all(|x| x.2 != Severity::Error), "{d:?}");
+}

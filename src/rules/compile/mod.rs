@@ -247,6 +247,18 @@ fn compile_typed(text: &str) -> Loaded {
             ),
             Some(r) => limits.bandwidth_per_session = Some(r),
         }
+        // The kernel moves a forwarded transfer's bytes without ftpalg: a
+        // cap it cannot apply must not look applied.
+        if data.path != DataPath::Relay {
+            cx.error(
+                s,
+                format!(
+                    "bandwidth_per_session is applied by the relay only, and data.path: {} moves transfers in the kernel, uncapped",
+                    data.path.as_str()
+                ),
+                "set data.path: relay to cap transfers, or leave bandwidth_per_session out",
+            );
+        }
     }
 
     let security = Security {
