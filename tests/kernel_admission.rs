@@ -126,3 +126,65 @@ fn simultaneous_syns_from_the_peer_are_admitted_once() {
     );
     dp.close().expect("close");
 }
+
+/// Regression: the kernel path dropped a stranger at a pinhole's port
+/// without a word, where the relay logs each one with its address. The
+/// `guard` chain now logs what it drops to an nflog group ftpalg reads.
+#[test]
+fn strangers_turned_away_by_the_kernel_are_told_once_each() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("v");
+    let mut dp = open(&lab, config());
+    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(10));
+    let gw = sa(GW_IN, 40000);
+    let id = dp
+        .add(&passive(gw, 5000, Duration::from_secs(30)))
+        .expect("add");
+    // A stranger on the client's LAN, long enough for a retransmitted SYN.
+    assert_eq!(
+        dial(
+            &lab.cli,
+            sa(STRANGER, 47000),
+            gw,
+            10,
+            Duration::from_millis(1500)
+        ),
+        Outcome::TimedOut
+    );
+    // The real client, then its second attempt.
+    assert_eq!(
+        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        Outcome::Transferred(10)
+    );
+    assert_eq!(
+        dial(
+            &lab.cli,
+            sa(CLIENT, 47001),
+            gw,
+            10,
+            Duration::from_millis(300)
+        ),
+        Outcome::TimedOut
+    );
+    dp.service(Instant::now());
+    let told = dp.take_strangers();
+    assert_eq!(
+        told.iter()
+            .filter(|s| s.from == sa(STRANGER, 47000))
+            .count(),
+        1,
+        "the stranger, once for all its SYNs: {told:?}"
+    );
+    assert!(
+        told.iter()
+            .any(|s| s.from == sa(CLIENT, 47001) && s.to == gw),
+        "the peer's second attempt: {told:?}"
+    );
+    assert!(told.iter().all(|s| s.to == gw), "{told:?}");
+    assert!(dp.take_strangers().is_empty(), "each told once");
+    let _ = dp.abort(id);
+    assert_eq!(srv.finish().len(), 1);
+    dp.close().expect("close");
+}

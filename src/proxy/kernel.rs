@@ -265,7 +265,12 @@ struct Server {
     watchers: HashMap<PinholeId, OnEvent>,
     /// Handed out in each [`KernelPinhole`], so its drop reaches the thread.
     own: std_mpsc::Sender<Cmd>,
+    /// Strangers told in the log this second, and when it began.
+    told: (Instant, u32),
 }
+
+/// Strangers logged one by one per second at the most; past that, a count.
+const STRANGER_LINES_PER_SEC: u32 = 20;
 
 impl Server {
     /// Carries out one request; a close request is handed back.
@@ -337,6 +342,38 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Logs the connection attempts the kernel dropped at pinhole ports,
+    /// as the relay logs a stranger at its listener, within a budget.
+    fn tell_strangers(&mut self) {
+        let strangers = self.dp.take_strangers();
+        if strangers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.told.0) >= Duration::from_secs(1) {
+            self.told = (now, 0);
+        }
+        let mut untold = 0usize;
+        for s in strangers {
+            if self.told.1 < STRANGER_LINES_PER_SEC {
+                self.told.1 += 1;
+                warn!(stranger = %s.from, gateway = %s.to, path = "kernel", reason = "unexpected peer", "denied: pinhole connection refused");
+            } else {
+                untold += 1;
+            }
+        }
+        if untold > 0 {
+            warn!(
+                count = untold,
+                path = "kernel",
+                reason = "unexpected peer",
+                "denied: more pinhole connections refused this second"
+            );
+        }
+    }
+}
+
 fn log_detached(ev: &FlowEvent) {
     match ev {
         FlowEvent::Finished { counts, duration } => info!(
@@ -359,6 +396,7 @@ fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender
         dp,
         watchers: HashMap::new(),
         own,
+        told: (Instant::now(), 0),
     };
     let mut last_check = Instant::now();
     loop {
@@ -402,6 +440,7 @@ fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender
         }
         let events = s.dp.service(Instant::now());
         s.deliver(events);
+        s.tell_strangers();
     }
 }
 

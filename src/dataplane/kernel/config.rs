@@ -22,6 +22,9 @@ pub struct KernelConfig {
     pub owner: bool,
     /// Bound on every wait for the kernel.
     pub netlink_timeout: Duration,
+    /// The nfnetlink_log group through which the kernel tells ftpalg who
+    /// it turned away at a pinhole's port; `None` for no such log.
+    pub log_group: Option<u16>,
 }
 
 impl Default for KernelConfig {
@@ -33,6 +36,8 @@ impl Default for KernelConfig {
             max_pinholes: 4096,
             owner: true,
             netlink_timeout: Duration::from_secs(2),
+            // "FT": a group no common logger uses by default.
+            log_group: Some(0x4654),
         }
     }
 }

@@ -193,6 +193,15 @@ pub(super) fn nat(w: &mut Writer, kind: Nat, nfproto: u8, addr_reg: u32, port_re
     });
 }
 
+/// `log group <group> snaplen <snaplen>`: the packet's first bytes to an
+/// nfnetlink_log group.
+pub(super) fn log_group(w: &mut Writer, group: u16, snaplen: u32) {
+    expr(w, "log", |w| {
+        w.bytes(1, &group.to_be_bytes()); // NFTA_LOG_GROUP
+        w.u32(3, snaplen); // NFTA_LOG_SNAPLEN
+    });
+}
+
 /// An immediate `drop` verdict.
 pub(super) fn drop_verdict(w: &mut Writer) {
     expr(w, "immediate", |w| {

@@ -23,11 +23,13 @@ mod netlink;
 mod ruleset;
 mod sets;
 mod socket;
+mod strangers;
 mod track;
 mod watch;
 
 pub use config::KernelConfig;
 pub use error::KernelError;
+pub use strangers::Stranger;
 
 use crate::dataplane::{FailReason, FlowEvent, GatewayAddr, PinholeFlow};
 use elements::Elements;
@@ -62,6 +64,10 @@ pub struct KernelDataPlane {
     sock: NfSocket,
     /// ftpalg's conntrack entries as they change, filtered by mark.
     events: CtEvents,
+    /// Who the `guard` chain turned away, if its log group could be had.
+    strangers: Option<strangers::StrangerLog>,
+    /// Those not yet taken by [`take_strangers`](Self::take_strangers).
+    turned_away: Vec<Stranger>,
     layout: Layout,
     flows: Flows,
     /// Most pinholes and followed connections at once: the sets hold
@@ -105,6 +111,13 @@ impl KernelDataPlane {
         // Subscribed before the table exists, so no connection it admits
         // can be missed.
         let events = CtEvents::open(config.mark, config.cut_mark(), config.mark_mask)?;
+        let strangers = config.log_group.and_then(|g| match strangers::StrangerLog::open(g) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(group = g, error = %e, "strangers at kernel pinholes will be dropped without a log line (nflog group taken?)");
+                None
+            }
+        });
         let layout = Layout {
             cut: config.cut_mark(),
             table: config.table,
@@ -112,11 +125,14 @@ impl KernelDataPlane {
             mask: config.mark_mask,
             size: config.max_pinholes,
             owner: config.owner,
+            log_group: strangers.as_ref().and(config.log_group),
         };
         let max_live = (config.max_pinholes as usize).saturating_mul(4);
         let mut dp = KernelDataPlane {
             sock,
             events,
+            strangers,
+            turned_away: Vec::new(),
             layout,
             flows: Flows::default(),
             max_live,

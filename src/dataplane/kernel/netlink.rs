@@ -105,8 +105,27 @@ pub(super) fn request(
     family: u8,
     f: impl FnOnce(&mut Writer),
 ) -> Writer {
+    request_to(subsys, msg, flags, seq, family, 0, f)
+}
+
+/// A request addressed to resource `res_id` (an nflog group, say).
+pub(super) fn request_to(
+    subsys: u16,
+    msg: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    f: impl FnOnce(&mut Writer),
+) -> Writer {
     let mut w = Writer::default();
-    let start = w.begin_message((subsys << 8) | msg, NLM_F_REQUEST | flags, seq, family, 0);
+    let start = w.begin_message(
+        (subsys << 8) | msg,
+        NLM_F_REQUEST | flags,
+        seq,
+        family,
+        res_id,
+    );
     f(&mut w);
     w.end_message(start);
     w

@@ -18,7 +18,8 @@
 //!   chain snat { type nat hook postrouting priority srcnat
 //!     ct mark & MASK == MARK  snat to ct original (saddr . daddr . proto-dst) map @snat4 }
 //!   chain guard { type filter hook input priority filter
-//!     ct state new  ip daddr . tcp dport @guard4  ct mark & MASK != MARK  drop }
+//!     ct state new  ip daddr . tcp dport @guard4  ct mark & MASK != MARK
+//!       log group G snaplen 64  drop }
 //!   chain cut { type filter hook prerouting priority mangle
 //!     meta l4proto tcp  ct mark & MASK == CUT  reject with tcp reset }
 //! }
@@ -109,6 +110,8 @@ pub(super) struct Layout {
     pub cut: u32,
     pub size: u32,
     pub owner: bool,
+    /// The nfnetlink_log group the `guard` chain logs what it drops to.
+    pub log_group: Option<u16>,
 }
 
 fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: u32, prio: i32) {
@@ -234,6 +237,10 @@ fn guard_rule(w: &mut Writer, l: &Layout, fam: Fam) {
     let g = SetKind::Guard;
     expr::lookup(w, &g.name(fam), g.id(fam), REG32_00, None);
     match_mark(w, l, Cmp::Neq);
+    if let Some(g) = l.log_group {
+        // Who was turned away, for ftpalg's log (see `strangers`).
+        expr::log_group(w, g, super::strangers::SNAPLEN);
+    }
     expr::drop_verdict(w);
 }
 
@@ -301,6 +308,7 @@ mod tests {
             cut: 0x4700_0000,
             size: 64,
             owner: true,
+            log_group: Some(7),
         }
     }
 

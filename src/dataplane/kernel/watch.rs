@@ -17,6 +17,9 @@ use std::time::Instant;
 /// many transfers are due (the rest wait for the next call).
 const CHECKS_PER_CALL: usize = 64;
 
+/// Turned-away attempts kept between two takes.
+pub const MAX_STRANGERS: usize = 1024;
+
 impl KernelDataPlane {
     /// Reports what changed since the last call: each pinhole's
     /// `Established` once, then one terminal event, after which it is gone
@@ -34,7 +37,20 @@ impl KernelDataPlane {
         for id in self.flows.due_checks(now, CHECKS_PER_CALL) {
             self.idle_check(id, now);
         }
+        if let Some(log) = self.strangers.as_mut() {
+            self.turned_away.extend(log.drain());
+            // Bounded: a flood keeps its latest.
+            let over = self.turned_away.len().saturating_sub(MAX_STRANGERS);
+            self.turned_away.drain(..over);
+        }
         std::mem::take(&mut self.pending)
+    }
+
+    /// Connection attempts the `guard` chain dropped at a pinhole's port
+    /// (a stranger, or the expected peer's second attempt) since the last
+    /// call, each attempt once, the latest [`MAX_STRANGERS`] of them.
+    pub fn take_strangers(&mut self) -> Vec<super::Stranger> {
+        std::mem::take(&mut self.turned_away)
     }
 
     /// The next moment [`service`](Self::service) has something to do
