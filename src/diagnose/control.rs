@@ -12,7 +12,6 @@ use crate::ftp::redact::{secret_verb, MASK};
 use crate::ftp::reply::ReplyTracker;
 use crate::packet::{Piece, Reassembler};
 
-use super::flows::MAX_REPORT_NEGOTIATIONS;
 use super::model::{Close, ControlLine, Mode, Negotiation, Reply, Side, Stamp};
 
 /// Most transcript lines kept per session; later ones are counted.
@@ -20,6 +19,10 @@ const MAX_TRANSCRIPT: usize = 400;
 /// Most negotiations kept per session (the report as a whole keeps at most
 /// [`MAX_REPORT_NEGOTIATIONS`]).
 pub const MAX_NEGOTIATIONS: usize = 1000;
+/// Most data negotiations kept in a report, all sessions together (each
+/// keeps at most [`MAX_NEGOTIATIONS`]); later ones are counted, and the
+/// report says so.
+pub const MAX_REPORT_NEGOTIATIONS: usize = 100_000;
 /// Most commands waiting for their reply (pipelining is short in practice).
 const MAX_AWAITING: usize = 64;
 /// Bytes held out of order per direction.

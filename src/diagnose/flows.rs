@@ -19,9 +19,7 @@ pub const MAX_DATA: usize = 100_000;
 /// Most transcript lines kept in a report, all sessions together; each
 /// new session reserves its share (at most 400) from what is left.
 pub const MAX_TRANSCRIPT_LINES: usize = 400_000;
-/// Most data negotiations kept in a report, all sessions together (each
-/// keeps at most 1,000); later ones are counted, and the report says so.
-pub const MAX_REPORT_NEGOTIATIONS: usize = 100_000;
+pub use super::control::MAX_REPORT_NEGOTIATIONS;
 /// Most data connections expected and not yet seen, per capture.
 const MAX_EXPECTS: usize = 4096;
 

@@ -19,16 +19,8 @@ use thiserror::Error;
 
 use crate::ftp::redact::Redacted;
 
-/// Telnet "interpret as command".
-pub const IAC: u8 = 255;
-/// Telnet interrupt process.
-pub const IP: u8 = 244;
-/// Telnet data mark (the synch signal).
-pub const DM: u8 = 242;
-/// Telnet WILL, the first of the four option negotiation commands.
-pub(crate) const WILL: u8 = 251;
-/// Telnet DONT, the last of them.
-pub(crate) const DONT: u8 = 254;
+pub use crate::ftp::telnet::{DM, IAC, IP};
+pub(crate) use crate::ftp::telnet::{DONT, WILL};
 /// The lowest telnet command code (SE); bytes below are data.
 const FIRST_COMMAND: u8 = 240;
 

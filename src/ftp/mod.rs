@@ -7,3 +7,4 @@ pub mod framer;
 pub mod redact;
 pub mod reply;
 pub mod session;
+pub mod telnet;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::ftp::framer::{DONT, IAC, WILL};
+use crate::ftp::telnet::{DONT, IAC, WILL};
 
 /// What a secret argument is shown as.
 pub const MASK: &str = "****";

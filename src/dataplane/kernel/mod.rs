@@ -19,6 +19,7 @@ mod elements;
 mod error;
 mod events;
 mod expr;
+mod layout;
 mod netlink;
 mod ruleset;
 mod sets;

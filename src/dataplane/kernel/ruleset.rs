@@ -69,7 +69,7 @@ use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
 use super::sets::set_message;
 pub(super) use super::sets::{Fam, SetKind};
 
-pub(super) const NFPROTO_INET: u8 = 1;
+pub(super) use super::layout::{Layout, NFPROTO_INET};
 const NLM_F_APPEND: u16 = 0x800;
 
 pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
@@ -99,20 +99,6 @@ const SPENT_FALLBACK_MS: u64 = SPENT_MARGIN_MS;
 
 /// The rules one table holds; a different count means someone changed it.
 pub(super) const RULE_COUNT: usize = 7;
-
-/// The parameters that shape the table.
-#[derive(Debug, Clone)]
-pub(super) struct Layout {
-    pub table: String,
-    pub mark: u32,
-    pub mask: u32,
-    /// The mark (under `mask`) of a connection that has been cut.
-    pub cut: u32,
-    pub size: u32,
-    pub owner: bool,
-    /// The nfnetlink_log group the `guard` chain logs what it drops to.
-    pub log_group: Option<u16>,
-}
 
 fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: u32, prio: i32) {
     b.add(

@@ -3,8 +3,8 @@
 //! makes one. A family's sets are named by kind and family (`pin4`).
 
 use super::expr::{self, REG32_00};
+use super::layout::{Layout, NFPROTO_INET};
 use super::netlink::{Batch, NLM_F_CREATE, NLM_F_EXCL};
-use super::ruleset::{Layout, NFPROTO_INET};
 use std::net::IpAddr;
 
 const NFPROTO_IPV4: u8 = 2;
