@@ -32,6 +32,8 @@ pub(super) struct Live {
     /// Cut after this long without a byte in either direction.
     pub idle: Option<Duration>,
     progress_at: Instant,
+    /// When its next idle check is scheduled, so removal finds it at once.
+    check_at: Option<Instant>,
 }
 
 /// What a new conntrack entry of ftpalg's mark is to the table.
@@ -123,6 +125,7 @@ impl Flows {
                 counts: ByteCounts::default(),
                 idle,
                 progress_at: now,
+                check_at: None,
             },
         );
     }
@@ -181,7 +184,9 @@ impl Flows {
             l.progress_at = now;
             step.events.push(FlowEvent::Established { dialer });
             if let Some(idle) = l.idle {
-                self.checks.insert((now + check_every(idle), id));
+                let at = now + check_every(idle);
+                l.check_at = Some(at);
+                self.checks.insert((at, id));
             }
         }
         step.closed = matches!(e.state, TcpState::Closed | TcpState::Reset);
@@ -226,6 +231,9 @@ impl Flows {
             match self.checks.first() {
                 Some(&(t, id)) if t <= now => {
                     self.checks.remove(&(t, id));
+                    if let Some(l) = self.live.get_mut(&id) {
+                        l.check_at = None;
+                    }
                     out.push(id);
                 }
                 _ => break,
@@ -237,7 +245,7 @@ impl Flows {
     /// After an idle check read the counts: true if the transfer has been
     /// idle past its bound (to be cut); otherwise it is checked again.
     pub fn checked(&mut self, id: PinholeId, now: Instant) -> bool {
-        let Some(l) = self.live.get(&id) else {
+        let Some(l) = self.live.get_mut(&id) else {
             return false;
         };
         let Some(idle) = l.idle else {
@@ -246,7 +254,9 @@ impl Flows {
         if now.saturating_duration_since(l.progress_at) >= idle {
             return true;
         }
-        self.checks.insert((now + check_every(idle), id));
+        let at = now + check_every(idle);
+        l.check_at = Some(at);
+        self.checks.insert((at, id));
         false
     }
 
@@ -278,9 +288,8 @@ impl Flows {
             self.by_conn.remove(&(d, l.flow.gateway.0));
         }
         self.deadlines.remove(&(l.deadline, id));
-        if l.idle.is_some() && l.established {
-            // Checks are keyed by time; drop the one left for this id.
-            self.checks.retain(|(_, i)| *i != id);
+        if let Some(at) = l.check_at {
+            self.checks.remove(&(at, id));
         }
         Some(l)
     }
