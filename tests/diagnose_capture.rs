@@ -152,25 +152,56 @@ fn control_port_other_than_21_found_by_content() {
     assert!(r.sessions[0].server.ends_with(":2121"));
 }
 
+/// What a capture cut after `cut` bytes reads as: its packets and the
+/// error it broke off with, or the error that refused it.
+fn read_cut(bytes: &[u8], cut: usize) -> Result<(u64, Option<String>), String> {
+    let mut d = Diagnoser::new();
+    d.add_capture("cut", &bytes[..cut])
+        .map_err(|e| e.to_string())?;
+    let r = d.report();
+    Ok((r.captures[0].packets, r.captures[0].error.clone()))
+}
+
+/// A pcap cut inside its file header is refused; cut at the end of a
+/// record it is a whole, shorter capture (nothing in the format tells the
+/// two apart); cut anywhere else it is reported truncated after its last
+/// whole packet, never as clean.
 #[test]
 fn truncated_files_give_a_report_or_an_error() {
     let bytes = std::fs::read(diagnose_util::path(SEED)).unwrap();
-    let mut reports = 0;
-    for cut in (0..bytes.len()).step_by(29) {
-        let mut d = Diagnoser::new();
-        match d.add_capture("cut", &bytes[..cut]) {
-            Ok(()) => {
-                let r = d.report();
-                reports += 1;
-                if cut < bytes.len() {
-                    let e = r.captures[0].error.as_deref().unwrap_or("");
-                    assert!(cut <= 24 || e.contains("truncated") || e.is_empty(), "{e}");
-                }
-            }
-            Err(e) => assert!(cut < 24, "cut {cut}: {e}"),
+    // Where each record ends: the 24-byte file header, then each packet's
+    // 16-byte record header and its bytes.
+    let ends: Vec<usize> = std::iter::once(24)
+        .chain(frames(SEED).iter().scan(24, |at, f| {
+            *at += 16 + f.data.len();
+            Some(*at)
+        }))
+        .collect();
+    assert_eq!(ends.last(), Some(&bytes.len()));
+    for cut in 0..24 {
+        let r = read_cut(&bytes, cut);
+        assert!(
+            matches!(&r, Err(e) if e.contains("truncated")),
+            "cut {cut}: {r:?}"
+        );
+    }
+    for (whole, w) in ends.windows(2).enumerate() {
+        let (at, next) = (w[0], w[1]);
+        let whole = whole as u64;
+        assert_eq!(read_cut(&bytes, at), Ok((whole, None)), "cut {at}");
+        let truncated = format!("capture truncated after packet {whole}");
+        for cut in [at + 1, at + 15, at + 16, at + 17, (at + next) / 2, next - 1] {
+            assert_eq!(
+                read_cut(&bytes, cut),
+                Ok((whole, Some(truncated.clone()))),
+                "cut {cut}"
+            );
         }
     }
-    assert!(reports > 100);
+    assert_eq!(
+        read_cut(&bytes, bytes.len()),
+        Ok((ends.len() as u64 - 1, None))
+    );
     // Half a capture still shows the first session's failure.
     let mut d = Diagnoser::new();
     d.add_capture("half", &bytes[..bytes.len() / 2]).unwrap();
