@@ -1,7 +1,6 @@
 //! ABOR in every state of a transfer, a data connection cut early, and a
 //! server that stays silent afterwards.
 
-use super::rig::{wire_to_server, Rig};
 use super::*;
 use crate::ftp::framer::{DM, IAC, IP};
 use std::time::Duration;
@@ -10,8 +9,8 @@ const CUT_AFTER: Duration = Duration::from_secs(2);
 
 /// Sets up channel 1 for `mode` (PASV or PORT from the client, the server
 /// side as the policy says) and answers it; returns with the channel ready.
-fn ready(mode: ServerDataMode, client_active: bool) -> Harness {
-    let mut h = Harness::new(mode);
+fn ready(mode: ServerDataMode, client_active: bool) -> Rig {
+    let mut h = Rig::new(allow_all(mode));
     if client_active {
         h.client("PORT 100,64,0,2,200,10");
     } else {
@@ -145,7 +144,7 @@ fn abor_after_delivery_or_without_a_transfer_cuts_nothing() {
     assert_eq!(h.acts(), vec![to_client("225 No transfer")]);
 
     // No data channel at all.
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.client("ABOR");
     assert_eq!(h.acts(), vec![to_server("ABOR")]);
 }
@@ -155,8 +154,8 @@ fn abor_with_the_telnet_synch_is_cut_and_forwarded_with_the_synch() {
     let mut r = Rig::new(AllowAll::default());
     r.bytes(b"PASV\r\n");
     r.server("227 Entering Passive Mode (198,51,100,10,195,80).");
-    r.s.data_prepared(DataId(1), Side::Server, sa("198.51.100.1:33000"), &r.policy);
-    r.s.data_prepared(DataId(1), Side::Client, sa("100.64.0.1:40001"), &r.policy);
+    r.prepared(1, Side::Server, "198.51.100.1:33000");
+    r.prepared(1, Side::Client, "100.64.0.1:40001");
     r.bytes(b"RETR f\r\n");
     r.drain();
     // The DM sent as urgent data and kept inline, and the DM lost.

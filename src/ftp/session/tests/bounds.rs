@@ -1,6 +1,5 @@
 //! Every queue in the engine has a bound.
 
-use super::rig::{denials, Rig};
 use super::*;
 
 /// A server that never answers, a client that keeps sending: the queue of
@@ -41,7 +40,7 @@ fn refusals_behind_a_silent_server_are_bounded() {
 
 #[test]
 fn the_bound_is_configurable_and_answered_replies_free_it() {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    let mut cfg = config();
     cfg.max_pending = 4;
     let mut r = Rig::with(cfg, AllowAll::default());
     // Answered commands never fill it.

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn port_becomes_pasv_towards_the_server() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PORT 100,64,0,2,200,10");
     assert_eq!(h.acts(), vec![to_server("PASV")]);
     h.server("227 =198,51,100,10,4,1");
@@ -44,7 +44,7 @@ fn port_becomes_pasv_towards_the_server() {
 
 #[test]
 fn pasv_becomes_port_towards_the_server() {
-    let mut h = Harness::new(ServerDataMode::Active);
+    let mut h = Rig::new(allow_all(ServerDataMode::Active));
     h.client("EPSV");
     assert_eq!(
         h.acts(),
@@ -81,12 +81,12 @@ fn pasv_becomes_port_towards_the_server() {
 
 #[test]
 fn auto_falls_back_to_active_when_the_passive_port_is_dead() {
-    let mut h = Harness::new(ServerDataMode::Auto);
+    let mut h = Rig::new(allow_all(ServerDataMode::Auto));
     h.client("PASV");
     assert_eq!(h.acts(), vec![to_server("PASV")]);
     h.server("227 Entering Passive Mode (198,51,100,10,195,80)");
     h.acts();
-    h.s.data_failed(DataId(1), Side::Server, "timed out", &h.policy);
+    h.failed(1, Side::Server, "timed out");
     let all = h.drain();
     assert!(all.contains(&Action::Event(Event::PassiveFallback {
         reason: "timed out".into()
@@ -123,16 +123,11 @@ fn auto_falls_back_to_active_when_the_passive_port_is_dead() {
 
 #[test]
 fn auto_goes_straight_to_active_for_a_server_known_to_be_passive_dead() {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    let mut cfg = config();
     cfg.passive_known_dead = true;
-    let policy = AllowAll {
-        server_mode: ServerDataMode::Auto,
-        tls: TlsPolicy::Refuse,
-    };
-    let mut s = Session::new(cfg);
-    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
-    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    let mut h = Rig::with(cfg, allow_all(ServerDataMode::Auto));
+    h.client("PASV");
+    let acts = h.drain();
     assert!(
         acts.contains(&prepare(
             1,
@@ -152,7 +147,7 @@ fn a_servers_passive_port_is_probed_only_in_server_mode_auto() {
         (ServerDataMode::Passive, ConnectDeadline::Connect),
         (ServerDataMode::Auto, ConnectDeadline::PassiveProbe),
     ] {
-        let mut h = Harness::new(mode);
+        let mut h = Rig::new(allow_all(mode));
         h.client("PORT 100,64,0,2,200,10");
         h.acts();
         h.server("227 Entering Passive Mode (198,51,100,10,4,1)");

@@ -14,7 +14,7 @@ fn releases(acts: &[Action]) -> Vec<DataId> {
 
 #[test]
 fn a_report_for_the_wrong_side_does_not_release_the_setup() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.server("227 (198,51,100,10,4,1)");
     h.acts();
@@ -28,10 +28,10 @@ fn a_report_for_the_wrong_side_does_not_release_the_setup() {
 
 #[test]
 fn a_duplicate_report_does_not_release_a_started_channel() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.pasv_prepared();
     h.prepared(1, Side::Client, "100.64.0.1:5001");
-    h.s.data_failed(DataId(1), Side::Server, "late", &h.policy);
+    h.failed(1, Side::Server, "late");
     assert_eq!(releases(&h.acts()), vec![]);
     h.client("RETR f");
     assert!(h
@@ -42,7 +42,7 @@ fn a_duplicate_report_does_not_release_a_started_channel() {
 
 #[test]
 fn a_report_for_an_id_never_issued_is_ignored() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.prepared(7, Side::Client, "100.64.0.1:5001");
     assert_eq!(h.acts(), vec![]);
 }
@@ -51,10 +51,10 @@ fn a_report_for_an_id_never_issued_is_ignored() {
 fn a_late_report_for_a_released_channel_releases_it_again() {
     // The setup failed while the driver was still preparing the other
     // side: whatever it prepared must be closed.
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.server("227 (198,51,100,10,4,1)");
-    h.s.data_failed(DataId(1), Side::Server, "refused", &h.policy);
+    h.failed(1, Side::Server, "refused");
     assert_eq!(releases(&h.acts()), vec![DataId(1)]);
     h.prepared(1, Side::Server, "198.51.100.1:5000");
     assert_eq!(releases(&h.acts()), vec![DataId(1)]);

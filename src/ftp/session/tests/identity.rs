@@ -1,7 +1,6 @@
 //! The user that rules match is the one the server accepted, not the last
 //! name sent in USER.
 
-use super::rig::{denials, server_commands, wire_to_server, ReadOnly, Rig};
 use super::*;
 
 fn logged_in_as_anonymous() -> Rig<ReadOnly> {
@@ -110,12 +109,14 @@ fn a_routed_user_name_reaches_the_server_as_sent() {
         (&b"USER ft\xa3@198.51.100.10"[..], &b"USER ft\xa3\r\n"[..]),
         (b"USER a\xff\xffb@198.51.100.10", b"USER a\xff\xffb\r\n"),
     ] {
-        let mut s = Session::new(SessionConfig::new(sa(CLIENT), Upstream::UserAtHost));
-        let policy = AllowAll::default();
-        s.on_client(Frame::Line(Line::new(line)), &policy);
-        s.upstream_connected(sa(SERVER));
-        s.on_server(Frame::Line(Line::new(&b"220 real server"[..])), &policy);
-        let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+        let mut r = Rig::open(
+            SessionConfig::new(sa(CLIENT), Upstream::UserAtHost),
+            AllowAll::default(),
+        );
+        r.client(line);
+        r.s.upstream_connected(sa(SERVER));
+        r.server("220 real server");
+        let acts = r.drain();
         let sent: Vec<_> = acts
             .iter()
             .filter_map(|a| match a {

@@ -1,7 +1,6 @@
 //! IPv6 clients: passive replies of the right family, and link-local data
 //! connections that keep the control connection's scope.
 
-use super::rig::{denials, wire_to_server, Rig};
 use super::*;
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -18,16 +17,8 @@ fn passive_replies_of_the_other_family_are_refused_up_front() {
         (v6_client(), Some("203.0.113.1"), "PASV"),
         (v6_client(), None, "PASV"),
         (v6_client(), Some("203.0.113.1"), "LPSV"),
-        (
-            SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER))),
-            Some("2001:db8:3::1"),
-            "PASV",
-        ),
-        (
-            SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER))),
-            Some("2001:db8:3::1"),
-            "LPSV",
-        ),
+        (config(), Some("2001:db8:3::1"), "PASV"),
+        (config(), Some("2001:db8:3::1"), "LPSV"),
     ];
     for (mut cfg, advertise, verb) in cases {
         cfg.client_advertise = advertise.map(|a| a.parse().unwrap());
@@ -87,12 +78,7 @@ fn eprt_to_a_link_local_client_keeps_the_scope() {
         )),
         "{acts:?}"
     );
-    r.s.data_prepared(
-        DataId(1),
-        Side::Server,
-        sa("[2001:db8:2::1]:40100"),
-        &r.policy,
-    );
+    r.prepared(1, Side::Server, "[2001:db8:2::1]:40100");
     r.drain();
     r.server("200 EPRT command successful.");
     let acts = r.drain();

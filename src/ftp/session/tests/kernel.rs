@@ -4,20 +4,11 @@
 
 use super::*;
 
-fn kernel(mode: ServerDataMode, exact: bool, advertise: Option<&str>) -> Harness {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+fn kernel(mode: ServerDataMode, exact: bool, advertise: Option<&str>) -> Rig {
+    let mut cfg = config();
     cfg.data_plane = DataPlane::Kernel { exact };
     cfg.client_advertise = advertise.map(|a| a.parse().unwrap());
-    let mut h = Harness {
-        s: Session::new(cfg),
-        policy: AllowAll {
-            server_mode: mode,
-            tls: TlsPolicy::Refuse,
-        },
-    };
-    h.server("220 hello");
-    h.drain();
-    h
+    Rig::with(cfg, allow_all(mode))
 }
 
 fn forward(id: u64, side: Side, peer: &str, to: &str, exact: bool) -> Action {
@@ -32,8 +23,8 @@ fn forward(id: u64, side: Side, peer: &str, to: &str, exact: bool) -> Action {
     )
 }
 
-fn failed(h: &mut Harness, id: u64, side: Side) {
-    h.s.data_failed(DataId(id), side, "netlink refused", &h.policy);
+fn failed(h: &mut Rig, id: u64, side: Side) {
+    h.failed(id, side, "netlink refused");
 }
 
 fn has_fallback(acts: &[Action]) -> bool {
@@ -225,7 +216,7 @@ fn auto_after_passive_failed_forwards_active_clients() {
     h.acts();
     h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
     h.acts();
-    h.s.data_failed(DataId(1), Side::Server, "timed out", &h.policy);
+    h.failed(1, Side::Server, "timed out");
     // A passive client with an active server: a conversion, relayed.
     assert_eq!(
         h.acts(),
@@ -237,7 +228,7 @@ fn auto_after_passive_failed_forwards_active_clients() {
             }
         )]
     );
-    h.s.data_failed(DataId(1), Side::Server, "gone", &h.policy);
+    h.failed(1, Side::Server, "gone");
     h.acts();
     // An active client now matches the server's mode: forwarded.
     h.client("PORT 100,64,0,2,23,113");
@@ -334,7 +325,7 @@ fn a_failed_active_forward_is_relayed_instead() {
 #[test]
 fn the_relay_plane_never_asks_for_a_forward() {
     for mode in [ServerDataMode::Passive, ServerDataMode::SameAsClient] {
-        let mut h = Harness::new(mode);
+        let mut h = Rig::new(allow_all(mode));
         h.client("PASV");
         h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
         h.client("PORT 100,64,0,2,23,113");
@@ -354,18 +345,10 @@ fn the_relay_plane_never_asks_for_a_forward() {
 
 #[test]
 fn auto_forwards_at_once_for_a_server_known_to_answer_passive() {
-    let mut cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
+    let mut cfg = config();
     cfg.data_plane = DataPlane::Kernel { exact: false };
     cfg.passive_known_alive = true;
-    let mut h = Harness {
-        s: Session::new(cfg),
-        policy: AllowAll {
-            server_mode: ServerDataMode::Auto,
-            tls: TlsPolicy::Refuse,
-        },
-    };
-    h.server("220 hello");
-    h.drain();
+    let mut h = Rig::with(cfg, allow_all(ServerDataMode::Auto));
     h.client("EPSV");
     h.acts();
     h.server("229 Entering Extended Passive Mode (|||50000|)");

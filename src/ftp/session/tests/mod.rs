@@ -1,96 +1,10 @@
 use super::*;
-use crate::ftp::framer::{Frame, Line};
-
-const CLIENT: &str = "100.64.0.2:40000";
-const SERVER: &str = "198.51.100.10:21";
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-struct Harness {
-    s: Session,
-    policy: AllowAll,
-}
-
-impl Harness {
-    fn new(mode: ServerDataMode) -> Harness {
-        let cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)));
-        let mut h = Harness {
-            s: Session::new(cfg),
-            policy: AllowAll {
-                server_mode: mode,
-                tls: TlsPolicy::Refuse,
-            },
-        };
-        h.server("220 hello");
-        assert_eq!(h.drain(), vec![Action::ToClient(b"220 hello\r\n".to_vec())]);
-        h
-    }
-    fn client(&mut self, line: &str) {
-        self.s
-            .on_client(Frame::Line(Line::new(line.as_bytes())), &self.policy);
-    }
-    fn server(&mut self, line: &str) {
-        self.s
-            .on_server(Frame::Line(Line::new(line.as_bytes())), &self.policy);
-    }
-    fn drain(&mut self) -> Vec<Action> {
-        std::iter::from_fn(|| self.s.poll_action()).collect()
-    }
-    /// Actions without events, for terse assertions.
-    fn acts(&mut self) -> Vec<Action> {
-        self.drain()
-            .into_iter()
-            .filter(|a| !matches!(a, Action::Event(_)))
-            .collect()
-    }
-    fn prepared(&mut self, id: u64, side: Side, local: &str) {
-        self.s
-            .data_prepared(DataId(id), side, sa(local), &self.policy);
-    }
-    /// PASV through to both sides prepared: channel 1 is ready, its
-    /// actions drained.
-    fn pasv_prepared(&mut self) {
-        self.client("PASV");
-        self.server("227 (198,51,100,10,4,1)");
-        self.prepared(1, Side::Server, "198.51.100.1:5000");
-        self.prepared(1, Side::Client, "100.64.0.1:5001");
-        self.acts();
-    }
-}
-
-fn to_client(s: &str) -> Action {
-    Action::ToClient(format!("{s}\r\n").into_bytes())
-}
-/// `s` held for the client until channel `id`'s data is delivered.
-fn after_data(id: u64, s: &str) -> Action {
-    Action::ToClientAfterData {
-        id: DataId(id),
-        bytes: format!("{s}\r\n").into_bytes(),
-    }
-}
-fn to_server(s: &str) -> Action {
-    Action::ToServer(format!("{s}\r\n").into_bytes())
-}
-fn start(id: u64, client_mode: ClientMode, server_mode: ServerMode) -> Action {
-    Action::Start {
-        id: DataId(id),
-        client_mode,
-        server_mode,
-    }
-}
-fn prepare(id: u64, side: Side, endpoint: Endpoint) -> Action {
-    Action::Prepare {
-        id: DataId(id),
-        side,
-        endpoint,
-    }
-}
+use crate::ftp::framer::Frame;
+use rig::*;
 
 #[test]
 fn pasv_then_227_opens_exactly_one_pinhole() {
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.client("PASV");
     assert_eq!(h.acts(), vec![to_server("PASV")]);
     assert!(h.s.busy());
@@ -150,7 +64,7 @@ fn pasv_then_227_opens_exactly_one_pinhole() {
 
 #[test]
 fn unsolicited_227_opens_nothing() {
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
     let all = h.drain();
     assert!(all
@@ -167,7 +81,7 @@ fn unsolicited_227_opens_nothing() {
 
 #[test]
 fn port_naming_another_host_is_refused_and_never_reaches_the_server() {
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.client("PORT 198,51,100,20,4,1");
     let all = h.drain();
     assert!(all.iter().all(|a| !matches!(a, Action::ToServer(_))));
@@ -195,7 +109,7 @@ fn port_naming_another_host_is_refused_and_never_reaches_the_server() {
 
 #[test]
 fn eprt_to_low_port_is_refused() {
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.client("EPRT |1|100.64.0.2|25|");
     let acts = h.acts();
     assert_eq!(
@@ -208,7 +122,7 @@ fn eprt_to_low_port_is_refused() {
 
 #[test]
 fn bad_port_arguments_get_501() {
-    let mut h = Harness::new(ServerDataMode::SameAsClient);
+    let mut h = Rig::new(allow_all(ServerDataMode::SameAsClient));
     h.client("PORT 100,64,0,256,4,1");
     let acts = h.acts();
     assert!(
@@ -224,7 +138,7 @@ fn bad_port_arguments_get_501() {
 
 #[test]
 fn pipelined_commands_keep_their_order() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("TYPE I");
     h.client("PASV");
     h.client("RETR a");
@@ -257,7 +171,7 @@ fn pipelined_commands_keep_their_order() {
 
 #[test]
 fn epsv_all_refuses_other_data_commands() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("EPSV ALL");
     assert_eq!(h.acts(), vec![to_client("200 EPSV ALL ok.")]);
     for c in ["PASV", "PORT 100,64,0,2,4,1", "EPRT |1|100.64.0.2|2000|"] {
@@ -276,7 +190,7 @@ fn epsv_all_refuses_other_data_commands() {
 
 #[test]
 fn local_replies_wait_for_earlier_replies() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("NOOP");
     h.client("PORT 1,2,3,4,5,6");
     h.client("EPSV ALL");
@@ -291,7 +205,7 @@ fn local_replies_wait_for_earlier_replies() {
 
 #[test]
 fn multi_line_replies_pass_through_line_by_line() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("FEAT");
     h.acts();
     h.server("211-Features:");
@@ -309,7 +223,7 @@ fn multi_line_replies_pass_through_line_by_line() {
 
 #[test]
 fn auth_tls_refused_by_default() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("AUTH TLS");
     let acts = h.acts();
     assert!(matches!(&acts[..], [Action::ToClient(b)] if b.starts_with(b"534 ")));
@@ -317,7 +231,7 @@ fn auth_tls_refused_by_default() {
 
 #[test]
 fn auth_tls_passthrough_goes_opaque_after_234() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.policy.tls = TlsPolicy::Passthrough;
     h.client("AUTH TLS");
     assert_eq!(h.acts(), vec![to_server("AUTH TLS")]);
@@ -328,7 +242,7 @@ fn auth_tls_passthrough_goes_opaque_after_234() {
 
 #[test]
 fn long_lines_and_garbage_get_500() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.s.on_client(
         Frame::TooLong {
             prefix: vec![b'A'; 2047],
@@ -345,7 +259,7 @@ fn long_lines_and_garbage_get_500() {
 
 #[test]
 fn garbage_from_the_server_passes_through() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.server("hello there");
     let all = h.drain();
     assert!(all.contains(&to_client("hello there")));
@@ -380,18 +294,20 @@ fn policy_denial_names_the_rule() {
             TlsPolicy::Refuse
         }
     }
-    let mut s = Session::new(SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER))));
-    s.on_client(Frame::Line(Line::new(&b"DELE x"[..])), &DenyDele);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    let mut r = Rig::open(config(), DenyDele);
+    r.client("DELE x");
+    let acts = r.drain();
     assert!(acts.contains(&Action::Event(Event::Denied {
         reason: Denial::Rule("read-only".into()),
         detail: "DELE by rule read-only".into()
     })));
     // The greeting is still owed, so the denial waits behind it.
     assert!(!acts.iter().any(|a| matches!(a, Action::ToClient(_))));
-    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &DenyDele);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert_eq!(acts, vec![to_client("220 hi"), to_client("550 Read-only.")]);
+    r.server("220 hi");
+    assert_eq!(
+        r.drain(),
+        vec![to_client("220 hi"), to_client("550 Read-only.")]
+    );
 }
 
 #[test]
@@ -400,28 +316,16 @@ fn ipv6_client_gets_epsv_and_server_v6_gets_eprt() {
         sa("[2001:db8:1::2]:40000"),
         Upstream::Fixed(sa("[2001:db8:2::10]:21")),
     );
-    let policy = AllowAll {
-        server_mode: ServerDataMode::Active,
-        tls: TlsPolicy::Refuse,
-    };
-    let mut s = Session::new(cfg);
-    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
-    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action())
-        .filter(|a| !matches!(a, Action::Event(_)))
-        .collect();
+    let mut r = Rig::with(cfg, allow_all(ServerDataMode::Active));
+    r.client("PASV");
+    let acts = r.acts();
     assert!(
-        matches!(&acts[..], [_, Action::ToClient(b)] if b.starts_with(b"425 ")),
+        matches!(&acts[..], [Action::ToClient(b)] if b.starts_with(b"425 ")),
         "{acts:?}"
     );
-    s.on_client(Frame::Line(Line::new(&b"EPSV"[..])), &policy);
-    s.data_prepared(
-        DataId(1),
-        Side::Server,
-        sa("[2001:db8:2::1]:40100"),
-        &policy,
-    );
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    r.client("EPSV");
+    r.prepared(1, Side::Server, "[2001:db8:2::1]:40100");
+    let acts = r.drain();
     assert!(
         acts.contains(&to_server("EPRT |2|2001:db8:2::1|40100|")),
         "{acts:?}"
@@ -431,23 +335,11 @@ fn ipv6_client_gets_epsv_and_server_v6_gets_eprt() {
 #[test]
 fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
     let cfg = SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa("[2001:db8:2::10]:21")));
-    let policy = AllowAll {
-        server_mode: ServerDataMode::SameAsClient,
-        tls: TlsPolicy::Refuse,
-    };
-    let mut s = Session::new(cfg);
-    s.on_server(Frame::Line(Line::new(&b"220 hi"[..])), &policy);
-    s.on_client(Frame::Line(Line::new(&b"PASV"[..])), &policy);
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert!(acts.contains(&to_server("EPSV")));
-    s.on_server(
-        Frame::Line(Line::new(
-            &b"229 Entering Extended Passive Mode (|||50000|)"[..],
-        )),
-        &policy,
-    );
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
-    assert!(acts.contains(&prepare(
+    let mut r = Rig::with(cfg, allow_all(ServerDataMode::SameAsClient));
+    r.client("PASV");
+    assert!(r.drain().contains(&to_server("EPSV")));
+    r.server("229 Entering Extended Passive Mode (|||50000|)");
+    assert!(r.drain().contains(&prepare(
         1,
         Side::Server,
         Endpoint::Connect {
@@ -459,7 +351,7 @@ fn v4_client_to_v6_server_uses_epsv_upstream_and_227_downstream() {
 
 #[test]
 fn failed_transfer_releases_at_once() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.pasv_prepared();
     h.client("RETR missing");
     h.acts();
@@ -475,7 +367,7 @@ fn failed_transfer_releases_at_once() {
 
 #[test]
 fn too_many_held_lines_close_the_session() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     for _ in 0..64 {
         h.client("NOOP");
@@ -488,7 +380,7 @@ fn too_many_held_lines_close_the_session() {
 
 #[test]
 fn quit_closes_after_221() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("QUIT");
     h.server("221 Bye");
     assert_eq!(
@@ -521,7 +413,7 @@ fn the_engine_names_each_transfers_direction() {
         ("NLST", cmd::NLST, Direction::Listing),
         ("MLSD", cmd::MLSD, Direction::Listing),
     ] {
-        let mut h = Harness::new(ServerDataMode::Passive);
+        let mut h = Rig::new(allow_all(ServerDataMode::Passive));
         h.pasv_prepared();
         h.client(line);
         let transfer = h

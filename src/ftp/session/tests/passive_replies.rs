@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn passive_reply_address_is_replaced_by_the_control_address() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.acts();
     h.server("227 Entering Passive Mode (10,0,0,5,4,1)");
@@ -26,7 +26,7 @@ fn passive_reply_address_is_replaced_by_the_control_address() {
 
 #[test]
 fn multi_line_227_is_understood() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.acts();
     h.server("227-Entering Passive Mode");
@@ -48,7 +48,7 @@ fn multi_line_227_is_understood() {
 
 #[test]
 fn unparsable_227_fails_the_setup_with_a_reply_not_a_panic() {
-    let mut h = Harness::new(ServerDataMode::Passive);
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.acts();
     h.server("227 Entering Passive Mode, somewhere");

@@ -1,8 +1,30 @@
-//! A session fed raw bytes through a real framer, with any policy: for the
-//! tests where framing itself is under attack.
+//! The engine's test rig: a session driven line by line or with raw bytes
+//! through a real framer (for the tests where framing itself is under
+//! attack), under any policy; and the actions the tests expect of it.
 
 use super::super::*;
-use crate::ftp::framer::LineFramer;
+use crate::ftp::framer::{Frame, Line, LineFramer};
+
+pub(super) const CLIENT: &str = "100.64.0.2:40000";
+pub(super) const SERVER: &str = "198.51.100.10:21";
+
+pub(super) fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// The usual session: [`CLIENT`] to the fixed [`SERVER`].
+pub(super) fn config() -> SessionConfig {
+    SessionConfig::new(sa(CLIENT), Upstream::Fixed(sa(SERVER)))
+}
+
+/// Allows every command, refuses TLS, and opens data towards the server
+/// in `server_mode`.
+pub(super) fn allow_all(server_mode: ServerDataMode) -> AllowAll {
+    AllowAll {
+        server_mode,
+        tls: TlsPolicy::Refuse,
+    }
+}
 
 /// Denies every write command (rule `read-only`) and, for the user
 /// `anonymous`, STOR (rule `anon-no-stor`); allows the rest.
@@ -34,33 +56,44 @@ impl Policy for ReadOnly {
     }
 }
 
-pub(super) struct Rig<P: Policy> {
+/// A session under `policy`, with the framer a driver would read the
+/// client through.
+pub(super) struct Rig<P: Policy = AllowAll> {
     pub s: Session,
     pub policy: P,
     framer: LineFramer,
 }
 
 impl<P: Policy> Rig<P> {
-    /// A session with `cfg`, greeted by the server.
-    pub fn with(cfg: SessionConfig, policy: P) -> Rig<P> {
-        let mut r = Rig {
+    /// A session with `cfg` as it starts: nothing read from either side.
+    pub fn open(cfg: SessionConfig, policy: P) -> Rig<P> {
+        Rig {
             s: Session::new(cfg),
             policy,
             framer: LineFramer::new(256),
-        };
+        }
+    }
+
+    /// A session with `cfg` whose server has greeted it; the greeting has
+    /// reached the client, and nothing else has happened.
+    pub fn with(cfg: SessionConfig, policy: P) -> Rig<P> {
+        let mut r = Rig::open(cfg, policy);
         r.server("220 hello");
-        r.drain();
+        assert_eq!(r.drain(), vec![to_client("220 hello")]);
         r
     }
+
+    /// [`Rig::with`] the usual [`config`].
     pub fn new(policy: P) -> Rig<P> {
-        Rig::with(
-            SessionConfig::new(
-                super::sa(super::CLIENT),
-                Upstream::Fixed(super::sa(super::SERVER)),
-            ),
-            policy,
-        )
+        Rig::with(config(), policy)
     }
+
+    /// One client line, as the framer hands it over.
+    pub fn client(&mut self, line: impl AsRef<[u8]>) {
+        self.s
+            .on_client(Frame::Line(Line::new(line.as_ref())), &self.policy);
+    }
+
     /// Client bytes as they come off the socket.
     pub fn bytes(&mut self, b: &[u8]) {
         let mut frames = Vec::new();
@@ -69,12 +102,77 @@ impl<P: Policy> Rig<P> {
             self.s.on_client(f, &self.policy);
         }
     }
-    pub fn server(&mut self, line: &str) {
+
+    /// One server line.
+    pub fn server(&mut self, line: impl AsRef<[u8]>) {
         self.s
-            .on_server(Frame::Line(Line::new(line.as_bytes())), &self.policy);
+            .on_server(Frame::Line(Line::new(line.as_ref())), &self.policy);
     }
+
+    /// Every action the session has for the driver.
     pub fn drain(&mut self) -> Vec<Action> {
         std::iter::from_fn(|| self.s.poll_action()).collect()
+    }
+
+    /// Actions without events, for terse assertions.
+    pub fn acts(&mut self) -> Vec<Action> {
+        self.drain()
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Event(_)))
+            .collect()
+    }
+
+    /// The driver has prepared channel `id`'s `side` at `local`.
+    pub fn prepared(&mut self, id: u64, side: Side, local: &str) {
+        self.s
+            .data_prepared(DataId(id), side, sa(local), &self.policy);
+    }
+
+    /// The driver could not prepare channel `id`'s `side`.
+    pub fn failed(&mut self, id: u64, side: Side, why: &str) {
+        self.s.data_failed(DataId(id), side, why, &self.policy);
+    }
+
+    /// PASV through to both sides prepared: channel 1 is ready, its
+    /// actions drained.
+    pub fn pasv_prepared(&mut self) {
+        self.client("PASV");
+        self.server("227 (198,51,100,10,4,1)");
+        self.prepared(1, Side::Server, "198.51.100.1:5000");
+        self.prepared(1, Side::Client, "100.64.0.1:5001");
+        self.acts();
+    }
+}
+
+pub(super) fn to_client(s: &str) -> Action {
+    Action::ToClient(format!("{s}\r\n").into_bytes())
+}
+
+/// `s` held for the client until channel `id`'s data is delivered.
+pub(super) fn after_data(id: u64, s: &str) -> Action {
+    Action::ToClientAfterData {
+        id: DataId(id),
+        bytes: format!("{s}\r\n").into_bytes(),
+    }
+}
+
+pub(super) fn to_server(s: &str) -> Action {
+    Action::ToServer(format!("{s}\r\n").into_bytes())
+}
+
+pub(super) fn start(id: u64, client_mode: ClientMode, server_mode: ServerMode) -> Action {
+    Action::Start {
+        id: DataId(id),
+        client_mode,
+        server_mode,
+    }
+}
+
+pub(super) fn prepare(id: u64, side: Side, endpoint: Endpoint) -> Action {
+    Action::Prepare {
+        id: DataId(id),
+        side,
+        endpoint,
     }
 }
 

@@ -3,7 +3,6 @@
 //! no valid UTF-8; lower case; telnet bytes or spaces before the verb),
 //! the denial detail and every other event carry a mask instead of it.
 
-use super::rig::{denials, Rig};
 use super::*;
 
 /// Everything the driver may log or count from these actions: the events
@@ -124,10 +123,7 @@ fn a_password_without_valid_utf8_is_forwarded_and_not_logged() {
     r.bytes(b"PASS hunt\xfcr2\r\n");
     let acts = r.drain();
     assert!(denials(&acts).is_empty(), "{acts:?}");
-    assert_eq!(
-        super::rig::wire_to_server(&acts),
-        b"PASS hunt\xfcr2\r\n".to_vec()
-    );
+    assert_eq!(wire_to_server(&acts), b"PASS hunt\xfcr2\r\n".to_vec());
     assert!(!logged(&acts).contains("hunt"), "{}", logged(&acts));
 }
 

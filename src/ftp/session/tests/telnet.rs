@@ -1,7 +1,6 @@
 //! The server receives exactly the bytes the policy checked: telnet
 //! sequences, bare CR and NUL cannot hide a second command in a line.
 
-use super::rig::{client_replies, denials, server_commands, wire_to_server, ReadOnly, Rig};
 use super::*;
 
 #[test]
@@ -114,14 +113,9 @@ fn bare_cr_or_nul_cannot_hide_a_second_command() {
 #[test]
 fn iac_in_a_routed_user_name_is_refused_too() {
     let cfg = SessionConfig::new(sa(CLIENT), Upstream::UserAtHost);
-    let mut s = Session::new(cfg);
-    let mut f = crate::ftp::framer::LineFramer::new(256);
-    let mut frames = Vec::new();
-    f.push(b"USER a\xff\nDELE f@198.51.100.10\r\n", &mut frames);
-    for fr in frames {
-        s.on_client(fr, &AllowAll::default());
-    }
-    let acts: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    let mut r = Rig::open(cfg, AllowAll::default());
+    r.bytes(b"USER a\xff\nDELE f@198.51.100.10\r\n");
+    let acts = r.drain();
     assert!(
         !acts.iter().any(|a| matches!(a, Action::Connect { .. })),
         "{acts:?}"
