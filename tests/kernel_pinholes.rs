@@ -5,7 +5,7 @@
 
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError, PinholeId};
+use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError};
 use ftpalg::dataplane::{
     ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
 };
@@ -14,78 +14,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SHORT: Duration = Duration::from_millis(800);
-
-fn open(lab: &Lab, config: KernelConfig) -> KernelDataPlane {
-    let (dp, report) =
-        in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
-    assert!(report.accounting, "the lab turns conntrack accounting on");
-    dp
-}
-
-/// The client's passive pinhole on gateway address `gw`, forwarded to the
-/// server's `port` and leaving from the gateway's outside address.
-fn passive(gw: std::net::SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
-    PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, port)),
-        SourceNat(GW_OUT.parse().unwrap()),
-        timeout,
-    )
-}
-
-/// Polls until `id` reports a terminal event (bounded), collecting its events.
-fn events_until_done(dp: &mut KernelDataPlane, id: PinholeId, within: Duration) -> Vec<FlowEvent> {
-    let end = Instant::now() + within;
-    let mut out = Vec::new();
-    while Instant::now() < end {
-        for (i, ev) in dp.poll().expect("poll") {
-            if i == id {
-                let terminal = ev.is_terminal();
-                out.push(ev);
-                if terminal {
-                    return out;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    out
+/// A relay pinhole for `peer` at `at` on the gateway.
+fn relay(peer: &str, at: std::net::SocketAddr, timeout: Duration) -> PinholeFlow {
+    PinholeFlow::relay(PeerIp(peer.parse().unwrap()), GatewayAddr(at), timeout)
 }
 
 #[test]
 fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("a") else {
         return;
-    }
-    let lab = Lab::new("a");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER, 5000), 200_000, Duration::from_secs(8));
+    };
+    let srv = g.serve(sa(SERVER, 5000), 200_000);
     let gw = sa(GW_IN, 40000);
-    let flow = passive(gw, 5000, Duration::from_secs(5));
-    let id = dp.add(&flow).expect("add pinhole");
-    let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
+    let id = g.add(&passive(gw, 5000, Duration::from_secs(5)));
+    let listing = g.set("pin4");
     assert!(
         listing.contains("100.64.0.2 . 100.64.0.1 . 40000"),
         "{listing}"
     );
 
     // A stranger on the client's LAN gets nothing, not even a reset...
-    assert_eq!(
-        dial(&lab.cli, sa(STRANGER, 0), gw, 10, SHORT),
-        Outcome::TimedOut
-    );
+    assert_eq!(g.probe(sa(STRANGER, 0), gw), Outcome::TimedOut);
     // ...and has not used up the pinhole: the expected peer goes through.
     assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), gw, 100_000, Duration::from_secs(3)),
+        g.dial(sa(CLIENT, 0), gw, 100_000),
         Outcome::Transferred(200_000)
     );
     // Once only: the same peer's second connection is dropped.
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT),
-        Outcome::TimedOut
-    );
+    assert_eq!(g.probe(sa(CLIENT, 0), gw), Outcome::TimedOut);
 
     let seen = srv.finish();
     assert_eq!(
@@ -100,7 +56,7 @@ fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
     );
     assert_eq!(seen[0].received, 100_000);
 
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    let evs = g.events(id, Duration::from_secs(5));
     assert!(
         matches!(evs.first(), Some(FlowEvent::Established { dialer }) if dialer.ip().to_string() == CLIENT),
         "{evs:?}"
@@ -118,46 +74,36 @@ fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
         }
         other => panic!("expected Finished, got {other:?} in {evs:?}"),
     }
-    assert_eq!(dp.live(), 0);
-    dp.close().expect("close");
-    assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
+    assert_eq!(g.dp.live(), 0);
+    g.close();
 }
 
 #[test]
 fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("b") else {
         return;
-    }
-    let lab = Lab::new("b");
-    let mut dp = open(&lab, config());
-    let cli = server(&lab.cli, sa(CLIENT6, 6000), 50_000, Duration::from_secs(8));
+    };
+    let cli = g.serve(sa(CLIENT6, 6000), 50_000);
     let gw = sa(GW_OUT6, 40001);
-    let flow = PinholeFlow::active(
+    let id = g.add(&PinholeFlow::active(
         ServerAddr(sa(SERVER6, 20)),
         GatewayAddr(gw),
         ClientAddr(sa(CLIENT6, 6000)),
         Duration::from_secs(5),
-    );
-    let id = dp.add(&flow).expect("add pinhole");
+    ));
     // Another host on the server's side: the gateway's own other address
     // stands in for it here (it is not the expected peer).
     assert_eq!(
-        dial(&lab.srv, sa(SERVER6, 0), sa(GW_OUT6, 40002), 10, SHORT),
+        g.probe(sa(SERVER6, 0), sa(GW_OUT6, 40002)),
         Outcome::Refused,
         "no pinhole there: a plain reset"
     );
     assert_eq!(
-        dial(
-            &lab.srv,
-            sa(SERVER6, 20),
-            gw,
-            70_000,
-            Duration::from_secs(3)
-        ),
+        g.dial(sa(SERVER6, 20), gw, 70_000),
         Outcome::Transferred(50_000)
     );
     assert_eq!(
-        dial(&lab.srv, sa(SERVER6, 0), gw, 10, SHORT),
+        g.probe(sa(SERVER6, 0), gw),
         Outcome::TimedOut,
         "second connection"
     );
@@ -168,7 +114,7 @@ fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
         sa(SERVER6, 20),
         "no source NAT in active mode: the client sees the server"
     );
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    let evs = g.events(id, Duration::from_secs(5));
     assert!(
         matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.from_dialer >= 70_000 && counts.to_dialer >= 50_000),
         "{evs:?}"
@@ -177,52 +123,38 @@ fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
 
 #[test]
 fn expired_pinhole_admits_nothing_and_reports_expiry() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("c") else {
         return;
-    }
-    let lab = Lab::new("c");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
+    };
+    let srv = g.serve(sa(SERVER, 5000), 10);
     let gw = sa(GW_IN, 40000);
-    let flow = passive(gw, 5000, Duration::from_millis(300));
-    let id = dp.add(&flow).expect("add pinhole");
+    let id = g.add(&passive(gw, 5000, Duration::from_millis(300)));
     std::thread::sleep(Duration::from_millis(600));
-    let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
+    let out = g.probe(sa(CLIENT, 0), gw);
     assert!(
         matches!(out, Outcome::TimedOut | Outcome::Refused),
         "{out:?}"
     );
     assert!(srv.finish().is_empty(), "nothing reached the server");
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(3));
+    let evs = g.events(id, Duration::from_secs(3));
     assert_eq!(evs, vec![FlowEvent::Expired]);
-    assert_eq!(dp.live(), 0);
+    assert_eq!(g.dp.live(), 0);
 }
 
 #[test]
 fn relay_pinhole_admits_only_the_peer_to_the_gateways_listener() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("d") else {
         return;
-    }
-    let lab = Lab::new("d");
-    let mut dp = open(&lab, config());
-    let relay = sa(GW_IN, 40010);
-    let listener = server(&lab.gw, relay, 1000, Duration::from_secs(8));
-    let id = dp
-        .add(&PinholeFlow::relay(
-            PeerIp(CLIENT.parse().unwrap()),
-            GatewayAddr(relay),
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    };
+    let at = sa(GW_IN, 40010);
+    let listener = g.serve(at, 1000);
+    let id = g.add(&relay(CLIENT, at, Duration::from_secs(5)));
     assert_eq!(
-        dial(&lab.cli, sa(STRANGER, 0), relay, 10, SHORT),
+        g.probe(sa(STRANGER, 0), at),
         Outcome::TimedOut,
         "stranger dropped in the kernel"
     );
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), relay, 10, Duration::from_secs(3)),
-        Outcome::Transferred(1000)
-    );
+    assert_eq!(g.dial(sa(CLIENT, 0), at, 10), Outcome::Transferred(1000));
     let seen = listener.finish();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(
@@ -230,7 +162,7 @@ fn relay_pinhole_admits_only_the_peer_to_the_gateways_listener() {
         CLIENT,
         "no NAT on a relay pinhole"
     );
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    let evs = g.events(id, Duration::from_secs(5));
     assert!(
         matches!(evs.last(), Some(FlowEvent::Finished { .. })),
         "{evs:?}"
@@ -246,9 +178,9 @@ fn stale_table_is_replaced_and_other_tables_are_untouched() {
     // What a killed ftpalg without an owner-bound table would leave.
     let (ok, out) = lab.nft("'add table inet ftpalg_data; add chain inet ftpalg_data stale { type filter hook forward priority 0; policy drop; }'");
     assert!(ok, "{out}");
-    let (dp, report) = in_ns(&lab.gw, || KernelDataPlane::open(config())).unwrap();
-    assert!(report.replaced_stale);
-    let (_, table) = lab.nft("list table inet ftpalg_data");
+    let g = Gateway::open(lab, config());
+    assert!(g.report.replaced_stale);
+    let table = g.table();
     assert!(!table.contains("stale"), "{table}");
     for chain in [
         "chain dnat",
@@ -260,42 +192,33 @@ fn stale_table_is_replaced_and_other_tables_are_untouched() {
         assert!(table.contains(chain), "{chain} missing:\n{table}");
     }
     assert!(
-        lab.tables().contains("table inet knop"),
+        g.lab.tables().contains("table inet knop"),
         "the operator's table stays"
     );
-    dp.close().unwrap();
-    let tables = lab.tables();
-    assert!(
-        !tables.contains("ftpalg_data") && tables.contains("knop"),
-        "{tables}"
-    );
+    let tables = g.close().tables();
+    assert!(tables.contains("knop"), "{tables}");
 }
 
 #[test]
 fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("f") else {
         return;
-    }
-    let lab = Lab::new("f");
-    let mut dp = open(&lab, config());
-    dp.add(&PinholeFlow::relay(
-        PeerIp(CLIENT.parse().unwrap()),
-        GatewayAddr(sa(GW_IN, 40010)),
-        Duration::from_secs(30),
-    ))
-    .unwrap();
-    assert!(lab.tables().contains("ftpalg_data"));
+    };
+    g.add(&relay(CLIENT, sa(GW_IN, 40010), Duration::from_secs(30)));
+    assert!(g.lab.tables().contains("ftpalg_data"));
+    let Gateway { dp, lab, .. } = g;
     drop(dp);
     assert!(!lab.tables().contains("ftpalg_data"), "{}", lab.tables());
 
     // Owner-bound: a second instance cannot take the table over while the
     // first lives...
-    let dp = open(&lab, config());
-    let second = in_ns(&lab.gw, || KernelDataPlane::open(config()));
+    let g = Gateway::open(lab, config());
+    let second = in_ns(&g.lab.gw, || KernelDataPlane::open(config()));
     assert!(
         matches!(second, Err(KernelError::TableBusy { .. })),
         "{second:?}"
     );
+    let Gateway { dp, lab, .. } = g;
     drop(dp);
 
     // ...and when the process holding it is killed (no chance to send a
@@ -342,49 +265,35 @@ fn hold_table_until_killed() {
 
 #[test]
 fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
-    if !require_root() {
+    let config = KernelConfig {
+        owner: false,
+        ..config()
+    };
+    let Some(mut g) = Gateway::with("g", config) else {
         return;
-    }
-    let lab = Lab::new("g");
-    let mut dp = open(
-        &lab,
-        KernelConfig {
-            owner: false,
-            ..config()
-        },
-    );
-    let gone = dp
-        .add(&PinholeFlow::relay(
-            PeerIp(CLIENT.parse().unwrap()),
-            GatewayAddr(sa(GW_IN, 40010)),
-            Duration::from_secs(30),
-        ))
-        .unwrap();
-    let (ok, out) = lab.nft("delete table inet ftpalg_data");
+    };
+    let gone = g.add(&relay(CLIENT, sa(GW_IN, 40010), Duration::from_secs(30)));
+    let (ok, out) = g.lab.nft("delete table inet ftpalg_data");
     assert!(ok, "{out}");
     // The next add notices, recreates the table and succeeds.
-    let next = dp
-        .add(&PinholeFlow::relay(
-            PeerIp(CLIENT.parse().unwrap()),
-            GatewayAddr(sa(GW_IN, 40011)),
-            Duration::from_secs(30),
-        ))
-        .expect("add after the table was deleted");
-    let (_, listing) = lab.nft("list set inet ftpalg_data pin4");
+    let next =
+        g.dp.add(&relay(CLIENT, sa(GW_IN, 40011), Duration::from_secs(30)))
+            .expect("add after the table was deleted");
+    let listing = g.set("pin4");
     assert!(
         listing.contains("40011") && !listing.contains("40010"),
         "{listing}"
     );
-    let evs = dp.poll().unwrap();
+    let evs = g.dp.poll().unwrap();
     assert_eq!(evs, vec![(gone, FlowEvent::Failed(FailReason::TableLost))]);
-    assert_eq!(dp.live(), 1);
+    assert_eq!(g.dp.live(), 1);
 
     // A flush (rules and elements gone, table kept) is found by poll.
-    let (ok, out) = lab.nft("flush table inet ftpalg_data");
+    let (ok, out) = g.lab.nft("flush table inet ftpalg_data");
     assert!(ok, "{out}");
-    let evs = dp.poll().unwrap();
+    let evs = g.dp.poll().unwrap();
     assert_eq!(evs, vec![(next, FlowEvent::Failed(FailReason::TableLost))]);
-    let (_, table) = lab.nft("list table inet ftpalg_data");
+    let table = g.table();
     for rule in [
         "@pin4 add @spent4",
         "add @spent6",
@@ -398,133 +307,59 @@ fn a_table_deleted_by_someone_else_is_recreated_and_its_pinholes_fail() {
             "rule with {rule} not restored:\n{table}"
         );
     }
-    dp.close().unwrap();
-    assert!(!lab.tables().contains("ftpalg_data"));
+    g.close();
 }
 
 #[test]
 fn a_full_set_is_a_typed_error_and_leaves_nothing_half_added() {
-    if !require_root() {
+    let config = KernelConfig {
+        max_pinholes: 2,
+        ..config()
+    };
+    let Some(mut g) = Gateway::with("h", config) else {
         return;
-    }
-    let lab = Lab::new("h");
-    let mut dp = open(
-        &lab,
-        KernelConfig {
-            max_pinholes: 2,
-            ..config()
-        },
-    );
+    };
     let at = |port| passive(sa(GW_IN, port), 5000, Duration::from_secs(30));
-    dp.add(&at(40000)).unwrap();
-    dp.add(&at(40001)).unwrap();
-    let third = dp.add(&at(40002));
+    g.add(&at(40000));
+    g.add(&at(40001));
+    let third = g.dp.add(&at(40002));
     assert!(
         matches!(third, Err(KernelError::Full { max: 2 })),
         "{third:?}"
     );
     for set in ["pin4", "fwd4", "snat4", "guard4"] {
-        let (_, listing) = lab.nft(&format!("list set inet ftpalg_data {set}"));
+        let listing = g.set(set);
         assert!(
             !listing.contains("40002"),
             "{set} kept part of the refused pinhole:\n{listing}"
         );
     }
-    assert!(matches!(dp.add(&at(40000)), Err(KernelError::PortInUse(_))));
-    let mixed = PinholeFlow::relay(
-        PeerIp(CLIENT6.parse().unwrap()),
-        GatewayAddr(sa(GW_IN, 40003)),
-        Duration::from_secs(1),
-    );
-    assert!(matches!(dp.add(&mixed), Err(KernelError::MixedFamilies)));
-    assert_eq!(dp.live(), 2);
-}
-
-/// How one end of a cut connection ended: the error it saw, and when.
-#[derive(Debug)]
-struct End {
-    error: std::io::ErrorKind,
-    at: Instant,
-    moved: usize,
-}
-
-/// Moves bytes on `s` (writing when `send`, else reading) until an error
-/// or `within`; a clean EOF counts as `UnexpectedEof`. Once `close` is set
-/// a reader half-closes, as a client closes its data connection after
-/// ABOR: its FIN is its next packet.
-fn until_error(
-    mut s: std::net::TcpStream,
-    send: bool,
-    within: Duration,
-    close: Option<Arc<AtomicBool>>,
-) -> End {
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    s.set_write_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let end = Instant::now() + within;
-    let mut buf = vec![0x5au8; 16 * 1024];
-    let mut moved = 0;
-    let mut closed = false;
-    while Instant::now() < end {
-        if !closed && close.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
-            closed = true;
-            let _ = s.shutdown(std::net::Shutdown::Write);
-        }
-        let r = if send {
-            std::io::Write::write(&mut s, &buf)
-        } else {
-            std::io::Read::read(&mut s, &mut buf)
-        };
-        match r {
-            Ok(0) => {
-                return End {
-                    error: std::io::ErrorKind::UnexpectedEof,
-                    at: Instant::now(),
-                    moved,
-                }
-            }
-            Ok(n) => moved += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => {
-                return End {
-                    error: e.kind(),
-                    at: Instant::now(),
-                    moved,
-                }
-            }
-        }
-    }
-    End {
-        error: std::io::ErrorKind::TimedOut,
-        at: Instant::now(),
-        moved,
-    }
+    assert!(matches!(
+        g.dp.add(&at(40000)),
+        Err(KernelError::PortInUse(_))
+    ));
+    let mixed = relay(CLIENT6, sa(GW_IN, 40003), Duration::from_secs(1));
+    assert!(matches!(g.dp.add(&mixed), Err(KernelError::MixedFamilies)));
+    assert_eq!(g.dp.live(), 2);
 }
 
 #[test]
 fn abort_resets_both_ends_of_a_forwarded_connection() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("i") else {
         return;
-    }
-    let lab = Lab::new("i");
-    let mut dp = open(&lab, config());
+    };
     // A download: the server sends for as long as it can, the client reads.
-    let server = spawn_in(&lab.srv, || {
+    let server = spawn_in(&g.lab.srv, || {
         let l = std::net::TcpListener::bind(sa(SERVER, 5000)).unwrap();
         let (s, _) = l.accept().unwrap();
         until_error(s, true, Duration::from_secs(8), None)
     });
     std::thread::sleep(Duration::from_millis(200));
     let gw = sa(GW_IN, 40000);
-    let id = dp.add(&passive(gw, 5000, Duration::from_secs(5))).unwrap();
+    let id = g.add(&passive(gw, 5000, Duration::from_secs(5)));
     let close = Arc::new(AtomicBool::new(false));
     let client_close = close.clone();
-    let client = spawn_in(&lab.cli, move || {
+    let client = spawn_in(&g.lab.cli, move || {
         let s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(3)).expect("connect");
         until_error(s, false, Duration::from_secs(8), Some(client_close))
     });
@@ -533,7 +368,7 @@ fn abort_resets_both_ends_of_a_forwarded_connection() {
     std::thread::sleep(Duration::from_millis(600));
     let cut_at = Instant::now();
     assert!(
-        dp.abort(id).expect("abort"),
+        g.dp.abort(id).expect("abort"),
         "there was a connection to cut"
     );
     // The client hears of the abort (the 426) a moment later and closes
@@ -562,25 +397,23 @@ fn abort_resets_both_ends_of_a_forwarded_connection() {
             "{who} reset {after:?} after the cut"
         );
     }
-    assert_eq!(dp.live(), 0);
+    assert_eq!(g.dp.live(), 0);
     // The connection stays cut: nothing of it passes the operator's
     // accept line any more, and its mark is the cut one.
-    let (_, chain) = lab.nft("list chain inet ftpalg_data cut");
+    let (_, chain) = g.lab.nft("list chain inet ftpalg_data cut");
     assert!(chain.contains("reject with tcp reset"), "{chain}");
-    dp.close().expect("close");
+    g.close();
 }
 
 #[test]
 fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("j") else {
         return;
-    }
-    let lab = Lab::new("j");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(8));
+    };
+    let srv = g.serve(sa(SERVER, 5000), 10);
     let gw = sa(GW_IN, 40000);
-    let id = dp.add(&passive(gw, 5000, Duration::from_secs(30))).unwrap();
-    let (_, before) = lab.nft("list table inet ftpalg_data");
+    let id = g.add(&passive(gw, 5000, Duration::from_secs(30)));
+    let before = g.table();
     let elements = |t: &str| {
         t.lines()
             .filter(|l| l.trim_start().starts_with("elements") && l.contains("40000"))
@@ -591,18 +424,18 @@ fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
         5,
         "pin, spent, fwd, snat, guard:\n{before}"
     );
-    dp.remove(id).expect("remove");
-    dp.remove(id).expect("removing twice is not an error");
-    let (_, after) = lab.nft("list table inet ftpalg_data");
+    g.dp.remove(id).expect("remove");
+    g.dp.remove(id).expect("removing twice is not an error");
+    let after = g.table();
     assert_eq!(elements(&after), 0, "{after}");
-    let out = dial(&lab.cli, sa(CLIENT, 0), gw, 10, SHORT);
+    let out = g.probe(sa(CLIENT, 0), gw);
     assert!(
         matches!(out, Outcome::TimedOut | Outcome::Refused),
         "{out:?}"
     );
     assert!(srv.finish().is_empty());
     assert_eq!(
-        dp.poll().unwrap(),
+        g.dp.poll().unwrap(),
         vec![],
         "a removed pinhole reports nothing"
     );
@@ -610,34 +443,27 @@ fn a_removed_pinhole_admits_nothing_and_leaves_no_element() {
 
 #[test]
 fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("k") else {
         return;
-    }
-    let lab = Lab::new("k");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER6, 5000), 30_000, Duration::from_secs(8));
+    };
+    let srv = g.serve(sa(SERVER6, 5000), 30_000);
     let gw = sa(GW_IN6, 40000);
-    let id = dp
-        .add(&PinholeFlow::passive(
-            ClientAddr(sa(CLIENT6, 0)),
-            GatewayAddr(gw),
-            ServerAddr(sa(SERVER6, 5000)),
-            SourceNat(GW_OUT6.parse().unwrap()),
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    let id = g.add(&PinholeFlow::passive(
+        ClientAddr(sa(CLIENT6, 0)),
+        GatewayAddr(gw),
+        ServerAddr(sa(SERVER6, 5000)),
+        SourceNat(GW_OUT6.parse().unwrap()),
+        Duration::from_secs(5),
+    ));
+    assert_eq!(g.probe(sa(STRANGER6, 0), gw), Outcome::TimedOut);
     assert_eq!(
-        dial(&lab.cli, sa(STRANGER6, 0), gw, 10, SHORT),
-        Outcome::TimedOut
-    );
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT6, 0), gw, 1000, Duration::from_secs(3)),
+        g.dial(sa(CLIENT6, 0), gw, 1000),
         Outcome::Transferred(30_000)
     );
     let seen = srv.finish();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].peer.ip().to_string(), GW_OUT6);
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    let evs = g.events(id, Duration::from_secs(5));
     assert!(
         matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.to_dialer >= 30_000),
         "{evs:?}"
@@ -646,35 +472,18 @@ fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
 
 #[test]
 fn transparent_pinhole_admits_the_peer_to_the_servers_own_address() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("m") else {
         return;
-    }
-    let lab = Lab::new("m");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(8));
-    // Without a pinhole the operator's forward policy drops the client.
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), sa(SERVER, 5000), 10, SHORT),
-        Outcome::TimedOut
-    );
+    };
     let to = sa(SERVER, 5000);
-    dp.add(&PinholeFlow::relay(
-        PeerIp(CLIENT.parse().unwrap()),
-        GatewayAddr(to),
-        Duration::from_secs(5),
-    ))
-    .unwrap();
+    let srv = g.serve(to, 100);
+    // Without a pinhole the operator's forward policy drops the client.
+    assert_eq!(g.probe(sa(CLIENT, 0), to), Outcome::TimedOut);
+    g.add(&relay(CLIENT, to, Duration::from_secs(5)));
+    assert_eq!(g.probe(sa(STRANGER, 0), to), Outcome::TimedOut, "stranger");
+    assert_eq!(g.dial(sa(CLIENT, 0), to, 10), Outcome::Transferred(100));
     assert_eq!(
-        dial(&lab.cli, sa(STRANGER, 0), to, 10, SHORT),
-        Outcome::TimedOut,
-        "stranger"
-    );
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), to, 10, Duration::from_secs(3)),
-        Outcome::Transferred(100)
-    );
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), to, 10, SHORT),
+        g.probe(sa(CLIENT, 0), to),
         Outcome::TimedOut,
         "second connection"
     );
@@ -689,20 +498,18 @@ fn transparent_pinhole_admits_the_peer_to_the_servers_own_address() {
 
 #[test]
 fn a_target_that_refuses_is_reported_as_failed() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("n") else {
         return;
-    }
-    let lab = Lab::new("n");
-    let mut dp = open(&lab, config());
+    };
     let gw = sa(GW_IN, 40000);
     // Nothing listens on the server's port 5999.
-    let id = dp.add(&passive(gw, 5999, Duration::from_secs(5))).unwrap();
+    let id = g.add(&passive(gw, 5999, Duration::from_secs(5)));
     assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        g.dial(sa(CLIENT, 0), gw, 10),
         Outcome::Refused,
         "the server's reset comes back"
     );
-    let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+    let evs = g.events(id, Duration::from_secs(5));
     assert_eq!(evs, vec![FlowEvent::Failed(FailReason::NotEstablished)]);
 }
 
@@ -714,47 +521,43 @@ fn a_target_that_refuses_is_reported_as_failed() {
 /// the sets filled and every new pinhole was refused as "full".
 #[test]
 fn used_pinholes_give_their_room_back_at_once() {
-    if !require_root() {
+    let config = KernelConfig {
+        max_pinholes: 2,
+        ..config()
+    };
+    let Some(mut g) = Gateway::with("o", config) else {
         return;
-    }
-    let lab = Lab::new("o");
-    let mut dp = open(
-        &lab,
-        KernelConfig {
-            max_pinholes: 2,
-            ..config()
-        },
-    );
-    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(20));
+    };
+    let srv = server(&g.lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(20));
     // Many times the sets' size, one after another, as fast as they go.
     for i in 0..12u16 {
         let gw = sa(GW_IN, 40000 + i);
-        let id = dp
-            .add(&passive(gw, 5000, Duration::from_secs(30)))
-            .unwrap_or_else(|e| panic!("pinhole {i} refused: {e}"));
+        let id =
+            g.dp.add(&passive(gw, 5000, Duration::from_secs(30)))
+                .unwrap_or_else(|e| panic!("pinhole {i} refused: {e}"));
         assert_eq!(
-            dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+            g.dial(sa(CLIENT, 0), gw, 10),
             Outcome::Transferred(100),
             "transfer {i}"
         );
         // Withdrawn as a channel's end withdraws it, used or not yet seen.
         if i % 2 == 0 {
-            let evs = events_until_done(&mut dp, id, Duration::from_secs(5));
+            let evs = g.events(id, Duration::from_secs(5));
             assert!(
                 matches!(evs.last(), Some(FlowEvent::Finished { .. })),
                 "transfer {i}: {evs:?}"
             );
         } else {
-            dp.remove(id).expect("remove");
+            g.dp.remove(id).expect("remove");
         }
     }
     assert_eq!(srv.finish().len(), 12);
-    let (_, table) = lab.nft("list table inet ftpalg_data");
+    let table = g.table();
     assert!(
         !table.contains("elements"),
         "every element went with its pinhole:\n{table}"
     );
-    dp.close().expect("close");
+    g.close();
 }
 
 /// Regression: a server may hand out the same passive port again as soon
@@ -764,41 +567,33 @@ fn used_pinholes_give_their_room_back_at_once() {
 /// the address up to the next one rather than refuse it.
 #[test]
 fn an_ended_pinhole_gives_its_address_to_the_next_at_once() {
-    if !require_root() {
+    let Some(mut g) = Gateway::new("p") else {
         return;
-    }
-    let lab = Lab::new("p");
-    let mut dp = open(&lab, config());
-    let srv = server(&lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(10));
+    };
+    let srv = server(&g.lab.srv, sa(SERVER, 5000), 100, Duration::from_secs(10));
     let gw = sa(GW_IN, 40000);
-    let first = dp
-        .add(&passive(gw, 5000, Duration::from_secs(30)))
-        .expect("first");
-    assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
-        Outcome::Transferred(100)
-    );
+    let first = g.add(&passive(gw, 5000, Duration::from_secs(30)));
+    assert_eq!(g.dial(sa(CLIENT, 0), gw, 10), Outcome::Transferred(100));
     // No poll in between: the first pinhole is still live in the backend.
-    let second = dp
-        .add(&passive(gw, 5000, Duration::from_secs(30)))
-        .expect("the same address again once its connection has ended");
+    let second =
+        g.dp.add(&passive(gw, 5000, Duration::from_secs(30)))
+            .expect("the same address again once its connection has ended");
     assert_ne!(first, second);
     assert_eq!(
-        dial(&lab.cli, sa(CLIENT, 0), gw, 10, Duration::from_secs(3)),
+        g.dial(sa(CLIENT, 0), gw, 10),
         Outcome::Transferred(100),
         "the new pinhole admits its own connection"
     );
     // The first one's end is reported, once, with its bytes.
-    let evs = events_until_done(&mut dp, first, Duration::from_secs(5));
+    let evs = g.events(first, Duration::from_secs(5));
     assert!(
         matches!(evs.last(), Some(FlowEvent::Finished { counts, .. }) if counts.to_dialer >= 100),
         "{evs:?}"
     );
     // A pinhole whose connection is still open keeps its address.
     let third = sa(GW_IN, 40001);
-    dp.add(&passive(third, 5000, Duration::from_secs(30)))
-        .expect("third");
-    let held = spawn_in(&lab.cli, move || {
+    g.add(&passive(third, 5000, Duration::from_secs(30)));
+    let held = spawn_in(&g.lab.cli, move || {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         s.bind(&sa(CLIENT, 0).into()).unwrap();
         s.connect_timeout(&third.into(), Duration::from_secs(3))
@@ -808,10 +603,10 @@ fn an_ended_pinhole_gives_its_address_to_the_next_at_once() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(matches!(
-        dp.add(&passive(third, 5000, Duration::from_secs(30))),
+        g.dp.add(&passive(third, 5000, Duration::from_secs(30))),
         Err(KernelError::PortInUse(_))
     ));
     drop(held.join().unwrap());
     assert_eq!(srv.finish().len(), 3);
-    dp.close().expect("close");
+    g.close();
 }

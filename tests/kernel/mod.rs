@@ -7,6 +7,10 @@
 //! entered it (`setns` changes only the calling thread).
 #![allow(dead_code)]
 
+mod gateway;
+#[allow(unused_imports)]
+pub use gateway::*;
+
 use ftpalg::dataplane::kernel::KernelConfig;
 use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
@@ -158,6 +162,20 @@ NFT"
     pub fn tables(&self) -> String {
         self.nft("list tables").1
     }
+
+    /// The namespace that holds `addr`'s address.
+    pub fn ns_of(&self, addr: SocketAddr) -> &str {
+        let ip = addr.ip().to_string();
+        if [CLIENT, STRANGER, CLIENT6, STRANGER6].contains(&ip.as_str()) {
+            &self.cli
+        } else if [SERVER, SERVER6].contains(&ip.as_str()) {
+            &self.srv
+        } else if [GW_IN, GW_OUT, GW_IN6, GW_OUT6].contains(&ip.as_str()) {
+            &self.gw
+        } else {
+            panic!("{ip} is no address of the lab")
+        }
+    }
 }
 
 impl Drop for Lab {
@@ -294,4 +312,70 @@ pub fn dial(
 
 pub fn sa(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+/// How one end of a cut connection ended: the error it saw, and when.
+#[derive(Debug)]
+pub struct End {
+    pub error: std::io::ErrorKind,
+    pub at: Instant,
+    pub moved: usize,
+}
+
+/// Moves bytes on `s` (writing when `send`, else reading) until an error
+/// or `within`; a clean EOF counts as `UnexpectedEof`. Once `close` is set
+/// a reader half-closes, as a client closes its data connection after
+/// ABOR: its FIN is its next packet.
+pub fn until_error(
+    mut s: std::net::TcpStream,
+    send: bool,
+    within: Duration,
+    close: Option<Arc<AtomicBool>>,
+) -> End {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = Instant::now() + within;
+    let mut buf = vec![0x5au8; 16 * 1024];
+    let mut moved = 0;
+    let mut closed = false;
+    while Instant::now() < end {
+        if !closed && close.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            closed = true;
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        let r = if send {
+            std::io::Write::write(&mut s, &buf)
+        } else {
+            std::io::Read::read(&mut s, &mut buf)
+        };
+        match r {
+            Ok(0) => {
+                return End {
+                    error: std::io::ErrorKind::UnexpectedEof,
+                    at: Instant::now(),
+                    moved,
+                }
+            }
+            Ok(n) => moved += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                return End {
+                    error: e.kind(),
+                    at: Instant::now(),
+                    moved,
+                }
+            }
+        }
+    }
+    End {
+        error: std::io::ErrorKind::TimedOut,
+        at: Instant::now(),
+        moved,
+    }
 }
