@@ -5,29 +5,11 @@
 
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane};
-use ftpalg::dataplane::{ClientAddr, GatewayAddr, PinholeFlow, ServerAddr, SourceNat};
 use kernel::*;
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-fn open(lab: &Lab, config: KernelConfig) -> KernelDataPlane {
-    let (dp, _) =
-        in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
-    dp
-}
-
-fn passive(gw: SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
-    PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, port)),
-        SourceNat(GW_OUT.parse().unwrap()),
-        timeout,
-    )
-}
 
 /// Pins the calling thread to `cpu` (modulo the CPUs there are), so the
 /// SYNs it sends are handled by that CPU's softirq on the way through the
@@ -91,11 +73,9 @@ fn race(lab: &Lab, to: SocketAddr, n: usize, within: Duration) -> usize {
 /// marked it: one in five pinholes admitted two connections.
 #[test]
 fn simultaneous_syns_from_the_peer_are_admitted_once() {
-    if !require_root() {
+    let Some(Gateway { lab, mut dp, .. }) = Gateway::new("r") else {
         return;
-    }
-    let lab = Lab::new("r");
-    let mut dp = open(&lab, config());
+    };
     const TRIALS: u16 = 120;
     let srv = server(&lab.srv, sa(SERVER, 5000), 0, Duration::from_secs(120));
     let mut doubles = Vec::new();
@@ -132,11 +112,9 @@ fn simultaneous_syns_from_the_peer_are_admitted_once() {
 /// `guard` chain now logs what it drops to an nflog group ftpalg reads.
 #[test]
 fn strangers_turned_away_by_the_kernel_are_told_once_each() {
-    if !require_root() {
+    let Some(Gateway { lab, mut dp, .. }) = Gateway::new("v") else {
         return;
-    }
-    let lab = Lab::new("v");
-    let mut dp = open(&lab, config());
+    };
     let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(10));
     let gw = sa(GW_IN, 40000);
     let id = dp

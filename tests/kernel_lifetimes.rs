@@ -6,9 +6,7 @@
 mod kernel;
 
 use ftpalg::dataplane::kernel::{KernelDataPlane, PinholeId};
-use ftpalg::dataplane::{
-    ClientAddr, FailReason, FlowEvent, GatewayAddr, PinholeFlow, ServerAddr, SourceNat,
-};
+use ftpalg::dataplane::{FailReason, FlowEvent};
 use kernel::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -19,24 +17,20 @@ use std::time::{Duration, Instant};
 /// a NAT chain of its own: without one, deleting ftpalg's table would
 /// unhook NAT altogether and stop every translated connection with it,
 /// which is not what a real gateway does.
-fn open(lab: &Lab) -> KernelDataPlane {
+fn open(tag: &str) -> Option<Gateway> {
+    if !require_root() {
+        return None;
+    }
+    let lab = Lab::new(tag);
     let (ok, out) = lab.nft(
         "'add table ip opnat; add chain ip opnat post { type nat hook postrouting priority srcnat; }; add chain ip opnat pre { type nat hook prerouting priority dstnat; }'",
     );
     assert!(ok, "{out}");
-    let (dp, _) = in_ns(&lab.gw, || KernelDataPlane::open(config())).expect("open");
-    dp
+    Some(Gateway::open(lab, config()))
 }
 
-fn passive(gw: SocketAddr, port: u16) -> PinholeFlow {
-    PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, port)),
-        SourceNat(GW_OUT.parse().unwrap()),
-        Duration::from_secs(30),
-    )
-}
+/// How long the pinholes here wait for their connection.
+const PINHOLE: Duration = Duration::from_secs(30);
 
 /// Polls until `id` has an event matching `want` (bounded).
 fn wait_for(
@@ -93,14 +87,12 @@ fn slow_client(lab: &Lab, to: SocketAddr) -> (mpsc::Sender<()>, std::thread::Joi
 /// conntrack kept it: unfollowed, never cut, not even when ftpalg stopped.
 #[test]
 fn a_transfer_left_by_its_session_is_followed_and_ended_with_the_table() {
-    if !require_root() {
+    let Some(Gateway { lab, mut dp, .. }) = open("t") else {
         return;
-    }
-    let lab = Lab::new("t");
-    let mut dp = open(&lab);
+    };
     let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(15));
     let gw = sa(GW_IN, 40000);
-    let id = dp.add(&passive(gw, 5000)).expect("add");
+    let id = dp.add(&passive(gw, 5000, PINHOLE)).expect("add");
     let (go, client) = slow_client(&lab, gw);
     wait_for(&mut dp, id, Duration::from_secs(3), |e| {
         matches!(e, FlowEvent::Established { .. })
@@ -133,15 +125,15 @@ fn a_transfer_left_by_its_session_is_followed_and_ended_with_the_table() {
 /// reported as such; one that moves is not.
 #[test]
 fn an_idle_kernel_transfer_is_cut_and_reported() {
-    if !require_root() {
+    let Some(Gateway { lab, mut dp, .. }) = open("u") else {
         return;
-    }
-    let lab = Lab::new("u");
-    let mut dp = open(&lab);
+    };
     let srv = server(&lab.srv, sa(SERVER, 5000), 10, Duration::from_secs(15));
     let gw = sa(GW_IN, 40000);
     let idle = Duration::from_secs(1);
-    let id = dp.add_limited(&passive(gw, 5000), Some(idle)).expect("add");
+    let id = dp
+        .add_limited(&passive(gw, 5000, PINHOLE), Some(idle))
+        .expect("add");
     let (go, client) = slow_client(&lab, gw);
     wait_for(&mut dp, id, Duration::from_secs(3), |e| {
         matches!(e, FlowEvent::Established { .. })
