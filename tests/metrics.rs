@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 use support::client::{Client, Mode};
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway};
+use support::{data, explicit_rules, gateway, sum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -19,16 +19,6 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         .expect("an answer within 5 s")
         .unwrap();
     out
-}
-
-/// The sum of every sample of `name` whose labels contain all of `labels`.
-fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,10 @@
 mod support;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::client::{Client, Mode};
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway};
+use support::{data, explicit_rules, gateway, metric};
 use tokio::io::AsyncReadExt;
 
 /// Runs a test body under a deadline: a hang fails instead of blocking.
@@ -24,7 +23,7 @@ async fn within<F: Future<Output = ()>>(secs: u64, body: F) {
 /// Data channels holding sockets in the gateway now (each running relay
 /// holds two descriptors).
 fn channels(gw: &ftpalg::proxy::Handle) -> u64 {
-    gw.gateway().metrics.data_channels.load(Ordering::Relaxed)
+    metric(gw, "ftpalg_pinholes_open", &[]) as u64
 }
 
 /// Waits until `cond` holds, up to `limit`; returns whether it did.
@@ -94,7 +93,7 @@ async fn delivered_channels_kept_open_by_the_client_do_not_pile_up() {
             channels(&gw)
         );
         // Each delivered transfer counts as complete.
-        let transfers = || gw.gateway().metrics.transfers.load(Ordering::Relaxed);
+        let transfers = || metric(&gw, "ftpalg_transfers_total", &["result=\"ok\""]) as u64;
         assert!(
             eventually(Duration::from_secs(3), || transfers() == FILES as u64).await,
             "{} transfers reported complete",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::client::Client;
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway};
+use support::{data, explicit_rules, gateway, metric};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -24,7 +24,7 @@ async fn within<F: Future<Output = ()>>(secs: u64, body: F) {
 }
 
 fn channels(gw: &ftpalg::proxy::Handle) -> u64 {
-    gw.gateway().metrics.data_channels.load(Ordering::Relaxed)
+    metric(gw, "ftpalg_pinholes_open", &[]) as u64
 }
 
 /// Waits until `cond` holds, up to `limit`; returns whether it did.

@@ -6,11 +6,10 @@ mod support;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::client::{Client, Mode};
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway};
+use support::{data, explicit_rules, gateway, metric};
 use tokio::net::TcpStream;
 
 /// Every test here is bounded: a hang is a failure, not a stuck run.
@@ -101,6 +100,11 @@ async fn reordered_listeners_keep_their_own_upstreams_after_reload() {
         assert!(reaches(at_a, "before-a", &sa).await);
         assert!(reaches(at_b, "before-b", &sb).await);
         gw.reload(rules_with(&[lb, la], ""));
+        assert_eq!(
+            metric(&gw, "ftpalg_reloads_total", &["result=\"ok\""]),
+            1.0,
+            "a reload through the API counts like one from a file"
+        );
         assert!(
             reaches(at_a, "after-a", &sa).await,
             "a client of listener a went elsewhere after the reorder"
@@ -250,15 +254,23 @@ async fn transparent_to_itself(listen: &str, tproxy: bool) {
         hello.text
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let m = &gw.gateway().metrics;
     assert_eq!(
-        m.sessions.load(Ordering::Relaxed),
-        1,
+        metric(&gw, "ftpalg_sessions_total", &[]),
+        1.0,
         "{listen} tproxy {tproxy}: the gateway connected to itself"
     );
     assert_eq!(
-        m.denied.load(Ordering::Relaxed),
-        1,
+        metric(&gw, "ftpalg_denials_total", &[]),
+        1.0,
+        "{listen} tproxy {tproxy}"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "ftpalg_denials_total",
+            &["reason=\"self-destination\""]
+        ),
+        1.0,
         "{listen} tproxy {tproxy}"
     );
 }
@@ -298,6 +310,11 @@ async fn the_login_deadline_closes_connections_that_do_not_log_in() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(closed, "a session that never logs in was not closed");
+        assert_eq!(
+            metric(&gw, "ftpalg_login_timeouts_total", &[]),
+            2.0,
+            "the silent and the chatty session, each counted once"
+        );
         // A session that logged in is not touched by the deadline.
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(user.cmd("NOOP").await.code, 200);
@@ -324,8 +341,8 @@ async fn at_the_per_client_limit_the_longest_silent_session_makes_room() {
         assert_eq!(first.cmd("NOOP").await.code, 200);
         newcomer.login("n").await;
         assert_eq!(
-            gw.gateway().metrics.evicted.load(Ordering::Relaxed),
-            1,
+            metric(&gw, "ftpalg_sessions_evicted_total", &[]),
+            1.0,
             "one eviction counted"
         );
         assert_eq!(gw.gateway().active_sessions(), 2);
@@ -400,9 +417,12 @@ async fn a_flood_of_silent_connections_does_not_lock_out_a_user_behind_the_same_
         let second = flood(50).await;
         assert_eq!(user.cmd("NOOP").await.code, 200);
         assert!(gw.gateway().active_sessions() <= 5);
-        let m = &gw.gateway().metrics;
-        assert_eq!(m.evicted.load(Ordering::Relaxed), 95 + 1 + 50);
-        assert_eq!(m.refused.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            metric(&gw, "ftpalg_sessions_evicted_total", &[]),
+            (95 + 1 + 50) as f64
+        );
+        // Nobody was refused: every denial is a refused connection here.
+        assert_eq!(metric(&gw, "ftpalg_denials_total", &[]), 0.0);
         eprintln!(
             "100 silent connections at sessions_per_client 5 admitted in {flood_time:?} ({:?} each)",
             flood_time / 100

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use support::client::{Client, Mode, MODES};
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway, sha256};
+use support::{data, explicit_rules, gateway, metric, sha256};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// A gateway in front of `server` and a client logged in through it.
@@ -164,13 +164,7 @@ async fn a_stranger_is_refused_while_the_real_peer_succeeds() {
     assert_eq!(got, data(1000, 1));
     assert_eq!(c.reply().await.code, 150);
     assert_eq!(c.reply().await.code, 226);
-    assert!(
-        gw.gateway()
-            .metrics
-            .strangers
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(metric(&gw, "ftpalg_pinhole_strangers_total", &["side=\"client\""]) >= 1.0);
 }
 
 #[tokio::test]
@@ -499,6 +493,14 @@ async fn reload_under_load_keeps_sessions_and_applies_to_new_transfers() {
     let deny = format!("{base}rules:\n  - name: no-downloads\n    match: {{ command: [RETR] }}\n    action: deny\n    reply: \"550 Downloads are off.\"\n");
     std::fs::write(&path, deny).unwrap();
     ftpalg::proxy::reload_file(&gw, &path).expect("valid reload");
+    for result in ["ok", "refused"] {
+        let label = format!("result=\"{result}\"");
+        assert_eq!(
+            metric(&gw, "ftpalg_reloads_total", &[&label]),
+            1.0,
+            "each reload counted once, {result}"
+        );
+    }
     for c in clients.iter_mut() {
         assert_eq!(c.cmd("NOOP").await.code, 200, "session survived the reload");
         let r = c.cmd("RETR f").await;

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use tracing::warn;
 
 const LIVE: u8 = 0;
 /// Dropped to admit a newcomer, which took over its place in the counts.
@@ -305,15 +304,12 @@ impl Gateway {
     }
 
     fn evicted(&self, victim: &Slot, newcomer: u64, limit: Refusal) {
-        self.metrics.evicted.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            session = victim.id,
-            client = %victim.client,
-            silent_ms = victim.silent_for().as_millis() as u64,
+        self.metrics.telemetry.evicted(
+            victim.id,
+            victim.client,
+            victim.silent_for(),
             newcomer,
-            limit = limit.reason(),
-            reason = Closing::Evicted.reason(),
-            "closing"
+            limit.reason(),
         );
         victim.evict.notify_one();
     }
@@ -385,7 +381,9 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(gw.metrics.evicted.load(Ordering::Relaxed) > 0);
+        let text = gw.metrics.telemetry.encode();
+        let evicted = crate::proxy::events::tests::value(&text, "ftpalg_sessions_evicted_total ");
+        assert!(evicted > Some(0.0), "{text}");
         assert_eq!(gw.registry.active(), 0);
         assert!(gw.registry.per_client.is_empty());
     }

@@ -150,9 +150,6 @@ async fn start(
                 "self-destination",
                 &format!("{to} is one of the gateway's own listeners"),
             );
-            gw.metrics
-                .denied
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             client
                 .write_all(b"421 This connection is addressed to the gateway itself, not to an FTP server.\r\n")
                 .await?;
@@ -177,12 +174,10 @@ async fn start(
         let connected = tokio::select! {
             r = connect => r,
             why = admission.closing(rules.limits.login_timeout) => {
-                if why == Closing::LoginTimeout {
-                    gw.metrics
-                        .login_timeouts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match why {
+                    Closing::LoginTimeout => gw.metrics.telemetry.login_timeout(id, peer, Some(to)),
+                    Closing::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
-                warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server");
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(why.reply())).await;
                 return Ok(None);
             }
@@ -428,9 +423,8 @@ impl Driver {
         if why == Closing::LoginTimeout {
             self.gw
                 .metrics
-                .login_timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            warn!(session = self.id, client = %self.session.client(), reason = why.reason(), "closing");
+                .telemetry
+                .login_timeout(self.id, self.session.client(), None);
         }
         self.out.iter_mut().for_each(|o| o.0 = None);
         self.push_out(None, why.reply().to_vec());

@@ -3,6 +3,7 @@
 //! reloads here, and each report both logs and counts, so that nothing can
 //! reach one and miss the other.
 
+use super::admission::Closing;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -33,6 +34,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    side: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -47,11 +53,14 @@ pub struct Telemetry {
     registry: Registry,
     sessions: Counter,
     sessions_active: Gauge,
+    evicted: Counter,
+    login_timeouts: Counter,
     transfers: Family<TransferLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
     denials: Family<ReasonLabels, Counter>,
     pinholes_open: Gauge,
     pinholes_expired: Counter,
+    strangers: Family<SideLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     setup: Histogram,
     /// Sessions and transfers alive now, for `/status`.
@@ -111,11 +120,14 @@ impl Telemetry {
             registry: Registry::default(),
             sessions: Counter::default(),
             sessions_active: Gauge::default(),
+            evicted: Counter::default(),
+            login_timeouts: Counter::default(),
             transfers: Family::default(),
             bytes: Family::default(),
             denials: Family::default(),
             pinholes_open: Gauge::default(),
             pinholes_expired: Counter::default(),
+            strangers: Family::default(),
             reloads: Family::default(),
             // 1 ms to about 16 s.
             setup: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -126,6 +138,16 @@ impl Telemetry {
             "ftpalg_sessions_active",
             "Sessions alive now",
             t.sessions_active.clone(),
+        );
+        registry.register(
+            "ftpalg_sessions_evicted",
+            "Sessions that had not logged in, closed to make room for a newcomer at a session limit",
+            t.evicted.clone(),
+        );
+        registry.register(
+            "ftpalg_login_timeouts",
+            "Sessions closed for not logging in within limits.login_timeout",
+            t.login_timeouts.clone(),
         );
         registry.register(
             "ftpalg_transfers",
@@ -151,6 +173,11 @@ impl Telemetry {
             "ftpalg_pinholes_expired",
             "Pinholes closed because their connection did not come in time",
             t.pinholes_expired.clone(),
+        );
+        registry.register(
+            "ftpalg_pinhole_strangers",
+            "Connections to relay pinholes from a peer other than the expected one, reset; by side (client, server)",
+            t.strangers.clone(),
         );
         registry.register(
             "ftpalg_reloads",
@@ -204,6 +231,41 @@ impl Telemetry {
                 info!(session, client = %client, user = user.unwrap_or("-"), secs, "session end")
             }
             Some(e) => info!(session, client = %client, secs, error = e, "session end"),
+        }
+    }
+
+    /// A session that had not logged in was closed to make room for
+    /// `newcomer` at `limit`.
+    pub fn evicted(
+        &self,
+        session: u64,
+        client: IpAddr,
+        silent: Duration,
+        newcomer: u64,
+        limit: &str,
+    ) {
+        self.evicted.inc();
+        warn!(
+            session,
+            client = %client,
+            silent_ms = silent.as_millis() as u64,
+            newcomer,
+            limit,
+            reason = Closing::Evicted.reason(),
+            "closing"
+        );
+    }
+
+    /// A session did not log in within `limits.login_timeout`; `server` is
+    /// the server it was still being connected to, if so.
+    pub fn login_timeout(&self, session: u64, client: SocketAddr, server: Option<SocketAddr>) {
+        self.login_timeouts.inc();
+        let reason = Closing::LoginTimeout.reason();
+        match server {
+            Some(server) => {
+                warn!(session, client = %client, server = %server, reason, "closing while connecting to the server")
+            }
+            None => warn!(session, client = %client, reason, "closing"),
         }
     }
 
@@ -322,6 +384,17 @@ impl Telemetry {
         warn!(session, side, timeout = ?timeout, reason = "pinhole expired", "data connection did not come");
     }
 
+    /// A relay pinhole's `side` (`client`, `server`) was reached by `peer`,
+    /// not the expected peer; it was reset.
+    pub fn stranger(&self, session: u64, side: &str, peer: SocketAddr) {
+        self.strangers
+            .get_or_create(&SideLabels {
+                side: side.to_string(),
+            })
+            .inc();
+        warn!(session, side, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
+    }
+
     /// A reload was applied (`ok`) or refused.
     pub fn reload(&self, ok: bool, file: &str, error: Option<&str>) {
         let result = if ok { "ok" } else { "refused" };
@@ -341,10 +414,11 @@ impl Telemetry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn value(text: &str, prefix: &str) -> Option<f64> {
+    /// The value of the first sample whose line starts with `prefix`.
+    pub(crate) fn value(text: &str, prefix: &str) -> Option<f64> {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
@@ -374,6 +448,15 @@ mod tests {
         });
         t.denied(Some(1), client, "u", "bounce", "PORT to another host");
         t.reload(false, "r.yaml", Some("bad"));
+        t.evicted(
+            2,
+            client.ip(),
+            Duration::from_secs(3),
+            3,
+            "too many sessions",
+        );
+        t.login_timeout(3, client, None);
+        t.stranger(1, "client", "100.64.0.9:4000".parse().unwrap());
         let text = t.encode();
         assert_eq!(value(&text, "ftpalg_sessions_total "), Some(1.0), "{text}");
         assert_eq!(value(&text, "ftpalg_sessions_active "), Some(1.0), "{text}");
@@ -399,6 +482,12 @@ mod tests {
         );
         assert_eq!(
             value(&text, "ftpalg_transfer_setup_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "ftpalg_sessions_evicted_total "), Some(1.0));
+        assert_eq!(value(&text, "ftpalg_login_timeouts_total "), Some(1.0));
+        assert_eq!(
+            value(&text, "ftpalg_pinhole_strangers_total{side=\"client\"}"),
             Some(1.0)
         );
         assert!(text.contains("ftpalg_build_info{version=\""), "{text}");

@@ -7,7 +7,6 @@ use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -228,7 +227,6 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
         let client = peer.ip().to_canonical();
         match gw.admit(client) {
             Ok(guard) => {
-                gw.metrics.sessions.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(control::serve(
                     gw.clone(),
                     rules.clone(),
@@ -255,7 +253,6 @@ fn refuse(
     reason: &str,
     msg: String,
 ) {
-    gw.metrics.refused.fetch_add(1, Ordering::Relaxed);
     gw.metrics
         .telemetry
         .denied(None, peer, "-", reason, "session refused");

@@ -29,7 +29,7 @@ pub use privileged::Privileged;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
@@ -60,29 +60,11 @@ pub enum ProxyError {
     Thread(io::Error),
 }
 
-/// Counters exported for monitoring.
+/// What the gateway exports for monitoring.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Sessions accepted.
-    pub sessions: AtomicU64,
-    /// Connections refused (limits, a removed listener).
-    pub refused: AtomicU64,
-    /// Sessions that had not logged in, closed to make room for a newcomer
-    /// at a session limit.
-    pub evicted: AtomicU64,
-    /// Sessions closed for not logging in within `limits.login_timeout`.
-    pub login_timeouts: AtomicU64,
-    /// Requests denied (bounce, rules, ...).
-    pub denied: AtomicU64,
-    /// Completed transfers.
-    pub transfers: AtomicU64,
-    /// Connections to pinholes from unexpected peers.
-    pub strangers: AtomicU64,
-    /// Successful reloads.
-    pub reloads: AtomicU64,
-    /// Data channels holding sockets now (pinholes, connections, relays).
-    pub data_channels: AtomicU64,
-    /// The Prometheus metrics, fed by the same reports that write the logs.
+    /// The Prometheus metrics, fed by the same reports that write the logs:
+    /// the one store of the gateway's counts, so that no two can drift.
     pub telemetry: events::Telemetry,
 }
 
@@ -176,8 +158,14 @@ impl Gateway {
     /// Replaces the rules for new sessions and new transfers, and brings
     /// the listeners in line with them by name (see `reconcile_listeners`).
     /// Running sessions of a removed listener finish on the rules they
-    /// started with.
+    /// started with. Counted as a reload from `-` (no file).
     pub fn replace_rules(self: &Arc<Self>, new: Rules) {
+        self.apply_rules(new, "-");
+    }
+
+    /// [`replace_rules`](Self::replace_rules), read from `file` (for the
+    /// reload's log line).
+    fn apply_rules(self: &Arc<Self>, new: Rules, file: &str) {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let new = Arc::new(new);
         match self.rules.write() {
@@ -194,7 +182,7 @@ impl Gateway {
         if let Some(endpoint) = self.http.get() {
             endpoint.reload(new.metrics.as_ref());
         }
-        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.telemetry.reload(true, file, None);
     }
 
     /// How long a server stays known as passive-dead: long enough that each
@@ -428,8 +416,7 @@ pub fn reload_file(handle: &Handle, path: &Path) -> Result<(), rules::RulesError
             for w in warnings {
                 warn!(file = %file, "{w}");
             }
-            handle.reload(r);
-            t.reload(true, &file, None);
+            handle.gw.apply_rules(r, &file);
             Ok(())
         }
         Err(e) => {

@@ -43,3 +43,20 @@ pub fn sha256(b: &[u8]) -> String {
     let d = sha2::Sha256::digest(b);
     d.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The sum of every sample of `name` whose labels contain all of `labels`,
+/// in Prometheus text.
+pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// [`sum`] over the gateway's metrics now, read from its telemetry (no
+/// endpoint needed).
+pub fn metric(gw: &Handle, name: &str, labels: &[&str]) -> f64 {
+    sum(&gw.gateway().metrics.telemetry.encode(), name, labels)
+}

@@ -59,10 +59,6 @@ impl Driver {
                     &reason.to_string(),
                     &detail,
                 );
-                self.gw
-                    .metrics
-                    .denied
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Event::Unparsed { from, line } => {
                 info!(session = id, from = ?from, line = %line, "passed through a line it could not parse")

@@ -55,7 +55,6 @@ pub(super) struct ChannelGauge(Arc<Metrics>);
 
 impl ChannelGauge {
     fn new(m: &Arc<Metrics>) -> ChannelGauge {
-        m.data_channels.fetch_add(1, Ordering::Relaxed);
         m.telemetry.pinhole_opened();
         ChannelGauge(m.clone())
     }
@@ -63,7 +62,6 @@ impl ChannelGauge {
 
 impl Drop for ChannelGauge {
     fn drop(&mut self) {
-        self.0.data_channels.fetch_sub(1, Ordering::Relaxed);
         self.0.telemetry.pinhole_closed();
     }
 }
@@ -315,10 +313,7 @@ impl Driver {
             let started = Instant::now();
             let strangers = |who: &'static str| {
                 let metrics = metrics.clone();
-                move |peer: SocketAddr| {
-                    metrics.strangers.fetch_add(1, Ordering::Relaxed);
-                    warn!(session, side = who, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
-                }
+                move |peer: SocketAddr| metrics.telemetry.stranger(session, who, peer)
             };
             let expired = |side: &'static str| {
                 let metrics = metrics.clone();

@@ -28,10 +28,7 @@ impl Driver {
         let user = self.session.user().unwrap_or("-").to_string();
         let path = c.path();
         let result = match &result {
-            Ok(m) => {
-                self.gw.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                Ok((m.up, m.down))
-            }
+            Ok(m) => Ok((m.up, m.down)),
             Err(e) => Err(e.as_str()),
         };
         let verb = verb.to_string();
