@@ -352,18 +352,16 @@ async fn start_gateway(
 /// Raises the soft limit on open files to the hard limit: each session
 /// holds two sockets, and each transfer up to four more.
 fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a pointer to a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            // Raising the soft limit up to the hard one is always permitted.
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+            hard
         }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
     }
-    lim.rlim_cur
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`. `privileged` are
