@@ -22,7 +22,7 @@ use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
-use kernel::KernelPlane;
+use kernel::KernelThread;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
 pub use privileged::Privileged;
@@ -104,7 +104,7 @@ pub struct Gateway {
     pinholes: Box<dyn Pinholes>,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
-    kernel: Option<Arc<KernelPlane>>,
+    kernel: Option<Arc<KernelThread>>,
     /// Servers whose passive ports did not answer, and when that was seen.
     passive_dead: DashMap<IpAddr, std::time::Instant>,
     /// Servers whose passive ports answered, and when (server mode `auto`
@@ -120,7 +120,7 @@ impl Gateway {
     fn new(
         rules: Rules,
         rt: tokio::runtime::Handle,
-        kernel: Option<Arc<KernelPlane>>,
+        kernel: Option<Arc<KernelThread>>,
     ) -> Arc<Gateway> {
         let (shutdown, _) = watch::channel(false);
         let (hard_stop, _) = watch::channel(false);
@@ -325,7 +325,7 @@ pub async fn start_with(rules: Rules, privileged: Privileged) -> Result<Handle, 
 
 async fn start_gateway(
     rules: Rules,
-    kernel: Option<Arc<KernelPlane>>,
+    kernel: Option<Arc<KernelThread>>,
 ) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
