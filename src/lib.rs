@@ -1,9 +1,13 @@
 //! ftpalg: a userspace FTP application-layer gateway.
 //!
-//! Layers, from the wire inwards: [`ftp`] is the sans-IO protocol core (it
-//! turns control-channel bytes into decisions); `rules` turns the operator's
-//! YAML into a policy; `proxy` drives sessions over tokio sockets. See
-//! `docs/architecture.md`.
+//! Three layers make the gateway: [`rules`] turns the operator's YAML into
+//! a policy; [`ftp`] is the sans-IO protocol core (it turns control-channel
+//! bytes into decisions); [`proxy`] drives sessions over tokio sockets,
+//! with [`dataplane`] for the flows and the kernel's nftables/conntrack
+//! backend. Beside them, [`packet`] (captures, TCP decoding and
+//! reassembly) and [`diagnose`] serve `ftpalg diagnose`; [`cli`] holds the
+//! command line and [`privilege`] least privilege (the capabilities kept,
+//! the run_as user). See `docs/architecture.md`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

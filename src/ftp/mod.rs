@@ -7,4 +7,4 @@ pub mod framer;
 pub mod redact;
 pub mod reply;
 pub mod session;
-pub mod telnet;
+pub(crate) mod telnet;

@@ -9,9 +9,9 @@ mod http;
 mod keepalive;
 mod kernel;
 mod listeners;
-pub mod pinhole;
+pub(crate) mod pinhole;
 mod privileged;
-pub mod relay;
+pub(crate) mod relay;
 mod splice;
 pub mod status;
 mod tproxy;
@@ -22,7 +22,7 @@ use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
-use kernel::KernelPlane;
+use kernel::KernelThread;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
 pub use privileged::Privileged;
@@ -86,7 +86,7 @@ pub struct Gateway {
     pinholes: Box<dyn Pinholes>,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
-    kernel: Option<Arc<KernelPlane>>,
+    kernel: Option<Arc<KernelThread>>,
     /// Servers whose passive ports did not answer, and when that was seen.
     passive_dead: DashMap<IpAddr, std::time::Instant>,
     /// Servers whose passive ports answered, and when (server mode `auto`
@@ -102,7 +102,7 @@ impl Gateway {
     fn new(
         rules: Rules,
         rt: tokio::runtime::Handle,
-        kernel: Option<Arc<KernelPlane>>,
+        kernel: Option<Arc<KernelThread>>,
     ) -> Arc<Gateway> {
         let (shutdown, _) = watch::channel(false);
         let (hard_stop, _) = watch::channel(false);
@@ -313,7 +313,7 @@ pub async fn start_with(rules: Rules, privileged: Privileged) -> Result<Handle, 
 
 async fn start_gateway(
     rules: Rules,
-    kernel: Option<Arc<KernelPlane>>,
+    kernel: Option<Arc<KernelThread>>,
 ) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
     let addrs = gw.bind_all()?;
@@ -340,18 +340,16 @@ async fn start_gateway(
 /// Raises the soft limit on open files to the hard limit: each session
 /// holds two sockets, and each transfer up to four more.
 fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a pointer to a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            // Raising the soft limit up to the hard one is always permitted.
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+            hard
         }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
     }
-    lim.rlim_cur
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`. `privileged` are

@@ -9,14 +9,14 @@
 //! runtime: its workers and blocking threads, which parse what clients and
 //! servers send, never hold it, and cannot take it back.
 
-use super::kernel::KernelPlane;
+use super::kernel::KernelThread;
 use super::{tproxy, ProxyError};
 use crate::dataplane::kernel::{KernelConfig, KernelError};
 use crate::rules::{DataPath, Rules};
 use std::sync::Arc;
 use tracing::info;
 
-/// The name [`KernelPlane::start`] gives its thread.
+/// The name [`KernelThread::start`] gives its thread.
 const KERNEL_THREAD: &str = "ftpalg-kernel";
 
 /// What the gateway starts before its runtime, on threads of their own
@@ -24,7 +24,7 @@ const KERNEL_THREAD: &str = "ftpalg-kernel";
 /// documentation.
 #[derive(Debug)]
 pub struct Privileged {
-    pub(super) kernel: Option<Arc<KernelPlane>>,
+    pub(super) kernel: Option<Arc<KernelThread>>,
     tproxy: bool,
 }
 
@@ -58,19 +58,19 @@ impl Privileged {
 }
 
 /// Starts the kernel data plane if `path` asks for it. Blocks.
-pub(super) fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelPlane>>, ProxyError> {
+pub(super) fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelThread>>, ProxyError> {
     if path == DataPath::Relay {
         return Ok(None);
     }
-    kernel_or_relay(path, KernelPlane::start(KernelConfig::default()))
+    kernel_or_relay(path, KernelThread::start(KernelConfig::default()))
 }
 
 /// What `started` means for `path`: `kernel` must have started; `auto`
 /// uses it if it did and says once which it chose.
 pub(super) fn kernel_or_relay(
     path: DataPath,
-    started: Result<KernelPlane, KernelError>,
-) -> Result<Option<Arc<KernelPlane>>, ProxyError> {
+    started: Result<KernelThread, KernelError>,
+) -> Result<Option<Arc<KernelThread>>, ProxyError> {
     match (started, path) {
         (Ok(k), _) => {
             info!(path = path.as_str(), table = %format!("inet {}", k.table), accept_rule = %k.accept_rule,

@@ -242,10 +242,8 @@ async fn pump(
     outcome
 }
 
-/// Relays between the client's and the server's data connections.
-/// `delivered` is called once the server-to-client direction has ended,
-/// with how it ended: `Ok` when all of it was handed to the client (the
-/// moment a held `226` may follow), `Err` with the reason when it failed.
+/// [`relay_counted`] with nobody watching the bytes move.
+#[cfg(test)]
 pub async fn relay(
     client: TcpStream,
     server: TcpStream,
@@ -255,7 +253,11 @@ pub async fn relay(
     relay_counted(client, server, limits, &Progress::default(), delivered).await
 }
 
-/// [`relay`], counting the bytes into `progress` as they move.
+/// Relays between the client's and the server's data connections,
+/// counting the bytes into `progress` as they move. `delivered` is called
+/// once the server-to-client direction has ended, with how it ended: `Ok`
+/// when all of it was handed to the client (the moment a held `226` may
+/// follow), `Err` with the reason when it failed.
 pub async fn relay_counted(
     client: TcpStream,
     server: TcpStream,

@@ -2,8 +2,9 @@
 //! bytes of a transfer never enter userspace, which is what keeps the
 //! relay's CPU cost per GiB low.
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -29,18 +30,11 @@ pub struct Pipe {
 impl Pipe {
     /// A new pipe, enlarged where the system allows.
     pub fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: fds points to two ints, as pipe2 requires.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         #[cfg(test)]
         CREATED.with(|c| c.set(c.get() + 1));
-        // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A larger pipe means fewer calls; failure only costs speed.
-        // SAFETY: plain fcntl on a descriptor we own.
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(CHUNK as libc::c_int));
         Ok(Pipe {
             read,
             write,
@@ -49,33 +43,17 @@ impl Pipe {
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: both descriptors are open for the duration of the call; null
-    // offsets are allowed for pipes and sockets.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    // Null offsets: pipes and sockets have no position to splice from.
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    Ok(nix::fcntl::splice(from, None, to, None, len, flags)?)
 }
 
 /// Moves what the socket has into the pipe; `Ok(0)` is end of stream.
 pub async fn fill(from: &TcpStream, pipe: &mut Pipe) -> io::Result<usize> {
     loop {
         from.readable().await?;
-        match from.try_io(Interest::READABLE, || {
-            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
-        }) {
+        match from.try_io(Interest::READABLE, || splice(from, &pipe.write, CHUNK)) {
             Ok(n) => {
                 pipe.held += n;
                 return Ok(n);
@@ -109,9 +87,7 @@ pub async fn drain(
             Ok(r) => r?,
             Err(_) => return Err(stalled(idle)),
         }
-        match to.try_io(Interest::WRITABLE, || {
-            splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pipe.held)
-        }) {
+        match to.try_io(Interest::WRITABLE, || splice(&pipe.read, to, pipe.held)) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,

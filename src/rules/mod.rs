@@ -9,14 +9,16 @@ mod duration;
 mod explain;
 mod network;
 mod policy;
+mod ports;
 mod schema;
 mod structure;
 mod token;
 
-pub use duration::{parse_duration, parse_range, parse_rate, PortRange};
+pub use duration::{parse_duration, parse_rate};
 pub use explain::explain;
 pub use network::{NetSet, BUILTIN};
 pub use policy::RulesPolicy;
+pub use ports::{parse_range, PortRange};
 pub use schema::Kind;
 pub use token::{StatusToken, TokenError};
 

@@ -1,9 +1,9 @@
 //! ctnetlink: the conntrack entry of a pinhole's connection (looked up by
 //! its exact tuple), its byte counts and TCP state, and deleting it.
 //!
-//! Layouts from `linux/netfilter/nfnetlink_conntrack.h`. Counters are only
-//! present when `net.netfilter.nf_conntrack_acct` was 1 when the entry was
-//! made.
+//! Layouts from `linux/netfilter/nfnetlink_conntrack.h`, whose numbers libc
+//! does not carry. Counters are only present when
+//! `net.netfilter.nf_conntrack_acct` was 1 when the entry was made.
 
 use super::netlink::{self, attr, be_u16, be_u64, Message, Writer, NFNL_SUBSYS_CTNETLINK};
 use super::socket::NfSocket;
@@ -13,12 +13,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
-const IPCTNL_MSG_CT_DELETE: u16 = 2;
+pub(super) const IPCTNL_MSG_CT_DELETE: u16 = 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_PROTOINFO: u16 = 4;
 const CTA_TIMEOUT: u16 = 7;
-const CTA_MARK: u16 = 8;
+pub(super) const CTA_MARK: u16 = 8;
 const CTA_MARK_MASK: u16 = 21;
 const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
@@ -35,9 +35,9 @@ const CTA_COUNTERS_PACKETS: u16 = 1;
 const CTA_COUNTERS_BYTES: u16 = 2;
 const CTA_PROTOINFO_TCP: u16 = 1;
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
-const IPPROTO_TCP: u8 = 6;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 
 /// TCP states as conntrack tracks them (`enum tcp_conntrack`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -253,7 +253,8 @@ pub(super) fn dump_marked(
         IPCTNL_MSG_CT_GET,
         netlink::NLM_F_DUMP,
         seq,
-        0, // AF_UNSPEC: both families
+        // Both families.
+        libc::AF_UNSPEC as u8,
         |w| {
             w.u32(CTA_MARK, mark);
             w.u32(CTA_MARK_MASK, mask);

@@ -6,10 +6,21 @@ use super::ruleset::{Fam, Layout, SetKind, NFPROTO_INET, SPENT_MARGIN_MS};
 use crate::dataplane::{Admit, PinholeFlow};
 use std::net::IpAddr;
 
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWSETELEM: u16 = libc::NFT_MSG_NEWSETELEM as u16;
+#[cfg(test)]
+const NFT_MSG_GETSETELEM: u16 = libc::NFT_MSG_GETSETELEM as u16;
+const NFT_MSG_DELSETELEM: u16 = libc::NFT_MSG_DELSETELEM as u16;
+// From here on, `linux/netfilter/nf_tables.h` numbers libc does not carry.
 /// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
 pub(super) const NFT_MSG_DESTROYSETELEM: u16 = 30;
+
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
@@ -111,17 +122,16 @@ fn element_message(
 ) {
     let (set, key, data) = (e.set.name(fam), e.key, e.data);
     b.add(msg, NFPROTO_INET, flags, |w| {
-        w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
-        w.str(2, &set); // NFTA_SET_ELEM_LIST_SET
-        w.nested(3, |w| {
-            // NFTA_SET_ELEM_LIST_ELEMENTS
-            w.nested(1, |w| {
-                w.nested(1, |w| w.bytes(expr::NFTA_DATA_VALUE, key)); // NFTA_SET_ELEM_KEY
+        w.str(NFTA_SET_ELEM_LIST_TABLE, &l.table);
+        w.str(NFTA_SET_ELEM_LIST_SET, &set);
+        w.nested(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
+            w.nested(NFTA_LIST_ELEM, |w| {
+                w.nested(NFTA_SET_ELEM_KEY, |w| w.bytes(expr::NFTA_DATA_VALUE, key));
                 if let Some(d) = data {
-                    w.nested(2, |w| w.bytes(expr::NFTA_DATA_VALUE, d)); // NFTA_SET_ELEM_DATA
+                    w.nested(NFTA_SET_ELEM_DATA, |w| w.bytes(expr::NFTA_DATA_VALUE, d));
                 }
                 if let Some(t) = timeout_ms {
-                    w.u64(4, t); // NFTA_SET_ELEM_TIMEOUT
+                    w.u64(NFTA_SET_ELEM_TIMEOUT, t);
                 }
             });
         });
@@ -133,13 +143,13 @@ fn element_message(
 pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> super::netlink::Writer {
     super::netlink::request(
         super::netlink::NFNL_SUBSYS_NFTABLES,
-        13, // NFT_MSG_GETSETELEM
+        NFT_MSG_GETSETELEM,
         super::netlink::NLM_F_DUMP,
         seq,
         NFPROTO_INET,
         |w| {
-            w.str(1, &l.table); // NFTA_SET_ELEM_LIST_TABLE
-            w.str(2, &kind.name(fam)); // NFTA_SET_ELEM_LIST_SET
+            w.str(NFTA_SET_ELEM_LIST_TABLE, &l.table);
+            w.str(NFTA_SET_ELEM_LIST_SET, &kind.name(fam));
         },
     )
 }
@@ -148,11 +158,13 @@ pub(super) fn list_set(seq: u32, l: &Layout, kind: SetKind, fam: Fam) -> super::
 #[cfg(test)]
 pub(super) fn element_keys(attrs: &[u8]) -> Vec<&[u8]> {
     use super::netlink::{attr, Attrs};
-    let Some(list) = attr(attrs, 3) else {
+    let Some(list) = attr(attrs, NFTA_SET_ELEM_LIST_ELEMENTS) else {
         return Vec::new();
-    }; // NFTA_SET_ELEM_LIST_ELEMENTS
+    };
     Attrs(list)
-        .filter_map(|(_, elem)| attr(elem, 1).and_then(|k| attr(k, expr::NFTA_DATA_VALUE)))
+        .filter_map(|(_, elem)| {
+            attr(elem, NFTA_SET_ELEM_KEY).and_then(|k| attr(k, expr::NFTA_DATA_VALUE))
+        })
         .collect()
 }
 

@@ -7,19 +7,20 @@
 //! connection is established and closed, with no request per connection:
 //! its cost follows what happens, not how many transfers are live.
 
-use super::conntrack::{parse_entry, Entry};
+use super::conntrack::{parse_entry, Entry, CTA_MARK, IPCTNL_MSG_CT_DELETE};
 use super::netlink::{messages, Message, NFNL_SUBSYS_CTNETLINK, NLMSG_ERROR, NLM_F_CREATE};
 use super::KernelError;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use socket2::SockFilter;
 use std::io;
 
-/// `NFNLGRP_CONNTRACK_NEW`, `_UPDATE`, `_DESTROY`.
-const GROUPS: [u32; 3] = [1, 2, 3];
-const IPCTNL_MSG_CT_DELETE: u16 = 2;
-/// Offset of the first attribute: `nlmsghdr` and `nfgenmsg`.
-const ATTRS_AT: u32 = 16 + 4;
-const CTA_MARK: u32 = 8;
+const GROUPS: [u32; 3] = [
+    libc::NFNLGRP_CONNTRACK_NEW as u32,
+    libc::NFNLGRP_CONNTRACK_UPDATE as u32,
+    libc::NFNLGRP_CONNTRACK_DESTROY as u32,
+];
+/// Offset of the first attribute: `nlmsghdr` and the 4-byte `nfgenmsg`.
+const ATTRS_AT: u32 = std::mem::size_of::<libc::nlmsghdr>() as u32 + 4;
 /// What the socket may queue: a burst of tens of thousands of events
 /// (each under 300 bytes) before the kernel drops and says so.
 const RCVBUF: usize = 16 << 20;
@@ -47,18 +48,20 @@ pub(super) struct CtEvents {
 /// `mask`, is `mark` or `cut`. `ld #nlattr` finds the attribute by type
 /// from the first one on (0 if absent: an unmarked entry).
 pub(super) fn mark_filter(mark: u32, cut: u32, mask: u32) -> Vec<SockFilter> {
-    const LD_IMM: u16 = 0x00; // BPF_LD | BPF_W | BPF_IMM
-    const LDX_IMM: u16 = 0x01; // BPF_LDX | BPF_W | BPF_IMM
-    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const LD_IND: u16 = 0x40; // BPF_LD | BPF_W | BPF_IND
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
-    const TAX: u16 = 0x07; // BPF_MISC | BPF_TAX
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const NLATTR: u32 = (-0x1000i32 + 12) as u32; // SKF_AD_OFF + SKF_AD_NLATTR
+    use libc::{BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K};
+    use libc::{BPF_LD, BPF_LDX, BPF_MISC, BPF_RET, BPF_TAX, BPF_W};
+    const LD_IMM: u16 = (BPF_LD | BPF_W | BPF_IMM) as u16;
+    const LDX_IMM: u16 = (BPF_LDX | BPF_W | BPF_IMM) as u16;
+    const LD_ABS: u16 = (BPF_LD | BPF_W | BPF_ABS) as u16;
+    const LD_IND: u16 = (BPF_LD | BPF_W | BPF_IND) as u16;
+    const JEQ_K: u16 = (BPF_JMP | BPF_JEQ | BPF_K) as u16;
+    const AND_K: u16 = (BPF_ALU | BPF_AND | BPF_K) as u16;
+    const TAX: u16 = (BPF_MISC | BPF_TAX) as u16;
+    const RET_K: u16 = (BPF_RET | BPF_K) as u16;
+    const NLATTR: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_NLATTR) as u32;
     vec![
         SockFilter::new(LD_IMM, 0, 0, ATTRS_AT),
-        SockFilter::new(LDX_IMM, 0, 0, CTA_MARK),
+        SockFilter::new(LDX_IMM, 0, 0, u32::from(CTA_MARK)),
         SockFilter::new(LD_ABS, 0, 0, NLATTR),
         SockFilter::new(JEQ_K, 5, 0, 0), // no mark: drop
         SockFilter::new(TAX, 0, 0, 0),

@@ -2,7 +2,8 @@
 //!
 //! Each function appends one `NFTA_LIST_ELEM { NFTA_EXPR_NAME, NFTA_EXPR_DATA }`
 //! to a rule's expression list. Attribute numbers are those of
-//! `linux/netfilter/nf_tables.h`.
+//! `linux/netfilter/nf_tables.h`, which libc does not carry; the values
+//! the attributes hold come from libc where it has them.
 
 use super::netlink::Writer;
 
@@ -15,35 +16,35 @@ const NFTA_VERDICT_CODE: u16 = 1;
 
 /// Registers in 32-bit units: `NFT_REG32_00` is the first word after the
 /// verdict, and a key of several fields takes consecutive words.
-pub(super) const REG32_00: u32 = 8;
+pub(super) const REG32_00: u32 = libc::NFT_REG32_00 as u32;
 /// A scratch register far from any key (keys use at most 9 words).
 pub(super) const REG_SCRATCH: u32 = REG32_00 + 12;
-const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
 
 /// Where a payload load starts.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Base {
-    Network = 1,
-    Transport = 2,
+    Network = libc::NFT_PAYLOAD_NETWORK_HEADER as isize,
+    Transport = libc::NFT_PAYLOAD_TRANSPORT_HEADER as isize,
 }
 
 /// `meta` keys used here.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum MetaKey {
-    NfProto = 15,
-    L4Proto = 16,
+    NfProto = libc::NFT_META_NFPROTO as isize,
+    L4Proto = libc::NFT_META_L4PROTO as isize,
 }
 
 /// `ct` keys used here.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum CtKey {
-    State = 0,
-    Mark = 3,
-    ProtoDst = 12,
-    SrcIp = 19,
-    DstIp = 20,
-    SrcIp6 = 21,
-    DstIp6 = 22,
+    State = libc::NFT_CT_STATE as isize,
+    Mark = libc::NFT_CT_MARK as isize,
+    ProtoDst = libc::NFT_CT_PROTO_DST as isize,
+    SrcIp = libc::NFT_CT_SRC_IP as isize,
+    DstIp = libc::NFT_CT_DST_IP as isize,
+    SrcIp6 = libc::NFT_CT_SRC_IP6 as isize,
+    DstIp6 = libc::NFT_CT_DST_IP6 as isize,
 }
 
 fn expr(w: &mut Writer, name: &str, f: impl FnOnce(&mut Writer)) {
@@ -66,12 +67,18 @@ const WEEK_SECS: u64 = 7 * 24 * 3600;
 /// different CPUs exactly one passes. The refill (a week) is far beyond any
 /// element's timeout, so the token never comes back.
 pub(super) fn admit_once(w: &mut Writer) {
+    const NFTA_LIMIT_RATE: u16 = 1;
+    const NFTA_LIMIT_UNIT: u16 = 2;
+    const NFTA_LIMIT_BURST: u16 = 3;
+    const NFTA_LIMIT_TYPE: u16 = 4;
+    const NFTA_LIMIT_FLAGS: u16 = 5;
     expr_body(w, "limit", |w| {
-        w.u64(1, 1); // NFTA_LIMIT_RATE
-        w.u64(2, WEEK_SECS); // NFTA_LIMIT_UNIT (seconds)
-        w.u32(3, 1); // NFTA_LIMIT_BURST
-        w.u32(4, 0); // NFTA_LIMIT_TYPE: NFT_LIMIT_PKTS
-        w.u32(5, 0); // NFTA_LIMIT_FLAGS: not inverted, break when over
+        w.u64(NFTA_LIMIT_RATE, 1);
+        w.u64(NFTA_LIMIT_UNIT, WEEK_SECS);
+        w.u32(NFTA_LIMIT_BURST, 1);
+        w.u32(NFTA_LIMIT_TYPE, libc::NFT_LIMIT_PKTS as u32);
+        // Not inverted: break when over.
+        w.u32(NFTA_LIMIT_FLAGS, 0);
     });
 }
 
@@ -81,59 +88,80 @@ fn data(w: &mut Writer, ty: u16, value: &[u8]) {
 
 /// `meta <key>` into `dreg`.
 pub(super) fn meta(w: &mut Writer, key: MetaKey, dreg: u32) {
+    const NFTA_META_DREG: u16 = 1;
+    const NFTA_META_KEY: u16 = 2;
     expr(w, "meta", |w| {
-        w.u32(1, dreg); // NFTA_META_DREG
-        w.u32(2, key as u32); // NFTA_META_KEY
+        w.u32(NFTA_META_DREG, dreg);
+        w.u32(NFTA_META_KEY, key as u32);
     });
 }
 
 /// `payload` load of `len` bytes at `offset` from `base` into `dreg`.
 pub(super) fn payload(w: &mut Writer, base: Base, offset: u32, len: u32, dreg: u32) {
+    const NFTA_PAYLOAD_DREG: u16 = 1;
+    const NFTA_PAYLOAD_BASE: u16 = 2;
+    const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    const NFTA_PAYLOAD_LEN: u16 = 4;
     expr(w, "payload", |w| {
-        w.u32(1, dreg); // NFTA_PAYLOAD_DREG
-        w.u32(2, base as u32); // NFTA_PAYLOAD_BASE
-        w.u32(3, offset); // NFTA_PAYLOAD_OFFSET
-        w.u32(4, len); // NFTA_PAYLOAD_LEN
+        w.u32(NFTA_PAYLOAD_DREG, dreg);
+        w.u32(NFTA_PAYLOAD_BASE, base as u32);
+        w.u32(NFTA_PAYLOAD_OFFSET, offset);
+        w.u32(NFTA_PAYLOAD_LEN, len);
     });
 }
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Cmp {
-    Eq = 0,
-    Neq = 1,
+    Eq = libc::NFT_CMP_EQ as isize,
+    Neq = libc::NFT_CMP_NEQ as isize,
 }
 
 /// `cmp` of `sreg` against `value`; the rule stops here when false.
 pub(super) fn cmp(w: &mut Writer, sreg: u32, op: Cmp, value: &[u8]) {
+    const NFTA_CMP_SREG: u16 = 1;
+    const NFTA_CMP_OP: u16 = 2;
+    const NFTA_CMP_DATA: u16 = 3;
     expr(w, "cmp", |w| {
-        w.u32(1, sreg); // NFTA_CMP_SREG
-        w.u32(2, op as u32); // NFTA_CMP_OP
-        data(w, 3, value); // NFTA_CMP_DATA
+        w.u32(NFTA_CMP_SREG, sreg);
+        w.u32(NFTA_CMP_OP, op as u32);
+        data(w, NFTA_CMP_DATA, value);
     });
 }
 
 /// `reg = (reg & mask) ^ xor`, over `mask.len()` bytes.
 pub(super) fn bitwise(w: &mut Writer, reg: u32, mask: &[u8], xor: &[u8]) {
+    const NFTA_BITWISE_SREG: u16 = 1;
+    const NFTA_BITWISE_DREG: u16 = 2;
+    const NFTA_BITWISE_LEN: u16 = 3;
+    const NFTA_BITWISE_MASK: u16 = 4;
+    const NFTA_BITWISE_XOR: u16 = 5;
     expr(w, "bitwise", |w| {
-        w.u32(1, reg); // NFTA_BITWISE_SREG
-        w.u32(2, reg); // NFTA_BITWISE_DREG
-        w.u32(3, mask.len() as u32); // NFTA_BITWISE_LEN
-        data(w, 4, mask); // NFTA_BITWISE_MASK
-        data(w, 5, xor); // NFTA_BITWISE_XOR
+        w.u32(NFTA_BITWISE_SREG, reg);
+        w.u32(NFTA_BITWISE_DREG, reg);
+        w.u32(NFTA_BITWISE_LEN, mask.len() as u32);
+        data(w, NFTA_BITWISE_MASK, mask);
+        data(w, NFTA_BITWISE_XOR, xor);
     });
 }
+
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
+const NFTA_CT_DIRECTION: u16 = 3;
+const NFTA_CT_SREG: u16 = 4;
+/// `enum ip_conntrack_dir` of `linux/netfilter/nf_conntrack_tuple_common.h`.
+const IP_CT_DIR_ORIGINAL: u8 = 0;
 
 /// `ct <key>` (original direction for directional keys) into `dreg`.
 pub(super) fn ct_get(w: &mut Writer, key: CtKey, dreg: u32) {
     expr(w, "ct", |w| {
-        w.u32(1, dreg); // NFTA_CT_DREG
-        w.u32(2, key as u32); // NFTA_CT_KEY
+        w.u32(NFTA_CT_DREG, dreg);
+        w.u32(NFTA_CT_KEY, key as u32);
         if matches!(
             key,
             CtKey::ProtoDst | CtKey::SrcIp | CtKey::DstIp | CtKey::SrcIp6 | CtKey::DstIp6
         ) {
-            w.bytes(3, &[0]); // NFTA_CT_DIRECTION: IP_CT_DIR_ORIGINAL
+            w.bytes(NFTA_CT_DIRECTION, &[IP_CT_DIR_ORIGINAL]);
         }
     });
 }
@@ -141,74 +169,96 @@ pub(super) fn ct_get(w: &mut Writer, key: CtKey, dreg: u32) {
 /// `ct mark set` from `sreg`.
 pub(super) fn ct_set_mark(w: &mut Writer, sreg: u32) {
     expr(w, "ct", |w| {
-        w.u32(2, CtKey::Mark as u32); // NFTA_CT_KEY
-        w.u32(4, sreg); // NFTA_CT_SREG
+        w.u32(NFTA_CT_KEY, CtKey::Mark as u32);
+        w.u32(NFTA_CT_SREG, sreg);
     });
 }
 
 /// `lookup` of `sreg` in `set`; with `dreg`, a map lookup that loads the
 /// element's data. No match stops the rule.
 pub(super) fn lookup(w: &mut Writer, set: &str, set_id: u32, sreg: u32, dreg: Option<u32>) {
+    const NFTA_LOOKUP_SET: u16 = 1;
+    const NFTA_LOOKUP_SREG: u16 = 2;
+    const NFTA_LOOKUP_DREG: u16 = 3;
+    const NFTA_LOOKUP_SET_ID: u16 = 4;
     expr(w, "lookup", |w| {
-        w.str(1, set); // NFTA_LOOKUP_SET
-        w.u32(2, sreg); // NFTA_LOOKUP_SREG
+        w.str(NFTA_LOOKUP_SET, set);
+        w.u32(NFTA_LOOKUP_SREG, sreg);
         if let Some(d) = dreg {
-            w.u32(3, d); // NFTA_LOOKUP_DREG
+            w.u32(NFTA_LOOKUP_DREG, d);
         }
-        w.u32(4, set_id); // NFTA_LOOKUP_SET_ID
+        w.u32(NFTA_LOOKUP_SET_ID, set_id);
     });
 }
 
 /// `dynset add` of the key in `sreg` to `set`, with its own timeout. A full
 /// set stops the rule.
 pub(super) fn dynset_add(w: &mut Writer, set: &str, set_id: u32, sreg: u32, timeout_ms: u64) {
+    const NFTA_DYNSET_SET_NAME: u16 = 1;
+    const NFTA_DYNSET_SET_ID: u16 = 2;
+    const NFTA_DYNSET_OP: u16 = 3;
+    const NFTA_DYNSET_SREG_KEY: u16 = 4;
+    const NFTA_DYNSET_TIMEOUT: u16 = 6;
     expr(w, "dynset", |w| {
-        w.str(1, set); // NFTA_DYNSET_SET_NAME
-        w.u32(2, set_id); // NFTA_DYNSET_SET_ID
-        w.u32(3, 0); // NFTA_DYNSET_OP: NFT_DYNSET_OP_ADD
-        w.u32(4, sreg); // NFTA_DYNSET_SREG_KEY
-        w.u64(6, timeout_ms); // NFTA_DYNSET_TIMEOUT
+        w.str(NFTA_DYNSET_SET_NAME, set);
+        w.u32(NFTA_DYNSET_SET_ID, set_id);
+        w.u32(NFTA_DYNSET_OP, libc::NFT_DYNSET_OP_ADD as u32);
+        w.u32(NFTA_DYNSET_SREG_KEY, sreg);
+        w.u64(NFTA_DYNSET_TIMEOUT, timeout_ms);
     });
 }
 
 /// NAT kinds.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Nat {
-    Snat = 0,
-    Dnat = 1,
+    Snat = libc::NFT_NAT_SNAT as isize,
+    Dnat = libc::NFT_NAT_DNAT as isize,
 }
 
 /// `snat`/`dnat` to the address in `addr_reg` (and port in `port_reg`).
 pub(super) fn nat(w: &mut Writer, kind: Nat, nfproto: u8, addr_reg: u32, port_reg: Option<u32>) {
+    const NFTA_NAT_TYPE: u16 = 1;
+    const NFTA_NAT_FAMILY: u16 = 2;
+    const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+    const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+    const NFTA_NAT_FLAGS: u16 = 7;
+    // `linux/netfilter/nf_nat.h`.
+    const NF_NAT_RANGE_MAP_IPS: u32 = 1 << 0;
+    const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
     expr(w, "nat", |w| {
-        w.u32(1, kind as u32); // NFTA_NAT_TYPE
-        w.u32(2, u32::from(nfproto)); // NFTA_NAT_FAMILY
-        w.u32(3, addr_reg); // NFTA_NAT_REG_ADDR_MIN
-        let mut flags = 1; // NF_NAT_RANGE_MAP_IPS
+        w.u32(NFTA_NAT_TYPE, kind as u32);
+        w.u32(NFTA_NAT_FAMILY, u32::from(nfproto));
+        w.u32(NFTA_NAT_REG_ADDR_MIN, addr_reg);
+        let mut flags = NF_NAT_RANGE_MAP_IPS;
         if let Some(p) = port_reg {
-            w.u32(5, p); // NFTA_NAT_REG_PROTO_MIN
-            flags |= 2; // NF_NAT_RANGE_PROTO_SPECIFIED
+            w.u32(NFTA_NAT_REG_PROTO_MIN, p);
+            flags |= NF_NAT_RANGE_PROTO_SPECIFIED;
         }
-        w.u32(7, flags); // NFTA_NAT_FLAGS
+        w.u32(NFTA_NAT_FLAGS, flags);
     });
 }
 
 /// `log group <group> snaplen <snaplen>`: the packet's first bytes to an
 /// nfnetlink_log group.
 pub(super) fn log_group(w: &mut Writer, group: u16, snaplen: u32) {
+    const NFTA_LOG_GROUP: u16 = 1;
+    const NFTA_LOG_SNAPLEN: u16 = 3;
     expr(w, "log", |w| {
-        w.bytes(1, &group.to_be_bytes()); // NFTA_LOG_GROUP
-        w.u32(3, snaplen); // NFTA_LOG_SNAPLEN
+        w.bytes(NFTA_LOG_GROUP, &group.to_be_bytes());
+        w.u32(NFTA_LOG_SNAPLEN, snaplen);
     });
 }
 
 /// An immediate `drop` verdict.
 pub(super) fn drop_verdict(w: &mut Writer) {
+    const NFTA_IMMEDIATE_DREG: u16 = 1;
+    const NFTA_IMMEDIATE_DATA: u16 = 2;
     expr(w, "immediate", |w| {
-        w.u32(1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
-        w.nested(2, |w| {
-            // NFTA_IMMEDIATE_DATA
-            w.nested(NFTA_DATA_VERDICT, |w| w.u32(NFTA_VERDICT_CODE, 0)); // NF_DROP
+        w.u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+        w.nested(NFTA_IMMEDIATE_DATA, |w| {
+            w.nested(NFTA_DATA_VERDICT, |w| {
+                w.u32(NFTA_VERDICT_CODE, libc::NF_DROP as u32)
+            });
         });
     });
 }
@@ -217,8 +267,11 @@ pub(super) fn drop_verdict(w: &mut Writer) {
 /// reset (attached to the packet's conntrack entry, so it is translated
 /// back like the connection's own packets).
 pub(super) fn reject_tcp_reset(w: &mut Writer) {
+    const NFTA_REJECT_TYPE: u16 = 1;
+    const NFTA_REJECT_ICMP_CODE: u16 = 2;
     expr(w, "reject", |w| {
-        w.u32(1, 1); // NFTA_REJECT_TYPE: NFT_REJECT_TCP_RST
-        w.bytes(2, &[0]); // NFTA_REJECT_ICMP_CODE (unused for a reset)
+        w.u32(NFTA_REJECT_TYPE, libc::NFT_REJECT_TCP_RST as u32);
+        // Unused for a reset.
+        w.bytes(NFTA_REJECT_ICMP_CODE, &[0]);
     });
 }

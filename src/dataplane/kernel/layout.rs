@@ -2,7 +2,7 @@
 //! names: a leaf the table's rules, sets and elements all read.
 
 /// `NFPROTO_INET`: the table's family, both IPv4 and IPv6.
-pub(super) const NFPROTO_INET: u8 = 1;
+pub(super) const NFPROTO_INET: u8 = libc::NFPROTO_INET as u8;
 
 /// The parameters that shape the table.
 #[derive(Debug, Clone)]

@@ -5,21 +5,24 @@
 //! a 16-byte `nlmsghdr`, a 4-byte `nfgenmsg`, then attributes (`nlattr`,
 //! 4-byte aligned). nf_tables and ctnetlink integers are big-endian.
 
-pub(super) const NLMSG_ERROR: u16 = 2;
-pub(super) const NLMSG_DONE: u16 = 3;
-pub(super) const NLM_F_REQUEST: u16 = 0x1;
-pub(super) const NLM_F_ACK: u16 = 0x4;
-pub(super) const NLM_F_EXCL: u16 = 0x200;
-pub(super) const NLM_F_CREATE: u16 = 0x400;
-pub(super) const NLM_F_DUMP: u16 = 0x300;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const NLMSG_HDRLEN: usize = 16;
+// libc's numbers, at the widths the wire carries them.
+pub(super) const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+pub(super) const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+pub(super) const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+pub(super) const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+pub(super) const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
+pub(super) const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+pub(super) const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
+pub(super) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+const NLA_TYPE_MASK: u16 = libc::NLA_TYPE_MASK as u16;
+const NLMSG_HDRLEN: usize = std::mem::size_of::<libc::nlmsghdr>();
 
-pub(super) const NFNL_SUBSYS_CTNETLINK: u16 = 1;
-pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 16;
-const NFNL_MSG_BATCH_END: u16 = 17;
+pub(super) const NFNL_SUBSYS_CTNETLINK: u16 = libc::NFNL_SUBSYS_CTNETLINK as u16;
+pub(super) const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = libc::NFNL_SUBSYS_NFTABLES as u16;
+const NFNL_MSG_BATCH_BEGIN: u16 = libc::NFNL_MSG_BATCH_BEGIN as u16;
+const NFNL_MSG_BATCH_END: u16 = libc::NFNL_MSG_BATCH_END as u16;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
@@ -80,7 +83,7 @@ impl Writer {
         self.buf.extend_from_slice(&seq.to_ne_bytes());
         self.buf.extend_from_slice(&0u32.to_ne_bytes());
         self.buf.push(family);
-        self.buf.push(0); // NFNETLINK_V0
+        self.buf.push(libc::NFNETLINK_V0 as u8);
         self.buf.extend_from_slice(&res_id.to_be_bytes());
         start
     }

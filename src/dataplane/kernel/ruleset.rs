@@ -65,28 +65,37 @@
 //! whose drop would otherwise take the packet first, without a reset.
 
 use super::expr::{self, Base, Cmp, CtKey, MetaKey, Nat, REG32_00, REG_SCRATCH};
-use super::netlink::{Batch, Writer, NLM_F_CREATE, NLM_F_EXCL};
+use super::netlink::{Batch, Writer, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use super::sets::set_message;
 pub(super) use super::sets::{Fam, SetKind};
 
 pub(super) use super::layout::{Layout, NFPROTO_INET};
-const NLM_F_APPEND: u16 = 0x800;
 
-pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
-pub(super) const NFT_MSG_GETTABLE: u16 = 1;
-pub(super) const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
-pub(super) const NFT_MSG_GETRULE: u16 = 7;
+pub(super) const NFT_MSG_NEWTABLE: u16 = libc::NFT_MSG_NEWTABLE as u16;
+pub(super) const NFT_MSG_GETTABLE: u16 = libc::NFT_MSG_GETTABLE as u16;
+pub(super) const NFT_MSG_DELTABLE: u16 = libc::NFT_MSG_DELTABLE as u16;
+const NFT_MSG_NEWCHAIN: u16 = libc::NFT_MSG_NEWCHAIN as u16;
+const NFT_MSG_NEWRULE: u16 = libc::NFT_MSG_NEWRULE as u16;
+pub(super) const NFT_MSG_GETRULE: u16 = libc::NFT_MSG_GETRULE as u16;
 
+// Attributes of `linux/netfilter/nf_tables.h` that libc does not carry.
 pub(super) const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_FLAGS: u16 = 2;
 const NFT_TABLE_F_OWNER: u32 = 0x2;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
 pub(super) const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
 
 /// `ct state new`: the IP_CT_NEW bit of the state bitmask.
 const CT_STATE_NEW: u32 = 1 << 3;
-const IPPROTO_TCP: u8 = 6;
+const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 
 /// How much longer than its pinhole a `spent` element lives: a spent key
 /// must outlast every pin element that could still match it.
@@ -100,21 +109,20 @@ const SPENT_FALLBACK_MS: u64 = SPENT_MARGIN_MS;
 /// The rules one table holds; a different count means someone changed it.
 pub(super) const RULE_COUNT: usize = 7;
 
-fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: u32, prio: i32) {
+fn chain_message(b: &mut Batch, l: &Layout, name: &str, kind: &str, hook: i32, prio: i32) {
     b.add(
         NFT_MSG_NEWCHAIN,
         NFPROTO_INET,
         NLM_F_CREATE | NLM_F_EXCL,
         |w| {
-            w.str(1, &l.table); // NFTA_CHAIN_TABLE
-            w.str(3, name); // NFTA_CHAIN_NAME
-            w.nested(4, |w| {
-                // NFTA_CHAIN_HOOK
-                w.u32(1, hook); // NFTA_HOOK_HOOKNUM
-                w.u32(2, prio as u32); // NFTA_HOOK_PRIORITY
+            w.str(NFTA_CHAIN_TABLE, &l.table);
+            w.str(NFTA_CHAIN_NAME, name);
+            w.nested(NFTA_CHAIN_HOOK, |w| {
+                w.u32(NFTA_HOOK_HOOKNUM, hook as u32);
+                w.u32(NFTA_HOOK_PRIORITY, prio as u32);
             });
-            w.u32(5, 1); // NFTA_CHAIN_POLICY: NF_ACCEPT
-            w.str(7, kind); // NFTA_CHAIN_TYPE
+            w.u32(NFTA_CHAIN_POLICY, libc::NF_ACCEPT as u32);
+            w.str(NFTA_CHAIN_TYPE, kind);
         },
     );
 }
@@ -126,8 +134,8 @@ fn rule_message(b: &mut Batch, l: &Layout, chain: &str, f: impl FnOnce(&mut Writ
         NLM_F_CREATE | NLM_F_APPEND,
         |w| {
             w.str(NFTA_RULE_TABLE, &l.table);
-            w.str(2, chain); // NFTA_RULE_CHAIN
-            w.nested(4, f); // NFTA_RULE_EXPRESSIONS
+            w.str(NFTA_RULE_CHAIN, chain);
+            w.nested(NFTA_RULE_EXPRESSIONS, f);
         },
     );
 }
@@ -262,10 +270,13 @@ pub(super) fn create(b: &mut Batch, l: &Layout) {
             set_message(b, l, kind, fam);
         }
     }
-    chain_message(b, l, "dnat", "nat", 0, -100); // NF_INET_PRE_ROUTING, dstnat
-    chain_message(b, l, "snat", "nat", 4, 100); // NF_INET_POST_ROUTING, srcnat
-    chain_message(b, l, "guard", "filter", 1, 0); // NF_INET_LOCAL_IN, filter
-    chain_message(b, l, "cut", "filter", 0, -150); // NF_INET_PRE_ROUTING, mangle
+    use libc::{NF_INET_LOCAL_IN, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING};
+    // nft's named priorities: dstnat, srcnat, filter, mangle.
+    use libc::{NF_IP_PRI_FILTER, NF_IP_PRI_MANGLE, NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC};
+    chain_message(b, l, "dnat", "nat", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST);
+    chain_message(b, l, "snat", "nat", NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC);
+    chain_message(b, l, "guard", "filter", NF_INET_LOCAL_IN, NF_IP_PRI_FILTER);
+    chain_message(b, l, "cut", "filter", NF_INET_PRE_ROUTING, NF_IP_PRI_MANGLE);
     for fam in [Fam::V4, Fam::V6] {
         rule_message(b, l, "dnat", |w| dnat_rule(w, l, fam));
         rule_message(b, l, "snat", |w| snat_rule(w, l, fam));

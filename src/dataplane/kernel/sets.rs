@@ -7,14 +7,30 @@ use super::layout::{Layout, NFPROTO_INET};
 use super::netlink::{Batch, NLM_F_CREATE, NLM_F_EXCL};
 use std::net::IpAddr;
 
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
-pub(super) const NFT_MSG_NEWSET: u16 = 9;
+const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
+const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
+pub(super) const NFT_MSG_NEWSET: u16 = libc::NFT_MSG_NEWSET as u16;
 
-const NFT_SET_MAP: u32 = 0x8;
-const NFT_SET_TIMEOUT: u32 = 0x10;
-const NFT_SET_EVAL: u32 = 0x20;
+const NFT_SET_MAP: u32 = libc::NFT_SET_MAP as u32;
+const NFT_SET_TIMEOUT: u32 = libc::NFT_SET_TIMEOUT as u32;
+const NFT_SET_EVAL: u32 = libc::NFT_SET_EVAL as u32;
+// From here on, `linux/netfilter/nf_tables.h` numbers libc does not carry.
 const NFT_SET_CONCAT: u32 = 0x80;
+
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DATA_TYPE: u16 = 6;
+const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_DESC: u16 = 9;
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_EXPR: u16 = 17;
+const NFTA_SET_DESC_SIZE: u16 = 1;
+const NFTA_SET_DESC_CONCAT: u16 = 2;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_FIELD_LEN: u16 = 1;
 
 /// nft's datatype numbers, so `nft list table` prints the sets readably.
 const TYPE_IPV4: u32 = 7;
@@ -163,31 +179,29 @@ pub(super) fn set_message(b: &mut Batch, l: &Layout, kind: SetKind, fam: Fam) {
         NFPROTO_INET,
         NLM_F_CREATE | NLM_F_EXCL,
         |w| {
-            w.str(1, &l.table); // NFTA_SET_TABLE
-            w.str(2, &kind.name(fam)); // NFTA_SET_NAME
-            w.u32(3, flags); // NFTA_SET_FLAGS
-            w.u32(4, concat_type(&key_types)); // NFTA_SET_KEY_TYPE
-            w.u32(5, key_len); // NFTA_SET_KEY_LEN
+            w.str(NFTA_SET_TABLE, &l.table);
+            w.str(NFTA_SET_NAME, &kind.name(fam));
+            w.u32(NFTA_SET_FLAGS, flags);
+            w.u32(NFTA_SET_KEY_TYPE, concat_type(&key_types));
+            w.u32(NFTA_SET_KEY_LEN, key_len);
             if let Some((ty, len)) = data {
-                w.u32(6, ty); // NFTA_SET_DATA_TYPE
-                w.u32(7, len); // NFTA_SET_DATA_LEN
+                w.u32(NFTA_SET_DATA_TYPE, ty);
+                w.u32(NFTA_SET_DATA_LEN, len);
             }
-            w.nested(9, |w| {
-                // NFTA_SET_DESC
-                w.u32(1, l.size); // NFTA_SET_DESC_SIZE
-                w.nested(2, |w| {
-                    // NFTA_SET_DESC_CONCAT
+            w.nested(NFTA_SET_DESC, |w| {
+                w.u32(NFTA_SET_DESC_SIZE, l.size);
+                w.nested(NFTA_SET_DESC_CONCAT, |w| {
                     for f in &key_fields {
-                        w.nested(1, |w| w.u32(1, *f)); // NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }
+                        w.nested(NFTA_LIST_ELEM, |w| w.u32(NFTA_SET_FIELD_LEN, *f));
                     }
                 });
             });
-            w.u32(10, kind.id(fam)); // NFTA_SET_ID
+            w.u32(NFTA_SET_ID, kind.id(fam));
             if matches!(kind, SetKind::Spent) {
                 // Every element, added by ftpalg or by the packet path,
                 // carries its own one-use token: admission is one atomic
                 // step in the kernel (see `ruleset`).
-                w.nested(17, expr::admit_once); // NFTA_SET_EXPR
+                w.nested(NFTA_SET_EXPR, expr::admit_once);
             }
         },
     );

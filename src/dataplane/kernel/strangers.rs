@@ -4,7 +4,7 @@
 //! one at its listener. Only the headers are copied (64 bytes a packet),
 //! and a SYN retransmitted by the same attempt is told once.
 
-use super::netlink::{self, attr, messages, NLM_F_ACK};
+use super::netlink::{self, attr, messages, NFNL_SUBSYS_ULOG, NLM_F_ACK};
 use super::KernelError;
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
@@ -12,15 +12,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-const NFNL_SUBSYS_ULOG: u16 = 4;
-const NFULNL_MSG_PACKET: u16 = 0;
-const NFULNL_MSG_CONFIG: u16 = 1;
-const NFULA_PAYLOAD: u16 = 9;
-const NFULA_CFG_CMD: u16 = 1;
-const NFULA_CFG_MODE: u16 = 2;
-const NFULA_CFG_QTHRESH: u16 = 4;
-const NFULNL_CFG_CMD_BIND: u8 = 1;
-const NFULNL_COPY_PACKET: u8 = 2;
+// libc's numbers, at the widths the wire carries them.
+const NFULNL_MSG_PACKET: u16 = libc::NFULNL_MSG_PACKET as u16;
+const NFULNL_MSG_CONFIG: u16 = libc::NFULNL_MSG_CONFIG as u16;
+const NFULA_PAYLOAD: u16 = libc::NFULA_PAYLOAD as u16;
+const NFULA_CFG_CMD: u16 = libc::NFULA_CFG_CMD as u16;
+const NFULA_CFG_MODE: u16 = libc::NFULA_CFG_MODE as u16;
+const NFULA_CFG_TIMEOUT: u16 = libc::NFULA_CFG_TIMEOUT as u16;
+const NFULNL_CFG_CMD_BIND: u8 = libc::NFULNL_CFG_CMD_BIND as u8;
+const NFULNL_COPY_PACKET: u8 = libc::NFULNL_COPY_PACKET as u8;
 /// Bytes of each dropped packet copied to ftpalg: IPv6 and TCP headers.
 pub(super) const SNAPLEN: u32 = 64;
 /// Attempts remembered so a retransmitted SYN is not told again.
@@ -72,9 +72,9 @@ impl StrangerLog {
             group,
             |w| {
                 w.bytes(NFULA_CFG_MODE, &mode);
-                // Each packet at once: the default batches up to 100 for
-                // up to a second.
-                w.u32(NFULA_CFG_QTHRESH, 1);
+                // Flushed within a hundredth of a second (the timeout's
+                // unit): the default holds up to 100 for up to a second.
+                w.u32(NFULA_CFG_TIMEOUT, 1);
             },
         );
         ack(&sock, cfg.as_bytes(), "set nflog copy mode")?;

@@ -14,7 +14,7 @@
 //! ended) leaves nothing in the kernel.
 //!
 //! The table lives as long as the thread: created when the gateway starts,
-//! deleted by [`KernelPlane::close`] at shutdown (and by the kernel if the
+//! deleted by [`KernelThread::close`] at shutdown (and by the kernel if the
 //! process dies, the table being owned by the thread's netlink socket),
 //! and every connection still followed then is ended with it.
 
@@ -140,8 +140,9 @@ impl Drop for KernelPinhole {
     }
 }
 
-/// The gateway's handle on its kernel data plane.
-pub(crate) struct KernelPlane {
+/// The gateway's handle on the kernel thread, which owns the
+/// [`KernelDataPlane`].
+pub(crate) struct KernelThread {
     tx: Mutex<Option<std_mpsc::Sender<Cmd>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The line the operator's default-drop chains need.
@@ -150,19 +151,19 @@ pub(crate) struct KernelPlane {
     pub table: String,
 }
 
-impl std::fmt::Debug for KernelPlane {
+impl std::fmt::Debug for KernelThread {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelPlane")
+        f.debug_struct("KernelThread")
             .field("table", &self.table)
             .finish()
     }
 }
 
-impl KernelPlane {
+impl KernelThread {
     /// Starts the thread and opens the table in this process's network
     /// namespace (replacing a stale one); fails if ftpalg may not manage
     /// nftables here.
-    pub(crate) fn start(config: KernelConfig) -> Result<KernelPlane, KernelError> {
+    pub(crate) fn start(config: KernelConfig) -> Result<KernelThread, KernelError> {
         let accept_rule = config.accept_rule();
         let table = config.table.clone();
         let (tx, rx) = std_mpsc::channel::<Cmd>();
@@ -181,7 +182,7 @@ impl KernelPlane {
             })
             .map_err(KernelError::Io)?;
         match opened_rx.recv_timeout(ANSWER_WITHIN) {
-            Ok(Ok(_report)) => Ok(KernelPlane {
+            Ok(Ok(_report)) => Ok(KernelThread {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 accept_rule,
@@ -250,7 +251,7 @@ impl KernelPlane {
     }
 }
 
-impl Drop for KernelPlane {
+impl Drop for KernelThread {
     fn drop(&mut self) {
         self.close();
     }

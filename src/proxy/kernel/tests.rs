@@ -14,7 +14,7 @@ fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {
             owner: false,
             ..KernelConfig::default()
         };
-        let plane = KernelPlane::start(config.clone()).expect("start");
+        let plane = KernelThread::start(config.clone()).expect("start");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -70,7 +70,7 @@ fn elements() -> usize {
 #[test]
 fn a_pinhole_nobody_takes_is_not_left_in_the_kernel() {
     in_fresh_netns(|| {
-        let plane = KernelPlane::start(KernelConfig::default()).expect("start");
+        let plane = KernelThread::start(KernelConfig::default()).expect("start");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,8 +1,9 @@
 //! The compiler's diagnostics, and the checks of single values (durations,
 //! port ranges, counts, network names) that every part of the file shares.
 
-use super::super::duration::{parse_duration, parse_range, PortRange, RangeError};
+use super::super::duration::parse_duration;
 use super::super::network::{parse_net, NetSet};
+use super::super::ports::{parse_range, PortRange, RangeError};
 use super::super::schema::OneOrMany;
 use super::super::{Diagnostic, Severity};
 use serde_saphyr::{Location, Spanned};

@@ -2,8 +2,9 @@
 //! file as a whole here; single values in `context`, each listener in
 //! `listener`, each rule and the shadowing between rules in `rule`.
 
-use super::duration::{parse_rate, PortRange};
+use super::duration::parse_rate;
 use super::network::{parse_net, NetSet, BUILTIN};
+use super::ports::PortRange;
 use super::schema::*;
 use super::*;
 use crate::ftp::framer::DEFAULT_MAX_LINE;
