@@ -19,6 +19,7 @@ const NFULA_PAYLOAD: u16 = libc::NFULA_PAYLOAD as u16;
 const NFULA_CFG_CMD: u16 = libc::NFULA_CFG_CMD as u16;
 const NFULA_CFG_MODE: u16 = libc::NFULA_CFG_MODE as u16;
 const NFULA_CFG_TIMEOUT: u16 = libc::NFULA_CFG_TIMEOUT as u16;
+const NFULA_CFG_QTHRESH: u16 = libc::NFULA_CFG_QTHRESH as u16;
 const NFULNL_CFG_CMD_BIND: u8 = libc::NFULNL_CFG_CMD_BIND as u8;
 const NFULNL_COPY_PACKET: u8 = libc::NFULNL_COPY_PACKET as u8;
 /// Bytes of each dropped packet copied to ftpalg: IPv6 and TCP headers.
@@ -72,8 +73,10 @@ impl StrangerLog {
             group,
             |w| {
                 w.bytes(NFULA_CFG_MODE, &mode);
-                // Flushed within a hundredth of a second (the timeout's
-                // unit): the default holds up to 100 for up to a second.
+                // Each packet at once, and in any case within a hundredth
+                // of a second (the timeout's unit): the defaults hold up
+                // to 100 for up to a second.
+                w.u32(NFULA_CFG_QTHRESH, 1);
                 w.u32(NFULA_CFG_TIMEOUT, 1);
             },
         );
