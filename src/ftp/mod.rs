@@ -5,6 +5,7 @@ pub mod codec;
 pub mod command;
 pub mod framer;
 pub mod redact;
+pub mod refusal;
 pub mod reply;
 pub mod session;
 pub(crate) mod telnet;

@@ -11,6 +11,7 @@
 //! session starts or ends.
 
 use super::Gateway;
+use crate::ftp::refusal::Refusal;
 use dashmap::DashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -55,13 +56,12 @@ pub(crate) enum Closing {
 
 impl Closing {
     /// The reply the client gets.
-    pub(crate) fn reply(self) -> &'static [u8] {
+    pub(crate) fn reply(self) -> Vec<u8> {
         match self {
-            Closing::Evicted => {
-                b"421 Too many sessions; closing this one, which has not logged in.\r\n"
-            }
-            Closing::LoginTimeout => b"421 Too slow to log in; closing control connection.\r\n",
+            Closing::Evicted => Refusal::Evicted,
+            Closing::LoginTimeout => Refusal::LoginTimeout,
         }
+        .reply()
     }
 
     /// The reason logged.
@@ -149,19 +149,19 @@ pub(crate) struct Registry {
 
 /// Why a newcomer was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum Limit {
     /// `limits.sessions_per_client`, every session of the address logged in.
     PerClient,
     /// `limits.sessions`, every session logged in.
     Global,
 }
 
-impl Refusal {
+impl Limit {
     /// The reason, for the log and the `421`.
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Refusal::PerClient => "too many sessions from this address",
-            Refusal::Global => "too many sessions",
+            Limit::PerClient => "too many sessions from this address",
+            Limit::Global => "too many sessions",
         }
     }
 }
@@ -247,7 +247,7 @@ impl Gateway {
     /// Counts a new session against the limits. At a limit, the
     /// longest-silent session that has not logged in is evicted to make
     /// room; only when there is none is the newcomer refused.
-    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<SessionGuard, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<SessionGuard, Limit> {
         let (sessions, per_client) = {
             let r = self.rules();
             (r.limits.sessions, r.limits.sessions_per_client)
@@ -267,7 +267,7 @@ impl Gateway {
                     drop(list);
                     // Never counted: nothing to give back.
                     slot.state.store(DONE, Ordering::Release);
-                    return Err(Refusal::PerClient);
+                    return Err(Limit::PerClient);
                 };
                 // The newcomer takes the victim's place in both counts.
                 for s in list.iter_mut() {
@@ -276,7 +276,7 @@ impl Gateway {
                     }
                 }
                 drop(list);
-                self.evicted(&victim, id, Refusal::PerClient);
+                self.evicted(&victim, id, Limit::PerClient);
                 slot.state.store(LIVE, Ordering::Release);
                 return Ok(guard);
             }
@@ -288,12 +288,12 @@ impl Gateway {
                 // The victim's count in `active` passes to the newcomer.
                 Some(victim) => {
                     reg.unlist(&victim);
-                    self.evicted(&victim, id, Refusal::Global);
+                    self.evicted(&victim, id, Limit::Global);
                 }
                 None => {
                     slot.state.store(DONE, Ordering::Release);
                     reg.unlist(&slot);
-                    return Err(Refusal::Global);
+                    return Err(Limit::Global);
                 }
             }
         }
@@ -303,7 +303,7 @@ impl Gateway {
         Ok(guard)
     }
 
-    fn evicted(&self, victim: &Slot, newcomer: u64, limit: Refusal) {
+    fn evicted(&self, victim: &Slot, newcomer: u64, limit: Limit) {
         self.metrics.telemetry.evicted(
             victim.id,
             victim.client,

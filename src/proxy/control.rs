@@ -20,6 +20,7 @@ use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
 use crate::ftp::framer::LineFramer;
+use crate::ftp::refusal::Refusal;
 use crate::ftp::session::{
     Action, CloseReason, DataId, DataPlane, Event, Session, SessionConfig, Upstream,
 };
@@ -131,9 +132,7 @@ async fn start(
     let upstream = match fixed_upstream(&listener, &client, client_local) {
         Ok(u) => u,
         Err(e) => {
-            let _ = client
-                .write_all(b"421 Cannot tell which server this connection is for.\r\n")
-                .await;
+            let _ = client.write_all(&Refusal::UnknownDestination.reply()).await;
             return Err(e);
         }
     };
@@ -150,9 +149,7 @@ async fn start(
                 "self-destination",
                 &format!("{to} is one of the gateway's own listeners"),
             );
-            client
-                .write_all(b"421 This connection is addressed to the gateway itself, not to an FTP server.\r\n")
-                .await?;
+            client.write_all(&Refusal::SelfDestination.reply()).await?;
             return Ok(None);
         }
         if !listener.may_reach(to.ip()) {
@@ -163,9 +160,7 @@ async fn start(
                 "server-not-allowed",
                 &format!("{to} is not in the listener's servers"),
             );
-            client
-                .write_all(b"421 That server is not reachable through this gateway.\r\n")
-                .await?;
+            client.write_all(&Refusal::ServerNotAllowed.reply()).await?;
             return Ok(None);
         }
         // Admission may close the session before the driver runs: a slow
@@ -178,7 +173,7 @@ async fn start(
                     Closing::LoginTimeout => gw.metrics.telemetry.login_timeout(id, peer, Some(to)),
                     Closing::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(why.reply())).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
                 return Ok(None);
             }
         };
@@ -186,8 +181,15 @@ async fn start(
             Ok(s) => server = Some(s),
             Err(e) => {
                 warn!(session = id, client = %peer, server = %to, error = %e, "cannot reach server");
+                let error = e.to_string();
                 client
-                    .write_all(format!("421 Cannot reach the server {to}: {e}.\r\n").as_bytes())
+                    .write_all(
+                        &Refusal::Unreachable {
+                            server: to,
+                            error: &error,
+                        }
+                        .reply(),
+                    )
                     .await?;
                 return Ok(None);
             }

@@ -3,6 +3,7 @@
 
 use super::pinhole::bind_listener;
 use super::{control, Gateway, ProxyError};
+use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
 use std::io;
@@ -207,7 +208,7 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
                 stream,
                 peer,
                 "listener removed from the rules",
-                "421 This address no longer takes connections.\r\n".into(),
+                Refusal::ListenerRemoved.reply(),
             );
             continue;
         };
@@ -238,7 +239,7 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
             }
             Err(refusal) => {
                 let reason = refusal.reason();
-                let msg = format!("421 {}; try again later.\r\n", capitalise(reason));
+                let msg = Refusal::Busy { limit: reason }.reply();
                 refuse(&gw, stream, peer, reason, msg);
             }
         }
@@ -251,7 +252,7 @@ fn refuse(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     reason: &str,
-    msg: String,
+    msg: Vec<u8>,
 ) {
     gw.metrics
         .telemetry
@@ -259,17 +260,8 @@ fn refuse(
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut stream = stream;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), stream.write_all(msg.as_bytes())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&msg)).await;
     });
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]
