@@ -1,8 +1,9 @@
 //! The listening sockets: bound at start, matched to the rules by name, and
 //! brought in line with the rules on every reload.
 
+use super::error::ProxyError;
 use super::pinhole::bind_listener;
-use super::{control, Gateway, ProxyError};
+use super::{control, Gateway};
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;

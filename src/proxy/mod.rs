@@ -4,6 +4,7 @@
 
 mod admission;
 mod control;
+mod error;
 pub mod events;
 mod http;
 mod keepalive;
@@ -22,6 +23,7 @@ use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
+pub use error::ProxyError;
 use kernel::KernelThread;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
@@ -32,33 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-/// Why the gateway could not run.
-#[derive(Debug, Error)]
-pub enum ProxyError {
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({name}): {source}")]
-    Bind {
-        /// Listener name.
-        name: String,
-        /// Address.
-        addr: SocketAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// Signal handling could not be set up.
-    #[error("signal setup failed: {0}")]
-    Signal(io::Error),
-    /// `data.path: kernel`, and ftpalg may not manage nftables here.
-    #[error("data.path is kernel, but the kernel data path cannot start: {0} (ftpalg needs CAP_NET_ADMIN; or use path: auto or relay)")]
-    Kernel(crate::dataplane::kernel::KernelError),
-    /// A thread that keeps CAP_NET_ADMIN could not be started.
-    #[error("cannot start the thread that makes IP_TRANSPARENT sockets: {0}")]
-    Thread(io::Error),
-}
 
 /// What the gateway exports for monitoring.
 #[derive(Debug, Default)]
