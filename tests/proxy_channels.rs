@@ -108,8 +108,7 @@ async fn delivered_channels_kept_open_by_the_client_do_not_pile_up() {
 /// The session's `/status` entries, as the registry's public view has them.
 fn status_transfers(gw: &ftpalg::proxy::Handle) -> usize {
     gw.gateway()
-        .metrics
-        .telemetry
+        .telemetry()
         .live
         .view()
         .iter()
@@ -132,7 +131,7 @@ async fn superseded_passive_channels_leave_no_status_entry() {
             assert_eq!(r.code, 229, "round {i}: {}", r.text);
             most = most.max(status_transfers(&gw));
         }
-        let view = gw.gateway().metrics.telemetry.live.view();
+        let view = gw.gateway().telemetry().live.view();
         assert_eq!(view.len(), 1, "one session");
         assert!(
             view[0].transfers.len() <= 1,
@@ -145,8 +144,7 @@ async fn superseded_passive_channels_leave_no_status_entry() {
         assert!(
             eventually(Duration::from_secs(3), || gw
                 .gateway()
-                .metrics
-                .telemetry
+                .telemetry()
                 .live
                 .view()
                 .is_empty())

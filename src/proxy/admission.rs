@@ -304,7 +304,7 @@ impl Gateway {
     }
 
     fn evicted(&self, victim: &Slot, newcomer: u64, limit: Limit) {
-        self.metrics.telemetry.evicted(
+        self.telemetry.evicted(
             victim.id,
             victim.client,
             victim.silent_for(),
@@ -381,7 +381,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let text = gw.metrics.telemetry.encode();
+        let text = gw.telemetry.encode();
         let evicted = crate::proxy::events::tests::value(&text, "ftpalg_sessions_evicted_total ");
         assert!(evicted > Some(0.0), "{text}");
         assert_eq!(gw.registry.active(), 0);

@@ -96,7 +96,7 @@ pub(crate) async fn serve(
         Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
         Err(_) => return,
     };
-    gw.metrics.telemetry.session_start(id, peer, &listener.name);
+    gw.telemetry.session_start(id, peer, &listener.name);
     let started = Instant::now();
     let result = start(
         gw.clone(),
@@ -109,7 +109,7 @@ pub(crate) async fn serve(
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
-    let t = &gw.metrics.telemetry;
+    let t = &gw.telemetry;
     match result {
         Ok(user) => t.session_end(id, peer, user.as_deref(), secs, None),
         Err(e) => t.session_end(id, peer, None, secs, Some(&e.to_string())),
@@ -142,7 +142,7 @@ async fn start(
             // Reached directly, a transparent listener's original
             // destination is itself: connecting on would loop through the
             // gateway until a limit stopped it.
-            gw.metrics.telemetry.denied(
+            gw.telemetry.denied(
                 Some(id),
                 peer,
                 "-",
@@ -153,7 +153,7 @@ async fn start(
             return Ok(None);
         }
         if !listener.may_reach(to.ip()) {
-            gw.metrics.telemetry.denied(
+            gw.telemetry.denied(
                 Some(id),
                 peer,
                 "-",
@@ -170,7 +170,7 @@ async fn start(
             r = connect => r,
             why = admission.closing(rules.limits.login_timeout) => {
                 match why {
-                    Closing::LoginTimeout => gw.metrics.telemetry.login_timeout(id, peer, Some(to)),
+                    Closing::LoginTimeout => gw.telemetry.login_timeout(id, peer, Some(to)),
                     Closing::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
@@ -424,7 +424,6 @@ impl Driver {
     async fn close_for(&mut self, why: Closing) -> io::Result<()> {
         if why == Closing::LoginTimeout {
             self.gw
-                .metrics
                 .telemetry
                 .login_timeout(self.id, self.session.client(), None);
         }

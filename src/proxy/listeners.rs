@@ -255,8 +255,7 @@ fn refuse(
     reason: &str,
     msg: Vec<u8>,
 ) {
-    gw.metrics
-        .telemetry
+    gw.telemetry
         .denied(None, peer, "-", reason, "session refused");
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;

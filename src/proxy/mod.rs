@@ -24,6 +24,7 @@ use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use dashmap::DashMap;
 pub use error::ProxyError;
+use events::Telemetry;
 use kernel::KernelThread;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
@@ -36,14 +37,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-/// What the gateway exports for monitoring.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// The Prometheus metrics, fed by the same reports that write the logs:
-    /// the one store of the gateway's counts, so that no two can drift.
-    pub telemetry: events::Telemetry,
-}
 
 /// State shared by every session.
 pub struct Gateway {
@@ -69,8 +62,9 @@ pub struct Gateway {
     /// Servers whose passive ports answered, and when (server mode `auto`
     /// with the kernel data path forwards their passive transfers).
     passive_alive: DashMap<IpAddr, std::time::Instant>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
+    /// The Prometheus metrics, fed by the same reports that write the logs:
+    /// the one store of the gateway's counts, so that no two can drift.
+    telemetry: Arc<Telemetry>,
     /// The metrics endpoint, once bound (at start only).
     http: std::sync::OnceLock<Arc<http::Endpoint>>,
 }
@@ -96,7 +90,7 @@ impl Gateway {
             kernel,
             passive_dead: DashMap::new(),
             passive_alive: DashMap::new(),
-            metrics: Arc::new(Metrics::default()),
+            telemetry: Arc::new(Telemetry::new()),
             http: std::sync::OnceLock::new(),
         })
     }
@@ -107,6 +101,12 @@ impl Gateway {
             .read()
             .map(|r| r.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The gateway's metrics and its live sessions, as `/metrics` and
+    /// `/status` show them.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Sessions alive now.
@@ -159,7 +159,7 @@ impl Gateway {
         if let Some(endpoint) = self.http.get() {
             endpoint.reload(new.metrics.as_ref());
         }
-        self.metrics.telemetry.reload(true, file, None);
+        self.telemetry.reload(true, file, None);
     }
 
     /// How long a server stays known as passive-dead: long enough that each
@@ -384,7 +384,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 /// sessions and new transfers at once; an invalid one is refused and the
 /// old rules stay in force.
 pub fn reload_file(handle: &Handle, path: &Path) -> Result<(), rules::RulesError> {
-    let t = &handle.gateway().metrics.telemetry;
+    let t = handle.gateway().telemetry();
     let file = path.display().to_string();
     match rules::load(path) {
         Ok((r, warnings)) => {

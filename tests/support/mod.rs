@@ -58,5 +58,5 @@ pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 /// [`sum`] over the gateway's metrics now, read from its telemetry (no
 /// endpoint needed).
 pub fn metric(gw: &Handle, name: &str, labels: &[&str]) -> f64 {
-    sum(&gw.gateway().metrics.telemetry.encode(), name, labels)
+    sum(&gw.gateway().telemetry().encode(), name, labels)
 }

@@ -52,13 +52,9 @@ impl Driver {
         let user = self.session.user().unwrap_or("-").to_string();
         match e {
             Event::Denied { reason, detail } => {
-                self.gw.metrics.telemetry.denied(
-                    Some(id),
-                    client,
-                    &user,
-                    &reason.to_string(),
-                    &detail,
-                );
+                self.gw
+                    .telemetry
+                    .denied(Some(id), client, &user, &reason.to_string(), &detail);
             }
             Event::Unparsed { from, line } => {
                 info!(session = id, from = ?from, line = %line, "passed through a line it could not parse")
@@ -88,10 +84,7 @@ impl Driver {
             Event::LoggedIn => {
                 self.admission.settle();
                 let server = self.session.server().map(|s| s.to_string());
-                self.gw
-                    .metrics
-                    .telemetry
-                    .logged_in(id, client, &user, server)
+                self.gw.telemetry.logged_in(id, client, &user, server)
             }
             Event::Aborted { id: channel } => {
                 info!(

@@ -18,9 +18,9 @@ mod log;
 
 pub(super) use event::{Cancel, DataEvent};
 
+use super::super::events::Telemetry;
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
 use super::super::relay::{relay_counted, Moved, RelayLimits};
-use super::super::Metrics;
 use super::forward::KernelChannel;
 use super::{unspecified_like, Driver};
 use crate::ftp::command::Verb;
@@ -51,18 +51,18 @@ pub(super) enum Prepared {
 /// Counts a data channel in the gateway's metrics for as long as it holds
 /// sockets: it lives in the channel while it is prepared, then moves into
 /// the relay task, so it is dropped with the last socket.
-pub(super) struct ChannelGauge(Arc<Metrics>);
+pub(super) struct ChannelGauge(Arc<Telemetry>);
 
 impl ChannelGauge {
-    fn new(m: &Arc<Metrics>) -> ChannelGauge {
-        m.telemetry.pinhole_opened();
-        ChannelGauge(m.clone())
+    fn new(t: &Arc<Telemetry>) -> ChannelGauge {
+        t.pinhole_opened();
+        ChannelGauge(t.clone())
     }
 }
 
 impl Drop for ChannelGauge {
     fn drop(&mut self) {
-        self.0.telemetry.pinhole_closed();
+        self.0.pinhole_closed();
     }
 }
 
@@ -98,9 +98,9 @@ pub(super) struct Channel {
 }
 
 impl Channel {
-    fn new(m: &Arc<Metrics>) -> Channel {
+    fn new(t: &Arc<Telemetry>) -> Channel {
         Channel {
-            gauge: Some(ChannelGauge::new(m)),
+            gauge: Some(ChannelGauge::new(t)),
             created: Instant::now(),
             client: None,
             server: None,
@@ -184,10 +184,10 @@ impl Driver {
         }
         let policy = self.policy();
         let rules = policy.rules();
-        let metrics = self.gw.metrics.clone();
+        let telemetry = self.gw.telemetry.clone();
         self.channels
             .entry(id)
-            .or_insert_with(|| Channel::new(&metrics));
+            .or_insert_with(|| Channel::new(&telemetry));
         match endpoint {
             Endpoint::Listen { expect_peer } => {
                 let (bind, range) = match side {
@@ -288,7 +288,7 @@ impl Driver {
             .clone()
             .map(|(v, f)| (v.to_string(), f))
             .unwrap_or_else(|| ("-".into(), String::new()));
-        let status = self.gw.metrics.telemetry.transfer_started(
+        let status = self.gw.telemetry.transfer_started(
             self.id,
             id.0,
             &verb,
@@ -306,18 +306,18 @@ impl Driver {
             rate: rules.limits.bandwidth_per_session,
         };
         let session = self.id;
-        let metrics = self.gw.metrics.clone();
+        let telemetry = self.gw.telemetry.clone();
         let task = tokio::spawn(async move {
             // Dropped with the sockets, whether the task ends or is aborted.
             let _gauge = gauge;
             let started = Instant::now();
             let strangers = |who: &'static str| {
-                let metrics = metrics.clone();
-                move |peer: SocketAddr| metrics.telemetry.stranger(session, who, peer)
+                let telemetry = telemetry.clone();
+                move |peer: SocketAddr| telemetry.stranger(session, who, peer)
             };
             let expired = |side: &'static str| {
-                let metrics = metrics.clone();
-                move || metrics.telemetry.pinhole_expired(session, side, deadline)
+                let telemetry = telemetry.clone();
+                move || telemetry.pinhole_expired(session, side, deadline)
             };
             let c = establish(client, deadline, strangers("client"), expired("client"));
             let s = establish(server, deadline, strangers("server"), expired("server"));

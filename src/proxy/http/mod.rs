@@ -179,7 +179,7 @@ impl Endpoint {
         req: &Request,
         peer: SocketAddr,
     ) -> (Reply, Option<tokio::sync::SemaphorePermit<'_>>) {
-        let telemetry = &gw.metrics.telemetry;
+        let telemetry = &gw.telemetry;
         let page = match (req.method, req.path) {
             ("GET", "/healthz") => {
                 return (Reply::new("200 OK", "text/plain", "ok\n".into()), None);

@@ -32,7 +32,7 @@ impl Driver {
             Err(e) => Err(e.as_str()),
         };
         let verb = verb.to_string();
-        self.gw.metrics.telemetry.transfer(TransferReport {
+        self.gw.telemetry.transfer(TransferReport {
             session: self.id,
             channel: id.0,
             client: self.session.client(),
@@ -70,7 +70,6 @@ impl Driver {
         arg: String,
     ) {
         self.gw
-            .metrics
             .telemetry
             .transfer_named(self.id, id.0, &verb.to_string(), &arg);
         if let Some(c) = self.channels.get_mut(&id) {
