@@ -13,6 +13,7 @@ mod listeners;
 pub(crate) mod pinhole;
 mod privileged;
 pub(crate) mod relay;
+mod shutdown;
 mod splice;
 pub mod status;
 mod tproxy;
@@ -29,6 +30,7 @@ use kernel::KernelThread;
 use listeners::ListenerSet;
 use pinhole::{Pinholes, UserspacePinholes};
 pub use privileged::Privileged;
+use shutdown::Shutdown;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -50,9 +52,7 @@ pub struct Gateway {
     /// force.
     reloading: std::sync::Mutex<()>,
     next_id: AtomicU64,
-    shutdown: watch::Sender<bool>,
-    /// Set when the shutdown grace has ended: relays still running are reset.
-    hard_stop: watch::Sender<bool>,
+    shutdown: Shutdown,
     pinholes: Box<dyn Pinholes>,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
@@ -75,8 +75,6 @@ impl Gateway {
         rt: tokio::runtime::Handle,
         kernel: Option<Arc<KernelThread>>,
     ) -> Arc<Gateway> {
-        let (shutdown, _) = watch::channel(false);
-        let (hard_stop, _) = watch::channel(false);
         Arc::new(Gateway {
             rules: RwLock::new(Arc::new(rules)),
             registry: Registry::default(),
@@ -84,8 +82,7 @@ impl Gateway {
             rt,
             reloading: std::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
-            shutdown,
-            hard_stop,
+            shutdown: Shutdown::new(),
             pinholes: Box::new(UserspacePinholes),
             kernel,
             passive_dead: DashMap::new(),
@@ -125,11 +122,11 @@ impl Gateway {
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+        self.shutdown.watch().shutdown_signal()
     }
 
     fn hard_stop_signal(&self) -> watch::Receiver<bool> {
-        self.hard_stop.subscribe()
+        self.shutdown.watch().hard_stop_signal()
     }
 
     /// Replaces the rules for new sessions and new transfers, and brings
@@ -235,7 +232,7 @@ impl Handle {
     /// Stops accepting, lets sessions finish their transfers for up to
     /// `grace`, then returns.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.gw.shutdown.send(true);
+        self.gw.shutdown.stop();
         self.gw.listeners.stop_all();
         let deadline = tokio::time::Instant::now() + grace;
         while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
@@ -250,7 +247,7 @@ impl Handle {
         }
         // Transfers still running are cut with a reset, never a FIN, so no
         // peer takes a truncated file for a complete one.
-        let _ = self.gw.hard_stop.send(true);
+        self.gw.shutdown.hard_stop();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

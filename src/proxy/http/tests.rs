@@ -62,7 +62,7 @@ async fn with_every_render_slot_taken_a_scrape_gets_503_and_healthz_200() {
     assert!(get(m, "/metrics", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    let _ = gw.shutdown.send(true);
+    gw.shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +86,7 @@ async fn at_the_connection_limit_a_newcomer_is_refused_at_once() {
     assert!(get(m, "/healthz", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    let _ = gw.shutdown.send(true);
+    gw.shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +117,7 @@ async fn past_the_waiting_bound_the_oldest_silent_peers_are_closed_first() {
                 .is_err()
         );
     }
-    let _ = gw.shutdown.send(true);
+    gw.shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,5 +139,5 @@ async fn a_reload_sets_and_clears_the_status_token() {
     assert!(get(m, "/status", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    let _ = gw.shutdown.send(true);
+    gw.shutdown.stop();
 }
