@@ -11,9 +11,11 @@ mod channels;
 mod forward;
 mod opaque;
 mod output;
+mod passive;
 mod route;
 
 use output::bounded_write;
+pub(super) use passive::PassiveMemo;
 use route::fixed_upstream;
 
 use super::admission::{Closing, Slot};
@@ -204,8 +206,8 @@ async fn start(
     cfg.bounce_protection = rules.security.bounce_protection;
     cfg.refuse_low_ports = rules.security.refuse_low_ports;
     cfg.trust_passive_address = rules.security.trust_passive_address;
-    cfg.passive_known_dead = upstream.is_some_and(|u| gw.passive_known_dead(u.ip()));
-    cfg.passive_known_alive = upstream.is_some_and(|u| gw.passive_known_alive(u.ip()));
+    cfg.passive_known_dead = upstream.is_some_and(|u| gw.passive.known_dead(u.ip()));
+    cfg.passive_known_alive = upstream.is_some_and(|u| gw.passive.known_alive(u.ip()));
     cfg.client_advertise = match listener.kind {
         Kind::Reverse => listener.advertise_for(peer.ip()),
         // The client believes it talks to the server itself; the firewall

@@ -23,7 +23,7 @@ use crate::dataplane::kernel::KernelError;
 use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
-use dashmap::DashMap;
+use control::PassiveMemo;
 pub use error::ProxyError;
 use events::Telemetry;
 use kernel::KernelThread;
@@ -32,7 +32,7 @@ use pinhole::{Pinholes, UserspacePinholes};
 pub use privileged::Privileged;
 use shutdown::Shutdown;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -57,11 +57,8 @@ pub struct Gateway {
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
     kernel: Option<Arc<KernelThread>>,
-    /// Servers whose passive ports did not answer, and when that was seen.
-    passive_dead: DashMap<IpAddr, std::time::Instant>,
-    /// Servers whose passive ports answered, and when (server mode `auto`
-    /// with the kernel data path forwards their passive transfers).
-    passive_alive: DashMap<IpAddr, std::time::Instant>,
+    /// What sessions learned of servers' passive ports.
+    passive: PassiveMemo,
     /// The Prometheus metrics, fed by the same reports that write the logs:
     /// the one store of the gateway's counts, so that no two can drift.
     telemetry: Arc<Telemetry>,
@@ -85,8 +82,7 @@ impl Gateway {
             shutdown: Shutdown::new(),
             pinholes: Box::new(UserspacePinholes),
             kernel,
-            passive_dead: DashMap::new(),
-            passive_alive: DashMap::new(),
+            passive: PassiveMemo::default(),
             telemetry: Arc::new(Telemetry::new()),
             http: std::sync::OnceLock::new(),
         })
@@ -157,52 +153,6 @@ impl Gateway {
             endpoint.reload(new.metrics.as_ref());
         }
         self.telemetry.reload(true, file, None);
-    }
-
-    /// How long a server stays known as passive-dead: long enough that each
-    /// session does not pay the probe again, short enough that a fixed
-    /// firewall is noticed.
-    const PASSIVE_DEAD_TTL: Duration = Duration::from_secs(600);
-
-    /// Remembers that `server`'s passive ports do not answer.
-    pub(crate) fn mark_passive_dead(&self, server: IpAddr) {
-        self.passive_alive.remove(&server);
-        self.passive_dead.insert(server, std::time::Instant::now());
-    }
-
-    /// Remembers that `server`'s passive ports answer.
-    pub(crate) fn mark_passive_alive(&self, server: IpAddr) {
-        if self.passive_alive.len() < Self::PASSIVE_ALIVE_MAX {
-            self.passive_alive.insert(server, std::time::Instant::now());
-        }
-    }
-
-    /// Whether `server`'s passive ports were seen answering recently.
-    pub(crate) fn passive_known_alive(&self, server: IpAddr) -> bool {
-        match self.passive_alive.get(&server).map(|t| t.elapsed()) {
-            Some(age) if age < Self::PASSIVE_DEAD_TTL => true,
-            Some(_) => {
-                self.passive_alive.remove(&server);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Servers remembered as passive-alive at most: past it, new servers
-    /// are probed through the relay every time (a bound, not a cache).
-    const PASSIVE_ALIVE_MAX: usize = 4096;
-
-    /// Whether `server`'s passive ports were seen dead recently.
-    pub(crate) fn passive_known_dead(&self, server: IpAddr) -> bool {
-        match self.passive_dead.get(&server).map(|t| t.elapsed()) {
-            Some(age) if age < Self::PASSIVE_DEAD_TTL => true,
-            Some(_) => {
-                self.passive_dead.remove(&server);
-                false
-            }
-            None => false,
-        }
     }
 }
 

@@ -69,12 +69,12 @@ impl Driver {
             Event::PassiveFallback { reason } => {
                 warn!(session = id, reason = %reason, "server passive port unreachable; using active mode towards it");
                 if let Some(server) = self.session.server() {
-                    self.gw.mark_passive_dead(server.ip());
+                    self.gw.passive.mark_dead(server.ip());
                 }
             }
             Event::PassiveAnswered => {
                 if let Some(server) = self.session.server() {
-                    self.gw.mark_passive_alive(server.ip());
+                    self.gw.passive.mark_alive(server.ip());
                 }
             }
             Event::KernelFallback { reason } => {
