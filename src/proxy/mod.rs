@@ -4,6 +4,7 @@
 
 mod admission;
 mod control;
+mod current_rules;
 mod error;
 pub mod events;
 mod http;
@@ -24,6 +25,7 @@ use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
 pub(crate) use admission::SessionGuard;
 use control::PassiveMemo;
+use current_rules::CurrentRules;
 pub use error::ProxyError;
 use events::Telemetry;
 use kernel::KernelThread;
@@ -35,14 +37,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// State shared by every session.
 pub struct Gateway {
-    rules: RwLock<Arc<Rules>>,
+    rules: Arc<CurrentRules>,
     registry: Registry,
     listeners: ListenerSet,
     /// The runtime the gateway started on: a reload binds listeners and
@@ -73,7 +75,7 @@ impl Gateway {
         kernel: Option<Arc<KernelThread>>,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
-            rules: RwLock::new(Arc::new(rules)),
+            rules: Arc::new(CurrentRules::new(rules)),
             registry: Registry::default(),
             listeners: ListenerSet::default(),
             rt,
@@ -90,10 +92,7 @@ impl Gateway {
 
     /// The rules in force now.
     pub fn rules(&self) -> Arc<Rules> {
-        self.rules
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.rules.get()
     }
 
     /// The gateway's metrics and its live sessions, as `/metrics` and
@@ -138,10 +137,7 @@ impl Gateway {
     fn apply_rules(self: &Arc<Self>, new: Rules, file: &str) {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let new = Arc::new(new);
-        match self.rules.write() {
-            Ok(mut w) => *w = new.clone(),
-            Err(p) => *p.into_inner() = new.clone(),
-        }
+        self.rules.replace(new.clone());
         if new.data.path != DataPath::Relay && self.kernel.is_none() {
             warn!(
                 path = new.data.path.as_str(),
