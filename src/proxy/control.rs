@@ -13,14 +13,15 @@ mod opaque;
 mod output;
 mod passive;
 mod route;
+mod shared;
 
 use output::bounded_write;
 pub(super) use passive::PassiveMemo;
 use route::fixed_upstream;
+pub(super) use shared::{OwnListeners, SessionGateway};
 
-use super::admission::{Closing, Slot};
+use super::admission::{Closing, SessionGuard, Slot};
 use super::pinhole::connect_from;
-use super::{Gateway, SessionGuard};
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
 use crate::ftp::session::{
@@ -45,7 +46,7 @@ use tracing::{debug, info, warn};
 const OUT_CAP: usize = 64 * 1024;
 
 struct Driver {
-    gw: Arc<Gateway>,
+    gw: Arc<SessionGateway>,
     listener: Listener,
     started_rules: Arc<Rules>,
     id: u64,
@@ -78,7 +79,7 @@ struct Driver {
 /// `listener` is the accepting listener's entry in `rules`, the rules in
 /// force when the connection was accepted.
 pub(crate) async fn serve(
-    gw: Arc<Gateway>,
+    gw: Arc<SessionGateway>,
     rules: Arc<Rules>,
     listener: Listener,
     client: TcpStream,
@@ -120,7 +121,7 @@ pub(crate) async fn serve(
 }
 
 async fn start(
-    gw: Arc<Gateway>,
+    gw: Arc<SessionGateway>,
     listener: Listener,
     rules: Arc<Rules>,
     mut client: TcpStream,
@@ -140,7 +141,7 @@ async fn start(
     };
     let mut server = None;
     if let Some(to) = upstream {
-        if gw.is_own_listener(to) {
+        if gw.listeners.is_own_listener(to) {
             // Reached directly, a transparent listener's original
             // destination is itself: connecting on would loop through the
             // gateway until a limit stopped it.
@@ -310,7 +311,7 @@ impl Driver {
     /// rules if the listener still exists in them, else the rules the
     /// session started with.
     fn policy(&self) -> RulesPolicy {
-        let now = self.gw.rules();
+        let now = self.gw.rules.get();
         match now.listener_index(&self.listener.name) {
             Some(i) => RulesPolicy::new(now, i),
             None => {
@@ -340,8 +341,8 @@ impl Driver {
 
     async fn run(&mut self) -> io::Result<()> {
         let mut frames = Vec::new();
-        let mut shutdown = self.gw.shutdown_signal();
-        let mut hard_stop = self.gw.hard_stop_signal();
+        let mut shutdown = self.gw.shutdown.shutdown_signal();
+        let mut hard_stop = self.gw.shutdown.hard_stop_signal();
         loop {
             self.execute().await?;
             self.flush().await?;

@@ -1,9 +1,10 @@
 //! The listening sockets: bound at start, matched to the rules by name, and
 //! brought in line with the rules on every reload.
 
+use super::control::{self, OwnListeners};
 use super::error::ProxyError;
 use super::pinhole::bind_listener;
-use super::{control, Gateway};
+use super::Gateway;
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
@@ -78,6 +79,12 @@ impl ListenerSet {
         for (_, r) in std::mem::take(&mut *self.lock()) {
             r.task.abort();
         }
+    }
+}
+
+impl OwnListeners for ListenerSet {
+    fn is_own_listener(&self, to: SocketAddr) -> bool {
+        self.is_own(to)
     }
 }
 
@@ -230,7 +237,7 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
         match gw.admit(client) {
             Ok(guard) => {
                 tokio::spawn(control::serve(
-                    gw.clone(),
+                    gw.sessions.clone(),
                     rules.clone(),
                     config,
                     stream,

@@ -23,14 +23,13 @@ mod transparent;
 use crate::dataplane::kernel::KernelError;
 use crate::rules::{self, DataPath, Rules};
 use admission::Registry;
-pub(crate) use admission::SessionGuard;
-use control::PassiveMemo;
+use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
 pub use error::ProxyError;
 use events::Telemetry;
 use kernel::KernelThread;
 use listeners::ListenerSet;
-use pinhole::{Pinholes, UserspacePinholes};
+use pinhole::UserspacePinholes;
 pub use privileged::Privileged;
 use shutdown::Shutdown;
 use std::io;
@@ -46,7 +45,9 @@ use tracing::{info, warn};
 pub struct Gateway {
     rules: Arc<CurrentRules>,
     registry: Registry,
-    listeners: ListenerSet,
+    listeners: Arc<ListenerSet>,
+    /// What every session shares.
+    sessions: Arc<SessionGateway>,
     /// The runtime the gateway started on: a reload binds listeners and
     /// starts their tasks there.
     rt: tokio::runtime::Handle,
@@ -55,12 +56,9 @@ pub struct Gateway {
     reloading: std::sync::Mutex<()>,
     next_id: AtomicU64,
     shutdown: Shutdown,
-    pinholes: Box<dyn Pinholes>,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
     kernel: Option<Arc<KernelThread>>,
-    /// What sessions learned of servers' passive ports.
-    passive: PassiveMemo,
     /// The Prometheus metrics, fed by the same reports that write the logs:
     /// the one store of the gateway's counts, so that no two can drift.
     telemetry: Arc<Telemetry>,
@@ -74,18 +72,30 @@ impl Gateway {
         rt: tokio::runtime::Handle,
         kernel: Option<Arc<KernelThread>>,
     ) -> Arc<Gateway> {
+        let rules = Arc::new(CurrentRules::new(rules));
+        let telemetry = Arc::new(Telemetry::new());
+        let shutdown = Shutdown::new();
+        let listeners = Arc::new(ListenerSet::default());
+        let sessions = Arc::new(SessionGateway {
+            rules: rules.clone(),
+            telemetry: telemetry.clone(),
+            shutdown: shutdown.watch(),
+            passive: PassiveMemo::default(),
+            kernel: kernel.clone(),
+            pinholes: Box::new(UserspacePinholes),
+            listeners: listeners.clone(),
+        });
         Arc::new(Gateway {
-            rules: Arc::new(CurrentRules::new(rules)),
+            rules,
             registry: Registry::default(),
-            listeners: ListenerSet::default(),
+            listeners,
+            sessions,
             rt,
             reloading: std::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
-            shutdown: Shutdown::new(),
-            pinholes: Box::new(UserspacePinholes),
+            shutdown,
             kernel,
-            passive: PassiveMemo::default(),
-            telemetry: Arc::new(Telemetry::new()),
+            telemetry,
             http: std::sync::OnceLock::new(),
         })
     }
@@ -111,17 +121,8 @@ impl Gateway {
         self.listeners.addr(name)
     }
 
-    /// Whether `to` is one of the gateway's own listeners.
-    pub(crate) fn is_own_listener(&self, to: SocketAddr) -> bool {
-        self.listeners.is_own(to)
-    }
-
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.watch().shutdown_signal()
-    }
-
-    fn hard_stop_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.watch().hard_stop_signal()
     }
 
     /// Replaces the rules for new sessions and new transfers, and brings

@@ -25,7 +25,7 @@ impl Driver {
         bounded_write(&mut sw, &from_client, idle, &gw, id, "server").await?;
         let from_server = self.from_server.take_buffered();
         bounded_write(&mut self.client_w, &from_server, idle, &gw, id, "client").await?;
-        let mut shutdown = self.gw.shutdown_signal();
+        let mut shutdown = self.gw.shutdown.shutdown_signal();
         let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
         let (mut client_open, mut server_open) = (true, true);
         while client_open || server_open {

@@ -56,14 +56,14 @@ pub(super) async fn bounded_write(
     w: &mut OwnedWriteHalf,
     bytes: &[u8],
     deadline: Duration,
-    gw: &Gateway,
+    gw: &SessionGateway,
     session: u64,
     peer: &'static str,
 ) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let mut hard_stop = gw.hard_stop_signal();
+    let mut hard_stop = gw.shutdown.hard_stop_signal();
     tokio::select! {
         // The write first: the last words (421) still go out after the
         // grace, to a client that reads them.
