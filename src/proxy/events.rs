@@ -3,7 +3,7 @@
 //! reloads here, and each report both logs and counts, so that nothing can
 //! reach one and miss the other.
 
-use super::admission::Closing;
+use super::admission::slot::Closing;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

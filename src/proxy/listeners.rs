@@ -234,7 +234,7 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
             }
         }
         let client = peer.ip().to_canonical();
-        match gw.admit(client) {
+        match gw.admission.admit(client, &rules.limits) {
             Ok(guard) => {
                 tokio::spawn(control::serve(
                     gw.sessions.clone(),

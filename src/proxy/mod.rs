@@ -22,7 +22,7 @@ mod transparent;
 
 use crate::dataplane::kernel::KernelError;
 use crate::rules::{self, DataPath, Rules};
-use admission::Registry;
+use admission::Admission;
 use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
 pub use error::ProxyError;
@@ -35,7 +35,6 @@ use shutdown::Shutdown;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -44,7 +43,7 @@ use tracing::{info, warn};
 /// State shared by every session.
 pub struct Gateway {
     rules: Arc<CurrentRules>,
-    registry: Registry,
+    admission: Arc<Admission>,
     listeners: Arc<ListenerSet>,
     /// What every session shares.
     sessions: Arc<SessionGateway>,
@@ -54,7 +53,6 @@ pub struct Gateway {
     /// Reloads one at a time, so the listeners always match the rules in
     /// force.
     reloading: std::sync::Mutex<()>,
-    next_id: AtomicU64,
     shutdown: Shutdown,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
@@ -87,12 +85,11 @@ impl Gateway {
         });
         Arc::new(Gateway {
             rules,
-            registry: Registry::default(),
+            admission: Arc::new(Admission::new(telemetry.clone())),
             listeners,
             sessions,
             rt,
             reloading: std::sync::Mutex::new(()),
-            next_id: AtomicU64::new(1),
             shutdown,
             kernel,
             telemetry,
@@ -113,7 +110,7 @@ impl Gateway {
 
     /// Sessions alive now.
     pub fn active_sessions(&self) -> u32 {
-        self.registry.active()
+        self.admission.active()
     }
 
     /// Where the listener named `name` is bound now.
