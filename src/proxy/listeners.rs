@@ -1,10 +1,12 @@
 //! The listening sockets: bound at start, matched to the rules by name, and
 //! brought in line with the rules on every reload.
 
-use super::control::{self, OwnListeners};
+use super::admission::Admission;
+use super::control::{self, OwnListeners, SessionGateway};
+use super::current_rules::CurrentRules;
 use super::error::ProxyError;
+use super::events::Telemetry;
 use super::pinhole::bind_listener;
-use super::Gateway;
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
@@ -104,7 +106,46 @@ fn bind(l: &Listener) -> io::Result<(TcpListener, SocketAddr)> {
     Ok((listener, bound))
 }
 
-impl Gateway {
+/// The listeners' room: the bound listeners, and what their accept loops
+/// need: the rules in force, admission, and what sessions share. (The set
+/// of bound listeners is a handle of its own, as sessions ask it whether
+/// a destination is the gateway itself.)
+pub(crate) struct Listening {
+    listeners: Arc<ListenerSet>,
+    /// The runtime the gateway started on: a reload binds listeners and
+    /// starts their tasks there.
+    rt: tokio::runtime::Handle,
+    rules: Arc<CurrentRules>,
+    admission: Arc<Admission>,
+    sessions: Arc<SessionGateway>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Listening {
+    /// Nothing bound yet: see [`bind_all`](Self::bind_all).
+    pub(crate) fn new(
+        listeners: Arc<ListenerSet>,
+        rt: tokio::runtime::Handle,
+        rules: Arc<CurrentRules>,
+        admission: Arc<Admission>,
+        sessions: Arc<SessionGateway>,
+        telemetry: Arc<Telemetry>,
+    ) -> Listening {
+        Listening {
+            listeners,
+            rt,
+            rules,
+            admission,
+            sessions,
+            telemetry,
+        }
+    }
+
+    /// The bound listeners.
+    pub(crate) fn listeners(&self) -> &ListenerSet {
+        &self.listeners
+    }
+
     /// Binds and starts the listener `l`.
     fn spawn_listener(self: &Arc<Self>, l: &Listener) -> io::Result<Running> {
         let _rt = self.rt.enter();
@@ -124,7 +165,7 @@ impl Gateway {
     /// Binds every listener of the rules in force; the first that cannot
     /// be bound is the error.
     pub(crate) fn bind_all(self: &Arc<Self>) -> Result<Vec<SocketAddr>, ProxyError> {
-        let rules = self.rules();
+        let rules = self.rules.get();
         let mut addrs = Vec::new();
         for l in &rules.listeners {
             match self.spawn_listener(l) {
@@ -194,7 +235,7 @@ impl Gateway {
     }
 }
 
-async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
+async fn accept_loop(room: Arc<Listening>, name: String, listener: TcpListener) {
     // The keepalive the listener's sockets inherit; the rules may change it.
     let mut keepalive: Option<Option<Duration>> = None;
     loop {
@@ -209,10 +250,10 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
         };
         // The rules in force now, and this listener in them by name: a
         // reload may have reordered, changed or removed it.
-        let rules = gw.rules();
+        let rules = room.rules.get();
         let Some(config) = rules.listener(&name).cloned() else {
             refuse(
-                &gw,
+                &room.telemetry,
                 stream,
                 peer,
                 "listener removed from the rules",
@@ -234,10 +275,10 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
             }
         }
         let client = peer.ip().to_canonical();
-        match gw.admission.admit(client, &rules.limits) {
+        match room.admission.admit(client, &rules.limits) {
             Ok(guard) => {
                 tokio::spawn(control::serve(
-                    gw.sessions.clone(),
+                    room.sessions.clone(),
                     rules.clone(),
                     config,
                     stream,
@@ -248,7 +289,7 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
             Err(refusal) => {
                 let reason = refusal.reason();
                 let msg = Refusal::Busy { limit: reason }.reply();
-                refuse(&gw, stream, peer, reason, msg);
+                refuse(&room.telemetry, stream, peer, reason, msg);
             }
         }
     }
@@ -256,14 +297,13 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
 
 /// Answers `421` and closes, without holding up the accept loop.
 fn refuse(
-    gw: &Gateway,
+    telemetry: &Telemetry,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     reason: &str,
     msg: Vec<u8>,
 ) {
-    gw.telemetry
-        .denied(None, peer, "-", reason, "session refused");
+    telemetry.denied(None, peer, "-", reason, "session refused");
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut stream = stream;

@@ -28,7 +28,7 @@ use current_rules::CurrentRules;
 pub use error::ProxyError;
 use events::Telemetry;
 use kernel::KernelThread;
-use listeners::ListenerSet;
+use listeners::{ListenerSet, Listening};
 use pinhole::UserspacePinholes;
 pub use privileged::Privileged;
 use shutdown::Shutdown;
@@ -44,12 +44,7 @@ use tracing::{info, warn};
 pub struct Gateway {
     rules: Arc<CurrentRules>,
     admission: Arc<Admission>,
-    listeners: Arc<ListenerSet>,
-    /// What every session shares.
-    sessions: Arc<SessionGateway>,
-    /// The runtime the gateway started on: a reload binds listeners and
-    /// starts their tasks there.
-    rt: tokio::runtime::Handle,
+    listening: Arc<Listening>,
     /// Reloads one at a time, so the listeners always match the rules in
     /// force.
     reloading: std::sync::Mutex<()>,
@@ -83,12 +78,19 @@ impl Gateway {
             pinholes: Box::new(UserspacePinholes),
             listeners: listeners.clone(),
         });
+        let admission = Arc::new(Admission::new(telemetry.clone()));
+        let listening = Arc::new(Listening::new(
+            listeners,
+            rt,
+            rules.clone(),
+            admission.clone(),
+            sessions,
+            telemetry.clone(),
+        ));
         Arc::new(Gateway {
             rules,
-            admission: Arc::new(Admission::new(telemetry.clone())),
-            listeners,
-            sessions,
-            rt,
+            admission,
+            listening,
             reloading: std::sync::Mutex::new(()),
             shutdown,
             kernel,
@@ -115,7 +117,7 @@ impl Gateway {
 
     /// Where the listener named `name` is bound now.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.addr(name)
+        self.listening.listeners().addr(name)
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -142,7 +144,7 @@ impl Gateway {
                 "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
             );
         }
-        self.reconcile_listeners(&new);
+        self.listening.reconcile_listeners(&new);
         if let Some(endpoint) = self.http.get() {
             endpoint.reload(new.metrics.as_ref());
         }
@@ -177,7 +179,7 @@ impl Handle {
     /// `grace`, then returns.
     pub async fn shutdown(self, grace: Duration) {
         self.gw.shutdown.stop();
-        self.gw.listeners.stop_all();
+        self.gw.listening.listeners().stop_all();
         let deadline = tokio::time::Instant::now() + grace;
         while self.gw.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -234,7 +236,7 @@ async fn start_gateway(
     kernel: Option<Arc<KernelThread>>,
 ) -> Result<Handle, ProxyError> {
     let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
-    let addrs = gw.bind_all()?;
+    let addrs = gw.listening.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
     let metrics_addr = match &gw.rules().metrics {
         Some(m) => Some(
