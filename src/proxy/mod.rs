@@ -14,6 +14,7 @@ mod listeners;
 pub(crate) mod pinhole;
 mod privileged;
 pub(crate) mod relay;
+mod reload;
 mod shutdown;
 mod splice;
 pub mod status;
@@ -21,7 +22,7 @@ mod tproxy;
 mod transparent;
 
 use crate::dataplane::kernel::KernelError;
-use crate::rules::{self, DataPath, Rules};
+use crate::rules::{self, Rules};
 use admission::Admission;
 use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
@@ -31,23 +32,24 @@ use kernel::KernelThread;
 use listeners::{ListenerSet, Listening};
 use pinhole::UserspacePinholes;
 pub use privileged::Privileged;
+use reload::Reload;
 use shutdown::Shutdown;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// State shared by every session.
+/// A running gateway, as its rooms make it up: the rules in force,
+/// admission, the listeners, the reload, the stop signals, the kernel
+/// data plane and the telemetry. Each room holds only its own handles;
+/// this is where they meet.
 pub struct Gateway {
     rules: Arc<CurrentRules>,
     admission: Arc<Admission>,
     listening: Arc<Listening>,
-    /// Reloads one at a time, so the listeners always match the rules in
-    /// force.
-    reloading: std::sync::Mutex<()>,
+    reload: Reload,
     shutdown: Shutdown,
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
@@ -55,50 +57,9 @@ pub struct Gateway {
     /// The Prometheus metrics, fed by the same reports that write the logs:
     /// the one store of the gateway's counts, so that no two can drift.
     telemetry: Arc<Telemetry>,
-    /// The metrics endpoint, once bound (at start only).
-    http: std::sync::OnceLock<Arc<http::Endpoint>>,
 }
 
 impl Gateway {
-    fn new(
-        rules: Rules,
-        rt: tokio::runtime::Handle,
-        kernel: Option<Arc<KernelThread>>,
-    ) -> Arc<Gateway> {
-        let rules = Arc::new(CurrentRules::new(rules));
-        let telemetry = Arc::new(Telemetry::new());
-        let shutdown = Shutdown::new();
-        let listeners = Arc::new(ListenerSet::default());
-        let sessions = Arc::new(SessionGateway {
-            rules: rules.clone(),
-            telemetry: telemetry.clone(),
-            shutdown: shutdown.watch(),
-            passive: PassiveMemo::default(),
-            kernel: kernel.clone(),
-            pinholes: Box::new(UserspacePinholes),
-            listeners: listeners.clone(),
-        });
-        let admission = Arc::new(Admission::new(telemetry.clone()));
-        let listening = Arc::new(Listening::new(
-            listeners,
-            rt,
-            rules.clone(),
-            admission.clone(),
-            sessions,
-            telemetry.clone(),
-        ));
-        Arc::new(Gateway {
-            rules,
-            admission,
-            listening,
-            reloading: std::sync::Mutex::new(()),
-            shutdown,
-            kernel,
-            telemetry,
-            http: std::sync::OnceLock::new(),
-        })
-    }
-
     /// The rules in force now.
     pub fn rules(&self) -> Arc<Rules> {
         self.rules.get()
@@ -120,35 +81,12 @@ impl Gateway {
         self.listening.listeners().addr(name)
     }
 
-    fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.watch().shutdown_signal()
-    }
-
     /// Replaces the rules for new sessions and new transfers, and brings
     /// the listeners in line with them by name (see `reconcile_listeners`).
     /// Running sessions of a removed listener finish on the rules they
     /// started with. Counted as a reload from `-` (no file).
-    pub fn replace_rules(self: &Arc<Self>, new: Rules) {
-        self.apply_rules(new, "-");
-    }
-
-    /// [`replace_rules`](Self::replace_rules), read from `file` (for the
-    /// reload's log line).
-    fn apply_rules(self: &Arc<Self>, new: Rules, file: &str) {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let new = Arc::new(new);
-        self.rules.replace(new.clone());
-        if new.data.path != DataPath::Relay && self.kernel.is_none() {
-            warn!(
-                path = new.data.path.as_str(),
-                "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
-            );
-        }
-        self.listening.reconcile_listeners(&new);
-        if let Some(endpoint) = self.http.get() {
-            endpoint.reload(new.metrics.as_ref());
-        }
-        self.telemetry.reload(true, file, None);
+    pub fn replace_rules(&self, new: Rules) {
+        self.reload.apply(new, "-");
     }
 }
 
@@ -235,12 +173,33 @@ async fn start_gateway(
     rules: Rules,
     kernel: Option<Arc<KernelThread>>,
 ) -> Result<Handle, ProxyError> {
-    let gw = Gateway::new(rules, tokio::runtime::Handle::current(), kernel);
-    let addrs = gw.listening.bind_all()?;
+    let rules = Arc::new(CurrentRules::new(rules));
+    let telemetry = Arc::new(Telemetry::new());
+    let shutdown = Shutdown::new();
+    let listeners = Arc::new(ListenerSet::default());
+    let sessions = Arc::new(SessionGateway {
+        rules: rules.clone(),
+        telemetry: telemetry.clone(),
+        shutdown: shutdown.watch(),
+        passive: PassiveMemo::default(),
+        kernel: kernel.clone(),
+        pinholes: Box::new(UserspacePinholes),
+        listeners: listeners.clone(),
+    });
+    let admission = Arc::new(Admission::new(telemetry.clone()));
+    let listening = Arc::new(Listening::new(
+        listeners,
+        tokio::runtime::Handle::current(),
+        rules.clone(),
+        admission.clone(),
+        sessions,
+        telemetry.clone(),
+    ));
+    let addrs = listening.bind_all()?;
     // The endpoint is bound at start only: a reload does not move it.
-    let metrics_addr = match &gw.rules().metrics {
+    let endpoint = match &rules.get().metrics {
         Some(m) => Some(
-            http::serve(gw.clone(), m)
+            http::serve(telemetry.clone(), shutdown.watch(), m)
                 .await
                 .map_err(|source| ProxyError::Bind {
                     name: "metrics".into(),
@@ -250,6 +209,23 @@ async fn start_gateway(
         ),
         None => None,
     };
+    let metrics_addr = endpoint.as_ref().map(|e| e.addr());
+    let reload = Reload::new(
+        rules.clone(),
+        listening.clone(),
+        endpoint,
+        telemetry.clone(),
+        kernel.is_some(),
+    );
+    let gw = Arc::new(Gateway {
+        rules,
+        admission,
+        listening,
+        reload,
+        shutdown,
+        kernel,
+        telemetry,
+    });
     Ok(Handle {
         gw,
         addrs,
@@ -327,19 +303,5 @@ fn notify(state: &[sd_notify::NotifyState]) {
 /// sessions and new transfers at once; an invalid one is refused and the
 /// old rules stay in force.
 pub fn reload_file(handle: &Handle, path: &Path) -> Result<(), rules::RulesError> {
-    let t = handle.gateway().telemetry();
-    let file = path.display().to_string();
-    match rules::load(path) {
-        Ok((r, warnings)) => {
-            for w in warnings {
-                warn!(file = %file, "{w}");
-            }
-            handle.gw.apply_rules(r, &file);
-            Ok(())
-        }
-        Err(e) => {
-            t.reload(false, &file, Some(&e.to_string()));
-            Err(e)
-        }
-    }
+    handle.gw.reload.reread(path)
 }

@@ -16,7 +16,8 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-use super::Gateway;
+use super::events::Telemetry;
+use super::shutdown::ShutdownWatch;
 use crate::rules::{MetricsSettings, StatusToken};
 use request::{Reply, Request};
 use std::collections::{BTreeMap, VecDeque};
@@ -53,6 +54,8 @@ pub(crate) struct Endpoint {
     waiting: Mutex<Waiting>,
     token: RwLock<Option<StatusToken>>,
     denials: Denials,
+    /// What `/metrics` and `/status` show.
+    telemetry: Arc<Telemetry>,
 }
 
 /// The connections that have not sent their head, oldest first, each with
@@ -63,9 +66,13 @@ struct Waiting {
     queue: VecDeque<(u64, oneshot::Sender<()>)>,
 }
 
-/// Binds the endpoint that `settings` describe and serves until the
-/// gateway stops; returns the bound address.
-pub async fn serve(gw: Arc<Gateway>, settings: &MetricsSettings) -> std::io::Result<SocketAddr> {
+/// Binds the endpoint that `settings` describe and serves `telemetry` until
+/// the gateway stops.
+pub(crate) async fn serve(
+    telemetry: Arc<Telemetry>,
+    shutdown: ShutdownWatch,
+    settings: &MetricsSettings,
+) -> std::io::Result<Arc<Endpoint>> {
     let listener = TcpListener::bind(settings.listen).await?;
     let bound = listener.local_addr()?;
     let ep = Arc::new(Endpoint {
@@ -75,23 +82,27 @@ pub async fn serve(gw: Arc<Gateway>, settings: &MetricsSettings) -> std::io::Res
         waiting: Mutex::default(),
         token: RwLock::new(settings.status_token.clone()),
         denials: Denials::default(),
+        telemetry,
     });
-    let _ = gw.http.set(ep.clone());
     info!(
         addr = %bound,
         status = if settings.status_token.is_some() { "bearer token" } else { "open" },
         "metrics endpoint listening (/metrics, /healthz, /status)"
     );
     ep.warn_exposure();
-    let mut stop = gw.shutdown_signal();
+    let mut stop = shutdown.shutdown_signal();
+    let served = ep.clone();
     tokio::spawn(async move {
+        // Held, so that the stop signal outlives whoever started the
+        // endpoint: a dropped sender would end the loop as a stop does.
+        let _shutdown = shutdown;
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = stop.changed() => return,
             };
             match accepted {
-                Ok((stream, peer)) => ep.admit(&gw, stream, peer),
+                Ok((stream, peer)) => served.admit(stream, peer),
                 Err(e) => {
                     // Out of descriptors, most likely: give them time to
                     // come back rather than spin.
@@ -101,12 +112,17 @@ pub async fn serve(gw: Arc<Gateway>, settings: &MetricsSettings) -> std::io::Res
             }
         }
     });
-    Ok(bound)
+    Ok(ep)
 }
 
 impl Endpoint {
+    /// Where the endpoint is bound.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.bound
+    }
+
     /// Takes a new connection on, without ever waiting.
-    fn admit(self: &Arc<Self>, gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr) {
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let Ok(permit) = self.connections.clone().try_acquire_owned() else {
             // A fresh socket's send buffer takes this whole: no wait.
             let _ = stream.try_write(&Reply::busy().bytes());
@@ -114,11 +130,10 @@ impl Endpoint {
             return;
         };
         let (id, closed) = self.wait_for_head();
-        let (ep, gw) = (self.clone(), gw.clone());
+        let ep = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ =
-                tokio::time::timeout(DEADLINE, ep.exchange(&gw, stream, peer, id, closed)).await;
+            let _ = tokio::time::timeout(DEADLINE, ep.exchange(stream, peer, id, closed)).await;
         });
     }
 
@@ -144,7 +159,6 @@ impl Endpoint {
 
     async fn exchange(
         &self,
-        gw: &Gateway,
         mut s: TcpStream,
         peer: SocketAddr,
         id: u64,
@@ -166,7 +180,7 @@ impl Endpoint {
             Some(Ok(Ok(h))) => h,
         };
         let head = String::from_utf8_lossy(&head);
-        let (reply, _slot) = self.route(gw, &request::parse(&head), peer);
+        let (reply, _slot) = self.route(&request::parse(&head), peer);
         if s.write_all(&reply.bytes()).await.is_ok() {
             let _ = s.shutdown().await;
         }
@@ -175,11 +189,10 @@ impl Endpoint {
     /// The reply to `req`, and the slot it holds while it is written.
     fn route(
         &self,
-        gw: &Gateway,
         req: &Request,
         peer: SocketAddr,
     ) -> (Reply, Option<tokio::sync::SemaphorePermit<'_>>) {
-        let telemetry = &gw.telemetry;
+        let telemetry = &self.telemetry;
         let page = match (req.method, req.path) {
             ("GET", "/healthz") => {
                 return (Reply::new("200 OK", "text/plain", "ok\n".into()), None);

@@ -2,20 +2,26 @@
 //! peers that keep them: a full endpoint answers at once, never later.
 
 use super::*;
-use crate::proxy::Gateway;
+use crate::proxy::shutdown::Shutdown;
 use tokio::io::AsyncReadExt;
 
-async fn endpoint() -> (Arc<Gateway>, Arc<Endpoint>, SocketAddr) {
+/// The metrics section of rules that ask for an endpoint on loopback.
+fn settings() -> MetricsSettings {
     let rules = crate::rules::from_str(
         "listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    kind: explicit\n    upstream: 127.0.0.1:9\nmetrics:\n  listen: 127.0.0.1:0\n",
     )
     .rules
     .unwrap();
-    let settings = rules.metrics.clone().unwrap();
-    let gw = Gateway::new(rules, tokio::runtime::Handle::current(), None);
-    let addr = serve(gw.clone(), &settings).await.unwrap();
-    let ep = gw.http.get().unwrap().clone();
-    (gw, ep, addr)
+    rules.metrics.unwrap()
+}
+
+async fn endpoint() -> (Shutdown, Arc<Endpoint>, SocketAddr) {
+    let shutdown = Shutdown::new();
+    let ep = serve(Arc::new(Telemetry::new()), shutdown.watch(), &settings())
+        .await
+        .unwrap();
+    let addr = ep.addr();
+    (shutdown, ep, addr)
 }
 
 /// `GET path`: the answer, or what the socket said, within `limit`.
@@ -38,7 +44,7 @@ const PROMPT: Duration = Duration::from_millis(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_render_slot_taken_a_scrape_gets_503_and_healthz_200() {
-    let (gw, ep, m) = endpoint().await;
+    let (shutdown, ep, m) = endpoint().await;
     let held = ep
         .slots
         .clone()
@@ -62,12 +68,12 @@ async fn with_every_render_slot_taken_a_scrape_gets_503_and_healthz_200() {
     assert!(get(m, "/metrics", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    gw.shutdown.stop();
+    shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_limit_a_newcomer_is_refused_at_once() {
-    let (gw, ep, m) = endpoint().await;
+    let (shutdown, ep, m) = endpoint().await;
     let held = ep
         .connections
         .clone()
@@ -86,12 +92,12 @@ async fn at_the_connection_limit_a_newcomer_is_refused_at_once() {
     assert!(get(m, "/healthz", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    gw.shutdown.stop();
+    shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_waiting_bound_the_oldest_silent_peers_are_closed_first() {
-    let (gw, ep, m) = endpoint().await;
+    let (shutdown, ep, m) = endpoint().await;
     const MORE: usize = 10;
     let mut peers = Vec::new();
     for _ in 0..WAITING + MORE {
@@ -117,17 +123,17 @@ async fn past_the_waiting_bound_the_oldest_silent_peers_are_closed_first() {
                 .is_err()
         );
     }
-    gw.shutdown.stop();
+    shutdown.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_sets_and_clears_the_status_token() {
-    let (gw, ep, m) = endpoint().await;
+    let (shutdown, ep, m) = endpoint().await;
     assert!(get(m, "/status", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
     let token = StatusToken::new(b"abcdefghijklmnop0123").unwrap();
-    let mut settings = gw.rules().metrics.clone().unwrap();
+    let mut settings = settings();
     settings.status_token = Some(token);
     ep.reload(Some(&settings));
     assert!(get(m, "/status", PROMPT).await.starts_with("HTTP/1.1 401 "));
@@ -139,5 +145,5 @@ async fn a_reload_sets_and_clears_the_status_token() {
     assert!(get(m, "/status", PROMPT)
         .await
         .starts_with("HTTP/1.1 200 OK"));
-    gw.shutdown.stop();
+    shutdown.stop();
 }

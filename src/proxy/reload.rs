@@ -1,0 +1,87 @@
+//! A reload: new rules put in force, and each room that keeps something of
+//! the old ones brought in line: the listeners (by name), the metrics
+//! endpoint's `/status` token. Sessions and admission read the rules in
+//! force as they go, and need no telling.
+
+use super::current_rules::CurrentRules;
+use super::events::Telemetry;
+use super::http::Endpoint;
+use super::listeners::Listening;
+use crate::rules::{self, DataPath, Rules};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tracing::warn;
+
+/// What a reload changes.
+pub(crate) struct Reload {
+    rules: Arc<CurrentRules>,
+    /// Reloads one at a time, so the listeners always match the rules in
+    /// force.
+    one_at_a_time: Mutex<()>,
+    listening: Arc<Listening>,
+    /// The metrics endpoint, if the rules at start asked for one (it is
+    /// bound at start only).
+    endpoint: Option<Arc<Endpoint>>,
+    telemetry: Arc<Telemetry>,
+    /// Whether the kernel data path started with ftpalg: it cannot start
+    /// later.
+    kernel_started: bool,
+}
+
+impl Reload {
+    pub(crate) fn new(
+        rules: Arc<CurrentRules>,
+        listening: Arc<Listening>,
+        endpoint: Option<Arc<Endpoint>>,
+        telemetry: Arc<Telemetry>,
+        kernel_started: bool,
+    ) -> Reload {
+        Reload {
+            rules,
+            one_at_a_time: Mutex::new(()),
+            listening,
+            endpoint,
+            telemetry,
+            kernel_started,
+        }
+    }
+
+    /// Puts `new` in force, read from `file` (for the reload's log line):
+    /// for new sessions and new transfers, with the listeners matched to it
+    /// by name (see [`Listening::reconcile_listeners`]).
+    pub(crate) fn apply(&self, new: Rules, file: &str) {
+        let _one_at_a_time = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+        let new = Arc::new(new);
+        self.rules.replace(new.clone());
+        if new.data.path != DataPath::Relay && !self.kernel_started {
+            warn!(
+                path = new.data.path.as_str(),
+                "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
+            );
+        }
+        self.listening.reconcile_listeners(&new);
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.reload(new.metrics.as_ref());
+        }
+        self.telemetry.reload(true, file, None);
+    }
+
+    /// Re-reads the rules file: a valid one is applied, an invalid one is
+    /// refused and the rules in force stay.
+    pub(crate) fn reread(&self, path: &Path) -> Result<(), rules::RulesError> {
+        let file = path.display().to_string();
+        match rules::load(path) {
+            Ok((r, warnings)) => {
+                for w in warnings {
+                    warn!(file = %file, "{w}");
+                }
+                self.apply(r, &file);
+                Ok(())
+            }
+            Err(e) => {
+                self.telemetry.reload(false, &file, Some(&e.to_string()));
+                Err(e)
+            }
+        }
+    }
+}
