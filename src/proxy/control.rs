@@ -20,7 +20,7 @@ pub(super) use passive::PassiveMemo;
 use route::fixed_upstream;
 pub(super) use shared::{OwnListeners, SessionGateway};
 
-use super::admission::{Closing, SessionGuard, Slot};
+use super::admission::{Dismissal, SessionGuard, Slot};
 use super::pinhole::connect_from;
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
@@ -68,7 +68,9 @@ struct Driver {
     tx: mpsc::UnboundedSender<DataEvent>,
     rx: mpsc::UnboundedReceiver<DataEvent>,
     opaque: bool,
-    closing: bool,
+    /// The session is to end: nothing more is read, and it closes once no
+    /// queued reply waits for a data channel.
+    close_pending: bool,
     pinhole_bind: IpAddr,
     /// What the session limits know of this session: its input, its login,
     /// and whether it must make room for a newcomer.
@@ -171,10 +173,10 @@ async fn start(
         let connect = connect_from(None, to, rules.limits.connect_timeout);
         let connected = tokio::select! {
             r = connect => r,
-            why = admission.closing(rules.limits.login_timeout) => {
+            why = admission.dismissed(rules.limits.login_timeout) => {
                 match why {
-                    Closing::LoginTimeout => gw.telemetry.login_timeout(id, peer, Some(to)),
-                    Closing::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
+                    Dismissal::LoginTimeout => gw.telemetry.login_timeout(id, peer, Some(to)),
+                    Dismissal::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
                 return Ok(None);
@@ -251,7 +253,7 @@ async fn start(
         tx,
         rx,
         opaque: false,
-        closing: false,
+        close_pending: false,
         pinhole_bind,
         admission,
     };
@@ -346,7 +348,7 @@ impl Driver {
         loop {
             self.execute().await?;
             self.flush().await?;
-            if self.closing && !self.waiting_on_data() {
+            if self.close_pending && !self.waiting_on_data() {
                 self.finish_close().await;
                 return Ok(());
             }
@@ -359,7 +361,7 @@ impl Driver {
                 (l.control_idle_timeout, l.login_timeout)
             };
             // Over the cap, or closing: read nothing more from either peer.
-            let read = !self.closing && self.out_bytes <= OUT_CAP;
+            let read = !self.close_pending && self.out_bytes <= OUT_CAP;
             tokio::select! {
                 r = readable_opt(&self.client_r), if read => {
                     r?;
@@ -382,12 +384,12 @@ impl Driver {
                     if n == 0 {
                         debug!(session = self.id, "server closed the control connection");
                         self.execute().await?;
-                        if !self.closing {
-                            self.push_out(None, self.session.closing(CloseReason::ServerClosed));
+                        if !self.close_pending {
+                            self.push_out(None, self.session.close_reply(CloseReason::ServerClosed));
                         }
                         // Replies still waiting for their data go out once
                         // it is delivered (or failed), then the session ends.
-                        self.closing = true;
+                        self.close_pending = true;
                         continue;
                     }
                     let policy = self.policy();
@@ -400,21 +402,21 @@ impl Driver {
                     if !self.transfer_running() {
                         warn!(session = self.id, reason = "control idle timeout", "closing");
                         self.kill_all(Cancel::IdleTimeout);
-                        self.push_out(None, self.session.closing(CloseReason::IdleTimeout));
+                        self.push_out(None, self.session.close_reply(CloseReason::IdleTimeout));
                         self.flush().await?;
                         return Ok(());
                     }
                 }
-                why = self.admission.closing(login_timeout) => return self.close_for(why).await,
+                why = self.admission.dismissed(login_timeout) => return self.close_for(why).await,
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
-                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
+                    self.push_out(None, self.session.close_reply(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
                     self.kill_all(Cancel::Shutdown);
-                    self.push_out(None, self.session.closing(CloseReason::Shutdown));
+                    self.push_out(None, self.session.close_reply(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());
                 }
@@ -424,8 +426,8 @@ impl Driver {
 
     /// Closes the session for admission (evicted, or too slow to log in):
     /// `421`, within a bound, since the client may not be reading.
-    async fn close_for(&mut self, why: Closing) -> io::Result<()> {
-        if why == Closing::LoginTimeout {
+    async fn close_for(&mut self, why: Dismissal) -> io::Result<()> {
+        if why == Dismissal::LoginTimeout {
             self.gw
                 .telemetry
                 .login_timeout(self.id, self.session.client(), None);

@@ -3,7 +3,7 @@
 //! reloads here, and each report both logs and counts, so that nothing can
 //! reach one and miss the other.
 
-use super::admission::slot::Closing;
+use super::admission::slot::Dismissal;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -251,7 +251,7 @@ impl Telemetry {
             silent_ms = silent.as_millis() as u64,
             newcomer,
             limit,
-            reason = Closing::Evicted.reason(),
+            reason = Dismissal::Evicted.reason(),
             "closing"
         );
     }
@@ -260,7 +260,7 @@ impl Telemetry {
     /// the server it was still being connected to, if so.
     pub fn login_timeout(&self, session: u64, client: SocketAddr, server: Option<SocketAddr>) {
         self.login_timeouts.inc();
-        let reason = Closing::LoginTimeout.reason();
+        let reason = Dismissal::LoginTimeout.reason();
         match server {
             Some(server) => {
                 warn!(session, client = %client, server = %server, reason, "closing while connecting to the server")

@@ -19,7 +19,7 @@ pub enum CloseReason {
 
 impl Session {
     /// The `421` the client gets when the session ends for `why`.
-    pub fn closing(&self, why: CloseReason) -> Vec<u8> {
+    pub fn close_reply(&self, why: CloseReason) -> Vec<u8> {
         let text = match why {
             CloseReason::ServerClosed => "The server closed the control connection.",
             CloseReason::IdleTimeout => "Idle timeout; closing control connection.",
@@ -40,7 +40,7 @@ mod tests {
             "100.64.0.2:40000".parse().unwrap(),
             Upstream::Fixed("198.51.100.2:21".parse().unwrap()),
         ));
-        let text = |why| String::from_utf8(s.closing(why)).unwrap();
+        let text = |why| String::from_utf8(s.close_reply(why)).unwrap();
         assert_eq!(
             text(CloseReason::ServerClosed),
             "421 The server closed the control connection.\r\n"

@@ -16,7 +16,7 @@ use super::events::Telemetry;
 use crate::rules::Limits;
 use dashmap::DashMap;
 use slot::{claim_most_silent, ADMITTING, DONE, LIVE};
-pub(crate) use slot::{Closing, Slot};
+pub(crate) use slot::{Dismissal, Slot};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;

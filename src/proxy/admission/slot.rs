@@ -37,19 +37,19 @@ pub(crate) struct Slot {
 
 /// Why a session is being closed by admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Closing {
+pub(crate) enum Dismissal {
     /// Dropped to make room for a newcomer.
     Evicted,
     /// Did not log in within `limits.login_timeout`.
     LoginTimeout,
 }
 
-impl Closing {
+impl Dismissal {
     /// The reply the client gets.
     pub(crate) fn reply(self) -> Vec<u8> {
         match self {
-            Closing::Evicted => Refusal::Evicted,
-            Closing::LoginTimeout => Refusal::LoginTimeout,
+            Dismissal::Evicted => Refusal::Evicted,
+            Dismissal::LoginTimeout => Refusal::LoginTimeout,
         }
         .reply()
     }
@@ -57,10 +57,10 @@ impl Closing {
     /// The reason logged.
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Closing::Evicted => {
+            Dismissal::Evicted => {
                 "evicted: silent and not logged in while a newcomer needed the place"
             }
-            Closing::LoginTimeout => "login timeout",
+            Dismissal::LoginTimeout => "login timeout",
         }
     }
 }
@@ -103,19 +103,19 @@ impl Slot {
 
     /// Resolves when admission closes the session: it was evicted, or it
     /// did not log in within `login_timeout` of connecting.
-    pub(crate) async fn closing(&self, login_timeout: Duration) -> Closing {
+    pub(crate) async fn dismissed(&self, login_timeout: Duration) -> Dismissal {
         let notified = self.evict.notified();
         if self.state.load(Ordering::Acquire) == EVICTED {
-            return Closing::Evicted;
+            return Dismissal::Evicted;
         }
         if self.is_settled() {
             notified.await;
-            return Closing::Evicted;
+            return Dismissal::Evicted;
         }
         let deadline = tokio::time::Instant::from_std(self.started + login_timeout);
         tokio::select! {
-            _ = notified => Closing::Evicted,
-            _ = tokio::time::sleep_until(deadline) => Closing::LoginTimeout,
+            _ = notified => Dismissal::Evicted,
+            _ = tokio::time::sleep_until(deadline) => Dismissal::LoginTimeout,
         }
     }
 

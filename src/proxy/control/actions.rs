@@ -39,7 +39,7 @@ impl Driver {
                 }
                 Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
-                Action::Close => self.closing = true,
+                Action::Close => self.close_pending = true,
                 Action::Event(e) => self.log_event(e),
             }
         }
