@@ -7,6 +7,7 @@ mod control;
 mod current_rules;
 mod error;
 pub mod events;
+mod host;
 mod http;
 mod keepalive;
 mod kernel;
@@ -28,6 +29,7 @@ use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
 pub use error::ProxyError;
 use events::Telemetry;
+use host::{notify, raise_fd_limit};
 use kernel::KernelThread;
 use listeners::{ListenerSet, Listening};
 use pinhole::UserspacePinholes;
@@ -233,21 +235,6 @@ async fn start_gateway(
     })
 }
 
-/// Raises the soft limit on open files to the hard limit: each session
-/// holds two sockets, and each transfer up to four more.
-fn raise_fd_limit() -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            // Raising the soft limit up to the hard one is always permitted.
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-            hard
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => 0,
-    }
-}
-
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads `path`. `privileged` are
 /// the threads started before the runtime.
 pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<(), ProxyError> {
@@ -290,13 +277,6 @@ pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<
     );
     handle.shutdown(grace).await;
     Ok(())
-}
-
-/// Tells systemd about a change of state; a failure is logged, never fatal.
-fn notify(state: &[sd_notify::NotifyState]) {
-    if let Err(e) = sd_notify::notify(state) {
-        warn!(error = %e, "cannot notify systemd");
-    }
 }
 
 /// Re-reads the rules file (what SIGHUP does). A valid file applies to new
