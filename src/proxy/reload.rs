@@ -1,7 +1,8 @@
 //! A reload: new rules put in force, and each room that keeps something of
 //! the old ones brought in line: the listeners (by name), the metrics
-//! endpoint's `/status` token. Sessions and admission read the rules in
-//! force as they go, and need no telling.
+//! endpoint's `/status` token. Sessions and the accept loops (which give
+//! admission its limits) read the rules in force as they go, and need no
+//! telling.
 
 use super::current_rules::CurrentRules;
 use super::events::Telemetry;
