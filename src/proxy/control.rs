@@ -19,6 +19,7 @@ use route::fixed_upstream;
 use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
+use crate::addrs::{canonical, host_and_port};
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
 use crate::ftp::session::{
@@ -84,16 +85,11 @@ pub(crate) async fn serve(
     guard: SessionGuard,
 ) {
     let id = guard.id();
-    // v4-mapped to v4, but a v6 peer keeps its scope id: data connections
-    // to a link-local client must leave through the same interface.
-    let peer = match peer {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(peer.ip().to_canonical(), peer.port())
-        }
-        p => p,
-    };
+    // A v6 peer keeps its scope id: data connections to a link-local
+    // client must leave through the same interface.
+    let peer = canonical(peer);
     let client_local = match client.local_addr() {
-        Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
+        Ok(a) => host_and_port(a),
         Err(_) => return,
     };
     gw.metrics.telemetry.session_start(id, peer, &listener.name);
@@ -327,10 +323,7 @@ impl Driver {
         if let Err(e) = super::keepalive::enable(&s, keepalive) {
             warn!(session = self.id, error = %e, "cannot set keepalive on the server's control connection");
         }
-        self.server_local = s
-            .local_addr()
-            .ok()
-            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+        self.server_local = s.local_addr().ok().map(host_and_port);
         let (r, w) = s.into_split();
         self.server_r = Some(r);
         self.server_w = Some(w);

@@ -3,6 +3,7 @@
 
 use super::pinhole::bind_listener;
 use super::{control, Gateway, ProxyError};
+use crate::addrs::host_and_port;
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
@@ -28,10 +29,6 @@ struct Running {
 #[derive(Default)]
 pub(crate) struct ListenerSet {
     running: Mutex<BTreeMap<String, Running>>,
-}
-
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Whether `ip` is an address of one of this host's interfaces. (Binding
@@ -60,7 +57,7 @@ impl ListenerSet {
     /// Whether `to` is one of the gateway's own listeners: a connection
     /// there would come straight back into the gateway.
     pub(crate) fn is_own(&self, to: SocketAddr) -> bool {
-        let to = canonical(to);
+        let to = host_and_port(to);
         let (exact, wildcard) = {
             let running = self.lock();
             let exact = running.values().any(|r| r.bound == to);
@@ -92,7 +89,7 @@ fn bind(l: &Listener) -> io::Result<(TcpListener, SocketAddr)> {
     let s = socket2::SockRef::from(&listener);
     s.set_tcp_nodelay(true)?;
     s.set_out_of_band_inline(true)?;
-    let bound = canonical(listener.local_addr()?);
+    let bound = host_and_port(listener.local_addr()?);
     Ok((listener, bound))
 }
 

@@ -24,6 +24,8 @@ mod setup;
 
 #[cfg(test)]
 use route::split_user_host;
+#[cfg(test)]
+use std::net::IpAddr;
 
 pub use action::{
     Action, ClientMode, ConnectDeadline, DataId, Denial, Direction, Endpoint, Event, ServerMode,
@@ -35,13 +37,14 @@ pub use policy::{
     Upstream, Verdict,
 };
 
+use crate::addrs::canonical;
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
 use crate::ftp::framer::{encode_line, Frame, Line};
 use crate::ftp::redact::{show_line, MAX_SHOWN};
 use crate::ftp::reply::{ReplyCode, ReplyTracker};
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Cap on the text the engine collects from a reply it consumes itself.
 const MAX_COLLECT: usize = 8 * 1024;
@@ -222,21 +225,6 @@ fn lossy(bytes: &[u8]) -> String {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
-}
-
-/// A v4-mapped address as plain v4; any other address unchanged, scope id
-/// included (a link-local peer is only reachable through its interface).
-fn canonical_addr(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(canonical(a.ip()), a.port())
-        }
-        _ => a,
-    }
-}
-
 /// `to` with the scope id of `peer` when `to` is link-local and names no
 /// scope itself: a data connection to `fe80::` goes out through the
 /// interface the control connection came in on.
@@ -257,7 +245,7 @@ impl Session {
     /// awaited; with [`Upstream::UserAtHost`] the gateway greets the client
     /// itself and waits for `USER name@host`.
     pub fn new(mut cfg: SessionConfig) -> Session {
-        cfg.client = canonical_addr(cfg.client);
+        cfg.client = canonical(cfg.client);
         let mut s = Session {
             phase: Phase::Open,
             server: None,
@@ -285,7 +273,7 @@ impl Session {
         };
         match s.cfg.upstream {
             Upstream::Fixed(server) => {
-                s.server = Some(canonical_addr(server));
+                s.server = Some(canonical(server));
                 s.pending.push_back(Pending::Greeting);
             }
             Upstream::UserAtHost => {

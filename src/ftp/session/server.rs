@@ -243,7 +243,7 @@ impl Session {
                 return;
             }
         };
-        let advertised = canonical(data.ip());
+        let advertised = data.ip().to_canonical();
         let target = if self.cfg.trust_passive_address && !advertised.is_unspecified() {
             with_scope(SocketAddr::new(advertised, data.port()), server)
         } else {

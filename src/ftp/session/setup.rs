@@ -156,7 +156,11 @@ impl Session {
             }
             Stage::ServerListen => {
                 let Some(server) = self.server else { return };
-                let ip = canonical(self.cfg.server_advertise.unwrap_or(local.ip()));
+                let ip = self
+                    .cfg
+                    .server_advertise
+                    .unwrap_or(local.ip())
+                    .to_canonical();
                 let at = SocketAddr::new(ip, local.port());
                 let (verb, arg) = match at {
                     SocketAddr::V4(v4) if server.is_ipv4() => (cmd::PORT, encode_port(v4)),
@@ -175,7 +179,11 @@ impl Session {
                         reply(200, &format!("{} command successful.", mode.as_str()))
                     }
                     ClientReq::Passive(mode) => {
-                        let ip = canonical(self.cfg.client_advertise.unwrap_or(local.ip()));
+                        let ip = self
+                            .cfg
+                            .client_advertise
+                            .unwrap_or(local.ip())
+                            .to_canonical();
                         let at = SocketAddr::new(ip, local.port());
                         match (mode, at) {
                             (ClientMode::Pasv, SocketAddr::V4(v4)) => reply(
