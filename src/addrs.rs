@@ -1,10 +1,16 @@
-//! Addresses in canonical form.
+//! Addresses by role, in canonical form.
+//!
+//! An address is wrapped where it is learned (an accepted connection, a
+//! socket's local address, a parsed PORT/EPRT, a 227/229) and carried
+//! typed from there, as linkerd2-proxy does in its `addrs.rs`: a client's
+//! address cannot be passed where the gateway's is meant. A role's
+//! constructor is the only way to one, and it puts the address in
+//! canonical form, once.
 //!
 //! A dual-stack socket reports an IPv4 peer as a v4-mapped IPv6 address
 //! (`::ffff:100.64.0.2`); the rules, the pinholes and the kernel's tables
-//! speak of it as `100.64.0.2`. Every address is put in canonical form
-//! where it is learned, by one of two functions, which differ in what
-//! they keep of an IPv6 address:
+//! speak of it as `100.64.0.2`. The canonical form comes in two kinds,
+//! which differ in what they keep of an IPv6 address:
 //!
 //! - [`canonical`], for a peer's address (a client or a server): only a
 //!   v4-mapped address changes; an IPv6 address keeps its scope id, since a
@@ -15,7 +21,10 @@
 //!
 //! A leaf: it uses nothing but `std`, so every layer may import it.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{AddrParseError, IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::str::FromStr;
 
 /// A peer's address in canonical form: a v4-mapped IPv6 address as plain
 /// IPv4; any other address exactly as it is, scope id and flow info of an
@@ -34,6 +43,122 @@ pub fn canonical(a: SocketAddr) -> SocketAddr {
 /// IPv6 host as plain IPv4, and no scope id or flow info.
 pub fn host_and_port(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// An IP address in canonical form: a v4-mapped IPv6 address as plain
+/// IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// A role: a newtype whose one constructor puts the address in canonical
+/// form with `$canon`. It reads as the address it wraps (`Deref`), and
+/// parses and compares as one, so a test can state what it expects.
+macro_rules! role {
+    ($(#[$m:meta])* $name:ident($inner:ty) by $canon:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name($inner);
+
+        impl $name {
+            /// Wraps `a`, in canonical form.
+            pub fn new(a: $inner) -> Self {
+                $name($canon(a))
+            }
+        }
+
+        impl Deref for $name {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+
+        impl From<$inner> for $name {
+            fn from(a: $inner) -> Self {
+                $name::new(a)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(a: $name) -> $inner {
+                a.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = AddrParseError;
+            fn from_str(s: &str) -> Result<Self, AddrParseError> {
+                s.parse().map($name::new)
+            }
+        }
+
+        impl PartialEq<$inner> for $name {
+            fn eq(&self, other: &$inner) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+role!(
+    /// An FTP client's address (host and port of its data socket when it
+    /// is active; its host alone otherwise).
+    ClientAddr(SocketAddr) by canonical
+);
+role!(
+    /// An FTP server's address (its passive data port, or its host when it
+    /// dials out in active mode).
+    ServerAddr(SocketAddr) by canonical
+);
+role!(
+    /// An address and port of the gateway itself that a peer will dial.
+    GatewayAddr(SocketAddr) by host_and_port
+);
+role!(
+    /// The only host allowed through a pinhole: the one expected to dial.
+    PeerIp(IpAddr) by canonical_ip
+);
+role!(
+    /// Where an admitted connection is sent (destination NAT).
+    TargetAddr(SocketAddr) by canonical
+);
+role!(
+    /// The gateway address an admitted connection leaves from (source NAT).
+    SourceNat(IpAddr) by canonical_ip
+);
+
+// A role's host, or the far end of a flow, taken from an address already
+// in canonical form: nothing to redo.
+
+impl From<ClientAddr> for PeerIp {
+    fn from(a: ClientAddr) -> PeerIp {
+        PeerIp(a.0.ip())
+    }
+}
+
+impl From<ServerAddr> for PeerIp {
+    fn from(a: ServerAddr) -> PeerIp {
+        PeerIp(a.0.ip())
+    }
+}
+
+impl From<ClientAddr> for TargetAddr {
+    fn from(a: ClientAddr) -> TargetAddr {
+        TargetAddr(a.0)
+    }
+}
+
+impl From<ServerAddr> for TargetAddr {
+    fn from(a: ServerAddr) -> TargetAddr {
+        TargetAddr(a.0)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +191,30 @@ mod tests {
             panic!("an IPv6 address stays IPv6");
         };
         assert_eq!((v6.scope_id(), v6.flowinfo()), (0, 0));
+    }
+
+    #[test]
+    fn a_role_is_made_canonical_by_its_constructor() {
+        let mapped = sa("[::ffff:100.64.0.2]:40000");
+        assert_eq!(ClientAddr::new(mapped), sa("100.64.0.2:40000"));
+        assert_eq!(ClientAddr::from(mapped), sa("100.64.0.2:40000"));
+        assert_eq!(
+            "[::ffff:100.64.0.2]:40000".parse::<ServerAddr>().unwrap(),
+            sa("100.64.0.2:40000")
+        );
+        assert_eq!(
+            PeerIp::new("::ffff:100.64.0.2".parse().unwrap()),
+            "100.64.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            "::ffff:198.51.100.1"
+                .parse::<SourceNat>()
+                .unwrap()
+                .to_string(),
+            "198.51.100.1"
+        );
+        let link_local = scoped("fe80::2", 21, 3);
+        assert_eq!(ClientAddr::new(link_local), link_local);
+        assert_eq!(GatewayAddr::new(link_local), sa("[fe80::2]:21"));
     }
 }

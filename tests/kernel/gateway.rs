@@ -14,10 +14,10 @@ pub const SHORT: Duration = Duration::from_millis(800);
 /// server's `port` and leaving from the gateway's outside address.
 pub fn passive(gw: SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
     PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, port)),
-        SourceNat(GW_OUT.parse().unwrap()),
+        ClientAddr::new(sa(CLIENT, 0)),
+        GatewayAddr::new(gw),
+        ServerAddr::new(sa(SERVER, port)),
+        SourceNat::new(GW_OUT.parse().unwrap()),
         timeout,
     )
 }

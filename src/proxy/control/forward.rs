@@ -168,8 +168,8 @@ impl Driver {
                     p.local_addr(),
                     Some(p),
                     Admit::Forward {
-                        to: crate::dataplane::TargetAddr(to),
-                        source_nat: source_nat.map(SourceNat),
+                        to: crate::dataplane::TargetAddr::new(to),
+                        source_nat: source_nat.map(SourceNat::new),
                     },
                 ),
                 Err(e) => {
@@ -180,8 +180,8 @@ impl Driver {
             }
         };
         let flow = PinholeFlow {
-            peer: PeerIp(expect_peer),
-            gateway: GatewayAddr(gateway),
+            peer: PeerIp::new(expect_peer),
+            gateway: GatewayAddr::new(gateway),
             admit,
             timeout: rules.data.pinhole_timeout,
         };
@@ -265,8 +265,8 @@ impl Driver {
             },
         };
         let flow = PinholeFlow::relay(
-            PeerIp(expect_peer),
-            GatewayAddr(SocketAddr::new(ip, local.port())),
+            PeerIp::new(expect_peer),
+            GatewayAddr::new(SocketAddr::new(ip, local.port())),
             self.policy().rules().data.pinhole_timeout,
         );
         // The relay reports on its own connection; the filter's events
