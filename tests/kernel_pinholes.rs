@@ -90,9 +90,10 @@ fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
     let cli = g.serve(sa(CLIENT6, 6000), 50_000);
     let gw = sa(GW_OUT6, 40001);
     let id = g.add(&PinholeFlow::active(
-        ServerAddr::new(sa(SERVER6, 20)),
+        PeerIp::new(SERVER6.parse().unwrap()),
         GatewayAddr::new(gw),
         ClientAddr::new(sa(CLIENT6, 6000)),
+        None,
         Duration::from_secs(5),
     ));
     // Another host on the server's side: the gateway's own other address
@@ -453,10 +454,10 @@ fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
     let srv = g.serve(sa(SERVER6, 5000), 30_000);
     let gw = sa(GW_IN6, 40000);
     let id = g.add(&PinholeFlow::passive(
-        ClientAddr::new(sa(CLIENT6, 0)),
+        PeerIp::new(CLIENT6.parse().unwrap()),
         GatewayAddr::new(gw),
         ServerAddr::new(sa(SERVER6, 5000)),
-        SourceNat::new(GW_OUT6.parse().unwrap()),
+        Some(SourceNat::new(GW_OUT6.parse().unwrap())),
         Duration::from_secs(5),
     ));
     assert_eq!(g.probe(sa(STRANGER6, 0), gw), Outcome::TimedOut);

@@ -37,34 +37,37 @@ pub enum Admit {
 /// One data-channel pinhole: exactly one TCP connection from `peer` to
 /// `gateway`, before `timeout` has passed, handled as `admit` says. A
 /// pinhole is always one-shot: the first matching connection uses it up.
+/// A flow is made by one of its constructors, each a way a transfer can
+/// go, from addresses typed by role; the backend reads its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinholeFlow {
     /// Who may dial.
-    pub peer: PeerIp,
+    peer: PeerIp,
     /// What they dial.
-    pub gateway: GatewayAddr,
+    gateway: GatewayAddr,
     /// What becomes of the connection.
-    pub admit: Admit,
+    admit: Admit,
     /// How long the pinhole waits for its connection.
-    pub timeout: Duration,
+    timeout: Duration,
 }
 
 impl PinholeFlow {
     /// Client passive, server passive: the client dials the gateway, which
-    /// forwards to the server's passive port, leaving from `outside`.
+    /// forwards to the server's passive port, leaving from `outside` (the
+    /// gateway's address towards the server) when it is known.
     pub fn passive(
-        client: ClientAddr,
+        client: PeerIp,
         gateway: GatewayAddr,
         server: ServerAddr,
-        outside: SourceNat,
+        outside: Option<SourceNat>,
         timeout: Duration,
     ) -> Self {
         PinholeFlow {
-            peer: client.into(),
+            peer: client,
             gateway,
             admit: Admit::Forward {
                 to: server.into(),
-                source_nat: Some(outside),
+                source_nat: outside,
             },
             timeout,
         }
@@ -72,20 +75,34 @@ impl PinholeFlow {
 
     /// Client active, server active: the server dials the gateway (the
     /// address ftpalg sent in PORT/EPRT), which forwards to the client's
-    /// own PORT address.
+    /// own PORT address, leaving from `inside` (the gateway's address
+    /// towards the client) if the client is to see the gateway.
     pub fn active(
-        server: ServerAddr,
+        server: PeerIp,
         gateway: GatewayAddr,
         client: ClientAddr,
+        inside: Option<SourceNat>,
         timeout: Duration,
     ) -> Self {
         PinholeFlow {
-            peer: server.into(),
+            peer: server,
             gateway,
             admit: Admit::Forward {
                 to: client.into(),
-                source_nat: None,
+                source_nat: inside,
             },
+            timeout,
+        }
+    }
+
+    /// Transparent mode, client passive: the client dials the server's
+    /// own passive port (the firewall brings it to the gateway), and that
+    /// one flow is admitted as it is, untranslated.
+    pub fn exact(client: PeerIp, server: ServerAddr, timeout: Duration) -> Self {
+        PinholeFlow {
+            peer: client,
+            gateway: GatewayAddr::new(*server),
+            admit: Admit::Only,
             timeout,
         }
     }
@@ -98,6 +115,26 @@ impl PinholeFlow {
             admit: Admit::Only,
             timeout,
         }
+    }
+
+    /// Who may dial.
+    pub fn peer(&self) -> PeerIp {
+        self.peer
+    }
+
+    /// What they dial.
+    pub fn gateway(&self) -> GatewayAddr {
+        self.gateway
+    }
+
+    /// What becomes of the connection.
+    pub fn admit(&self) -> Admit {
+        self.admit
+    }
+
+    /// How long the pinhole waits for its connection.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// True when every address in the flow is IPv4.
@@ -205,10 +242,10 @@ mod tests {
     #[test]
     fn passive_flow_admits_the_client_towards_the_server() {
         let f = PinholeFlow::passive(
-            ClientAddr::new(sa("100.64.0.2:0")),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
             GatewayAddr::new(sa("100.64.0.1:40000")),
             ServerAddr::new(sa("198.51.100.2:5000")),
-            SourceNat::new("198.51.100.1".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_secs(5),
         );
         assert_eq!(*f.peer, "100.64.0.2".parse::<IpAddr>().unwrap());
@@ -221,9 +258,10 @@ mod tests {
     #[test]
     fn active_flow_admits_the_server_towards_the_client() {
         let f = PinholeFlow::active(
-            ServerAddr::new(sa("198.51.100.2:20")),
+            PeerIp::new("198.51.100.2".parse().unwrap()),
             GatewayAddr::new(sa("198.51.100.1:40001")),
             ClientAddr::new(sa("100.64.0.2:6000")),
+            None,
             Duration::from_secs(5),
         );
         assert_eq!(*f.peer, "198.51.100.2".parse::<IpAddr>().unwrap());
@@ -234,6 +272,39 @@ mod tests {
                 source_nat: None
             }
         );
+    }
+
+    #[test]
+    fn an_active_flow_may_leave_from_the_gateways_inside_address() {
+        let inside = SourceNat::new("100.64.0.1".parse().unwrap());
+        let f = PinholeFlow::active(
+            PeerIp::new("198.51.100.2".parse().unwrap()),
+            GatewayAddr::new(sa("198.51.100.1:40001")),
+            ClientAddr::new(sa("100.64.0.2:6000")),
+            Some(inside),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            f.admit(),
+            Admit::Forward {
+                to: TargetAddr::new(sa("100.64.0.2:6000")),
+                source_nat: Some(inside)
+            }
+        );
+    }
+
+    #[test]
+    fn an_exact_flow_admits_the_client_to_the_servers_own_port_untranslated() {
+        let f = PinholeFlow::exact(
+            PeerIp::new("::ffff:100.64.0.2".parse().unwrap()),
+            ServerAddr::new(sa("[::ffff:198.51.100.2]:5000")),
+            Duration::from_secs(5),
+        );
+        assert_eq!(f.peer(), "100.64.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(f.gateway(), sa("198.51.100.2:5000"));
+        assert_eq!(f.admit(), Admit::Only);
+        assert_eq!(f.timeout(), Duration::from_secs(5));
+        assert!(f.same_family());
     }
 
     #[test]

@@ -224,16 +224,16 @@ pub(super) fn remove_elements_one_by_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, PeerIp, ServerAddr, SourceNat};
+    use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
     use std::time::Duration;
 
     #[test]
     fn v4_keys_are_peer_gateway_port_padded_to_words() {
         let f = PinholeFlow::passive(
-            ClientAddr::new("100.64.0.2:0".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
             GatewayAddr::new("100.64.0.1:40000".parse().unwrap()),
             ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
-            SourceNat::new("198.51.100.1".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_secs(1),
         );
         let e = Elements::of(&f);

@@ -305,17 +305,17 @@ impl Flows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
 
     const DIALER: &str = "100.64.0.2:33000";
     const GW: &str = "100.64.0.1:40000";
 
     fn flow(timeout: Duration) -> PinholeFlow {
         PinholeFlow::passive(
-            ClientAddr::new("100.64.0.2:0".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
             GatewayAddr::new(GW.parse().unwrap()),
             ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
-            SourceNat::new("198.51.100.1".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             timeout,
         )
     }
