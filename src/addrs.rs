@@ -134,6 +134,46 @@ role!(
     SourceNat(IpAddr) by canonical_ip
 );
 
+/// `to` with the scope id of `control` when `to` is link-local and names
+/// no scope itself.
+fn with_scope(to: SocketAddr, control: SocketAddr) -> SocketAddr {
+    match (to, control) {
+        (SocketAddr::V6(mut t), SocketAddr::V6(c))
+            if t.scope_id() == 0 && t.ip().is_unicast_link_local() =>
+        {
+            t.set_scope_id(c.scope_id());
+            SocketAddr::V6(t)
+        }
+        _ => to,
+    }
+}
+
+impl ClientAddr {
+    /// This address with the scope id of the client's control connection
+    /// when it is link-local and names no scope itself: a data connection
+    /// to `fe80::` leaves through the interface the control connection
+    /// came in on.
+    pub fn scoped_like(self, control: ClientAddr) -> ClientAddr {
+        ClientAddr(with_scope(self.0, control.0))
+    }
+}
+
+impl ServerAddr {
+    /// This address with the scope id of the server's control connection
+    /// when it is link-local and names no scope itself (as
+    /// [`ClientAddr::scoped_like`]).
+    pub fn scoped_like(self, control: ServerAddr) -> ServerAddr {
+        ServerAddr(with_scope(self.0, control.0))
+    }
+
+    /// The same host (scope included) at `port`.
+    pub fn with_port(self, port: u16) -> ServerAddr {
+        let mut a = self.0;
+        a.set_port(port);
+        ServerAddr(a)
+    }
+}
+
 // A role's host, or the far end of a flow, taken from an address already
 // in canonical form: nothing to redo.
 
@@ -216,5 +256,21 @@ mod tests {
         let link_local = scoped("fe80::2", 21, 3);
         assert_eq!(ClientAddr::new(link_local), link_local);
         assert_eq!(GatewayAddr::new(link_local), sa("[fe80::2]:21"));
+    }
+
+    #[test]
+    fn only_a_link_local_address_without_a_scope_takes_the_control_connections() {
+        let control = ClientAddr::new(scoped("fe80::2", 40000, 3));
+        let unscoped: ClientAddr = "[fe80::2]:40001".parse().unwrap();
+        let SocketAddr::V6(v6) = *unscoped.scoped_like(control) else {
+            panic!("an IPv6 address stays IPv6");
+        };
+        assert_eq!(v6.scope_id(), 3);
+        let own = ClientAddr::new(scoped("fe80::2", 40001, 5));
+        assert_eq!(own.scoped_like(control), own);
+        let global: ClientAddr = "[2001:db8::2]:40001".parse().unwrap();
+        assert_eq!(global.scoped_like(control), global);
+        let server = ServerAddr::new(scoped("fe80::10", 21, 3));
+        assert_eq!(server.with_port(50000), scoped("fe80::10", 50000, 3));
     }
 }

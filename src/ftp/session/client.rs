@@ -117,7 +117,7 @@ impl Session {
             verb: command.verb,
             user: self.user(),
             client: self.cfg.client.ip(),
-            server: self.server,
+            server: self.server.map(SocketAddr::from),
             data_mode,
         };
         if let Verdict::Deny {
@@ -227,7 +227,7 @@ impl Session {
             return;
         }
         let addr = match parsed {
-            Ok(a) => with_scope(canonical(a), self.cfg.client),
+            Ok(a) => ClientAddr::new(a).scoped_like(self.cfg.client),
             Err(codec::CodecError::Family(_)) if mode == ClientMode::Eprt => {
                 let text = "Network protocol not supported, use (1,2)";
                 self.deny(

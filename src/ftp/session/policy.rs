@@ -3,6 +3,7 @@
 //! these in from the rules.
 
 use super::action::ClientMode;
+use crate::addrs::ClientAddr;
 use crate::ftp::command::Verb;
 use std::net::{IpAddr, SocketAddr};
 
@@ -129,7 +130,7 @@ pub enum DataPlane {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The client's address on the control connection.
-    pub client: SocketAddr,
+    pub client: ClientAddr,
     /// How the server is chosen.
     pub upstream: Upstream,
     /// Address to advertise to the client in 227/228 instead of the local
@@ -172,7 +173,7 @@ impl SessionConfig {
     /// Safe defaults for a client at `client`.
     pub fn new(client: SocketAddr, upstream: Upstream) -> SessionConfig {
         SessionConfig {
-            client,
+            client: ClientAddr::new(client),
             upstream,
             client_advertise: None,
             server_advertise: None,

@@ -195,7 +195,7 @@ impl Driver {
                     Side::Server => (
                         self.server_local
                             .map(|a| a.ip())
-                            .unwrap_or(unspecified_like(expect_peer)),
+                            .unwrap_or(unspecified_like(*expect_peer)),
                         rules.data.server_ports,
                     ),
                 };

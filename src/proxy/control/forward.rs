@@ -24,7 +24,7 @@ use crate::dataplane::{
 };
 use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -130,7 +130,7 @@ impl Driver {
         &mut self,
         id: DataId,
         side: Side,
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
         to: SocketAddr,
         exact: bool,
     ) {
@@ -142,12 +142,14 @@ impl Driver {
         };
         let rules = policy.rules();
         let timeout = rules.data.pinhole_timeout;
-        let peer = PeerIp::new(expect_peer);
         let outside = self.server_local.map(|a| a.ip());
         let (flow, reserved) = if exact {
             // Transparent mode: the client dials the server's own address;
             // that one flow is admitted as it is.
-            (PinholeFlow::exact(peer, ServerAddr::new(to), timeout), None)
+            (
+                PinholeFlow::exact(expect_peer, ServerAddr::new(to), timeout),
+                None,
+            )
         } else {
             let (bind, range) = match side {
                 Side::Client => (self.client_local.ip(), rules.data.client_ports),
@@ -175,7 +177,7 @@ impl Driver {
                 // Client passive: leave towards the server from the
                 // gateway's outside address.
                 Side::Client => PinholeFlow::passive(
-                    peer,
+                    expect_peer,
                     gateway,
                     ServerAddr::new(to),
                     outside.map(SourceNat::new),
@@ -184,7 +186,7 @@ impl Driver {
                 // Client active: towards the client from the gateway's
                 // inside address, unless the client expects the server's.
                 Side::Server => PinholeFlow::active(
-                    peer,
+                    expect_peer,
                     gateway,
                     ClientAddr::new(to),
                     (self.listener.kind != Kind::Transparent)
@@ -252,7 +254,7 @@ impl Driver {
         &mut self,
         id: DataId,
         side: Side,
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
         local: SocketAddr,
     ) -> bool {
         let Some(plane) = self.gw.kernel.clone() else {
@@ -274,7 +276,7 @@ impl Driver {
             },
         };
         let flow = PinholeFlow::relay(
-            PeerIp::new(expect_peer),
+            expect_peer,
             GatewayAddr::new(SocketAddr::new(ip, local.port())),
             self.policy().rules().data.pinhole_timeout,
         );
