@@ -19,7 +19,7 @@ use route::fixed_upstream;
 use super::admission::{Closing, Slot};
 use super::pinhole::connect_from;
 use super::{Gateway, SessionGuard};
-use crate::addrs::{canonical, host_and_port};
+use crate::addrs::{ClientAddr, GatewayAddr};
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
 use crate::ftp::session::{
@@ -49,12 +49,12 @@ struct Driver {
     started_rules: Arc<Rules>,
     id: u64,
     session: Session,
-    client_local: SocketAddr,
+    client_local: GatewayAddr,
     client_r: Option<OwnedReadHalf>,
     client_w: OwnedWriteHalf,
     server_r: Option<OwnedReadHalf>,
     server_w: Option<OwnedWriteHalf>,
-    server_local: Option<SocketAddr>,
+    server_local: Option<GatewayAddr>,
     from_client: LineFramer,
     from_server: LineFramer,
     channels: HashMap<DataId, Channel>,
@@ -81,18 +81,17 @@ pub(crate) async fn serve(
     rules: Arc<Rules>,
     listener: Listener,
     client: TcpStream,
-    peer: SocketAddr,
+    peer: ClientAddr,
     guard: SessionGuard,
 ) {
     let id = guard.id();
-    // A v6 peer keeps its scope id: data connections to a link-local
-    // client must leave through the same interface.
-    let peer = canonical(peer);
     let client_local = match client.local_addr() {
-        Ok(a) => host_and_port(a),
+        Ok(a) => GatewayAddr::new(a),
         Err(_) => return,
     };
-    gw.metrics.telemetry.session_start(id, peer, &listener.name);
+    gw.metrics
+        .telemetry
+        .session_start(id, *peer, &listener.name);
     let started = Instant::now();
     let result = start(
         gw.clone(),
@@ -107,8 +106,8 @@ pub(crate) async fn serve(
     let secs = started.elapsed().as_secs_f64();
     let t = &gw.metrics.telemetry;
     match result {
-        Ok(user) => t.session_end(id, peer, user.as_deref(), secs, None),
-        Err(e) => t.session_end(id, peer, None, secs, Some(&e.to_string())),
+        Ok(user) => t.session_end(id, *peer, user.as_deref(), secs, None),
+        Err(e) => t.session_end(id, *peer, None, secs, Some(&e.to_string())),
     }
     drop(guard);
 }
@@ -118,8 +117,8 @@ async fn start(
     listener: Listener,
     rules: Arc<Rules>,
     mut client: TcpStream,
-    peer: SocketAddr,
-    client_local: SocketAddr,
+    peer: ClientAddr,
+    client_local: GatewayAddr,
     admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
     let id = admission.id;
@@ -140,7 +139,7 @@ async fn start(
             // gateway until a limit stopped it.
             gw.metrics.telemetry.denied(
                 Some(id),
-                peer,
+                *peer,
                 "-",
                 "self-destination",
                 &format!("{to} is one of the gateway's own listeners"),
@@ -151,7 +150,7 @@ async fn start(
         if !listener.may_reach(to.ip()) {
             gw.metrics.telemetry.denied(
                 Some(id),
-                peer,
+                *peer,
                 "-",
                 "server-not-allowed",
                 &format!("{to} is not in the listener's servers"),
@@ -166,7 +165,7 @@ async fn start(
             r = connect => r,
             why = admission.closing(rules.limits.login_timeout) => {
                 match why {
-                    Closing::LoginTimeout => gw.metrics.telemetry.login_timeout(id, peer, Some(to)),
+                    Closing::LoginTimeout => gw.metrics.telemetry.login_timeout(id, *peer, Some(to)),
                     Closing::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
@@ -191,7 +190,7 @@ async fn start(
             }
         }
     }
-    let mut cfg = SessionConfig::new(
+    let mut cfg = SessionConfig::for_client(
         peer,
         upstream
             .map(Upstream::Fixed)
@@ -323,7 +322,7 @@ impl Driver {
         if let Err(e) = super::keepalive::enable(&s, keepalive) {
             warn!(session = self.id, error = %e, "cannot set keepalive on the server's control connection");
         }
-        self.server_local = s.local_addr().ok().map(host_and_port);
+        self.server_local = s.local_addr().ok().map(GatewayAddr::new);
         let (r, w) = s.into_split();
         self.server_r = Some(r);
         self.server_w = Some(w);

@@ -3,7 +3,7 @@
 
 use super::pinhole::bind_listener;
 use super::{control, Gateway, ProxyError};
-use crate::addrs::host_and_port;
+use crate::addrs::{host_and_port, ClientAddr};
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
@@ -222,15 +222,15 @@ async fn accept_loop(gw: Arc<Gateway>, name: String, listener: TcpListener) {
                 }
             }
         }
-        let client = peer.ip().to_canonical();
-        match gw.admit(client) {
+        let client = ClientAddr::new(peer);
+        match gw.admit(client.ip()) {
             Ok(guard) => {
                 tokio::spawn(control::serve(
                     gw.clone(),
                     rules.clone(),
                     config,
                     stream,
-                    peer,
+                    client,
                     guard,
                 ));
             }

@@ -172,8 +172,14 @@ pub struct SessionConfig {
 impl SessionConfig {
     /// Safe defaults for a client at `client`.
     pub fn new(client: SocketAddr, upstream: Upstream) -> SessionConfig {
+        SessionConfig::for_client(ClientAddr::new(client), upstream)
+    }
+
+    /// Safe defaults for a client whose address the driver has already
+    /// wrapped (where it accepted the connection).
+    pub fn for_client(client: ClientAddr, upstream: Upstream) -> SessionConfig {
         SessionConfig {
-            client: ClientAddr::new(client),
+            client,
             upstream,
             client_advertise: None,
             server_advertise: None,

@@ -416,7 +416,7 @@ impl Driver {
                 Ok(stream) => {
                     // Until the relay takes it, dropping it must reset.
                     super::super::pinhole::reset_on_close(&stream);
-                    let local = stream.local_addr().unwrap_or(self.client_local);
+                    let local = stream.local_addr().unwrap_or(*self.client_local);
                     if let Some(c) = self.channels.get_mut(&id) {
                         match side {
                             Side::Client => c.client = Some(Prepared::Stream(stream)),
