@@ -8,7 +8,7 @@
 mod kernel;
 
 use ftpalg::dataplane::kernel::KernelDataPlane;
-use ftpalg::dataplane::{ClientAddr, GatewayAddr, PinholeFlow, ServerAddr, SourceNat};
+use ftpalg::dataplane::{GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use kernel::*;
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,10 +41,10 @@ fn pinhole_setup_p99_with_200_live() {
             let client =
                 std::net::Ipv4Addr::from(u32::from_be_bytes([100, 64, 0, 0]) + 10 + n % 200);
             let flow = PinholeFlow::passive(
-                ClientAddr((client, 0).into()),
-                GatewayAddr(sa(GW_IN, 20_000 + (i % 40_000) as u16)),
-                ServerAddr(sa(SERVER, 5000)),
-                SourceNat(GW_OUT.parse().unwrap()),
+                PeerIp::new(client.into()),
+                GatewayAddr::new(sa(GW_IN, 20_000 + (i % 40_000) as u16)),
+                ServerAddr::new(sa(SERVER, 5000)),
+                Some(SourceNat::new(GW_OUT.parse().unwrap())),
                 Duration::from_secs(30),
             );
             if live.len() == LIVE {
@@ -231,10 +231,10 @@ fn kernel_thread_latency_at_50000_live() {
         let idle = Some(Duration::from_secs(300));
         let flow = |port: u16, n: u32| {
             PinholeFlow::passive(
-                ClientAddr((scale_client(n), 0).into()),
-                GatewayAddr(sa(GW_IN, port)),
-                ServerAddr(sa(SERVER, 5000)),
-                SourceNat(GW_OUT.parse().unwrap()),
+                PeerIp::new(scale_client(n).into()),
+                GatewayAddr::new(sa(GW_IN, port)),
+                ServerAddr::new(sa(SERVER, 5000)),
+                Some(SourceNat::new(GW_OUT.parse().unwrap())),
                 Duration::from_secs(120),
             )
         };

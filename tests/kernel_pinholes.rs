@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 /// A relay pinhole for `peer` at `at` on the gateway.
 fn relay(peer: &str, at: std::net::SocketAddr, timeout: Duration) -> PinholeFlow {
-    PinholeFlow::relay(PeerIp(peer.parse().unwrap()), GatewayAddr(at), timeout)
+    PinholeFlow::relay(
+        PeerIp::new(peer.parse().unwrap()),
+        GatewayAddr::new(at),
+        timeout,
+    )
 }
 
 #[test]
@@ -86,9 +90,10 @@ fn active_pinhole_over_ipv6_forwards_the_server_to_the_client() {
     let cli = g.serve(sa(CLIENT6, 6000), 50_000);
     let gw = sa(GW_OUT6, 40001);
     let id = g.add(&PinholeFlow::active(
-        ServerAddr(sa(SERVER6, 20)),
-        GatewayAddr(gw),
-        ClientAddr(sa(CLIENT6, 6000)),
+        PeerIp::new(SERVER6.parse().unwrap()),
+        GatewayAddr::new(gw),
+        ClientAddr::new(sa(CLIENT6, 6000)),
+        None,
         Duration::from_secs(5),
     ));
     // Another host on the server's side: the gateway's own other address
@@ -449,10 +454,10 @@ fn passive_pinhole_over_ipv6_leaves_from_the_outside_address() {
     let srv = g.serve(sa(SERVER6, 5000), 30_000);
     let gw = sa(GW_IN6, 40000);
     let id = g.add(&PinholeFlow::passive(
-        ClientAddr(sa(CLIENT6, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER6, 5000)),
-        SourceNat(GW_OUT6.parse().unwrap()),
+        PeerIp::new(CLIENT6.parse().unwrap()),
+        GatewayAddr::new(gw),
+        ServerAddr::new(sa(SERVER6, 5000)),
+        Some(SourceNat::new(GW_OUT6.parse().unwrap())),
         Duration::from_secs(5),
     ));
     assert_eq!(g.probe(sa(STRANGER6, 0), gw), Outcome::TimedOut);

@@ -7,62 +7,16 @@
 //! reports back with [`FlowEvent`]s. The [`kernel`] backend puts the flow
 //! into ftpalg's own nftables table so the bytes never enter userspace.
 //!
-//! Addresses are wrapped per role (as linkerd2-proxy does in its
-//! `addrs.rs`), so a client's address cannot be passed where the gateway's
-//! is meant.
+//! A flow's addresses are typed by role ([`crate::addrs`]), so a client's
+//! address cannot be passed where the gateway's is meant, and each is in
+//! canonical form.
 
 pub mod kernel;
 
+pub use crate::addrs::{ClientAddr, GatewayAddr, PeerIp, ServerAddr, SourceNat, TargetAddr};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
-
-macro_rules! addr_newtype {
-    ($(#[$m:meta])* $name:ident($inner:ty)) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub struct $name(pub $inner);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl From<$inner> for $name {
-            fn from(a: $inner) -> Self {
-                $name(a)
-            }
-        }
-    };
-}
-
-addr_newtype!(
-    /// An FTP client's address (host and port of its data socket when it
-    /// is active; its host alone otherwise).
-    ClientAddr(SocketAddr)
-);
-addr_newtype!(
-    /// An FTP server's address (its passive data port, or its host when it
-    /// dials out in active mode).
-    ServerAddr(SocketAddr)
-);
-addr_newtype!(
-    /// An address and port of the gateway itself that a peer will dial.
-    GatewayAddr(SocketAddr)
-);
-addr_newtype!(
-    /// The only host allowed through a pinhole: the one expected to dial.
-    PeerIp(IpAddr)
-);
-addr_newtype!(
-    /// Where an admitted connection is sent (destination NAT).
-    TargetAddr(SocketAddr)
-);
-addr_newtype!(
-    /// The gateway address an admitted connection leaves from (source NAT).
-    SourceNat(IpAddr)
-);
 
 /// What happens to the one connection a pinhole admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,34 +37,37 @@ pub enum Admit {
 /// One data-channel pinhole: exactly one TCP connection from `peer` to
 /// `gateway`, before `timeout` has passed, handled as `admit` says. A
 /// pinhole is always one-shot: the first matching connection uses it up.
+/// A flow is made by one of its constructors, each a way a transfer can
+/// go, from addresses typed by role; the backend reads its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinholeFlow {
     /// Who may dial.
-    pub peer: PeerIp,
+    peer: PeerIp,
     /// What they dial.
-    pub gateway: GatewayAddr,
+    gateway: GatewayAddr,
     /// What becomes of the connection.
-    pub admit: Admit,
+    admit: Admit,
     /// How long the pinhole waits for its connection.
-    pub timeout: Duration,
+    timeout: Duration,
 }
 
 impl PinholeFlow {
     /// Client passive, server passive: the client dials the gateway, which
-    /// forwards to the server's passive port, leaving from `outside`.
+    /// forwards to the server's passive port, leaving from `outside` (the
+    /// gateway's address towards the server) when it is known.
     pub fn passive(
-        client: ClientAddr,
+        client: PeerIp,
         gateway: GatewayAddr,
         server: ServerAddr,
-        outside: SourceNat,
+        outside: Option<SourceNat>,
         timeout: Duration,
     ) -> Self {
         PinholeFlow {
-            peer: PeerIp(client.0.ip()),
+            peer: client,
             gateway,
             admit: Admit::Forward {
-                to: TargetAddr(server.0),
-                source_nat: Some(outside),
+                to: server.into(),
+                source_nat: outside,
             },
             timeout,
         }
@@ -118,20 +75,34 @@ impl PinholeFlow {
 
     /// Client active, server active: the server dials the gateway (the
     /// address ftpalg sent in PORT/EPRT), which forwards to the client's
-    /// own PORT address.
+    /// own PORT address, leaving from `inside` (the gateway's address
+    /// towards the client) if the client is to see the gateway.
     pub fn active(
-        server: ServerAddr,
+        server: PeerIp,
         gateway: GatewayAddr,
         client: ClientAddr,
+        inside: Option<SourceNat>,
         timeout: Duration,
     ) -> Self {
         PinholeFlow {
-            peer: PeerIp(server.0.ip()),
+            peer: server,
             gateway,
             admit: Admit::Forward {
-                to: TargetAddr(client.0),
-                source_nat: None,
+                to: client.into(),
+                source_nat: inside,
             },
+            timeout,
+        }
+    }
+
+    /// Transparent mode, client passive: the client dials the server's
+    /// own passive port (the firewall brings it to the gateway), and that
+    /// one flow is admitted as it is, untranslated.
+    pub fn exact(client: PeerIp, server: ServerAddr, timeout: Duration) -> Self {
+        PinholeFlow {
+            peer: client,
+            gateway: GatewayAddr::new(*server),
+            admit: Admit::Only,
             timeout,
         }
     }
@@ -146,20 +117,40 @@ impl PinholeFlow {
         }
     }
 
+    /// Who may dial.
+    pub fn peer(&self) -> PeerIp {
+        self.peer
+    }
+
+    /// What they dial.
+    pub fn gateway(&self) -> GatewayAddr {
+        self.gateway
+    }
+
+    /// What becomes of the connection.
+    pub fn admit(&self) -> Admit {
+        self.admit
+    }
+
+    /// How long the pinhole waits for its connection.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// True when every address in the flow is IPv4.
     pub fn is_ipv4(&self) -> bool {
-        self.peer.0.is_ipv4()
+        self.peer.is_ipv4()
     }
 
     /// True when all addresses are of one family (NAT cannot translate
     /// between IPv4 and IPv6).
     pub fn same_family(&self) -> bool {
         let v4 = self.is_ipv4();
-        let gw = self.gateway.0.is_ipv4() == v4;
+        let gw = self.gateway.is_ipv4() == v4;
         match self.admit {
             Admit::Only => gw,
             Admit::Forward { to, source_nat } => {
-                gw && to.0.is_ipv4() == v4 && source_nat.is_none_or(|s| s.0.is_ipv4() == v4)
+                gw && to.is_ipv4() == v4 && source_nat.is_none_or(|s| s.is_ipv4() == v4)
             }
         }
     }
@@ -242,6 +233,7 @@ impl FlowEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -250,15 +242,15 @@ mod tests {
     #[test]
     fn passive_flow_admits_the_client_towards_the_server() {
         let f = PinholeFlow::passive(
-            ClientAddr(sa("100.64.0.2:0")),
-            GatewayAddr(sa("100.64.0.1:40000")),
-            ServerAddr(sa("198.51.100.2:5000")),
-            SourceNat("198.51.100.1".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
+            GatewayAddr::new(sa("100.64.0.1:40000")),
+            ServerAddr::new(sa("198.51.100.2:5000")),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_secs(5),
         );
-        assert_eq!(f.peer.0, "100.64.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(*f.peer, "100.64.0.2".parse::<IpAddr>().unwrap());
         assert!(
-            matches!(f.admit, Admit::Forward { to, source_nat: Some(_) } if to.0 == sa("198.51.100.2:5000"))
+            matches!(f.admit, Admit::Forward { to, source_nat: Some(_) } if *to == sa("198.51.100.2:5000"))
         );
         assert!(f.same_family());
     }
@@ -266,37 +258,71 @@ mod tests {
     #[test]
     fn active_flow_admits_the_server_towards_the_client() {
         let f = PinholeFlow::active(
-            ServerAddr(sa("198.51.100.2:20")),
-            GatewayAddr(sa("198.51.100.1:40001")),
-            ClientAddr(sa("100.64.0.2:6000")),
+            PeerIp::new("198.51.100.2".parse().unwrap()),
+            GatewayAddr::new(sa("198.51.100.1:40001")),
+            ClientAddr::new(sa("100.64.0.2:6000")),
+            None,
             Duration::from_secs(5),
         );
-        assert_eq!(f.peer.0, "198.51.100.2".parse::<IpAddr>().unwrap());
+        assert_eq!(*f.peer, "198.51.100.2".parse::<IpAddr>().unwrap());
         assert_eq!(
             f.admit,
             Admit::Forward {
-                to: TargetAddr(sa("100.64.0.2:6000")),
+                to: TargetAddr::new(sa("100.64.0.2:6000")),
                 source_nat: None
             }
         );
     }
 
     #[test]
+    fn an_active_flow_may_leave_from_the_gateways_inside_address() {
+        let inside = SourceNat::new("100.64.0.1".parse().unwrap());
+        let f = PinholeFlow::active(
+            PeerIp::new("198.51.100.2".parse().unwrap()),
+            GatewayAddr::new(sa("198.51.100.1:40001")),
+            ClientAddr::new(sa("100.64.0.2:6000")),
+            Some(inside),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            f.admit(),
+            Admit::Forward {
+                to: TargetAddr::new(sa("100.64.0.2:6000")),
+                source_nat: Some(inside)
+            }
+        );
+    }
+
+    #[test]
+    fn an_exact_flow_admits_the_client_to_the_servers_own_port_untranslated() {
+        let f = PinholeFlow::exact(
+            PeerIp::new("::ffff:100.64.0.2".parse().unwrap()),
+            ServerAddr::new(sa("[::ffff:198.51.100.2]:5000")),
+            Duration::from_secs(5),
+        );
+        assert_eq!(f.peer(), "100.64.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(f.gateway(), sa("198.51.100.2:5000"));
+        assert_eq!(f.admit(), Admit::Only);
+        assert_eq!(f.timeout(), Duration::from_secs(5));
+        assert!(f.same_family());
+    }
+
+    #[test]
     fn mixed_families_are_detected() {
         let mut f = PinholeFlow::relay(
-            PeerIp("2001:db8::2".parse().unwrap()),
-            GatewayAddr(sa("[2001:db8::1]:40000")),
+            PeerIp::new("2001:db8::2".parse().unwrap()),
+            GatewayAddr::new(sa("[2001:db8::1]:40000")),
             Duration::from_secs(1),
         );
         assert!(f.same_family());
         f.admit = Admit::Forward {
-            to: TargetAddr(sa("198.51.100.2:1")),
+            to: TargetAddr::new(sa("198.51.100.2:1")),
             source_nat: None,
         };
         assert!(!f.same_family());
         f.admit = Admit::Forward {
-            to: TargetAddr(sa("[2001:db8::9]:1")),
-            source_nat: Some(SourceNat("198.51.100.1".parse().unwrap())),
+            to: TargetAddr::new(sa("[2001:db8::9]:1")),
+            source_nat: Some(SourceNat::new("198.51.100.1".parse().unwrap())),
         };
         assert!(!f.same_family());
     }

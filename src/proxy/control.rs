@@ -22,6 +22,7 @@ pub(super) use shared::{OwnListeners, SessionGateway};
 
 use super::admission::{Dismissal, SessionGuard, Slot};
 use super::pinhole::connect_from;
+use crate::addrs::{ClientAddr, GatewayAddr};
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
 use crate::ftp::session::{
@@ -51,12 +52,12 @@ struct Driver {
     started_rules: Arc<Rules>,
     id: u64,
     session: Session,
-    client_local: SocketAddr,
+    client_local: GatewayAddr,
     client_r: Option<OwnedReadHalf>,
     client_w: OwnedWriteHalf,
     server_r: Option<OwnedReadHalf>,
     server_w: Option<OwnedWriteHalf>,
-    server_local: Option<SocketAddr>,
+    server_local: Option<GatewayAddr>,
     from_client: LineFramer,
     from_server: LineFramer,
     channels: HashMap<DataId, Channel>,
@@ -85,23 +86,15 @@ pub(crate) async fn serve(
     rules: Arc<Rules>,
     listener: Listener,
     client: TcpStream,
-    peer: SocketAddr,
+    peer: ClientAddr,
     guard: SessionGuard,
 ) {
     let id = guard.id();
-    // v4-mapped to v4, but a v6 peer keeps its scope id: data connections
-    // to a link-local client must leave through the same interface.
-    let peer = match peer {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(peer.ip().to_canonical(), peer.port())
-        }
-        p => p,
-    };
     let client_local = match client.local_addr() {
-        Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
+        Ok(a) => GatewayAddr::new(a),
         Err(_) => return,
     };
-    gw.telemetry.session_start(id, peer, &listener.name);
+    gw.telemetry.session_start(id, *peer, &listener.name);
     let started = Instant::now();
     let result = start(
         gw.clone(),
@@ -116,8 +109,8 @@ pub(crate) async fn serve(
     let secs = started.elapsed().as_secs_f64();
     let t = &gw.telemetry;
     match result {
-        Ok(user) => t.session_end(id, peer, user.as_deref(), secs, None),
-        Err(e) => t.session_end(id, peer, None, secs, Some(&e.to_string())),
+        Ok(user) => t.session_end(id, *peer, user.as_deref(), secs, None),
+        Err(e) => t.session_end(id, *peer, None, secs, Some(&e.to_string())),
     }
     drop(guard);
 }
@@ -127,8 +120,8 @@ async fn start(
     listener: Listener,
     rules: Arc<Rules>,
     mut client: TcpStream,
-    peer: SocketAddr,
-    client_local: SocketAddr,
+    peer: ClientAddr,
+    client_local: GatewayAddr,
     admission: Arc<Slot>,
 ) -> io::Result<Option<String>> {
     let id = admission.id;
@@ -149,7 +142,7 @@ async fn start(
             // gateway until a limit stopped it.
             gw.telemetry.denied(
                 Some(id),
-                peer,
+                *peer,
                 "-",
                 "self-destination",
                 &format!("{to} is one of the gateway's own listeners"),
@@ -160,7 +153,7 @@ async fn start(
         if !listener.may_reach(to.ip()) {
             gw.telemetry.denied(
                 Some(id),
-                peer,
+                *peer,
                 "-",
                 "server-not-allowed",
                 &format!("{to} is not in the listener's servers"),
@@ -175,7 +168,7 @@ async fn start(
             r = connect => r,
             why = admission.dismissed(rules.limits.login_timeout) => {
                 match why {
-                    Dismissal::LoginTimeout => gw.telemetry.login_timeout(id, peer, Some(to)),
+                    Dismissal::LoginTimeout => gw.telemetry.login_timeout(id, *peer, Some(to)),
                     Dismissal::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
@@ -200,7 +193,7 @@ async fn start(
             }
         }
     }
-    let mut cfg = SessionConfig::new(
+    let mut cfg = SessionConfig::for_client(
         peer,
         upstream
             .map(Upstream::Fixed)
@@ -332,10 +325,7 @@ impl Driver {
         if let Err(e) = super::keepalive::enable(&s, keepalive) {
             warn!(session = self.id, error = %e, "cannot set keepalive on the server's control connection");
         }
-        self.server_local = s
-            .local_addr()
-            .ok()
-            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+        self.server_local = s.local_addr().ok().map(GatewayAddr::new);
         let (r, w) = s.into_split();
         self.server_r = Some(r);
         self.server_w = Some(w);

@@ -7,6 +7,7 @@ use super::current_rules::CurrentRules;
 use super::error::ProxyError;
 use super::events::Telemetry;
 use super::pinhole::bind_listener;
+use crate::addrs::{host_and_port, ClientAddr};
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};
 use std::collections::BTreeMap;
@@ -32,10 +33,6 @@ struct Running {
 #[derive(Default)]
 pub(crate) struct ListenerSet {
     running: Mutex<BTreeMap<String, Running>>,
-}
-
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Whether `ip` is an address of one of this host's interfaces. (Binding
@@ -64,7 +61,7 @@ impl ListenerSet {
     /// Whether `to` is one of the gateway's own listeners: a connection
     /// there would come straight back into the gateway.
     pub(crate) fn is_own(&self, to: SocketAddr) -> bool {
-        let to = canonical(to);
+        let to = host_and_port(to);
         let (exact, wildcard) = {
             let running = self.lock();
             let exact = running.values().any(|r| r.bound == to);
@@ -102,7 +99,7 @@ fn bind(l: &Listener) -> io::Result<(TcpListener, SocketAddr)> {
     let s = socket2::SockRef::from(&listener);
     s.set_tcp_nodelay(true)?;
     s.set_out_of_band_inline(true)?;
-    let bound = canonical(listener.local_addr()?);
+    let bound = host_and_port(listener.local_addr()?);
     Ok((listener, bound))
 }
 
@@ -274,15 +271,15 @@ async fn accept_loop(room: Arc<Listening>, name: String, listener: TcpListener) 
                 }
             }
         }
-        let client = peer.ip().to_canonical();
-        match room.admission.admit(client, &rules.limits) {
+        let client = ClientAddr::new(peer);
+        match room.admission.admit(client.ip(), &rules.limits) {
             Ok(guard) => {
                 tokio::spawn(control::serve(
                     room.sessions.clone(),
                     rules.clone(),
                     config,
                     stream,
-                    peer,
+                    client,
                     guard,
                 ));
             }

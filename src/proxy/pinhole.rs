@@ -6,6 +6,7 @@
 //! configured range. A kernel backend (nftables sets with timeouts) can be
 //! put behind the same trait.
 
+use crate::addrs::PeerIp;
 use crate::rules::PortRange;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -40,7 +41,7 @@ pub struct PinholeRequest {
     pub range: PortRange,
     /// The only peer allowed to connect; `None` accepts anyone (only when
     /// the operator switched peer checking off).
-    pub expect_peer: Option<IpAddr>,
+    pub expect_peer: Option<PeerIp>,
     /// Bind with IP_TRANSPARENT (TPROXY deployments).
     pub transparent: bool,
 }
@@ -163,7 +164,7 @@ pub async fn connect_as(
 pub struct Pinhole {
     listener: TcpListener,
     local: SocketAddr,
-    expect_peer: Option<IpAddr>,
+    expect_peer: Option<PeerIp>,
 }
 
 impl Pinhole {
@@ -189,7 +190,7 @@ impl Pinhole {
                 let (stream, peer) = self.listener.accept().await?;
                 let ok = self
                     .expect_peer
-                    .is_none_or(|want| peer.ip().to_canonical() == want.to_canonical());
+                    .is_none_or(|want| PeerIp::new(peer.ip()) == want);
                 if ok {
                     // Until the relay takes it, dropping it must reset.
                     reset_on_close(&stream);

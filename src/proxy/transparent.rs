@@ -1,5 +1,6 @@
 //! The original destination of a connection redirected by nftables.
 
+use crate::addrs::canonical;
 use nix::sys::socket::{getsockopt, sockopt};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -38,7 +39,7 @@ pub fn original_destination_or_local(
     local: SocketAddr,
 ) -> io::Result<SocketAddr> {
     match original_destination(stream) {
-        Ok(a) => Ok(SocketAddr::new(a.ip().to_canonical(), a.port())),
+        Ok(a) => Ok(canonical(a)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(local),
         Err(e) => Err(e),
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, OpenReport, PinholeId};
-use ftpalg::dataplane::{ClientAddr, FlowEvent, GatewayAddr, PinholeFlow, ServerAddr, SourceNat};
+use ftpalg::dataplane::{FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,10 @@ pub const SHORT: Duration = Duration::from_millis(800);
 /// server's `port` and leaving from the gateway's outside address.
 pub fn passive(gw: SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
     PinholeFlow::passive(
-        ClientAddr(sa(CLIENT, 0)),
-        GatewayAddr(gw),
-        ServerAddr(sa(SERVER, port)),
-        SourceNat(GW_OUT.parse().unwrap()),
+        PeerIp::new(CLIENT.parse().unwrap()),
+        GatewayAddr::new(gw),
+        ServerAddr::new(sa(SERVER, port)),
+        Some(SourceNat::new(GW_OUT.parse().unwrap())),
         timeout,
     )
 }

@@ -47,8 +47,8 @@ pub(super) struct Elements {
 
 impl Elements {
     pub fn of(flow: &PinholeFlow) -> Elements {
-        let gw = flow.gateway.0;
-        let mut pin_key = ip_bytes(flow.peer.0);
+        let gw = *flow.gateway;
+        let mut pin_key = ip_bytes(*flow.peer);
         pin_key.extend(ip_bytes(gw.ip()));
         pin_key.extend(port_bytes(gw.port()));
         let mut guard_key = ip_bytes(gw.ip());
@@ -56,13 +56,13 @@ impl Elements {
         let (fwd, snat) = match flow.admit {
             Admit::Only => (None, None),
             Admit::Forward { to, source_nat } => {
-                let mut d = ip_bytes(to.0.ip());
-                d.extend(port_bytes(to.0.port()));
-                (Some(d), source_nat.map(|s| ip_bytes(s.0)))
+                let mut d = ip_bytes(to.ip());
+                d.extend(port_bytes(to.port()));
+                (Some(d), source_nat.map(|s| ip_bytes(*s)))
             }
         };
         Elements {
-            fam: Fam::of(flow.peer.0),
+            fam: Fam::of(*flow.peer),
             pin_key,
             guard_key,
             fwd,
@@ -224,16 +224,16 @@ pub(super) fn remove_elements_one_by_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, PeerIp, ServerAddr, SourceNat};
+    use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
     use std::time::Duration;
 
     #[test]
     fn v4_keys_are_peer_gateway_port_padded_to_words() {
         let f = PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
+            GatewayAddr::new("100.64.0.1:40000".parse().unwrap()),
+            ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_secs(1),
         );
         let e = Elements::of(&f);
@@ -257,8 +257,8 @@ mod tests {
     #[test]
     fn v6_relay_flow_has_only_pin_and_guard() {
         let f = PinholeFlow::relay(
-            PeerIp("2001:db8:1::2".parse().unwrap()),
-            GatewayAddr("[2001:db8:1::1]:40002".parse().unwrap()),
+            PeerIp::new("2001:db8:1::2".parse().unwrap()),
+            GatewayAddr::new("[2001:db8:1::1]:40002".parse().unwrap()),
             Duration::from_secs(1),
         );
         let e = Elements::of(&f);

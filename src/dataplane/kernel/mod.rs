@@ -349,7 +349,7 @@ impl KernelDataPlane {
             return Ok(false);
         };
         match l.dialer {
-            Some(src) => self.cut_conn(src, l.flow.gateway.0),
+            Some(src) => self.cut_conn(src, *l.flow.gateway),
             None => Ok(false),
         }
     }
@@ -439,16 +439,16 @@ impl KernelDataPlane {
     /// that port is the pinhole's address. One still in use is kept, and
     /// the address refused.
     fn settle_for(&mut self, gateway: GatewayAddr) -> Result<(), KernelError> {
-        if self.flows.holder_of(gateway.0).is_none() {
+        if self.flows.holder_of(*gateway).is_none() {
             return Ok(());
         }
         self.read_events();
-        let Some(old) = self.flows.holder_of(gateway.0) else {
+        let Some(old) = self.flows.holder_of(*gateway) else {
             return Ok(());
         };
         // Its close may be an event not yet sent: read the entry itself.
         if let Some(src) = self.flows.get(old).and_then(|l| l.dialer) {
-            let entry = conntrack::get(&mut self.sock, src, gateway.0)?;
+            let entry = conntrack::get(&mut self.sock, src, *gateway)?;
             let now = Instant::now();
             let closed = match entry {
                 Some(e) => self.flows.update(old, &e, now).closed,
@@ -459,7 +459,7 @@ impl KernelDataPlane {
                 return Ok(());
             }
         }
-        Err(KernelError::PortInUse(gateway.0))
+        Err(KernelError::PortInUse(*gateway))
     }
 
     /// Deletes the table and everything in it, and ends every connection
@@ -486,7 +486,7 @@ impl KernelDataPlane {
                 continue;
             };
             if let Some(src) = l.dialer {
-                if let Err(e) = conntrack::delete(&mut self.sock, src, l.flow.gateway.0) {
+                if let Err(e) = conntrack::delete(&mut self.sock, src, *l.flow.gateway) {
                     tracing::warn!(error = %e, dialer = %src, "could not end a kernel transfer at close");
                 }
             }

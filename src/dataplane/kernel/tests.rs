@@ -2,7 +2,7 @@
 
 use super::testing::in_fresh_netns;
 use super::*;
-use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
 use ruleset::{Fam, SetKind};
 use std::time::Duration;
 
@@ -29,10 +29,10 @@ fn removal_without_destroysetelem_deletes_each_element() {
         // As on kernels before 6.3, which do not know DESTROYSETELEM.
         dp.destroy_supported = Some(false);
         let flow = PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
+            GatewayAddr::new("100.64.0.1:40000".parse().unwrap()),
+            ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_secs(30),
         );
         let id = dp.add(&flow).expect("add");

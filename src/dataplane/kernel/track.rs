@@ -109,7 +109,7 @@ impl Flows {
         idle: Option<Duration>,
     ) {
         let deadline = now + flow.timeout;
-        self.by_gateway.insert(flow.gateway.0, id);
+        self.by_gateway.insert(*flow.gateway, id);
         self.deadlines.insert((deadline, id));
         self.live.insert(
             id,
@@ -141,7 +141,7 @@ impl Flows {
         let Some(l) = self.live.get_mut(&id) else {
             return Arrival::Stray;
         };
-        if l.dialer.is_some() || l.flow.peer.0 != e.src.ip() {
+        if l.dialer.is_some() || *l.flow.peer != e.src.ip() {
             return Arrival::Stray;
         }
         l.dialer = Some(e.src);
@@ -264,8 +264,8 @@ impl Flows {
     /// to be withdrawn. Its connection, if any, is still followed.
     pub fn withdraw(&mut self, id: PinholeId) -> Option<Elements> {
         let l = self.live.get_mut(&id)?;
-        if self.by_gateway.get(&l.flow.gateway.0) == Some(&id) {
-            self.by_gateway.remove(&l.flow.gateway.0);
+        if self.by_gateway.get(&*l.flow.gateway) == Some(&id) {
+            self.by_gateway.remove(&*l.flow.gateway);
         }
         self.deadlines.remove(&(l.deadline, id));
         l.elements.take()
@@ -281,11 +281,11 @@ impl Flows {
     /// Forgets pinhole `id` and its connection.
     pub fn remove(&mut self, id: PinholeId) -> Option<Live> {
         let l = self.live.remove(&id)?;
-        if self.by_gateway.get(&l.flow.gateway.0) == Some(&id) {
-            self.by_gateway.remove(&l.flow.gateway.0);
+        if self.by_gateway.get(&*l.flow.gateway) == Some(&id) {
+            self.by_gateway.remove(&*l.flow.gateway);
         }
         if let Some(d) = l.dialer {
-            self.by_conn.remove(&(d, l.flow.gateway.0));
+            self.by_conn.remove(&(d, *l.flow.gateway));
         }
         self.deadlines.remove(&(l.deadline, id));
         if let Some(at) = l.check_at {
@@ -305,17 +305,17 @@ impl Flows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+    use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
 
     const DIALER: &str = "100.64.0.2:33000";
     const GW: &str = "100.64.0.1:40000";
 
     fn flow(timeout: Duration) -> PinholeFlow {
         PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr(GW.parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
+            GatewayAddr::new(GW.parse().unwrap()),
+            ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             timeout,
         )
     }

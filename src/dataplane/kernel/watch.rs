@@ -143,7 +143,7 @@ impl KernelDataPlane {
         let Some((src, gw)) = self
             .flows
             .get(id)
-            .and_then(|l| Some((l.dialer?, l.flow.gateway.0)))
+            .and_then(|l| Some((l.dialer?, *l.flow.gateway)))
         else {
             return;
         };

@@ -1,5 +1,6 @@
 //! What the session engine asks its driver to do, and what it reports.
 
+use crate::addrs::PeerIp;
 use crate::ftp::command::Verb;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -70,7 +71,7 @@ pub enum Endpoint {
     /// The gateway listens; only `expect_peer` may connect, once.
     Listen {
         /// The only address allowed to connect.
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
     },
     /// The gateway connects to this address.
     Connect {
@@ -85,7 +86,7 @@ pub enum Endpoint {
     /// the address the peer is to dial with `data_prepared`.
     Forward {
         /// The only address allowed to dial.
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
         /// Where the connection goes.
         to: SocketAddr,
         /// The peer dials `to` itself (transparent mode): admit exactly

@@ -117,7 +117,7 @@ impl Session {
             verb: command.verb,
             user: self.user(),
             client: self.cfg.client.ip(),
-            server: self.server,
+            server: self.server.map(SocketAddr::from),
             data_mode,
         };
         if let Verdict::Deny {
@@ -227,7 +227,7 @@ impl Session {
             return;
         }
         let addr = match parsed {
-            Ok(a) => with_scope(canonical_addr(a), self.cfg.client),
+            Ok(a) => ClientAddr::new(a).scoped_like(self.cfg.client),
             Err(codec::CodecError::Family(_)) if mode == ClientMode::Eprt => {
                 let text = "Network protocol not supported, use (1,2)";
                 self.deny(
@@ -325,7 +325,10 @@ impl Session {
         // client's family (PASV: v4 only); EPSV carries no address, the
         // client comes back the way it reached the gateway, and always works.
         if matches!(mode, ClientMode::Pasv | ClientMode::Lpsv) {
-            let advertise_v4 = self.cfg.client_advertise.map(|a| canonical(a).is_ipv4());
+            let advertise_v4 = self
+                .cfg
+                .client_advertise
+                .map(|a| a.to_canonical().is_ipv4());
             let same_family = advertise_v4.is_none_or(|v4| v4 == client_v4);
             if !same_family || (mode == ClientMode::Pasv && !client_v4) {
                 let text = if mode == ClientMode::Pasv && !client_v4 {

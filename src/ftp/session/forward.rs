@@ -8,8 +8,8 @@
 use super::{
     reply, Action, ClientReq, DataPlane, Endpoint, Event, Policy, ServerMode, Session, Side, Stage,
 };
+use crate::addrs::ServerAddr;
 use crate::ftp::session::DataId;
-use std::net::SocketAddr;
 
 impl Session {
     /// The data plane this session was started with.
@@ -39,7 +39,7 @@ impl Session {
     /// Client passive, server passive: the client's connection is forwarded
     /// to the server's passive port `target`. Returns false when the setup
     /// is relayed instead.
-    pub(super) fn forward_passive(&mut self, id: DataId, target: SocketAddr, probe: bool) -> bool {
+    pub(super) fn forward_passive(&mut self, id: DataId, target: ServerAddr, probe: bool) -> bool {
         if !self.forwards() {
             return false;
         }
@@ -49,8 +49,8 @@ impl Session {
             id,
             side: Side::Client,
             endpoint: Endpoint::Forward {
-                expect_peer: self.cfg.client.ip(),
-                to: target,
+                expect_peer: self.cfg.client.into(),
+                to: target.into(),
                 exact,
             },
         });
@@ -60,7 +60,7 @@ impl Session {
     /// Client active, server active: the server's connection to the port
     /// the gateway sends in PORT/EPRT is forwarded to the client's own
     /// PORT address. Returns false when the setup is relayed instead.
-    pub(super) fn forward_active(&mut self, id: DataId, server: SocketAddr) -> bool {
+    pub(super) fn forward_active(&mut self, id: DataId, server: ServerAddr) -> bool {
         if !self.forwards() {
             return false;
         }
@@ -72,8 +72,8 @@ impl Session {
             id,
             side: Side::Server,
             endpoint: Endpoint::Forward {
-                expect_peer: server.ip(),
-                to,
+                expect_peer: server.into(),
+                to: to.into(),
                 exact: false,
             },
         });

@@ -24,6 +24,8 @@ mod setup;
 
 #[cfg(test)]
 use route::split_user_host;
+#[cfg(test)]
+use std::net::IpAddr;
 
 pub use action::{
     Action, ClientMode, ConnectDeadline, DataId, Denial, Direction, Endpoint, Event, ServerMode,
@@ -35,13 +37,14 @@ pub use policy::{
     Upstream, Verdict,
 };
 
+use crate::addrs::{ClientAddr, ServerAddr};
 use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
 use crate::ftp::framer::{encode_line, Frame, Line};
 use crate::ftp::redact::{show_line, MAX_SHOWN};
 use crate::ftp::reply::{ReplyCode, ReplyTracker};
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Cap on the text the engine collects from a reply it consumes itself.
 const MAX_COLLECT: usize = 8 * 1024;
@@ -88,7 +91,7 @@ enum Pending {
 #[derive(Debug, Clone, Copy)]
 enum ClientReq {
     Passive(ClientMode),
-    Active(ClientMode, SocketAddr),
+    Active(ClientMode, ClientAddr),
 }
 
 impl ClientReq {
@@ -120,7 +123,7 @@ enum Stage {
     Client { server_mode: ServerMode },
     /// The kernel is asked to forward the client's connection to the
     /// server's passive port `to`: a relay to `to` takes over if it fails.
-    Forwarding { to: SocketAddr, probe: bool },
+    Forwarding { to: ServerAddr, probe: bool },
 }
 
 impl Stage {
@@ -172,7 +175,7 @@ struct Setup {
 pub struct Session {
     cfg: SessionConfig,
     phase: Phase,
-    server: Option<SocketAddr>,
+    server: Option<ServerAddr>,
     /// The user part of `USER name@host`, as the client sent it.
     route_user: Option<Vec<u8>>,
     route_attempts: u32,
@@ -222,42 +225,11 @@ fn lossy(bytes: &[u8]) -> String {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
-}
-
-/// A v4-mapped address as plain v4; any other address unchanged, scope id
-/// included (a link-local peer is only reachable through its interface).
-fn canonical_addr(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(canonical(a.ip()), a.port())
-        }
-        _ => a,
-    }
-}
-
-/// `to` with the scope id of `peer` when `to` is link-local and names no
-/// scope itself: a data connection to `fe80::` goes out through the
-/// interface the control connection came in on.
-fn with_scope(to: SocketAddr, peer: SocketAddr) -> SocketAddr {
-    match (to, peer) {
-        (SocketAddr::V6(mut t), SocketAddr::V6(p))
-            if t.scope_id() == 0 && t.ip().is_unicast_link_local() =>
-        {
-            t.set_scope_id(p.scope_id());
-            SocketAddr::V6(t)
-        }
-        _ => to,
-    }
-}
-
 impl Session {
     /// Starts a session. With [`Upstream::Fixed`] the server's greeting is
     /// awaited; with [`Upstream::UserAtHost`] the gateway greets the client
     /// itself and waits for `USER name@host`.
-    pub fn new(mut cfg: SessionConfig) -> Session {
-        cfg.client = canonical_addr(cfg.client);
+    pub fn new(cfg: SessionConfig) -> Session {
         let mut s = Session {
             phase: Phase::Open,
             server: None,
@@ -285,7 +257,7 @@ impl Session {
         };
         match s.cfg.upstream {
             Upstream::Fixed(server) => {
-                s.server = Some(canonical_addr(server));
+                s.server = Some(ServerAddr::new(server));
                 s.pending.push_back(Pending::Greeting);
             }
             Upstream::UserAtHost => {
@@ -311,12 +283,12 @@ impl Session {
 
     /// The server, once known.
     pub fn server(&self) -> Option<SocketAddr> {
-        self.server
+        self.server.map(SocketAddr::from)
     }
 
     /// The client's address.
     pub fn client(&self) -> SocketAddr {
-        self.cfg.client
+        *self.cfg.client
     }
 
     /// The user rules see: the identity the server accepted while logged

@@ -3,6 +3,7 @@
 //! these in from the rules.
 
 use super::action::ClientMode;
+use crate::addrs::ClientAddr;
 use crate::ftp::command::Verb;
 use std::net::{IpAddr, SocketAddr};
 
@@ -129,7 +130,7 @@ pub enum DataPlane {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The client's address on the control connection.
-    pub client: SocketAddr,
+    pub client: ClientAddr,
     /// How the server is chosen.
     pub upstream: Upstream,
     /// Address to advertise to the client in 227/228 instead of the local
@@ -171,6 +172,12 @@ pub struct SessionConfig {
 impl SessionConfig {
     /// Safe defaults for a client at `client`.
     pub fn new(client: SocketAddr, upstream: Upstream) -> SessionConfig {
+        SessionConfig::for_client(ClientAddr::new(client), upstream)
+    }
+
+    /// Safe defaults for a client whose address the driver has already
+    /// wrapped (where it accepted the connection).
+    pub fn for_client(client: ClientAddr, upstream: Upstream) -> SessionConfig {
         SessionConfig {
             client,
             upstream,

@@ -50,7 +50,7 @@ impl Session {
         if self.phase != Phase::Routing {
             return;
         }
-        self.server = Some(canonical_addr(server));
+        self.server = Some(ServerAddr::new(server));
         self.phase = Phase::Greeting;
         self.pending.push_back(Pending::RoutedGreeting);
     }

@@ -243,19 +243,17 @@ impl Session {
                 return;
             }
         };
-        let advertised = canonical(data.ip());
-        let target = if self.cfg.trust_passive_address && !advertised.is_unspecified() {
-            with_scope(SocketAddr::new(advertised, data.port()), server)
+        let advertised = ServerAddr::new(data);
+        let target = if self.cfg.trust_passive_address && !advertised.ip().is_unspecified() {
+            advertised.scoped_like(server)
         } else {
-            if advertised != server.ip() && !advertised.is_unspecified() {
+            if advertised.ip() != server.ip() && !advertised.ip().is_unspecified() {
                 self.event(Event::PassiveAddressIgnored {
-                    advertised,
+                    advertised: advertised.ip(),
                     used: server.ip(),
                 });
             }
-            let mut at = server;
-            at.set_port(data.port());
-            at
+            server.with_port(data.port())
         };
         if self.forward_passive(id, target, probe) {
             return;

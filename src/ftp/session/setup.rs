@@ -16,7 +16,7 @@ impl Session {
         }
         let id = DataId(self.next_id);
         self.next_id += 1;
-        let requested = policy.server_mode(self.cfg.client.ip(), server);
+        let requested = policy.server_mode(self.cfg.client.ip(), *server);
         let (server_mode, probe) = match requested {
             ServerDataMode::SameAsClient if client.mode().is_passive() => {
                 (ServerMode::Passive, false)
@@ -49,7 +49,7 @@ impl Session {
         }
     }
 
-    pub(super) fn server_passive(&mut self, id: DataId, server: SocketAddr, probe: bool) {
+    pub(super) fn server_passive(&mut self, id: DataId, server: ServerAddr, probe: bool) {
         let verb = if server.is_ipv4() {
             cmd::PASV
         } else {
@@ -62,7 +62,7 @@ impl Session {
 
     /// The server's side goes active (from the start, or as the fallback
     /// of a passive probe).
-    pub(super) fn server_listen(&mut self, id: DataId, server: SocketAddr) {
+    pub(super) fn server_listen(&mut self, id: DataId, server: ServerAddr) {
         self.set_stage(Stage::ServerListen);
         if self.forward_active(id, server) {
             return;
@@ -71,7 +71,7 @@ impl Session {
             id,
             side: Side::Server,
             endpoint: Endpoint::Listen {
-                expect_peer: server.ip(),
+                expect_peer: server.into(),
             },
         });
     }
@@ -86,10 +86,10 @@ impl Session {
         let (id, server_mode) = (setup.id, setup.stage.server_mode());
         let endpoint = match setup.client {
             ClientReq::Passive(_) => Endpoint::Listen {
-                expect_peer: self.cfg.client.ip(),
+                expect_peer: self.cfg.client.into(),
             },
             ClientReq::Active(_, to) => Endpoint::Connect {
-                to,
+                to: to.into(),
                 within: ConnectDeadline::Connect,
             },
         };
@@ -156,7 +156,11 @@ impl Session {
             }
             Stage::ServerListen => {
                 let Some(server) = self.server else { return };
-                let ip = canonical(self.cfg.server_advertise.unwrap_or(local.ip()));
+                let ip = self
+                    .cfg
+                    .server_advertise
+                    .unwrap_or(local.ip())
+                    .to_canonical();
                 let at = SocketAddr::new(ip, local.port());
                 let (verb, arg) = match at {
                     SocketAddr::V4(v4) if server.is_ipv4() => (cmd::PORT, encode_port(v4)),
@@ -175,7 +179,11 @@ impl Session {
                         reply(200, &format!("{} command successful.", mode.as_str()))
                     }
                     ClientReq::Passive(mode) => {
-                        let ip = canonical(self.cfg.client_advertise.unwrap_or(local.ip()));
+                        let ip = self
+                            .cfg
+                            .client_advertise
+                            .unwrap_or(local.ip())
+                            .to_canonical();
                         let at = SocketAddr::new(ip, local.port());
                         match (mode, at) {
                             (ClientMode::Pasv, SocketAddr::V4(v4)) => reply(
@@ -286,7 +294,7 @@ impl Session {
     /// Starts the connection to the server's passive port `to`. In server
     /// mode `auto` it is a probe, whose failure only switches the session
     /// to active, so it gets the probe's shorter deadline.
-    pub(super) fn server_connect(&mut self, id: DataId, to: SocketAddr, probe: bool) {
+    pub(super) fn server_connect(&mut self, id: DataId, to: ServerAddr, probe: bool) {
         self.set_stage(Stage::ServerConnect { probe });
         let within = if probe {
             ConnectDeadline::PassiveProbe
@@ -296,7 +304,10 @@ impl Session {
         self.push(Action::Prepare {
             id,
             side: Side::Server,
-            endpoint: Endpoint::Connect { to, within },
+            endpoint: Endpoint::Connect {
+                to: to.into(),
+                within,
+            },
         });
     }
 }

@@ -195,7 +195,7 @@ impl Driver {
                     Side::Server => (
                         self.server_local
                             .map(|a| a.ip())
-                            .unwrap_or(unspecified_like(expect_peer)),
+                            .unwrap_or(unspecified_like(*expect_peer)),
                         rules.data.server_ports,
                     ),
                 };
@@ -416,7 +416,7 @@ impl Driver {
                 Ok(stream) => {
                     // Until the relay takes it, dropping it must reset.
                     super::super::pinhole::reset_on_close(&stream);
-                    let local = stream.local_addr().unwrap_or(self.client_local);
+                    let local = stream.local_addr().unwrap_or(*self.client_local);
                     if let Some(c) = self.channels.get_mut(&id) {
                         match side {
                             Side::Client => c.client = Some(Prepared::Stream(stream)),

@@ -19,10 +19,12 @@ use super::super::pinhole::{Pinhole, PinholeRequest};
 use super::super::relay::Moved;
 use super::channels::DataEvent;
 use super::Driver;
-use crate::dataplane::{Admit, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, SourceNat};
+use crate::dataplane::{
+    ClientAddr, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
+};
 use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -114,7 +116,7 @@ impl std::fmt::Debug for KernelChannel {
 /// the session.
 pub(super) struct Forwarded {
     pub side: Side,
-    pub gateway: SocketAddr,
+    pub gateway: GatewayAddr,
     pub client_dials: bool,
     pub reserved: Option<Pinhole>,
     pub result: Result<KernelPinhole, String>,
@@ -128,7 +130,7 @@ impl Driver {
         &mut self,
         id: DataId,
         side: Side,
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
         to: SocketAddr,
         exact: bool,
     ) {
@@ -139,22 +141,21 @@ impl Driver {
             return;
         };
         let rules = policy.rules();
+        let timeout = rules.data.pinhole_timeout;
         let outside = self.server_local.map(|a| a.ip());
-        let (gateway, reserved, admit) = if exact {
+        let (flow, reserved) = if exact {
             // Transparent mode: the client dials the server's own address;
             // that one flow is admitted as it is.
-            (to, None, Admit::Only)
+            (
+                PinholeFlow::exact(expect_peer, ServerAddr::new(to), timeout),
+                None,
+            )
         } else {
-            let (bind, range, source_nat) = match side {
-                // Client passive: leave towards the server from the
-                // gateway's outside address.
-                Side::Client => (self.client_local.ip(), rules.data.client_ports, outside),
-                // Client active: towards the client from the gateway's
-                // inside address, unless the client expects the server's.
+            let (bind, range) = match side {
+                Side::Client => (self.client_local.ip(), rules.data.client_ports),
                 Side::Server => (
                     outside.unwrap_or(self.client_local.ip()),
                     rules.data.server_ports,
-                    (self.listener.kind != Kind::Transparent).then_some(self.client_local.ip()),
                 ),
             };
             let req = PinholeRequest {
@@ -163,27 +164,37 @@ impl Driver {
                 expect_peer: Some(expect_peer),
                 transparent: false,
             };
-            match self.gw.pinholes.open(req) {
-                Ok(p) => (
-                    p.local_addr(),
-                    Some(p),
-                    Admit::Forward {
-                        to: crate::dataplane::TargetAddr(to),
-                        source_nat: source_nat.map(SourceNat),
-                    },
-                ),
+            let p = match self.gw.pinholes.open(req) {
+                Ok(p) => p,
                 Err(e) => {
                     let reason = format!("no gateway port for a kernel pinhole: {e}");
                     self.session.data_failed(id, side, &reason, &policy);
                     return;
                 }
-            }
-        };
-        let flow = PinholeFlow {
-            peer: PeerIp(expect_peer),
-            gateway: GatewayAddr(gateway),
-            admit,
-            timeout: rules.data.pinhole_timeout,
+            };
+            let gateway = GatewayAddr::new(p.local_addr());
+            let flow = match side {
+                // Client passive: leave towards the server from the
+                // gateway's outside address.
+                Side::Client => PinholeFlow::passive(
+                    expect_peer,
+                    gateway,
+                    ServerAddr::new(to),
+                    outside.map(SourceNat::new),
+                    timeout,
+                ),
+                // Client active: towards the client from the gateway's
+                // inside address, unless the client expects the server's.
+                Side::Server => PinholeFlow::active(
+                    expect_peer,
+                    gateway,
+                    ClientAddr::new(to),
+                    (self.listener.kind != Kind::Transparent)
+                        .then(|| SourceNat::new(self.client_local.ip())),
+                    timeout,
+                ),
+            };
+            (flow, Some(p))
         };
         let events = self.tx.clone();
         let on_event = Box::new(move |event| {
@@ -205,7 +216,7 @@ impl Driver {
                 id,
                 forwarded: Box::new(Forwarded {
                     side,
-                    gateway,
+                    gateway: flow.gateway(),
                     client_dials: side == Side::Client,
                     reserved,
                     result,
@@ -229,7 +240,7 @@ impl Driver {
         // A channel closed meanwhile drops `kc`, which withdraws it.
         if let Some(c) = self.channels.get_mut(&id) {
             c.kernel = Some(kc);
-            self.session.data_prepared(id, f.side, f.gateway, &policy);
+            self.session.data_prepared(id, f.side, *f.gateway, &policy);
         }
     }
 
@@ -243,7 +254,7 @@ impl Driver {
         &mut self,
         id: DataId,
         side: Side,
-        expect_peer: IpAddr,
+        expect_peer: PeerIp,
         local: SocketAddr,
     ) -> bool {
         let Some(plane) = self.gw.kernel.clone() else {
@@ -265,8 +276,8 @@ impl Driver {
             },
         };
         let flow = PinholeFlow::relay(
-            PeerIp(expect_peer),
-            GatewayAddr(SocketAddr::new(ip, local.port())),
+            expect_peer,
+            GatewayAddr::new(SocketAddr::new(ip, local.port())),
             self.policy().rules().data.pinhole_timeout,
         );
         // The relay reports on its own connection; the filter's events

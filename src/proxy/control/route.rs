@@ -51,14 +51,15 @@ const MAX_ROUTE_ADDRS: usize = 4;
 pub(super) fn fixed_upstream(
     listener: &Listener,
     client: &TcpStream,
-    client_local: SocketAddr,
+    client_local: GatewayAddr,
 ) -> io::Result<Option<SocketAddr>> {
     match listener.kind {
         Kind::Explicit | Kind::Reverse => Ok(listener.upstream),
         Kind::UserAtHost => Ok(None),
-        Kind::Transparent if listener.tproxy => Ok(Some(client_local)),
+        Kind::Transparent if listener.tproxy => Ok(Some(*client_local)),
         Kind::Transparent => {
-            crate::proxy::transparent::original_destination_or_local(client, client_local).map(Some)
+            crate::proxy::transparent::original_destination_or_local(client, *client_local)
+                .map(Some)
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::dataplane::kernel::testing::in_fresh_netns;
-use crate::dataplane::{ClientAddr, GatewayAddr, ServerAddr, SourceNat};
+use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
 use std::net::SocketAddr;
 
 #[test]
@@ -20,10 +20,10 @@ fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {
             .build()
             .expect("runtime");
         let flow = PinholeFlow::passive(
-            ClientAddr("100.64.0.2:0".parse().unwrap()),
-            GatewayAddr("100.64.0.1:40000".parse().unwrap()),
-            ServerAddr("198.51.100.2:5000".parse().unwrap()),
-            SourceNat("198.51.100.1".parse().unwrap()),
+            PeerIp::new("100.64.0.2".parse().unwrap()),
+            GatewayAddr::new("100.64.0.1:40000".parse().unwrap()),
+            ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
+            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
             Duration::from_millis(200),
         );
         let (tx, rx) = std_mpsc::channel();
@@ -77,10 +77,10 @@ fn a_pinhole_nobody_takes_is_not_left_in_the_kernel() {
             .expect("runtime");
         let flow = |port| {
             PinholeFlow::passive(
-                ClientAddr("100.64.0.2:0".parse().unwrap()),
-                GatewayAddr(SocketAddr::new("100.64.0.1".parse().unwrap(), port)),
-                ServerAddr("198.51.100.2:5000".parse().unwrap()),
-                SourceNat("198.51.100.1".parse().unwrap()),
+                PeerIp::new("100.64.0.2".parse().unwrap()),
+                GatewayAddr::new(SocketAddr::new("100.64.0.1".parse().unwrap(), port)),
+                ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
+                Some(SourceNat::new("198.51.100.1".parse().unwrap())),
                 Duration::from_secs(30),
             )
         };
