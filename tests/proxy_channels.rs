@@ -6,37 +6,11 @@
 
 mod support;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::client::{Client, Mode};
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway, metric};
+use support::{channels, data, eventually, explicit_rules, gateway, metric, within};
 use tokio::io::AsyncReadExt;
-
-/// Runs a test body under a deadline: a hang fails instead of blocking.
-async fn within<F: Future<Output = ()>>(secs: u64, body: F) {
-    tokio::time::timeout(Duration::from_secs(secs), body)
-        .await
-        .unwrap_or_else(|_| panic!("test did not finish within {secs}s"));
-}
-
-/// Data channels holding sockets in the gateway now (each running relay
-/// holds two descriptors).
-fn channels(gw: &ftpalg::proxy::Handle) -> u64 {
-    metric(gw, "ftpalg_pinholes_open", &[]) as u64
-}
-
-/// Waits until `cond` holds, up to `limit`; returns whether it did.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
-}
 
 /// Many small downloads in one session, the client keeping every data
 /// socket open after reading it to the end (as clients that close their

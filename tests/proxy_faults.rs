@@ -5,39 +5,15 @@
 mod support;
 
 use ftpalg::ftp::session::{DataId, Session, SessionConfig, Upstream};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::client::Client;
 use support::server::{Opts, TestServer};
-use support::{data, explicit_rules, gateway, metric};
+use support::{channels, data, eventually, explicit_rules, gateway, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// Runs a test body under a deadline: a hang fails instead of blocking.
-async fn within<F: Future<Output = ()>>(secs: u64, body: F) {
-    tokio::time::timeout(Duration::from_secs(secs), body)
-        .await
-        .unwrap_or_else(|_| panic!("test did not finish within {secs}s"));
-}
-
-fn channels(gw: &ftpalg::proxy::Handle) -> u64 {
-    metric(gw, "ftpalg_pinholes_open", &[]) as u64
-}
-
-/// Waits until `cond` holds, up to `limit`; returns whether it did.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
-}
 
 /// Connects a data connection with a small receive buffer, so a client
 /// that does not read stalls the sender quickly.

@@ -60,3 +60,28 @@ pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 pub fn metric(gw: &Handle, name: &str, labels: &[&str]) -> f64 {
     sum(&gw.gateway().telemetry().encode(), name, labels)
 }
+
+/// Runs a test body under a deadline: a hang fails instead of blocking.
+pub async fn within<F: std::future::Future<Output = ()>>(secs: u64, body: F) {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), body)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {secs}s"));
+}
+
+/// Data channels holding sockets in the gateway now (each running relay
+/// holds two descriptors).
+pub fn channels(gw: &Handle) -> u64 {
+    metric(gw, "ftpalg_pinholes_open", &[]) as u64
+}
+
+/// Waits until `cond` holds, up to `limit`; returns whether it did.
+pub async fn eventually(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cond()
+}
