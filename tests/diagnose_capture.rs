@@ -7,7 +7,7 @@ mod diagnose_util;
 
 use std::time::{Duration, Instant};
 
-use diagnose_util::{diagnose, frames, kinds, pcap, pcapng, Frame};
+use diagnose_util::{diagnose, frames, kinds, pcap, pcapng, tcp, Frame};
 use etherparse::PacketBuilder;
 use ftpalg::diagnose::Diagnoser;
 use pcap_file::DataLink;
@@ -261,16 +261,6 @@ fn garbage_is_an_error_or_a_report() {
             }
         }
     }
-}
-
-fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, seq, 64240);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
 }
 
 fn frame(n: u64, data: Vec<u8>) -> Frame {

@@ -7,8 +7,7 @@ mod diagnose_util;
 
 use std::time::Duration;
 
-use diagnose_util::{diagnose, pcap, Frame};
-use etherparse::PacketBuilder;
+use diagnose_util::{diagnose, pcap, tcp, Frame};
 use pcap_file::DataLink;
 
 const SRV: ([u8; 4], u16) = ([198, 51, 100, 10], 21);
@@ -17,16 +16,6 @@ const SRV: ([u8; 4], u16) = ([198, 51, 100, 10], 21);
 const BUDGET: usize = 100_000;
 /// Negotiations one session keeps.
 const PER_SESSION: usize = 1_000;
-
-fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, seq, 64240);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
 
 /// One control connection to `SRV`, its segments appended to a capture.
 struct Control {

@@ -131,3 +131,21 @@ pub fn kinds(report: &Report) -> Vec<Vec<&'static str>> {
 pub fn verdicts(report: &Report) -> Vec<&str> {
     report.sessions.iter().map(|s| s.verdict.as_str()).collect()
 }
+
+/// An Ethernet frame of one IPv4 TCP segment: a SYN, or an ACK carrying
+/// `payload`.
+pub fn tcp(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    syn: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src.0, dst.0, 64)
+        .tcp(src.1, dst.1, seq, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}

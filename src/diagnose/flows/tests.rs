@@ -3,12 +3,12 @@
 use super::*;
 use crate::packet::TcpFlags;
 
-/// Feeds the `i`-th SYN of a distinct client towards `port`, as packet `i`.
-fn syn(t: &mut Tracker, i: u32, port: u16) {
+/// Feeds a SYN from `src` to `dst` as packet `packet`, with sequence `seq`.
+fn syn_from(t: &mut Tracker, src: SocketAddr, dst: SocketAddr, seq: u32, packet: u64) {
     let seg = TcpSegment {
-        src: SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16)),
-        dst: SocketAddr::from(([198, 51, 100, 10], port)),
-        seq: i,
+        src,
+        dst,
+        seq,
         ack: 0,
         flags: TcpFlags {
             syn: true,
@@ -17,13 +17,17 @@ fn syn(t: &mut Tracker, i: u32, port: u16) {
         payload: &[],
         wire_len: 0,
     };
-    t.segment(
-        0,
-        &seg,
-        Stamp {
-            packet: u64::from(i),
-            time: 0.0,
-        },
+    t.segment(0, &seg, Stamp { packet, time: 0.0 });
+}
+
+/// Feeds the `i`-th SYN of a distinct client towards `port`, as packet `i`.
+fn syn(t: &mut Tracker, i: u32, port: u16) {
+    syn_from(
+        t,
+        SocketAddr::from(([100, 64, (i / 60_000) as u8, 2], 1024 + (i % 60_000) as u16)),
+        SocketAddr::from(([198, 51, 100, 10], port)),
+        i,
+        u64::from(i),
     );
 }
 
@@ -105,26 +109,7 @@ fn expectations_leave_oldest_first_and_when_matched() {
     // The client connects to the port: its oldest expectation is used.
     let client = SocketAddr::from(([100, 64, 0, 2], 41_000));
     let port = SocketAddr::from(([198, 51, 100, 10], 30_000));
-    let seg = TcpSegment {
-        src: client,
-        dst: port,
-        seq: 0,
-        ack: 0,
-        flags: TcpFlags {
-            syn: true,
-            ..TcpFlags::default()
-        },
-        payload: &[],
-        wire_len: 0,
-    };
-    t.segment(
-        0,
-        &seg,
-        Stamp {
-            packet: 1,
-            time: 0.0,
-        },
-    );
+    syn_from(&mut t, client, port, 0, 1);
     assert_eq!(t.data.len(), 1);
     assert_eq!(t.data[0].owner, Some((0, 0)));
     assert_eq!(t.pending_len(), 49);
