@@ -150,31 +150,155 @@ async fn an_expired_pinhole_is_counted() {
     gw.shutdown(Duration::from_secs(1)).await;
 }
 
+/// The rows of the markdown table under `heading` in `docs/metrics.md`,
+/// each as its cells.
+fn doc_table(heading: &str) -> Vec<Vec<String>> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("docs/metrics.md has no section {heading:?}"));
+    section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        // The header and the separator line.
+        .skip(2)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The `code` spans of a table cell.
+fn spans(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The family a sample name belongs to, as `# TYPE` names it.
+fn family(name: &str, kind: &str) -> String {
+    let suffix = match kind {
+        "counter" => "_total",
+        "info" => "_info",
+        _ => "",
+    };
+    name.strip_suffix(suffix).unwrap_or(name).to_string()
+}
+
+/// The values of `label` in the samples of `metric`.
+fn label_values(text: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter_map(|l| {
+            let at = l.find(&key)? + key.len();
+            Some(l[at..].split('"').next()?.to_string())
+        })
+        .collect()
+}
+
+/// A scrape of a gateway that has had no traffic at all has every family
+/// docs/metrics.md lists, with its type, and no other; every label value
+/// the page says is there from the start is, at zero, and is the only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_before_any_traffic_finds_every_documented_family() {
+    let gw = gateway(&explicit_rules(
+        "127.0.0.1:9".parse().unwrap(),
+        "passive",
+        "metrics:\n  listen: 127.0.0.1:0\n",
+    ))
+    .await;
+    let reply = get(gw.metrics_addr.unwrap(), "/metrics").await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let text = reply.split("\r\n\r\n").nth(1).unwrap().to_string();
+    let families = doc_table("Families");
+    assert!(families.len() >= 19, "{families:?}");
+    let mut documented = Vec::new();
+    for row in &families {
+        let (name, kind) = (spans(&row[0])[0], row[1].as_str());
+        let base = family(name, kind);
+        assert!(
+            text.contains(&format!("\n# TYPE {base} {kind}\n")),
+            "docs/metrics.md lists {name} ({kind}), which the first scrape lacks:\n{text}"
+        );
+        let sample = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.to_string()
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{sample} "))
+                    || l.starts_with(&format!("{sample}{{"))),
+            "{name} has no sample in the first scrape:\n{text}"
+        );
+        documented.push(base);
+    }
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let base = line.split(' ').nth(2).unwrap();
+        assert!(
+            documented.iter().any(|d| d == base),
+            "{base} is scraped but docs/metrics.md does not list it"
+        );
+    }
+    let labels = doc_table("Label values");
+    assert!(labels.len() >= 8, "{labels:?}");
+    for row in &labels {
+        let (metric, label) = (spans(&row[0])[0], spans(&row[1])[0]);
+        let want: std::collections::BTreeSet<String> =
+            spans(&row[2]).into_iter().map(String::from).collect();
+        assert!(!want.is_empty(), "{row:?}");
+        assert_eq!(
+            label_values(&text, metric, label),
+            want,
+            "{metric} {label}: the values in the first scrape are not the documented ones"
+        );
+        for v in &want {
+            assert_eq!(
+                sum(&text, metric, &[&format!("{label}=\"{v}\"")]),
+                0.0,
+                "{metric} {label}={v}"
+            );
+        }
+    }
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Each family's HELP text names every value a label documented as known
+/// in advance takes: what the HELP says cannot contradict the values.
+#[test]
+fn help_texts_name_every_documented_label_value() {
+    let text = ftpalg::proxy::events::Telemetry::new().encode();
+    for row in doc_table("Label values") {
+        let (metric, label) = (spans(&row[0])[0], spans(&row[1])[0]);
+        let base = family(metric, "counter");
+        let help = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# HELP {base} ")))
+            .unwrap_or_else(|| panic!("no HELP for {base}"));
+        let named = |v: &str| {
+            help.match_indices(v).any(|(at, _)| {
+                let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+                !help[..at].ends_with(word) && !help[at + v.len()..].starts_with(word)
+            })
+        };
+        for v in spans(&row[2]) {
+            assert!(
+                named(v),
+                "the HELP of {base} does not name its {label} {v:?}: {help}"
+            );
+        }
+    }
+}
+
 /// Every metric the Grafana dashboard queries is one the gateway exports.
 #[test]
 fn the_dashboard_queries_only_exported_metrics() {
-    use ftpalg::proxy::events::{Telemetry, TransferReport};
-    // Label families appear once they have a sample: one of each.
-    let t = Telemetry::new();
-    let client = "100.64.0.2:5000".parse().unwrap();
-    t.transfer(TransferReport {
-        session: 1,
-        channel: 1,
-        client,
-        server: "",
-        user: "u",
-        direction: "download",
-        command: "RETR",
-        file: "f",
-        client_mode: "PASV",
-        server_mode: "passive",
-        path: "relay",
-        setup: None,
-        elapsed: Duration::ZERO,
-        result: Ok((1, 1)),
-    });
-    t.denied(Some(1), client, "u", "bounce", "-");
-    t.reload(true, "r.yaml", None);
+    // Every family is there before any event.
+    let t = ftpalg::proxy::events::Telemetry::new();
     let text = t.encode();
     let dash = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

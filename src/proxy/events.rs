@@ -3,6 +3,9 @@
 //! reloads here, and each report both logs and counts, so that nothing can
 //! reach one and miss the other.
 
+mod known;
+mod process;
+
 use super::admission::slot::Dismissal;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -113,7 +116,8 @@ pub struct TransferReport<'a> {
 }
 
 impl Telemetry {
-    /// A registry with every metric at zero.
+    /// A registry with every metric at zero, and every series of a label
+    /// known in advance too.
     pub fn new() -> Telemetry {
         let mut registry = Registry::default();
         let t = Telemetry {
@@ -151,17 +155,20 @@ impl Telemetry {
         );
         registry.register(
             "ftpalg_transfers",
-            "Transfers ended, by result, the client's data command, the mode towards the server, and path: converted (active on one side, passive on the other) or same",
+            "Transfers ended, by result (ok, failed), the client's data command (PASV, EPSV, LPSV, PORT, EPRT, LPRT), the mode towards the server (passive, active) and the data path (relay: the bytes crossed ftpalg; kernel: forwarded by its nftables pinholes)",
             t.transfers.clone(),
         );
         registry.register(
             "ftpalg_transfer_bytes",
-            "Bytes relayed on data connections, up (client to server) and down",
+            "Bytes carried on data connections, relayed or forwarded by the kernel, by direction (up: client to server; down: server to client)",
             t.bytes.clone(),
         );
         registry.register(
             "ftpalg_denials",
-            "Requests and connections refused, by reason",
+            format!(
+                "Requests and connections refused, by reason ({}; rule:NAME for a denial by the rule NAME)",
+                known::denial_reasons().join(", ")
+            ),
             t.denials.clone(),
         );
         registry.register(
@@ -181,7 +188,7 @@ impl Telemetry {
         );
         registry.register(
             "ftpalg_reloads",
-            "Rules reloads, by result",
+            "Rules reloads, by result (ok: the new rules are in force; refused: they were invalid and the old ones stay)",
             t.reloads.clone(),
         );
         registry.register(
@@ -196,6 +203,8 @@ impl Telemetry {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        known::preset(&t);
         Telemetry { registry, ..t }
     }
 
