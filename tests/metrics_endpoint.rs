@@ -187,3 +187,157 @@ async fn a_bearer_token_guards_status_and_not_metrics() {
     );
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The whole answer to `request` (a request line and its headers).
+async fn exchange(addr: SocketAddr, request: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .expect("an answer within 5 s")
+}
+
+/// The value of header `name` in `reply`.
+fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
+    reply
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_as_get_without_a_body_and_queries_are_ignored() {
+    let gw = gateway(&rules(NOWHERE.parse().unwrap(), "")).await;
+    let m = gw.metrics_addr.unwrap();
+    for path in ["/healthz", "/metrics", "/status", "/status.json"] {
+        let full = get(m, path, "").await;
+        let head = exchange(m, &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "HEAD {path}: {head}"
+        );
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "HEAD {path} has a body: {head:?}"
+        );
+        assert_eq!(
+            header(&head, "Content-Type"),
+            header(&full, "Content-Type"),
+            "{path}"
+        );
+        // What a GET would send, counted: a scrape of /metrics in between
+        // may differ by a digit of a process figure, not by much more.
+        let (h, g): (usize, usize) = (
+            header(&head, "Content-Length").unwrap().parse().unwrap(),
+            header(&full, "Content-Length").unwrap().parse().unwrap(),
+        );
+        assert!(h > 0 && h.abs_diff(g) < 64, "{path}: HEAD {h}, GET {g}");
+        let query = get(m, &format!("{path}?format=text&x[]=1"), "").await;
+        assert!(
+            query.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{path}?...: {query}"
+        );
+    }
+    let r = get(m, "/metrics?", "").await;
+    assert!(r.contains("\n# TYPE ftpalg_transfers counter\n"), "{r}");
+    assert!(get(m, "/nothing?metrics", "")
+        .await
+        .starts_with("HTTP/1.1 404 "));
+    let post = exchange(
+        m,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert_eq!(header(&post, "Allow"), Some("GET, HEAD"), "{post}");
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Whether something answers HTTP at `addr` now.
+async fn answers(addr: SocketAddr) -> bool {
+    match TcpStream::connect(addr).await {
+        Err(_) => false,
+        Ok(mut s) => {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+            out.starts_with(b"HTTP/1.1 200 OK")
+        }
+    }
+}
+
+fn loaded(yaml: &str) -> ftpalg::rules::Rules {
+    ftpalg::rules::from_str(yaml).rules.expect("valid rules")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_endpoint_or_keeps_it_and_counts_why() {
+    let upstream: SocketAddr = NOWHERE.parse().unwrap();
+    let gw = gateway(&rules(upstream, "")).await;
+    let first = gw.metrics_addr.unwrap();
+    let failures = |gw: &ftpalg::proxy::Handle| {
+        support::metric(gw, "ftpalg_metrics_listen_failures_total", &[])
+    };
+    // The same rules again: the endpoint stays (port 0 is not a change).
+    gw.reload(loaded(&rules(upstream, "")));
+    assert_eq!(gw.gateway().metrics_addr(), Some(first));
+    assert!(answers(first).await);
+
+    // Another address: bound there, and the old one closed.
+    let yaml = explicit_rules(upstream, "passive", "metrics:\n  listen: 127.0.0.2:0\n");
+    gw.reload(loaded(&yaml));
+    let moved = gw.gateway().metrics_addr().unwrap();
+    assert_eq!(moved.ip().to_string(), "127.0.0.2", "{moved}");
+    assert!(answers(moved).await, "nothing answers at {moved}");
+    assert!(
+        support::eventually(Duration::from_secs(2), || std::net::TcpStream::connect(
+            first
+        )
+        .is_err())
+        .await,
+        "the old address {first} still accepts"
+    );
+    assert_eq!(failures(&gw), 0.0);
+
+    // An address someone else holds: the endpoint stays, and says why.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = explicit_rules(
+        upstream,
+        "passive",
+        &format!("metrics:\n  listen: {}\n", taken.local_addr().unwrap()),
+    );
+    gw.reload(loaded(&yaml));
+    assert_eq!(gw.gateway().metrics_addr(), Some(moved));
+    assert!(answers(moved).await);
+    assert_eq!(failures(&gw), 1.0);
+    // The rest of the reload applied.
+    assert_eq!(
+        support::metric(&gw, "ftpalg_reloads_total", &["result=\"ok\""]),
+        3.0
+    );
+    drop(taken);
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_that_gain_a_metrics_section_start_the_endpoint() {
+    let upstream: SocketAddr = NOWHERE.parse().unwrap();
+    let gw = gateway(&explicit_rules(upstream, "passive", "")).await;
+    assert_eq!(gw.metrics_addr, None);
+    assert_eq!(gw.gateway().metrics_addr(), None);
+    gw.reload(loaded(&rules(upstream, "")));
+    let m = gw.gateway().metrics_addr().expect("started by the reload");
+    assert!(answers(m).await);
+    gw.shutdown(Duration::from_secs(1)).await;
+    // It stops with the gateway.
+    assert!(
+        support::eventually(Duration::from_secs(2), || std::net::TcpStream::connect(m)
+            .is_err())
+        .await
+    );
+}

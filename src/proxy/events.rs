@@ -65,6 +65,7 @@ pub struct Telemetry {
     pinholes_expired: Counter,
     strangers: Family<SideLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    metrics_moves_failed: Counter,
     setup: Histogram,
     /// Sessions and transfers alive now, for `/status`.
     pub live: super::status::Live,
@@ -133,6 +134,7 @@ impl Telemetry {
             pinholes_expired: Counter::default(),
             strangers: Family::default(),
             reloads: Family::default(),
+            metrics_moves_failed: Counter::default(),
             // 1 ms to about 16 s.
             setup: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             live: Default::default(),
@@ -190,6 +192,11 @@ impl Telemetry {
             "ftpalg_reloads",
             "Rules reloads, by result (ok: the new rules are in force; refused: they were invalid and the old ones stay)",
             t.reloads.clone(),
+        );
+        registry.register(
+            "ftpalg_metrics_listen_failures",
+            "Reloads that moved metrics.listen to an address that could not be bound; the endpoint stayed where it was",
+            t.metrics_moves_failed.clone(),
         );
         registry.register(
             "ftpalg_transfer_setup_seconds",
@@ -402,6 +409,13 @@ impl Telemetry {
             })
             .inc();
         warn!(session, side, stranger = %peer, reason = "unexpected peer", "denied: pinhole connection refused");
+    }
+
+    /// A reload moved `metrics.listen` from `from` to `wanted`, which could
+    /// not be bound: the endpoint stays at `from`.
+    pub fn metrics_listen_failed(&self, from: SocketAddr, wanted: SocketAddr, error: &str) {
+        self.metrics_moves_failed.inc();
+        warn!(addr = %from, wanted = %wanted, error, "metrics.listen changed, but the new address cannot be bound; the endpoint stays where it is");
     }
 
     /// A reload was applied (`ok`) or refused.

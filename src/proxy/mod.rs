@@ -78,6 +78,12 @@ impl Gateway {
         self.admission.active()
     }
 
+    /// Where the metrics endpoint is bound now (a reload may have moved or
+    /// started it), if the rules asked for one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.reload.metrics_addr()
+    }
+
     /// Where the listener named `name` is bound now.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.listening.listeners().addr(name)
@@ -99,7 +105,8 @@ pub struct Handle {
     /// Listener addresses as bound at start, in rules order (after a
     /// reload, ask [`Gateway::listener_addr`] by name).
     pub addrs: Vec<SocketAddr>,
-    /// Where the metrics endpoint is bound, if the rules ask for one.
+    /// Where the metrics endpoint was bound at start, if the rules asked
+    /// for one (after a reload, ask [`Gateway::metrics_addr`]).
     pub metrics_addr: Option<SocketAddr>,
 }
 
@@ -198,24 +205,24 @@ async fn start_gateway(
         telemetry.clone(),
     ));
     let addrs = listening.bind_all()?;
-    // The endpoint is bound at start only: a reload does not move it.
-    let endpoint = match &rules.get().metrics {
-        Some(m) => Some(
-            http::serve(telemetry.clone(), shutdown.watch(), m)
-                .await
-                .map_err(|source| ProxyError::Bind {
+    // A reload moves it, or starts it if the rules gain a metrics section.
+    let endpoint =
+        match &rules.get().metrics {
+            Some(m) => Some(http::serve(telemetry.clone(), shutdown.watch(), m).map_err(
+                |source| ProxyError::Bind {
                     name: "metrics".into(),
                     addr: m.listen,
                     source,
-                })?,
-        ),
-        None => None,
-    };
+                },
+            )?),
+            None => None,
+        };
     let metrics_addr = endpoint.as_ref().map(|e| e.addr());
     let reload = Reload::new(
         rules.clone(),
         listening.clone(),
         endpoint,
+        shutdown.watch(),
         telemetry.clone(),
         kernel.is_some(),
     );

@@ -1,17 +1,20 @@
 //! A reload: new rules put in force, and each room that keeps something of
 //! the old ones brought in line: the listeners (by name), the metrics
-//! endpoint's `/status` token. Sessions and the accept loops (which give
+//! endpoint (its address and `/status` token; started if the rules gained
+//! a metrics section). Sessions and the accept loops (which give
 //! admission its limits) read the rules in force as they go, and need no
 //! telling.
 
 use super::current_rules::CurrentRules;
 use super::events::Telemetry;
-use super::http::Endpoint;
+use super::http::{self, Endpoint};
 use super::listeners::Listening;
-use crate::rules::{self, DataPath, Rules};
+use super::shutdown::ShutdownWatch;
+use crate::rules::{self, DataPath, MetricsSettings, Rules};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tracing::warn;
+use tracing::{error, warn};
 
 /// What a reload changes.
 pub(crate) struct Reload {
@@ -20,9 +23,11 @@ pub(crate) struct Reload {
     /// force.
     one_at_a_time: Mutex<()>,
     listening: Arc<Listening>,
-    /// The metrics endpoint, if the rules at start asked for one (it is
-    /// bound at start only).
-    endpoint: Option<Arc<Endpoint>>,
+    /// The metrics endpoint, once rules have asked for one.
+    endpoint: Mutex<Option<Arc<Endpoint>>>,
+    /// What an endpoint started by a reload runs on and stops with.
+    rt: tokio::runtime::Handle,
+    shutdown: ShutdownWatch,
     telemetry: Arc<Telemetry>,
     /// Whether the kernel data path started with ftpalg: it cannot start
     /// later.
@@ -30,10 +35,12 @@ pub(crate) struct Reload {
 }
 
 impl Reload {
+    /// Call within the runtime the gateway runs on.
     pub(crate) fn new(
         rules: Arc<CurrentRules>,
         listening: Arc<Listening>,
         endpoint: Option<Arc<Endpoint>>,
+        shutdown: ShutdownWatch,
         telemetry: Arc<Telemetry>,
         kernel_started: bool,
     ) -> Reload {
@@ -41,9 +48,37 @@ impl Reload {
             rules,
             one_at_a_time: Mutex::new(()),
             listening,
-            endpoint,
+            endpoint: Mutex::new(endpoint),
+            rt: tokio::runtime::Handle::current(),
+            shutdown,
             telemetry,
             kernel_started,
+        }
+    }
+
+    /// Where the metrics endpoint is bound now, if there is one.
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
+        let endpoint = self.endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        endpoint.as_ref().map(|e| e.addr())
+    }
+
+    /// Brings the metrics endpoint in line with `settings`: moved or given
+    /// its new token if it runs, started if the rules gained a metrics
+    /// section.
+    fn reconcile_metrics(&self, settings: Option<&MetricsSettings>) {
+        let mut endpoint = self.endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*endpoint, settings) {
+            (Some(e), _) => e.reload(settings),
+            (None, None) => {}
+            (None, Some(m)) => {
+                let _rt = self.rt.enter();
+                match http::serve(self.telemetry.clone(), self.shutdown.clone(), m) {
+                    Ok(e) => *endpoint = Some(e),
+                    Err(e) => {
+                        error!(addr = %m.listen, error = %e, "the rules gained a metrics section, but its address cannot be bound; no endpoint until a reload or restart that can bind one")
+                    }
+                }
+            }
         }
     }
 
@@ -61,9 +96,7 @@ impl Reload {
             );
         }
         self.listening.reconcile_listeners(&new);
-        if let Some(endpoint) = &self.endpoint {
-            endpoint.reload(new.metrics.as_ref());
-        }
+        self.reconcile_metrics(new.metrics.as_ref());
         self.telemetry.reload(true, file, None);
     }
 

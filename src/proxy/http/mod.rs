@@ -1,7 +1,10 @@
 //! The metrics endpoint: `GET /metrics` (Prometheus text from
 //! [`super::events::Telemetry`]), `GET /healthz`, and `GET /status` and
 //! `/status.json` (the live sessions, behind a bearer token when the rules
-//! name one).
+//! name one). `HEAD` answers as `GET` does, without the body; a query
+//! string is ignored. A reload that changes `metrics.listen` moves the
+//! endpoint: the new address is bound before the old one is let go, and
+//! if it cannot be, the endpoint stays where it was.
 //!
 //! A bounded server that idle peers cannot starve. The accept loop never
 //! waits: past [`CONNECTIONS`] a newcomer gets `503` and is closed. A
@@ -48,7 +51,11 @@ const DENIAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The endpoint as it runs: where it is bound, its bounds, and the
 /// `/status` token in force.
 pub(crate) struct Endpoint {
-    bound: SocketAddr,
+    bound: Mutex<Bound>,
+    /// The runtime the accept loops run on (a reload may come from a
+    /// thread outside it).
+    rt: tokio::runtime::Handle,
+    shutdown: ShutdownWatch,
     connections: Arc<Semaphore>,
     slots: Arc<Semaphore>,
     waiting: Mutex<Waiting>,
@@ -56,6 +63,15 @@ pub(crate) struct Endpoint {
     denials: Denials,
     /// What `/metrics` and `/status` show.
     telemetry: Arc<Telemetry>,
+}
+
+/// The listener in use: the address the rules asked for, where that bound,
+/// and the accept loop, whose end closes the listening socket.
+struct Bound {
+    listen: SocketAddr,
+    addr: SocketAddr,
+    /// Set as soon as the loop is spawned.
+    accepting: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The connections that have not sent their head, oldest first, each with
@@ -67,16 +83,22 @@ struct Waiting {
 }
 
 /// Binds the endpoint that `settings` describe and serves `telemetry` until
-/// the gateway stops.
-pub(crate) async fn serve(
+/// the gateway stops. Call within the runtime it is to run on.
+pub(crate) fn serve(
     telemetry: Arc<Telemetry>,
     shutdown: ShutdownWatch,
     settings: &MetricsSettings,
 ) -> std::io::Result<Arc<Endpoint>> {
-    let listener = TcpListener::bind(settings.listen).await?;
-    let bound = listener.local_addr()?;
+    let listener = bind(settings.listen)?;
+    let addr = listener.local_addr()?;
     let ep = Arc::new(Endpoint {
-        bound,
+        bound: Mutex::new(Bound {
+            listen: settings.listen,
+            addr,
+            accepting: None,
+        }),
+        rt: tokio::runtime::Handle::current(),
+        shutdown,
         connections: Arc::new(Semaphore::new(CONNECTIONS)),
         slots: Arc::new(Semaphore::new(SLOTS)),
         waiting: Mutex::default(),
@@ -84,41 +106,59 @@ pub(crate) async fn serve(
         denials: Denials::default(),
         telemetry,
     });
+    let accepting = tokio::spawn(accept_loop(ep.clone(), listener));
+    ep.bound.lock().unwrap_or_else(|p| p.into_inner()).accepting = Some(accepting);
     info!(
-        addr = %bound,
+        addr = %addr,
         status = if settings.status_token.is_some() { "bearer token" } else { "open" },
         "metrics endpoint listening (/metrics, /healthz, /status)"
     );
     ep.warn_exposure();
-    let mut stop = shutdown.shutdown_signal();
-    let served = ep.clone();
-    tokio::spawn(async move {
-        // Held, so that the stop signal outlives whoever started the
-        // endpoint: a dropped sender would end the loop as a stop does.
-        let _shutdown = shutdown;
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = stop.changed() => return,
-            };
-            match accepted {
-                Ok((stream, peer)) => served.admit(stream, peer),
-                Err(e) => {
-                    // Out of descriptors, most likely: give them time to
-                    // come back rather than spin.
-                    warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
     Ok(ep)
 }
 
+/// A listening socket for `listen`, as `TcpListener::bind` makes one
+/// (`SO_REUSEADDR`, so a restart finds the port free), but synchronously:
+/// a reload binds from outside the runtime. Call within the runtime.
+fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(1024)
+}
+
+/// Accepts until the gateway stops or the endpoint moves (the task is then
+/// aborted, which drops the listener).
+async fn accept_loop(ep: Arc<Endpoint>, listener: TcpListener) {
+    let mut stop = ep.shutdown.shutdown_signal();
+    if *stop.borrow_and_update() {
+        return;
+    }
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => ep.admit(stream, peer),
+            Err(e) => {
+                // Out of descriptors, most likely: give them time to
+                // come back rather than spin.
+                warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 impl Endpoint {
-    /// Where the endpoint is bound.
+    /// Where the endpoint is bound now.
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.bound
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).addr
     }
 
     /// Takes a new connection on, without ever waiting.
@@ -180,8 +220,14 @@ impl Endpoint {
             Some(Ok(Ok(h))) => h,
         };
         let head = String::from_utf8_lossy(&head);
-        let (reply, _slot) = self.route(&request::parse(&head), peer);
-        if s.write_all(&reply.bytes()).await.is_ok() {
+        let req = request::parse(&head);
+        let (reply, _slot) = self.route(&req, peer);
+        let wire = if req.method == "HEAD" {
+            reply.head()
+        } else {
+            reply.bytes()
+        };
+        if s.write_all(&wire).await.is_ok() {
             let _ = s.shutdown().await;
         }
     }
@@ -193,19 +239,18 @@ impl Endpoint {
         peer: SocketAddr,
     ) -> (Reply, Option<tokio::sync::SemaphorePermit<'_>>) {
         let telemetry = &self.telemetry;
-        let page = match (req.method, req.path) {
-            ("GET", "/healthz") => {
+        if !matches!(req.method, "GET" | "HEAD") {
+            return (Reply::method_not_allowed(), None);
+        }
+        let page = match req.path {
+            "/healthz" => {
                 return (Reply::new("200 OK", "text/plain", "ok\n".into()), None);
             }
-            ("GET", "/metrics") => Page::Metrics,
-            ("GET", "/status") => Page::Status,
-            ("GET", "/status.json") => Page::StatusJson,
-            ("GET", _) => {
-                let r = Reply::new("404 Not Found", "text/plain", "not found\n".into());
-                return (r, None);
-            }
+            "/metrics" => Page::Metrics,
+            "/status" => Page::Status,
+            "/status.json" => Page::StatusJson,
             _ => {
-                let r = Reply::new("405 Method Not Allowed", "text/plain", "GET only\n".into());
+                let r = Reply::new("404 Not Found", "text/plain", "not found\n".into());
                 return (r, None);
             }
         };
@@ -241,36 +286,87 @@ impl Endpoint {
         }
     }
 
-    /// Applies reloaded rules: the `/status` token is re-read with them;
-    /// the address stays until a restart.
-    pub(crate) fn reload(&self, settings: Option<&MetricsSettings>) {
+    /// Applies reloaded rules: the endpoint moves to a changed
+    /// `metrics.listen` (see [`Endpoint::move_to`]) and the `/status`
+    /// token is re-read with them.
+    pub(crate) fn reload(self: &Arc<Self>, settings: Option<&MetricsSettings>) {
         let Some(m) = settings else {
-            warn!(addr = %self.bound, "the rules no longer have a metrics section; the endpoint and its /status token stay until a restart");
+            warn!(addr = %self.addr(), "the rules no longer have a metrics section; the endpoint and its /status token stay until a restart");
             return;
         };
-        let same_port = m.listen.port() == 0 || m.listen.port() == self.bound.port();
-        if m.listen.ip() != self.bound.ip() || !same_port {
-            warn!(addr = %self.bound, listen = %m.listen, "metrics listen changed; the endpoint moves only at a restart");
-        }
+        self.move_to(m.listen);
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = m.status_token.clone();
         self.warn_exposure();
+    }
+
+    /// Moves the endpoint to `listen` if the rules changed it: binds the
+    /// new address, then lets the old one go, so that a scrape always
+    /// finds one of them. If the new address cannot be bound the endpoint
+    /// stays where it is, and the telemetry logs and counts why.
+    /// Exchanges under way on the old address finish.
+    fn move_to(self: &Arc<Self>, listen: SocketAddr) {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        if bound.listen == listen {
+            return;
+        }
+        let bound_now = {
+            let _rt = self.rt.enter();
+            bind(listen).and_then(|l| Ok((l.local_addr()?, l)))
+        };
+        match bound_now {
+            Ok((addr, listener)) => {
+                let accepting = Some(self.rt.spawn(accept_loop(self.clone(), listener)));
+                let old = std::mem::replace(
+                    &mut *bound,
+                    Bound {
+                        listen,
+                        addr,
+                        accepting,
+                    },
+                );
+                if let Some(task) = old.accepting {
+                    task.abort();
+                }
+                info!(from = %old.addr, to = %addr, "metrics endpoint moved");
+            }
+            Err(e) => {
+                let why = if overlaps(bound.addr, listen) {
+                    format!("{e} (the endpoint holds that port on an overlapping address itself: such a move needs a restart)")
+                } else {
+                    e.to_string()
+                };
+                self.telemetry
+                    .metrics_listen_failed(bound.addr, listen, &why);
+            }
+        }
     }
 
     /// Says, when the endpoint can be reached from other hosts, what
     /// `/status` shows them and whether a token guards it.
     fn warn_exposure(&self) {
-        if self.bound.ip().to_canonical().is_loopback() {
+        let addr = self.addr();
+        if addr.ip().to_canonical().is_loopback() {
             return;
         }
         let guarded = self.token.read().map(|t| t.is_some()).unwrap_or(false);
         if guarded {
-            warn!(addr = %self.bound, status = "bearer token",
+            warn!(addr = %addr, status = "bearer token",
                 "metrics endpoint reachable beyond loopback: /status shows user names, client addresses and file names to holders of the token; /metrics and /healthz are open");
         } else {
-            warn!(addr = %self.bound, status = "open",
+            warn!(addr = %addr, status = "open",
                 "metrics endpoint reachable beyond loopback: /status shows user names, client addresses and file names to anyone who reaches it; set metrics.status_token_file or listen on 127.0.0.1");
         }
     }
+}
+
+/// Whether a socket bound to `held` keeps one for `wanted` from binding:
+/// the same port, and one of them the wildcard of its family (or `::`,
+/// which may take IPv4 too).
+fn overlaps(held: SocketAddr, wanted: SocketAddr) -> bool {
+    let wild = |a: SocketAddr, other: SocketAddr| {
+        a.ip().is_unspecified() && (a.is_ipv4() == other.is_ipv4() || a.is_ipv6())
+    };
+    held.port() == wanted.port() && (wild(held, wanted) || wild(wanted, held))
 }
 
 /// The answers that cost a render slot.

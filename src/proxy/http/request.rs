@@ -25,9 +25,10 @@ pub(super) async fn read_head(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 /// What the endpoint looks at in a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Request<'a> {
-    /// `GET`, ...
+    /// `GET`, `HEAD`, ...
     pub method: &'a str,
-    /// The target as sent (no query handling: none is served).
+    /// The target's path: a query string is left out (no page takes one,
+    /// and scrapers and probes may add one).
     pub path: &'a str,
     /// The token of an `Authorization: Bearer` header, if one came.
     pub bearer: Option<&'a str>,
@@ -40,7 +41,8 @@ pub(super) struct Request<'a> {
 pub(super) fn parse(head: &str) -> Request<'_> {
     let mut lines = head.split("\r\n");
     let mut words = lines.next().unwrap_or("").split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
     let mut bearer = None;
     let mut authorization = false;
     for line in lines.take_while(|l| !l.is_empty()) {
@@ -112,15 +114,34 @@ impl Reply {
         }
     }
 
+    /// A method other than `GET` and `HEAD`.
+    pub(super) fn method_not_allowed() -> Reply {
+        Reply {
+            extra: "Allow: GET, HEAD\r\n",
+            ..Reply::new(
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET or HEAD only\n".into(),
+            )
+        }
+    }
+
     /// The bytes on the wire.
     pub(super) fn bytes(&self) -> Vec<u8> {
+        let mut out = self.head();
+        out.extend_from_slice(self.body.as_bytes());
+        out
+    }
+
+    /// The bytes on the wire for a `HEAD` request: the same head as for a
+    /// `GET`, `Content-Length` included, and no body (RFC 9110 9.3.2).
+    pub(super) fn head(&self) -> Vec<u8> {
         format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n{}",
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
             self.status,
             self.ctype,
             self.body.len(),
             self.extra,
-            self.body
         )
         .into_bytes()
     }
@@ -156,6 +177,21 @@ mod tests {
     }
 
     #[test]
+    fn a_query_string_is_not_part_of_the_path() {
+        for (target, path) in [
+            ("/metrics?name[]=ftpalg_build_info", "/metrics"),
+            ("/healthz?", "/healthz"),
+            ("/status.json?x=1?y=2", "/status.json"),
+            ("/metrics", "/metrics"),
+            ("/?a", "/"),
+        ] {
+            let head = format!("HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let r = parse(&head);
+            assert_eq!((r.method, r.path), ("HEAD", path), "{target}");
+        }
+    }
+
+    #[test]
     fn replies_carry_their_headers() {
         let b = String::from_utf8(Reply::busy().bytes()).unwrap();
         assert!(b.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{b}");
@@ -169,5 +205,18 @@ mod tests {
         assert!(String::from_utf8(Reply::unauthorized(true).bytes())
             .unwrap()
             .contains("error=\"invalid_token\""));
+        let m = String::from_utf8(Reply::method_not_allowed().bytes()).unwrap();
+        assert!(m.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{m}");
+        assert!(m.contains("\r\nAllow: GET, HEAD\r\n"), "{m}");
+    }
+
+    #[test]
+    fn a_head_reply_is_the_get_reply_without_its_body() {
+        let r = Reply::new("200 OK", "text/plain", "ok\n".into());
+        let head = String::from_utf8(r.head()).unwrap();
+        let get = String::from_utf8(r.bytes()).unwrap();
+        assert_eq!(get, format!("{head}ok\n"));
+        assert!(head.contains("\r\nContent-Length: 3\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
     }
 }

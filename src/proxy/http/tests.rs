@@ -17,9 +17,7 @@ fn settings() -> MetricsSettings {
 
 async fn endpoint() -> (Shutdown, Arc<Endpoint>, SocketAddr) {
     let shutdown = Shutdown::new();
-    let ep = serve(Arc::new(Telemetry::new()), shutdown.watch(), &settings())
-        .await
-        .unwrap();
+    let ep = serve(Arc::new(Telemetry::new()), shutdown.watch(), &settings()).unwrap();
     let addr = ep.addr();
     (shutdown, ep, addr)
 }
