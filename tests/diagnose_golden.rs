@@ -5,7 +5,7 @@
 
 mod diagnose_util;
 
-use diagnose_util::{diagnose_files, kinds, verdicts};
+use diagnose_util::{diagnose_files, kinds, leg_kinds, verdicts};
 
 /// Compares with (or, on request, rewrites) a golden file.
 fn golden(name: &str, actual: &str) {
@@ -45,9 +45,10 @@ fn case(name: &str) -> ftpalg::diagnose::Report {
 #[test]
 fn seed_case_passive_ports_closed() {
     let r = case("passive-21-only");
-    // curl tries EPSV, then (a new session) PASV; both legs.
-    assert_eq!(kinds(&r), vec![vec!["passive-data-blocked"]; 4]);
-    assert_eq!(verdicts(&r), ["failed"; 4]);
+    // curl tries EPSV, then (a new session) PASV; each seen on both sides.
+    assert_eq!(kinds(&r), vec![vec!["passive-data-blocked"]; 2]);
+    assert_eq!(leg_kinds(&r), vec![vec!["passive-data-blocked"]; 2]);
+    assert_eq!(verdicts(&r), ["failed"; 2]);
     let f = &r.sessions[0].findings[0];
     assert!(f.explanation.contains("no answer"), "{}", f.explanation);
     assert!(f.fix.contains("pasv_min_port"));
@@ -59,22 +60,15 @@ fn seed_case_passive_ports_closed() {
 #[test]
 fn active_without_helper_not_translated() {
     let r = case("active-no-helper");
-    assert_eq!(
-        kinds(&r),
-        vec![
-            vec![
-                "active-address-not-translated",
-                "active-address-not-translated"
-            ];
-            2
-        ]
-    );
+    let both = vec!["active-address-not-translated"; 2];
+    assert_eq!(kinds(&r), vec![both.clone()]);
+    assert_eq!(leg_kinds(&r), vec![both]);
     // Outside, the server sees the NAT's address but the command's.
-    let outside = &r.sessions[1];
+    let nat = r.sessions[0].nat.as_ref().unwrap();
+    let outside = &nat.leg;
     assert!(outside.client.starts_with("198.51.100.1:"));
     assert!(outside.findings[1].explanation.contains("100.64.0.2"));
     assert!(outside.findings[1].explanation.contains("500"));
-    let nat = outside.nat.as_ref().unwrap();
     assert!(
         nat.changes.iter().any(|c| c.contains("unchanged")),
         "{nat:?}"
@@ -84,8 +78,9 @@ fn active_without_helper_not_translated() {
 #[test]
 fn kernel_helper_translates_port() {
     let r = case("helper-active-ok");
-    assert_eq!(kinds(&r), vec![vec!["transfer-ok"]; 2]);
-    assert_eq!(verdicts(&r), ["ok", "ok"]);
+    assert_eq!(kinds(&r), vec![vec!["transfer-ok"]]);
+    assert_eq!(leg_kinds(&r), vec![vec!["transfer-ok"]]);
+    assert_eq!(verdicts(&r), ["ok"]);
     let nat = r.sessions[0].nat.as_ref().unwrap();
     assert!(
         nat.changes
@@ -103,25 +98,26 @@ fn helper_without_related_accept_blocks_active_data() {
     let r = case("helper-no-related");
     // Inside nothing arrives (the address is the client's own, the
     // server answers 425); outside the server's SYN is refused.
-    assert_eq!(kinds(&r), vec![vec!["active-data-blocked"]; 2]);
+    assert_eq!(kinds(&r), vec![vec!["active-data-blocked"]]);
+    assert_eq!(leg_kinds(&r), vec![vec!["active-data-blocked"]]);
     assert!(r.sessions[0].findings[0].explanation.contains("425"));
-    assert_eq!(verdicts(&r), ["failed", "failed"]);
-    assert!(r.sessions[1].findings[0]
-        .explanation
-        .contains("198.51.100.1"));
+    assert_eq!(verdicts(&r), ["failed"]);
+    let outside = &r.sessions[0].nat.as_ref().unwrap().leg;
+    assert!(outside.findings[0].explanation.contains("198.51.100.1"));
 }
 
 #[test]
 fn ftpalg_recovers_the_seed_case() {
     let r = case("ftpalg-ok");
+    // One session: the client's side worked; ftpalg's side shows the
+    // blocked passive port it got round.
+    assert_eq!(kinds(&r), vec![vec!["transfer-ok"]]);
     assert_eq!(
-        kinds(&r),
-        vec![
-            vec!["transfer-ok"],
-            vec!["passive-data-blocked", "transfer-ok"]
-        ]
+        leg_kinds(&r),
+        vec![vec!["passive-data-blocked", "transfer-ok"]]
     );
-    assert_eq!(verdicts(&r), ["ok", "recovered"]);
+    assert_eq!(verdicts(&r), ["recovered"]);
+    assert_eq!(r.sessions[0].nat.as_ref().unwrap().leg.verdict, "recovered");
     let nat = r.sessions[0].nat.as_ref().unwrap();
     assert!(
         nat.changes
@@ -134,10 +130,9 @@ fn ftpalg_recovers_the_seed_case() {
 #[test]
 fn server_advertising_another_address() {
     let r = case("pasv-private");
-    assert_eq!(
-        kinds(&r),
-        vec![vec!["passive-address-unroutable", "transfer-ok"]; 2]
-    );
+    let both = vec!["passive-address-unroutable", "transfer-ok"];
+    assert_eq!(kinds(&r), vec![both.clone()]);
+    assert_eq!(leg_kinds(&r), vec![both]);
     assert!(r.sessions[0].findings[0]
         .explanation
         .contains("100.64.0.99"));
@@ -146,8 +141,9 @@ fn server_advertising_another_address() {
 #[test]
 fn auth_tls_is_unreadable() {
     let r = case("auth-tls");
-    assert_eq!(kinds(&r), vec![vec!["control-encrypted"]; 2]);
-    assert_eq!(verdicts(&r), ["unreadable", "unreadable"]);
+    assert_eq!(kinds(&r), vec![vec!["control-encrypted"]]);
+    assert_eq!(leg_kinds(&r), vec![vec!["control-encrypted"]]);
+    assert_eq!(verdicts(&r), ["unreadable"]);
     // Nothing after the 234 is taken for a command.
     assert!(r.sessions[0]
         .transcript
@@ -160,11 +156,10 @@ fn auth_tls_is_unreadable() {
 #[test]
 fn epsv_refused_then_pasv() {
     let r = case("epsv-refused");
-    assert_eq!(
-        kinds(&r),
-        vec![vec!["extended-mode-refused", "transfer-ok"]; 2]
-    );
-    assert_eq!(verdicts(&r), ["ok", "ok"]);
+    let both = vec!["extended-mode-refused", "transfer-ok"];
+    assert_eq!(kinds(&r), vec![both.clone()]);
+    assert_eq!(leg_kinds(&r), vec![both]);
+    assert_eq!(verdicts(&r), ["ok"]);
     assert!(r.sessions[0].findings[0]
         .explanation
         .contains("then sent PASV"));
@@ -173,7 +168,8 @@ fn epsv_refused_then_pasv() {
 #[test]
 fn bounce_is_named() {
     let r = case("bounce");
-    assert_eq!(kinds(&r), vec![vec!["bounce-attempt"]; 2]);
+    assert_eq!(kinds(&r), vec![vec!["bounce-attempt"]]);
+    assert_eq!(leg_kinds(&r), vec![vec!["bounce-attempt"]]);
     assert!(r.sessions[0].findings[0]
         .explanation
         .contains("198.51.100.20"));
@@ -182,7 +178,9 @@ fn bounce_is_named() {
 #[test]
 fn nat_idle_timeout_during_transfer() {
     let r = case("idle-timeout");
-    for s in &r.sessions {
+    assert_eq!(r.sessions.len(), 1);
+    let s = &r.sessions[0];
+    for s in [s, &s.nat.as_ref().unwrap().leg] {
         assert_eq!(
             s.findings.iter().map(|f| f.kind.name()).collect::<Vec<_>>(),
             ["control-lost-during-transfer"]
@@ -253,15 +251,9 @@ fn cli_exit_status_and_json() {
 #[test]
 fn ipv6_without_nat() {
     let r = case("ipv6-21-only");
-    assert_eq!(
-        kinds(&r),
-        vec![
-            vec!["passive-data-blocked"],
-            vec!["transfer-ok"],
-            vec!["passive-data-blocked"],
-            vec!["transfer-ok"]
-        ]
-    );
+    let per_session = vec![vec!["passive-data-blocked"], vec!["transfer-ok"]];
+    assert_eq!(kinds(&r), per_session);
+    assert_eq!(leg_kinds(&r), per_session);
     assert_eq!(r.sessions[0].server, "[2001:db8:2::10]:21");
     // EPRT over IPv6, followed to the server's connection from port 20.
     let n = &r.sessions[1].negotiations[0];
@@ -279,14 +271,12 @@ fn both_legs_in_one_gateway_capture() {
     let report = diagnose_files(&["ftpalg-gateway.gateway.pcap"]);
     golden("ftpalg-gateway.txt", &report.to_text());
     golden("ftpalg-gateway.json", &report.to_json());
+    assert_eq!(kinds(&report), vec![vec!["transfer-ok"]]);
     assert_eq!(
-        kinds(&report),
-        vec![
-            vec!["transfer-ok"],
-            vec!["passive-data-blocked", "transfer-ok"]
-        ]
+        leg_kinds(&report),
+        vec![vec!["passive-data-blocked", "transfer-ok"]]
     );
-    assert_eq!(verdicts(&report), ["ok", "recovered"]);
+    assert_eq!(verdicts(&report), ["recovered"]);
     let nat = report.sessions[0].nat.as_ref().unwrap();
     assert!(nat.client.starts_with("198.51.100.1:"), "{nat:?}");
     assert!(
@@ -297,4 +287,80 @@ fn both_legs_in_one_gateway_capture() {
             .any(|c| c.contains("appears as 198.51.100.10:20 -> 198.51.100.1:")),
         "{nat:?}"
     );
+}
+
+/// Given both legs, each session is reported once: as many sessions as
+/// one leg alone holds, each with the other leg in its `nat`, and the
+/// text says `session N:` once per session.
+#[test]
+fn paired_captures_give_one_report_per_session() {
+    for name in [
+        "active-no-helper",
+        "auth-tls",
+        "bounce",
+        "epsv-refused",
+        "ftpalg-ok",
+        "helper-active-ok",
+        "helper-no-related",
+        "idle-timeout",
+        "ipv6-21-only",
+        "passive-21-only",
+        "pasv-private",
+    ] {
+        let inside = diagnose_files(&[&format!("{name}.inside.pcap")]);
+        let both = diagnose_files(&[
+            &format!("{name}.inside.pcap"),
+            &format!("{name}.outside.pcap"),
+        ]);
+        assert_eq!(both.sessions.len(), inside.sessions.len(), "{name}");
+        for (s, alone) in both.sessions.iter().zip(&inside.sessions) {
+            assert_eq!(s.client, alone.client, "{name}: not from the client's side");
+            let leg = &s
+                .nat
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: unpaired"))
+                .leg;
+            assert!(leg.capture.ends_with(".outside.pcap"), "{name}");
+            assert!(leg.nat.is_none(), "{name}");
+        }
+        let text = both.to_text();
+        assert_eq!(
+            text.matches("\nsession ").count(),
+            inside.sessions.len(),
+            "{name}:\n{text}"
+        );
+    }
+}
+
+/// A session ftpalg already rescued (its side shows the blocked passive
+/// port it got round by active mode) is not told to run ftpalg; without
+/// ftpalg between the captures the advice stays.
+#[test]
+fn no_advice_that_is_already_followed() {
+    for report in [
+        diagnose_files(&["ftpalg-ok.inside.pcap", "ftpalg-ok.outside.pcap"]),
+        diagnose_files(&["ftpalg-gateway.gateway.pcap"]),
+    ] {
+        let text = report.to_text();
+        assert!(!text.contains("run ftpalg"), "{text}");
+        let leg = &report.sessions[0].nat.as_ref().unwrap().leg;
+        let blocked = leg
+            .findings
+            .iter()
+            .find(|f| f.kind.name() == "passive-data-blocked")
+            .unwrap();
+        assert!(
+            blocked.fix.starts_with("Nothing to do for the client"),
+            "{}",
+            blocked.fix
+        );
+        assert!(blocked.fix.contains("pasv_min_port"), "{}", blocked.fix);
+    }
+    let seed = diagnose_files(&[
+        "passive-21-only.inside.pcap",
+        "passive-21-only.outside.pcap",
+    ]);
+    assert!(seed.sessions[0].findings[0]
+        .fix
+        .contains("run ftpalg on your gateway with `server_mode: auto`"));
 }

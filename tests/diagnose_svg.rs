@@ -42,3 +42,19 @@ fn a_working_transfer_is_green() {
     );
     assert!(doc.contains(">ok</text>"));
 }
+
+#[test]
+fn a_session_seen_in_two_captures_is_drawn_once_with_both_ladders() {
+    let r = diagnose_files(&["ftpalg-ok.inside.pcap", "ftpalg-ok.outside.pcap"]);
+    let doc = svg::render(&r);
+    assert_eq!(doc.matches(">session ").count(), 1, "{doc}");
+    assert!(
+        doc.contains("the same session in tests/captures/ftpalg-ok.outside.pcap"),
+        "{doc}"
+    );
+    // The client's EPSV on one ladder, ftpalg's PASV and PORT on the other.
+    assert!(doc.contains("229 Entering Extended Passive Mode"));
+    assert!(doc.contains("227 Entering Passive Mode"));
+    assert!(doc.contains(">PORT 198,51,100,1,"));
+    assert!(doc.contains(">passive-data-blocked ("));
+}

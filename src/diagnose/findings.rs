@@ -98,6 +98,34 @@ const FIX_EXTENDED: &str = "Nothing to fix if the client fell back and the trans
 const FIX_LOST: &str = "A NAT or firewall between client and server forgot the control connection while it sat idle during the transfer. Raise the gateway's idle timeout for established TCP above the longest transfer (nftables `ct timeout` policy, or `net.netfilter.nf_conntrack_tcp_timeout_established`), or enable TCP keepalives on the control connection (curl `--keepalive-time 30`). ftpalg on the gateway keeps the session alive while a transfer runs.";
 const FIX_BOUNCE: &str = "PORT/EPRT named a host that is not the client: an FTP bounce (RFC 2577), used to scan or attack third parties through the server. A well-configured server refuses it (vsftpd `port_promiscuous=NO`, the default). If it was not deliberate, find out what sent it; ftpalg refuses it at the gateway.";
 
+const FIX_PASSIVE_BLOCKED_HANDLED: &str = "Nothing to do for the client: the gateway between the captures, which rewrites the data commands as ftpalg does, fell back to active mode towards the server and the transfer worked. To spare the wait before that fallback (ftpalg's `passive_probe_timeout`, once per server every ten minutes), fix the server's passive range (vsftpd `pasv_min_port`/`pasv_max_port`, proftpd `PassivePorts`, pure-ftpd `-p`) and open that range in its firewall (nftables: `tcp dport 30000-30999 accept`).";
+const FIX_PASSIVE_BLOCKED_GATEWAY: &str = "On the server: fix its passive range (vsftpd `pasv_min_port`/`pasv_max_port`, proftpd `PassivePorts`, pure-ftpd `-p`) and open that range in its firewall (nftables: `tcp dport 30000-30999 accept`), or load the FTP conntrack helper on the server's firewall so it opens each announced port. If you cannot change the server: the gateway between the captures rewrites the data commands as ftpalg does; with `server_mode: auto` ftpalg falls back to active mode towards the server and still speaks passive to the client.";
+const FIX_ACTIVE_BLOCKED_GATEWAY: &str = "Let the connection in where it is dropped or refused. The gateway between the captures rewrites the data commands as ftpalg does: a server connecting back reaches that gateway, whose firewall must accept connections to its `server_ports` (docs/deploy/cgnat-gateway.md), and a connection to the client crosses whatever is in front of the client (use passive mode there). If the server's passive ports are open, `server_mode: passive` or `auto` on ftpalg avoids connections from the server altogether.";
+const FIX_UNROUTABLE_HANDLED: &str = "Nothing to do for the client: the gateway between the captures, which rewrites the data commands as ftpalg does, gives the client an address that works. For clients that reach the server another way, make the server advertise its public address (vsftpd `pasv_address=`, proftpd `MasqueradeAddress`, pure-ftpd `-P`, pyftpdlib `--nat-address`).";
+const FIX_LOST_GATEWAY: &str = "A NAT or firewall between client and server forgot the control connection while it sat idle during the transfer. Raise the idle timeout for established TCP of the NAT that forgot it above the longest transfer (nftables `ct timeout` policy, or `net.netfilter.nf_conntrack_tcp_timeout_established`). The gateway between the captures rewrites the data commands as ftpalg does: its `limits.control_keepalive`, below that timeout, keeps both control connections alive through the transfer.";
+
+/// The fix for a finding in a session that went through a gateway which
+/// rewrites the data commands (ftpalg, seen from both sides): advice to
+/// run one is already followed, and a problem it got round needs nothing
+/// from the client. `recovered` says a later transfer in that capture
+/// worked. `None` keeps the finding's own fix.
+pub(super) fn fix_behind_gateway(kind: Kind, recovered: bool) -> Option<&'static str> {
+    match kind {
+        Kind::PassiveDataBlocked if recovered => Some(FIX_PASSIVE_BLOCKED_HANDLED),
+        Kind::PassiveDataBlocked => Some(FIX_PASSIVE_BLOCKED_GATEWAY),
+        Kind::ActiveDataBlocked => Some(FIX_ACTIVE_BLOCKED_GATEWAY),
+        Kind::PassiveAddressUnroutable => Some(FIX_UNROUTABLE_HANDLED),
+        Kind::ControlLostDuringTransfer => Some(FIX_LOST_GATEWAY),
+        // A gateway that rewrites PORT/EPRT leaves no private address in
+        // them; the others give no advice about a gateway.
+        Kind::ActiveAddressNotTranslated
+        | Kind::ControlEncrypted
+        | Kind::ExtendedModeRefused
+        | Kind::BounceAttempt
+        | Kind::TransferOk => None,
+    }
+}
+
 /// `PORT 1,2,3,4,5,6` or `EPSV`.
 fn label(n: &Negotiation) -> String {
     if n.argument.is_empty() {

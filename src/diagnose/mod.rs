@@ -176,7 +176,7 @@ impl Diagnoser {
         self.tracker.finish();
         let names: Vec<String> = self.captures.iter().map(|c| c.file.clone()).collect();
         let data = &self.tracker.data;
-        let mut sessions: Vec<SessionReport> = self
+        let sessions: Vec<SessionReport> = self
             .tracker
             .sessions
             .iter()
@@ -216,7 +216,7 @@ impl Diagnoser {
                 }
             })
             .collect();
-        pair::pair_sessions(&mut sessions);
+        let sessions = pair::pair_sessions(sessions);
         let notes = self.notes();
         Report {
             captures: self.captures,

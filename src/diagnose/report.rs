@@ -25,7 +25,8 @@ pub struct CaptureSummary {
     pub duplicates: u64,
 }
 
-/// What a NAT between two captures changed in one session.
+/// The same session seen in another capture (the other side of a NAT),
+/// and what changed between the two.
 #[derive(Debug, Clone, Serialize)]
 pub struct NatPair {
     /// The other capture's file.
@@ -34,6 +35,10 @@ pub struct NatPair {
     pub client: String,
     /// The changes, one sentence each.
     pub changes: Vec<String>,
+    /// The session as the other capture saw it: its own verdict, findings
+    /// (packet numbers in that capture), transcript and data connections;
+    /// its `nat` is always empty.
+    pub leg: Box<SessionReport>,
 }
 
 /// One control session in the report.
@@ -45,7 +50,8 @@ pub struct SessionReport {
     pub client: String,
     /// The server's end, `ADDR:PORT`.
     pub server: String,
-    /// `ok`, `failed` or `unreadable`.
+    /// `ok`, `recovered`, `failed` or `unreadable`; seen in two captures,
+    /// the worse of the two.
     pub verdict: String,
     /// First packet.
     pub first: Stamp,
@@ -65,7 +71,8 @@ pub struct SessionReport {
     /// report's of 100,000); in JSON only when some were.
     #[serde(skip_serializing_if = "is_zero")]
     pub negotiations_dropped: u64,
-    /// The same session in another capture, across a NAT.
+    /// The same session in another capture, across a NAT: each session
+    /// is reported once, from the client's side.
     pub nat: Option<NatPair>,
     /// Absolute start time, for pairing.
     #[serde(skip)]
@@ -141,22 +148,17 @@ impl Report {
                 s.first.time,
                 s.last.time
             );
-            let problems: Vec<&str> = s
-                .findings
-                .iter()
-                .filter(|f| f.kind.is_problem())
-                .map(|f| f.kind.name())
-                .collect();
-            let mut seen = Vec::new();
-            for p in problems {
-                if !seen.contains(&p) {
-                    seen.push(p);
+            let legs = std::iter::once(s).chain(s.nat.as_ref().map(|n| &*n.leg));
+            let mut problems: Vec<&str> = Vec::new();
+            for f in legs.flat_map(|l| &l.findings) {
+                if f.kind.is_problem() && !problems.contains(&f.kind.name()) {
+                    problems.push(f.kind.name());
                 }
             }
-            if seen.is_empty() {
+            if problems.is_empty() {
                 let _ = writeln!(out, "verdict: {}", s.verdict);
             } else {
-                let _ = writeln!(out, "verdict: {} ({})", s.verdict, seen.join(", "));
+                let _ = writeln!(out, "verdict: {} ({})", s.verdict, problems.join(", "));
             }
             if let Some(nat) = &s.nat {
                 if nat.client == s.client {
@@ -176,77 +178,104 @@ impl Report {
                     let _ = writeln!(out, "    {c}");
                 }
             }
-            out.push_str("  control:\n");
-            for l in &s.transcript {
-                let arrow = match l.from {
-                    Side::Client => "C>",
-                    Side::Server => "S<",
-                };
+            let mut fixes_shown = Vec::new();
+            leg_text(&mut out, s, "  ", &mut fixes_shown);
+            if let Some(nat) = &s.nat {
+                let l = &nat.leg;
                 let _ = writeln!(
                     out,
-                    "    #{:<5} {:>9.3}  {} {}",
-                    l.at.packet, l.at.time, arrow, l.text
+                    "  in {} (packets {}-{}, {:.3}-{:.3} s), as client {}, verdict there: {}",
+                    l.capture,
+                    l.first.packet,
+                    l.last.packet,
+                    l.first.time,
+                    l.last.time,
+                    l.client,
+                    l.verdict
                 );
-            }
-            if s.transcript_dropped > 0 {
-                let _ = writeln!(out, "    ... {} more lines", s.transcript_dropped);
-            }
-            if s.negotiations_dropped > 0 {
-                let _ = writeln!(
-                    out,
-                    "    ... {} more data negotiations not kept (over the report's limits)",
-                    s.negotiations_dropped
-                );
-            }
-            if !s.data.is_empty() {
-                out.push_str("  data connections:\n");
-                for d in &s.data {
-                    let state = if let Some(r) = d.reset.filter(|_| d.answered.is_none()) {
-                        format!("reset by the {} at #{}", side_name(r.by), r.at.packet)
-                    } else if !d.established() {
-                        format!("{} SYN, no answer", d.syns)
-                    } else {
-                        let end = match (d.reset, d.fin) {
-                            (Some(r), _) => {
-                                format!(", reset by the {} at #{}", side_name(r.by), r.at.packet)
-                            }
-                            (None, Some(f)) => {
-                                format!(", closed by the {} at #{}", side_name(f.by), f.at.packet)
-                            }
-                            (None, None) => ", still open at the end of the capture".to_string(),
-                        };
-                        format!(
-                            "open, {} bytes up, {} bytes down{}",
-                            d.bytes_up, d.bytes_down, end
-                        )
-                    };
-                    let _ = writeln!(
-                        out,
-                        "    #{:<5} {:>9.3}  {} -> {}: {}",
-                        d.first.packet, d.first.time, d.from, d.to, state
-                    );
-                }
-            }
-            out.push_str("  findings:\n");
-            if s.findings.is_empty() {
-                out.push_str("    none (no transfer was attempted)\n");
-            }
-            let mut fixes_shown: Vec<super::findings::Kind> = Vec::new();
-            for f in &s.findings {
-                let packets: Vec<String> = f.packets.iter().map(|p| format!("#{p}")).collect();
-                let _ = writeln!(out, "    [{}] packets {}", f.kind.name(), packets.join(" "));
-                let _ = writeln!(out, "      {}", f.explanation);
-                if f.kind.is_problem() {
-                    if fixes_shown.contains(&f.kind) {
-                        out.push_str("      fix: as above\n");
-                    } else {
-                        fixes_shown.push(f.kind);
-                        let _ = writeln!(out, "      fix: {}", f.fix);
-                    }
-                }
+                leg_text(&mut out, l, "    ", &mut fixes_shown);
             }
         }
         out
+    }
+}
+
+/// One capture's view of a session: its control lines, data connections
+/// and findings, indented by `pad`. A fix already shown in this session
+/// is not repeated.
+fn leg_text<'a>(out: &mut String, s: &'a SessionReport, pad: &str, fixes_shown: &mut Vec<&'a str>) {
+    let _ = writeln!(out, "{pad}control:");
+    for l in &s.transcript {
+        let arrow = match l.from {
+            Side::Client => "C>",
+            Side::Server => "S<",
+        };
+        let _ = writeln!(
+            out,
+            "{pad}  #{:<5} {:>9.3}  {} {}",
+            l.at.packet, l.at.time, arrow, l.text
+        );
+    }
+    if s.transcript_dropped > 0 {
+        let _ = writeln!(out, "{pad}  ... {} more lines", s.transcript_dropped);
+    }
+    if s.negotiations_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "{pad}  ... {} more data negotiations not kept (over the report's limits)",
+            s.negotiations_dropped
+        );
+    }
+    if !s.data.is_empty() {
+        let _ = writeln!(out, "{pad}data connections:");
+        for d in &s.data {
+            let state = if let Some(r) = d.reset.filter(|_| d.answered.is_none()) {
+                format!("reset by the {} at #{}", side_name(r.by), r.at.packet)
+            } else if !d.established() {
+                format!("{} SYN, no answer", d.syns)
+            } else {
+                let end = match (d.reset, d.fin) {
+                    (Some(r), _) => {
+                        format!(", reset by the {} at #{}", side_name(r.by), r.at.packet)
+                    }
+                    (None, Some(f)) => {
+                        format!(", closed by the {} at #{}", side_name(f.by), f.at.packet)
+                    }
+                    (None, None) => ", still open at the end of the capture".to_string(),
+                };
+                format!(
+                    "open, {} bytes up, {} bytes down{}",
+                    d.bytes_up, d.bytes_down, end
+                )
+            };
+            let _ = writeln!(
+                out,
+                "{pad}  #{:<5} {:>9.3}  {} -> {}: {}",
+                d.first.packet, d.first.time, d.from, d.to, state
+            );
+        }
+    }
+    let _ = writeln!(out, "{pad}findings:");
+    if s.findings.is_empty() {
+        let _ = writeln!(out, "{pad}  none (no transfer was attempted)");
+    }
+    for f in &s.findings {
+        let packets: Vec<String> = f.packets.iter().map(|p| format!("#{p}")).collect();
+        let _ = writeln!(
+            out,
+            "{pad}  [{}] packets {}",
+            f.kind.name(),
+            packets.join(" ")
+        );
+        let _ = writeln!(out, "{pad}    {}", f.explanation);
+        if f.kind.is_problem() {
+            if fixes_shown.contains(&f.fix.as_str()) {
+                let _ = writeln!(out, "{pad}    fix: as above");
+            } else {
+                fixes_shown.push(&f.fix);
+                let _ = writeln!(out, "{pad}    fix: {}", f.fix);
+            }
+        }
     }
 }
 

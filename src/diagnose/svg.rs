@@ -86,7 +86,96 @@ fn rows(s: &SessionReport) -> Vec<Row<'_>> {
     rows
 }
 
-/// Renders the report's sessions as one SVG document.
+/// Draws one capture's ladder of session `s` from `y`: the lines, the
+/// data connections and the findings; returns where the next one starts.
+fn ladder(body: &mut String, mut y: i64, s: &SessionReport) -> i64 {
+    let _ = writeln!(
+        body,
+        r#"<text x="{LEFT}" y="{y}" text-anchor="middle">client</text><text x="{RIGHT}" y="{y}" text-anchor="middle">server</text>"#
+    );
+    let rows = rows(s);
+    let top = y + 4;
+    let bottom = top + ROW * rows.len() as i64 + 6;
+    let _ = writeln!(
+        body,
+        r##"<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{bottom}" stroke="#888"/><line x1="{RIGHT}" y1="{top}" x2="{RIGHT}" y2="{bottom}" stroke="#888"/>"##
+    );
+    y = top;
+    for r in &rows {
+        y += ROW;
+        match r {
+            Row::Line {
+                packet,
+                time,
+                from,
+                text,
+            } => {
+                let (x1, x2, anchor, tx) = match from {
+                    Side::Client => (LEFT, RIGHT, "start", LEFT + 6),
+                    Side::Server => (RIGHT, LEFT, "end", RIGHT - 6),
+                };
+                let _ = writeln!(
+                    body,
+                    r##"<text x="10" y="{y}" fill="#666">#{packet} {time:.3}s</text><line x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="#1565c0" marker-end="url(#arrow)"/><text x="{tx}" y="{}" text-anchor="{anchor}">{}</text>"##,
+                    y - 4,
+                    y - 4,
+                    y - 7,
+                    esc(&text.chars().take(52).collect::<String>())
+                );
+            }
+            Row::Data {
+                packet,
+                time,
+                text,
+                ok,
+                active,
+            } => {
+                let colour = if *ok { "#2e7d32" } else { "#c62828" };
+                let (x1, x2) = if *active {
+                    (RIGHT, LEFT)
+                } else {
+                    (LEFT, RIGHT)
+                };
+                let dash = if *ok {
+                    ""
+                } else {
+                    r#" stroke-dasharray="6,4""#
+                };
+                let _ = writeln!(
+                    body,
+                    r##"<text x="10" y="{y}" fill="#666">#{packet} {time:.3}s</text><line x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="{colour}" stroke-width="3"{dash}/><text x="{}" y="{}" text-anchor="middle" fill="{colour}">{}</text>"##,
+                    y - 4,
+                    y - 4,
+                    (LEFT + RIGHT) / 2,
+                    y - 7,
+                    esc(text)
+                );
+            }
+        }
+    }
+    y = bottom + ROW;
+    for f in &s.findings {
+        let colour = if f.kind.is_problem() {
+            "#c62828"
+        } else {
+            "#2e7d32"
+        };
+        let packets: Vec<String> = f.packets.iter().map(|p| format!("#{p}")).collect();
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="{y}" fill="{colour}" font-weight="bold">{} ({})</text>"#,
+            f.kind.name(),
+            packets.join(" ")
+        );
+        y += ROW;
+    }
+    y += ROW * 2;
+    y
+}
+
+/// Renders the report's sessions as one SVG document: a ladder for each,
+/// and for a session seen in two captures, a second ladder for the other
+/// one under the first.
 pub fn render(report: &Report) -> String {
     let mut body = String::new();
     let mut y: i64 = 20;
@@ -107,87 +196,20 @@ pub fn render(report: &Report) -> String {
             esc(&s.verdict)
         );
         y += ROW + 4;
-        let _ = writeln!(
-            body,
-            r#"<text x="{LEFT}" y="{y}" text-anchor="middle">client</text><text x="{RIGHT}" y="{y}" text-anchor="middle">server</text>"#
-        );
-        let rows = rows(s);
-        let top = y + 4;
-        let bottom = top + ROW * rows.len() as i64 + 6;
-        let _ = writeln!(
-            body,
-            r##"<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{bottom}" stroke="#888"/><line x1="{RIGHT}" y1="{top}" x2="{RIGHT}" y2="{bottom}" stroke="#888"/>"##
-        );
-        y = top;
-        for r in &rows {
-            y += ROW;
-            match r {
-                Row::Line {
-                    packet,
-                    time,
-                    from,
-                    text,
-                } => {
-                    let (x1, x2, anchor, tx) = match from {
-                        Side::Client => (LEFT, RIGHT, "start", LEFT + 6),
-                        Side::Server => (RIGHT, LEFT, "end", RIGHT - 6),
-                    };
-                    let _ = writeln!(
-                        body,
-                        r##"<text x="10" y="{y}" fill="#666">#{packet} {time:.3}s</text><line x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="#1565c0" marker-end="url(#arrow)"/><text x="{tx}" y="{}" text-anchor="{anchor}">{}</text>"##,
-                        y - 4,
-                        y - 4,
-                        y - 7,
-                        esc(&text.chars().take(52).collect::<String>())
-                    );
-                }
-                Row::Data {
-                    packet,
-                    time,
-                    text,
-                    ok,
-                    active,
-                } => {
-                    let colour = if *ok { "#2e7d32" } else { "#c62828" };
-                    let (x1, x2) = if *active {
-                        (RIGHT, LEFT)
-                    } else {
-                        (LEFT, RIGHT)
-                    };
-                    let dash = if *ok {
-                        ""
-                    } else {
-                        r#" stroke-dasharray="6,4""#
-                    };
-                    let _ = writeln!(
-                        body,
-                        r##"<text x="10" y="{y}" fill="#666">#{packet} {time:.3}s</text><line x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="{colour}" stroke-width="3"{dash}/><text x="{}" y="{}" text-anchor="middle" fill="{colour}">{}</text>"##,
-                        y - 4,
-                        y - 4,
-                        (LEFT + RIGHT) / 2,
-                        y - 7,
-                        esc(text)
-                    );
-                }
-            }
-        }
-        y = bottom + ROW;
-        for f in &s.findings {
-            let colour = if f.kind.is_problem() {
-                "#c62828"
-            } else {
-                "#2e7d32"
-            };
-            let packets: Vec<String> = f.packets.iter().map(|p| format!("#{p}")).collect();
+        y = ladder(&mut body, y, s);
+        if let Some(nat) = &s.nat {
+            let l = &nat.leg;
             let _ = writeln!(
                 body,
-                r#"<text x="10" y="{y}" fill="{colour}" font-weight="bold">{} ({})</text>"#,
-                f.kind.name(),
-                packets.join(" ")
+                r#"<text x="10" y="{y}" font-weight="bold">the same session in {}: {} -&gt; {}, {}</text>"#,
+                esc(&l.capture),
+                esc(&l.client),
+                esc(&l.server),
+                esc(&l.verdict)
             );
-            y += ROW;
+            y += ROW + 4;
+            y = ladder(&mut body, y, l);
         }
-        y += ROW * 2;
     }
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{y}" font-family="monospace" font-size="12">

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Records every lab case afresh (tests/captures/record.sh into a scratch
 # directory) and checks that ftpalg diagnose finds the same finding kinds
-# and verdicts as in the committed captures' golden JSON. Root; LAB=dg1
+# (in each capture a session was seen in) and verdicts as in the committed
+# captures' golden JSON. Root; LAB=dg1
 # unless set. Prints "captures: N passed, N failed".
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,7 +14,8 @@ OUTDIR=$SCRATCH LAB=${LAB:-dg1} bash "$REPO/tests/captures/record.sh" >"$SCRATCH
   echo "record.sh failed; see $SCRATCH/record.log" >&2; exit 1; }
 summary() { python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))
-print([[f["kind"] for f in s["findings"]] for s in r["sessions"]], [s["verdict"] for s in r["sessions"]])' "$1"; }
+legs = lambda s: [s] + ([s["nat"]["leg"]] if s.get("nat") else [])
+print([[[f["kind"] for f in l["findings"]] for l in legs(s)] for s in r["sessions"]], [s["verdict"] for s in r["sessions"]])' "$1"; }
 pass=0 fail=0
 for golden in "$REPO"/tests/captures/*.json; do
   c=$(basename "$golden" .json)

@@ -127,6 +127,21 @@ pub fn kinds(report: &Report) -> Vec<Vec<&'static str>> {
         .collect()
 }
 
+/// Each session's finding kinds as the other capture saw it (empty for a
+/// session seen in one capture only).
+pub fn leg_kinds(report: &Report) -> Vec<Vec<&'static str>> {
+    report
+        .sessions
+        .iter()
+        .map(|s| {
+            s.nat
+                .iter()
+                .flat_map(|n| n.leg.findings.iter().map(|f| f.kind.name()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Each session's verdict.
 pub fn verdicts(report: &Report) -> Vec<&str> {
     report.sessions.iter().map(|s| s.verdict.as_str()).collect()
