@@ -78,8 +78,9 @@ fmt:
 man:
 	$(CARGO) run --quiet --example gen-docs -- $(DOCS_OUT)
 
-## The binary, unit, man pages, completions, nftables snippets, and the
-## rules (only if none are there: an operator's rules are never replaced).
+## The binary, unit, man pages, completions, nftables snippets, the licence
+## files, and the rules (only if none are there: an operator's rules are
+## never replaced).
 install: build man
 	install -Dm755 target/release/ftpalg $(DESTDIR)$(BINDIR)/ftpalg
 	install -d $(DESTDIR)$(UNITDIR)
@@ -90,16 +91,21 @@ install: build man
 	install -Dm644 $(DOCS_OUT)/completions/ftpalg.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/ftpalg
 	install -Dm644 $(DOCS_OUT)/completions/_ftpalg $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_ftpalg
 	install -Dm644 $(DOCS_OUT)/completions/ftpalg.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpalg.fish
+	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg LICENSE-MIT LICENSE-APACHE
 	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/nftables docs/nftables-transparent.nft docs/nftables-tproxy.nft
 	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/rules rules/*.yaml
 	[ -e $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml ] || install -Dm644 packaging/rules.yaml $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml
 
-## A Debian package in target/deb/ (dpkg-deb; see packaging/deb/build.sh).
+## A Debian package in target/deb/, built with dpkg-dev's tools: the
+## dependencies from dpkg-shlibdeps, the control file from dpkg-gencontrol
+## (see packaging/deb/build.sh and packaging/deb/debian/).
 deb: build man
 	bash packaging/deb/build.sh
 
-## The unit passes systemd-analyze verify and security; the .deb installs,
-## its rules pass check, and it purges cleanly (root, dpkg).
+## The unit passes systemd-analyze verify and security; the .deb has
+## versioned shared-library dependencies and passes lintian (an error or a
+## warning fails), installs, its rules pass check, and it purges cleanly
+## (dpkg-dev and lintian; root to install).
 packaging-tests: build man
 	bash tests/packaging/systemd.sh
 	bash tests/packaging/deb.sh

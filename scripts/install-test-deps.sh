@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the end-to-end tests, the demo and the
 # benchmarks need: real FTP servers and clients, nftables, tcpdump; and
-# what the packaging tests need: systemd-analyze, groff, man.
+# what the packaging tests need: systemd-analyze, groff, man, dpkg-dev
+# (dpkg-shlibdeps, dpkg-gencontrol) and lintian.
 #
 # Debian's FTP servers conflict with each other (each provides
 # "ftp-server"), so vsftpd is installed as a package and pure-ftpd and
@@ -14,7 +15,7 @@ PEERS=${FTPALG_PEERS:-/opt/ftpalg-peers}
 pkgs=(iproute2 nftables tcpdump curl lftp wget inetutils-ftp vsftpd python3 python3-pyftpdlib procps psmisc
       libcap2 libcrypt1 libpam0g libsodium23 libssl3 libacl1 libhiredis0.14 libidn2-0
       libmemcached11 libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 zlib1g libtinfo6
-      systemd groff-base man-db)
+      systemd groff-base man-db dpkg-dev lintian)
 unpacked=(pure-ftpd proftpd-core)
 # Debian 12's curl 7.88.1 cannot do active FTP at all (curl issue 10622):
 # a curl 8 from bookworm-backports is unpacked beside it for the tests. The
