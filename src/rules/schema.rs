@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
-    pub listeners: Spanned<Vec<RawListener>>,
+    /// Required, as are the other keys typed `Option` below that the
+    /// shape check (`structure.rs`) marks so: it reports one missing or
+    /// unusable, and the compiler leaves out what lacks it, so that the
+    /// rest of the file is still checked.
+    pub listeners: Option<Spanned<Vec<RawListener>>>,
     #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
@@ -30,7 +34,7 @@ pub struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
-    pub listen: Spanned<String>,
+    pub listen: Option<Spanned<String>>,
     pub status_token_file: Option<Spanned<String>>,
 }
 
@@ -58,9 +62,9 @@ pub enum Kind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    pub name: Spanned<String>,
-    pub listen: Spanned<String>,
-    pub kind: Spanned<Kind>,
+    pub name: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub kind: Option<Spanned<Kind>>,
     pub upstream: Option<Spanned<String>>,
     pub servers: Option<Vec<Spanned<String>>>,
     pub advertise: Option<Vec<RawAdvertise>>,
@@ -71,8 +75,8 @@ pub struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdvertise {
-    pub clients: Spanned<String>,
-    pub address: Spanned<String>,
+    pub clients: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,7 +178,7 @@ pub struct RawRule {
     pub name: Option<Spanned<String>>,
     #[serde(rename = "match", default)]
     pub matcher: RawMatch,
-    pub action: Spanned<RawAction>,
+    pub action: Option<Spanned<RawAction>>,
     pub reply: Option<Spanned<String>>,
 }
 

@@ -8,49 +8,67 @@ pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
     s.trim().parse().ok()
 }
 
+/// Compiles one listener; `earlier` are those before it in the file.
+/// Every part is checked even when another has failed.
 pub(super) fn compile_listener(
     cx: &mut Ctx,
     l: &RawListener,
     data: &DataSettings,
-    done: &[Listener],
+    earlier: &[RawListener],
 ) -> Option<Listener> {
     let mut ok = true;
-    if done.iter().any(|d| d.name == l.name.value) {
-        cx.error(
-            &l.name,
-            format!("a listener named '{}' already exists", l.name.value),
-            "give each listener its own name",
-        );
-        ok = false;
-    }
-    let listen = match parse_socket(&l.listen.value) {
-        Some(a) => a,
-        None => {
+    if let Some(name) = &l.name {
+        if earlier
+            .iter()
+            .any(|d| d.name.as_ref().is_some_and(|n| n.value == name.value))
+        {
             cx.error(
-                &l.listen,
-                format!("'{}' is not an address:port", l.listen.value),
+                name,
+                format!("a listener named '{}' already exists", name.value),
+                "give each listener its own name",
+            );
+            ok = false;
+        }
+    }
+    let listen = l.listen.as_ref().and_then(|s| {
+        let a = parse_socket(&s.value);
+        if a.is_none() {
+            cx.error(
+                s,
+                format!("'{}' is not an address:port", s.value),
                 "write e.g. 127.0.0.1:2121 or [::]:21",
             );
-            return None;
         }
+        a.map(|a| (s, a))
+    });
+    if let Some((s, listen)) = listen {
+        if earlier
+            .iter()
+            .filter_map(|d| d.listen.as_ref().and_then(|x| parse_socket(&x.value)))
+            .any(|a| a == listen)
+        {
+            cx.error(
+                s,
+                format!("{listen} is already used by another listener"),
+                "give each listener its own address and port",
+            );
+            ok = false;
+        }
+        if data.client_ports.contains(listen.port()) || data.server_ports.contains(listen.port()) {
+            cx.error(
+                s,
+                format!("port {} is inside a data port range", listen.port()),
+                "move the listener or the data ranges so they do not overlap",
+            );
+            ok = false;
+        }
+    }
+    // Without its kind, nothing else of a listener can be judged: the
+    // shape check has said why it is missing.
+    let Some(kind_at) = &l.kind else {
+        return None;
     };
-    if done.iter().any(|d| d.listen == listen) {
-        cx.error(
-            &l.listen,
-            format!("{listen} is already used by another listener"),
-            "give each listener its own address and port",
-        );
-        ok = false;
-    }
-    if data.client_ports.contains(listen.port()) || data.server_ports.contains(listen.port()) {
-        cx.error(
-            &l.listen,
-            format!("port {} is inside a data port range", listen.port()),
-            "move the listener or the data ranges so they do not overlap",
-        );
-        ok = false;
-    }
-    let kind = l.kind.value;
+    let kind = kind_at.value;
     let upstream = match (&l.upstream, kind) {
         (Some(u), Kind::Explicit | Kind::Reverse) => match parse_socket(&u.value) {
             Some(a) => Some(a),
@@ -66,7 +84,7 @@ pub(super) fn compile_listener(
         },
         (None, Kind::Explicit | Kind::Reverse) => {
             cx.error(
-                &l.kind,
+                kind_at,
                 format!("a {} listener needs an upstream", kind_name(kind)),
                 "add upstream: ADDRESS:PORT of the FTP server",
             );
@@ -100,7 +118,7 @@ pub(super) fn compile_listener(
             Some(out)
         }
         (None, Kind::UserAtHost) => {
-            cx.error(&l.kind, "a user-at-host listener needs servers: the networks clients may reach".into(), "add e.g. servers: [outside]; without it clients could reach anything the gateway can");
+            cx.error(kind_at, "a user-at-host listener needs servers: the networks clients may reach".into(), "add e.g. servers: [outside]; without it clients could reach anything the gateway can");
             ok = false;
             None
         }
@@ -109,27 +127,30 @@ pub(super) fn compile_listener(
     let mut advertise = Vec::new();
     if let Some(list) = &l.advertise {
         if kind != Kind::Reverse {
-            if let Some(first) = list.first() {
+            if let Some(first) = list.iter().find_map(|a| a.clients.as_ref()) {
                 cx.warn(
-                    &first.clients,
+                    first,
                     "advertise is used only by reverse listeners".into(),
                     "remove it, or make the listener kind: reverse",
                 );
             }
         }
         for a in list {
-            let net = cx.netset(&a.clients);
-            let addr = match a.address.value.trim().parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    cx.error(
-                        &a.address,
-                        format!("'{}' is not an IP address", a.address.value),
-                        "write the address clients of that network can reach",
-                    );
-                    None
-                }
-            };
+            let net = a.clients.as_ref().and_then(|c| cx.netset(c));
+            let addr = a
+                .address
+                .as_ref()
+                .and_then(|s| match s.value.trim().parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        cx.error(
+                            s,
+                            format!("'{}' is not an IP address", s.value),
+                            "write the address clients of that network can reach",
+                        );
+                        None
+                    }
+                });
             if let (Some(n), Some(ip)) = (net, addr) {
                 advertise.push((n, ip));
             } else {
@@ -142,8 +163,11 @@ pub(super) fn compile_listener(
         .as_ref()
         .map(|s| s.value)
         .unwrap_or(data.server_mode);
+    let (Some(name), Some((_, listen))) = (&l.name, listen) else {
+        return None;
+    };
     ok.then(|| Listener {
-        name: l.name.value.clone(),
+        name: name.value.clone(),
         listen,
         kind,
         upstream,

@@ -29,8 +29,10 @@ pub fn compile(text: &str) -> Loaded {
         return compile_typed(text);
     }
     let mut diagnostics = checked.diagnostics;
-    if let Some(remains) = checked.remains {
-        for d in compile_typed(&remains).diagnostics {
+    // What remains once the entries with errors are blanked out; should
+    // it not parse after all, the errors of shape stand alone.
+    if let Some(Ok(raw)) = checked.remains.as_deref().map(parse) {
+        for d in compile_raw(&raw).diagnostics {
             if !diagnostics
                 .iter()
                 .any(|x| (x.line, x.column) == (d.line, d.column))
@@ -47,34 +49,41 @@ pub fn compile(text: &str) -> Loaded {
 }
 
 fn compile_typed(text: &str) -> Loaded {
+    match parse(text) {
+        Ok(raw) => compile_raw(&raw),
+        Err(d) => Loaded {
+            rules: None,
+            diagnostics: vec![d],
+        },
+    }
+}
+
+/// The file as written, or the parser's first error.
+fn parse(text: &str) -> Result<RawFile, Diagnostic> {
     let options = serde_saphyr::options! { strict_booleans: true };
-    let raw: RawFile = match serde_saphyr::from_str_with_options(text, options) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, column) = e.location().map(|l| at(&l)).unwrap_or((0, 0));
-            let message = first_line(&e.to_string());
-            let hint = if message.contains("unknown field") {
-                "remove the key or fix its spelling; docs/rules.md lists every key"
-            } else if message.contains("unknown variant") {
-                "use one of the values the message lists"
-            } else if message.contains("missing field") {
-                "add the key; docs/rules.md says what it takes"
-            } else {
-                "check the indentation and the value's type against docs/rules.md"
-            };
-            let d = Diagnostic {
-                severity: Severity::Error,
-                line,
-                column,
-                message,
-                hint: hint.into(),
-            };
-            return Loaded {
-                rules: None,
-                diagnostics: vec![d],
-            };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let (line, column) = e.location().map(|l| at(&l)).unwrap_or((0, 0));
+        let message = first_line(&e.to_string());
+        let hint = if message.contains("unknown field") {
+            "remove the key or fix its spelling; docs/rules.md lists every key"
+        } else if message.contains("unknown variant") {
+            "use one of the values the message lists"
+        } else if message.contains("missing field") {
+            "add the key; docs/rules.md says what it takes"
+        } else {
+            "check the indentation and the value's type against docs/rules.md"
+        };
+        Diagnostic {
+            severity: Severity::Error,
+            line,
+            column,
+            message,
+            hint: hint.into(),
         }
-    };
+    })
+}
+
+fn compile_raw(raw: &RawFile) -> Loaded {
     let mut cx = Ctx {
         diags: Vec::new(),
         bad_range: false,
@@ -271,22 +280,29 @@ fn compile_typed(text: &str) -> Loaded {
     };
 
     let mut listeners = Vec::new();
-    if raw.listeners.value.is_empty() {
+    let raw_listeners: &[RawListener] = raw.listeners.as_ref().map_or(&[], |l| &l.value);
+    if let Some(l) = raw.listeners.as_ref().filter(|l| l.value.is_empty()) {
         cx.error(
-            &raw.listeners,
+            l,
             "no listeners".into(),
             "add at least one listener with name, listen and kind",
         );
     }
-    for l in &raw.listeners.value {
-        if let Some(listener) = compile_listener(&mut cx, l, &data, &listeners) {
+    for (i, l) in raw_listeners.iter().enumerate() {
+        if let Some(listener) = compile_listener(&mut cx, l, &data, &raw_listeners[..i]) {
             listeners.push(listener);
         }
     }
 
+    // Rules may name a listener that has errors of its own: it is still
+    // the listener meant.
+    let listener_names: Vec<&str> = raw_listeners
+        .iter()
+        .filter_map(|l| l.name.as_ref().map(|n| n.value.as_str()))
+        .collect();
     let mut rules = Vec::new();
     for (i, r) in raw.rules.iter().enumerate() {
-        if let Some(rule) = compile_rule(&mut cx, r, i, &listeners) {
+        if let Some(rule) = compile_rule(&mut cx, r, i, &listener_names) {
             rules.push(rule);
         }
     }
@@ -318,14 +334,17 @@ fn compile_typed(text: &str) -> Loaded {
 /// every reload, so `ftpalg check` shows a missing or weak token and a
 /// reload picks up a new one.
 fn compile_metrics(cx: &mut Ctx, m: &RawMetrics) -> Option<MetricsSettings> {
-    let listen = parse_socket(&m.listen.value);
-    if listen.is_none() {
-        cx.error(
-            &m.listen,
-            format!("metrics listen '{}' is not an address:port", m.listen.value),
-            "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
-        );
-    }
+    let listen = m.listen.as_ref().and_then(|l| {
+        let a = parse_socket(&l.value);
+        if a.is_none() {
+            cx.error(
+                l,
+                format!("metrics listen '{}' is not an address:port", l.value),
+                "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
+            );
+        }
+        a
+    });
     let mut token = None;
     if let Some(f) = &m.status_token_file {
         let path = std::path::PathBuf::from(&f.value);
@@ -352,9 +371,9 @@ fn compile_metrics(cx: &mut Ctx, m: &RawMetrics) -> Option<MetricsSettings> {
         status_token_file: token.as_ref().map(|(p, _)| p.clone()),
         status_token: token.map(|(_, t)| t),
     };
-    if settings.beyond_loopback() && m.status_token_file.is_none() {
+    if let (true, None, Some(l)) = (settings.beyond_loopback(), &m.status_token_file, &m.listen) {
         cx.warn(
-            &m.listen,
+            l,
             format!(
                 "metrics listen {} is reachable beyond loopback and /status has no token: it shows user names, client addresses and file names to anyone who reaches it",
                 settings.listen

@@ -11,7 +11,7 @@ pub(super) fn compile_rule(
     cx: &mut Ctx,
     r: &RawRule,
     index: usize,
-    listeners: &[Listener],
+    listeners: &[&str],
 ) -> Option<Rule> {
     let mut ok = true;
     let name = r
@@ -82,25 +82,26 @@ pub(super) fn compile_rule(
     let listener = m.listener.as_ref().map(|l| {
         let items = l.items();
         for item in &items {
-            if !listeners.iter().any(|x| x.name == item.value) {
-                let names: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
+            if !listeners.contains(&item.value.as_str()) {
                 cx.error(
                     item,
                     format!("no listener is named '{}'", item.value),
-                    &format!("use one of: {}", names.join(", ")),
+                    &format!("use one of: {}", listeners.join(", ")),
                 );
                 ok = false;
             }
         }
         items.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
     });
-    let action = match r.action.value {
+    // A rule without a usable action is checked all the same; the shape
+    // check has said what is wrong with the action.
+    let action = r.action.as_ref().map(|a| match a.value {
         RawAction::Allow => RuleAction::Allow,
         RawAction::Deny => RuleAction::Deny,
-    };
+    });
     let (mut reply_code, mut reply_text) = (550u16, format!("Denied by policy ({name})."));
     if let Some(reply) = &r.reply {
-        if action == RuleAction::Allow {
+        if action == Some(RuleAction::Allow) {
             cx.warn(
                 reply,
                 "reply is used only by deny rules".into(),
@@ -127,9 +128,12 @@ pub(super) fn compile_rule(
             }
         }
     }
+    let (Some(action), Some(start)) = (action, rule_start(r)) else {
+        return None;
+    };
     ok.then(|| Rule {
         name,
-        line: rule_start(r).line() as u32,
+        line: start.line() as u32,
         client: client.flatten(),
         server: server.flatten(),
         user,
@@ -143,11 +147,11 @@ pub(super) fn compile_rule(
 }
 
 /// Where a rule begins: its name if it has one, else its action.
-fn rule_start(r: &RawRule) -> Location {
+fn rule_start(r: &RawRule) -> Option<Location> {
     r.name
         .as_ref()
         .map(|n| n.referenced)
-        .unwrap_or(r.action.referenced)
+        .or_else(|| r.action.as_ref().map(|a| a.referenced))
 }
 
 fn covers_nets(earlier: &Option<Vec<NetSet>>, later: &Option<Vec<NetSet>>) -> bool {
@@ -201,13 +205,14 @@ pub(super) fn shadowing(cx: &mut Ctx, rules: &[Rule], raw: &[RawRule]) {
                 && (earlier.data_mode.is_none() || earlier.data_mode == later.data_mode)
                 && covers_list(&earlier.listener, &later.listener);
             if shadowed {
-                if let Some(r) = raw
+                if let Some(start) = raw
                     .iter()
-                    .find(|r| rule_start(r).line() as u32 == later.line)
+                    .filter_map(rule_start)
+                    .find(|s| s.line() as u32 == later.line)
                 {
                     let msg = format!("rule '{}' can never match: rule '{}' (line {}) matches everything it does first", later.name, earlier.name, earlier.line);
                     let hint = "move it above the earlier rule, or narrow the earlier rule's match";
-                    cx.push(Severity::Warning, at(&rule_start(r)), msg, hint);
+                    cx.push(Severity::Warning, at(&start), msg, hint);
                 }
                 break;
             }
