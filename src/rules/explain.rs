@@ -147,10 +147,18 @@ pub fn explain(r: &Rules) -> String {
         }
     }
     let s = &r.security;
-    let onoff = |b: bool| if b { "on" } else { "OFF" };
-    let _ = writeln!(o, "Security: bounce protection {} (PORT/EPRT must name the client's own address); low ports {} (PORT/EPRT below 1024 refused); passive replies are honoured only after a PASV/EPSV the gateway sent; the server's 227 address is {}.",
-        onoff(s.bounce_protection),
-        if s.refuse_low_ports { "refused" } else { "ALLOWED" },
+    // Each switch says what it does as set, not what it would do on.
+    let _ = writeln!(o, "Security: bounce protection {}; low ports {}; passive replies are honoured only after a PASV/EPSV the gateway sent; the server's 227 address is {}.",
+        if s.bounce_protection {
+            "on (PORT/EPRT must name the client's own address)"
+        } else {
+            "OFF (PORT/EPRT may name any host: servers can be made to connect to third parties)"
+        },
+        if s.refuse_low_ports {
+            "refused (PORT/EPRT below 1024 refused)"
+        } else {
+            "ALLOWED (PORT/EPRT may name ports below 1024)"
+        },
         if s.trust_passive_address { "TRUSTED" } else { "ignored in favour of the control connection's address" });
     let _ = writeln!(o, "TLS: {}.", match s.tls {
         TlsPolicy::Refuse => "AUTH TLS is refused with 534 so clients continue in plain FTP",

@@ -13,6 +13,7 @@ mod ports;
 mod schema;
 mod structure;
 mod token;
+mod verbs;
 
 pub use duration::{parse_duration, parse_rate};
 pub use explain::explain;

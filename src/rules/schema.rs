@@ -29,6 +29,7 @@ pub struct RawFile {
     #[serde(default)]
     pub run_as: RawRunAs,
     pub metrics: Option<RawMetrics>,
+    pub extra_commands: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,10 +67,10 @@ pub struct RawListener {
     pub listen: Option<Spanned<String>>,
     pub kind: Option<Spanned<Kind>>,
     pub upstream: Option<Spanned<String>>,
-    pub servers: Option<Vec<Spanned<String>>>,
-    pub advertise: Option<Vec<RawAdvertise>>,
+    pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub advertise: Option<Spanned<Vec<RawAdvertise>>>,
     pub server_mode: Option<Spanned<ServerDataMode>>,
-    pub tproxy: Option<bool>,
+    pub tproxy: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,31 +108,42 @@ pub struct RawLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecurity {
-    pub bounce_protection: Option<bool>,
-    pub refuse_low_ports: Option<bool>,
-    pub check_data_peer: Option<bool>,
-    pub trust_passive_address: Option<bool>,
-    pub tls: Option<TlsPolicy>,
+    pub bounce_protection: Option<Spanned<bool>>,
+    pub refuse_low_ports: Option<Spanned<bool>>,
+    pub check_data_peer: Option<Spanned<bool>>,
+    pub trust_passive_address: Option<Spanned<bool>>,
+    pub tls: Option<Spanned<TlsPolicy>>,
 }
 
-/// A string or a list of strings, with the position of the value.
+/// A string or a list of strings, with the position of the value and of
+/// each item in a list.
 #[derive(Debug)]
-pub struct OneOrMany(pub Spanned<Vec<String>>);
+pub struct OneOrMany(pub Spanned<Vec<Item>>);
+
+/// One string of a [`OneOrMany`]: a list's item with its own position,
+/// or the single string, which has the position of the whole value.
+#[derive(Debug)]
+pub enum Item {
+    /// An item of a list.
+    Listed(Spanned<String>),
+    /// The value was this one string.
+    Single(String),
+}
 
 struct ListVisitor;
 
 impl<'de> serde::de::Visitor<'de> for ListVisitor {
-    type Value = Vec<String>;
+    type Value = Vec<Item>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a string or a list of strings")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(vec![v.to_string()])
+        Ok(vec![Item::Single(v.to_string())])
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(s) = seq.next_element::<String>()? {
-            out.push(s);
+        while let Some(s) = seq.next_element::<Spanned<String>>()? {
+            out.push(Item::Listed(s));
         }
         Ok(out)
     }
@@ -139,7 +151,7 @@ impl<'de> serde::de::Visitor<'de> for ListVisitor {
 
 /// The list inside [`OneOrMany`].
 #[derive(Debug)]
-pub struct StringList(pub Vec<String>);
+pub struct StringList(pub Vec<Item>);
 
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -155,12 +167,15 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 impl OneOrMany {
-    /// Each item, carrying the position of the whole value.
+    /// Each item with its position.
     pub fn items(&self) -> Vec<Spanned<String>> {
         let s = &self.0;
         s.value
             .iter()
-            .map(|v| Spanned::new(v.clone(), s.referenced, s.defined))
+            .map(|v| match v {
+                Item::Listed(i) => i.clone(),
+                Item::Single(v) => Spanned::new(v.clone(), s.referenced, s.defined),
+            })
             .collect()
     }
 }

@@ -198,6 +198,7 @@ pub(super) const TOP: Shape = Shape::Map(&[
         false,
     ),
     ("rules", Shape::List(&RULE), false),
+    ("extra_commands", TEXTS, false),
     (
         "metrics",
         Shape::Map(&[

@@ -14,6 +14,8 @@ pub(super) struct Ctx {
     pub(super) diags: Vec<Diagnostic>,
     pub(super) bad_range: bool,
     pub(super) networks: BTreeMap<String, NetSet>,
+    /// The verbs of `extra_commands`, upper case.
+    pub(super) extra_commands: Vec<String>,
 }
 
 pub(super) fn at(loc: &Location) -> (u32, u32) {

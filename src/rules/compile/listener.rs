@@ -1,12 +1,47 @@
-//! One listener as written, checked and compiled.
+//! One listener as written, checked and compiled, and which of its keys
+//! each kind reads.
 
 use super::super::schema::*;
 use super::super::*;
-use super::context::Ctx;
+use super::context::{at, Ctx};
+use super::sockets::{clash, Socket};
 
 pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
     s.trim().parse().ok()
 }
+
+/// The listener keys only some kinds read, and what to tell the others.
+/// From what the gateway reads: `upstream` in `fixed_upstream`
+/// (`proxy/control/route.rs`); `servers` for a server the client names
+/// (`route.rs`) or the original destination (`proxy/control.rs`; for
+/// `explicit` and `reverse` the upstream is fixed, so the list could only
+/// refuse every client or none); `advertise` for `Kind::Reverse` only
+/// (`proxy/control.rs`); `tproxy` in `fixed_upstream`, the kernel path's
+/// exact flows (`proxy/control/forward.rs`) and the bind, which only a
+/// transparent listener's connections reach. `server_mode` is read for
+/// every kind.
+pub(super) const READ_BY: &[(&str, &[Kind], &str)] = &[
+    (
+        "upstream",
+        &[Kind::Explicit, Kind::Reverse],
+        "remove it: this kind finds the server itself",
+    ),
+    (
+        "servers",
+        &[Kind::UserAtHost, Kind::Transparent],
+        "remove it: every client goes to the upstream; a rule with match: { client: ... } refuses clients",
+    ),
+    (
+        "advertise",
+        &[Kind::Reverse],
+        "remove it, or make the listener kind: reverse; only a reverse listener tells clients another address",
+    ),
+    (
+        "tproxy",
+        &[Kind::Transparent],
+        "remove it: only a transparent listener is reached through TPROXY",
+    ),
+];
 
 /// Compiles one listener; `earlier` are those before it in the file.
 /// Every part is checked even when another has failed.
@@ -42,16 +77,18 @@ pub(super) fn compile_listener(
         a.map(|a| (s, a))
     });
     if let Some((s, listen)) = listen {
-        if earlier
+        let taken: Vec<Socket> = earlier
             .iter()
-            .filter_map(|d| d.listen.as_ref().and_then(|x| parse_socket(&x.value)))
-            .any(|a| a == listen)
-        {
-            cx.error(
-                s,
-                format!("{listen} is already used by another listener"),
-                "give each listener its own address and port",
-            );
+            .filter_map(|d| {
+                let addr = parse_socket(&d.listen.as_ref()?.value)?;
+                let name = d.name.as_ref().map_or("?", |n| n.value.as_str());
+                Some(Socket {
+                    owner: format!("listener '{name}'"),
+                    addr,
+                })
+            })
+            .collect();
+        if clash(cx, s, "listen", listen, &taken) {
             ok = false;
         }
         if data.client_ports.contains(listen.port()) || data.server_ports.contains(listen.port()) {
@@ -69,6 +106,25 @@ pub(super) fn compile_listener(
         return None;
     };
     let kind = kind_at.value;
+    for (key, at) in [
+        ("upstream", l.upstream.as_ref().map(|s| at(&s.referenced))),
+        ("servers", l.servers.as_ref().map(|s| at(&s.referenced))),
+        ("advertise", l.advertise.as_ref().map(|s| at(&s.referenced))),
+        ("tproxy", l.tproxy.as_ref().map(|s| at(&s.referenced))),
+    ] {
+        let Some(loc) = at else { continue };
+        if let Some((_, kinds, hint)) = READ_BY.iter().find(|(k, _, _)| *k == key) {
+            if !kinds.contains(&kind) {
+                cx.push(
+                    Severity::Error,
+                    loc,
+                    format!("{key} means nothing for {} listener", a_kind(kind)),
+                    hint,
+                );
+                ok = false;
+            }
+        }
+    }
     let upstream = match (&l.upstream, kind) {
         (Some(u), Kind::Explicit | Kind::Reverse) => match parse_socket(&u.value) {
             Some(a) => Some(a),
@@ -85,78 +141,69 @@ pub(super) fn compile_listener(
         (None, Kind::Explicit | Kind::Reverse) => {
             cx.error(
                 kind_at,
-                format!("a {} listener needs an upstream", kind_name(kind)),
+                format!("{} listener needs an upstream", a_kind(kind)),
                 "add upstream: ADDRESS:PORT of the FTP server",
             );
             ok = false;
             None
         }
-        (Some(u), _) => {
-            cx.error(
-                u,
-                format!("upstream has no meaning for a {} listener", kind_name(kind)),
-                "remove it; this kind finds the server itself",
-            );
-            ok = false;
-            None
-        }
-        (None, _) => None,
+        _ => None,
     };
     let servers = match (&l.servers, kind) {
         (Some(list), _) => {
             let mut out = Vec::new();
-            let mut good = true;
-            for s in list {
+            for s in &list.value {
                 match cx.netset(s) {
                     Some(n) => out.push(n),
-                    None => good = false,
+                    None => ok = false,
                 }
             }
-            if !good {
+            if list.value.is_empty() {
+                cx.error(
+                    list,
+                    "servers: [] lets clients reach no server".into(),
+                    "list the networks clients may reach, e.g. servers: [routable]",
+                );
                 ok = false;
             }
             Some(out)
         }
         (None, Kind::UserAtHost) => {
-            cx.error(kind_at, "a user-at-host listener needs servers: the networks clients may reach".into(), "add e.g. servers: [outside]; without it clients could reach anything the gateway can");
+            cx.error(kind_at, "a user-at-host listener needs servers: the networks clients may reach".into(), "add e.g. servers: [routable]; without it clients could reach anything the gateway can");
             ok = false;
             None
         }
         (None, _) => None,
     };
     let mut advertise = Vec::new();
-    if let Some(list) = &l.advertise {
-        if kind != Kind::Reverse {
-            if let Some(first) = list.iter().find_map(|a| a.clients.as_ref()) {
-                cx.warn(
-                    first,
-                    "advertise is used only by reverse listeners".into(),
-                    "remove it, or make the listener kind: reverse",
-                );
-            }
+    for a in l.advertise.iter().flat_map(|l| &l.value) {
+        let net = a.clients.as_ref().and_then(|c| cx.netset(c));
+        let addr = a
+            .address
+            .as_ref()
+            .and_then(|s| match s.value.trim().parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    cx.error(
+                        s,
+                        format!("'{}' is not an IP address", s.value),
+                        "write the address clients of that network can reach",
+                    );
+                    None
+                }
+            });
+        if let (Some(n), Some(ip)) = (net, addr) {
+            advertise.push((n, ip));
+        } else {
+            ok = false;
         }
-        for a in list {
-            let net = a.clients.as_ref().and_then(|c| cx.netset(c));
-            let addr = a
-                .address
-                .as_ref()
-                .and_then(|s| match s.value.trim().parse::<IpAddr>() {
-                    Ok(ip) => Some(ip),
-                    Err(_) => {
-                        cx.error(
-                            s,
-                            format!("'{}' is not an IP address", s.value),
-                            "write the address clients of that network can reach",
-                        );
-                        None
-                    }
-                });
-            if let (Some(n), Some(ip)) = (net, addr) {
-                advertise.push((n, ip));
-            } else {
-                ok = false;
-            }
-        }
+    }
+    if let Some(list) = l.advertise.as_ref().filter(|l| l.value.is_empty()) {
+        cx.warn(
+            list,
+            "advertise: [] says nothing".into(),
+            "remove it, or list { clients, address } pairs",
+        );
     }
     let server_mode = l
         .server_mode
@@ -174,7 +221,7 @@ pub(super) fn compile_listener(
         servers,
         advertise,
         server_mode,
-        tproxy: l.tproxy.unwrap_or(false),
+        tproxy: l.tproxy.as_ref().is_some_and(|t| t.value),
     })
 }
 
@@ -186,4 +233,10 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Transparent => "transparent",
         Kind::Reverse => "reverse",
     }
+}
+
+/// The kind with its article: `an explicit`, `a reverse`.
+fn a_kind(k: Kind) -> String {
+    let article = if k == Kind::Explicit { "an" } else { "a" };
+    format!("{article} {}", kind_name(k))
 }

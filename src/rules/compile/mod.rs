@@ -12,12 +12,19 @@ use std::collections::BTreeMap;
 
 mod context;
 mod listener;
+mod metrics;
 mod rule;
+mod run_as;
+mod security;
+mod sockets;
 
 use context::{at, Ctx};
+use listener::compile_listener;
 pub use listener::kind_name;
-use listener::{compile_listener, parse_socket};
-use rule::{compile_rule, shadowing};
+use metrics::compile_metrics;
+use rule::{compile_rule, duplicate_names, shadowing};
+use run_as::compile_run_as;
+use security::compile_security;
 
 /// Compiles `text`, reporting every problem of shape (misspelt keys, wrong
 /// types, unknown values) and, around them, every problem of meaning.
@@ -88,7 +95,9 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         diags: Vec::new(),
         bad_range: false,
         networks: BTreeMap::new(),
+        extra_commands: Vec::new(),
     };
+    extra_commands(&mut cx, raw);
     for (name, nets) in BUILTIN {
         let nets = nets.iter().filter_map(|n| parse_net(n)).collect();
         cx.networks.insert(
@@ -271,13 +280,7 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         }
     }
 
-    let security = Security {
-        bounce_protection: raw.security.bounce_protection.unwrap_or(true),
-        refuse_low_ports: raw.security.refuse_low_ports.unwrap_or(true),
-        check_data_peer: raw.security.check_data_peer.unwrap_or(true),
-        trust_passive_address: raw.security.trust_passive_address.unwrap_or(false),
-        tls: raw.security.tls.unwrap_or_default(),
-    };
+    let security = compile_security(&mut cx, &raw.security);
 
     let mut listeners = Vec::new();
     let raw_listeners: &[RawListener] = raw.listeners.as_ref().map_or(&[], |l| &l.value);
@@ -307,11 +310,13 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         }
     }
     shadowing(&mut cx, &rules, &raw.rules);
+    duplicate_names(&mut cx, &raw.rules);
 
     let metrics = raw
         .metrics
         .as_ref()
-        .and_then(|m| compile_metrics(&mut cx, m));
+        .and_then(|m| compile_metrics(&mut cx, m, &data, &listeners));
+    let run_as = compile_run_as(&mut cx, &raw.run_as);
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
     let ok = diagnostics.iter().all(|d| d.severity == Severity::Warning);
@@ -322,66 +327,38 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         security,
         rules,
         metrics,
-        run_as: RunAs {
-            user: raw.run_as.user.as_ref().map(|s| s.value.clone()),
-            group: raw.run_as.group.as_ref().map(|s| s.value.clone()),
-        },
+        run_as,
     });
     Loaded { rules, diagnostics }
 }
 
-/// The `metrics:` section. The token file is read here, at load and at
-/// every reload, so `ftpalg check` shows a missing or weak token and a
-/// reload picks up a new one.
-fn compile_metrics(cx: &mut Ctx, m: &RawMetrics) -> Option<MetricsSettings> {
-    let listen = m.listen.as_ref().and_then(|l| {
-        let a = parse_socket(&l.value);
-        if a.is_none() {
-            cx.error(
-                l,
-                format!("metrics listen '{}' is not an address:port", l.value),
-                "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
-            );
-        }
-        a
-    });
-    let mut token = None;
-    if let Some(f) = &m.status_token_file {
-        let path = std::path::PathBuf::from(&f.value);
-        match StatusToken::read(&path) {
-            Ok(t) => {
-                if token::readable_by_others(&path) {
-                    cx.warn(
-                        f,
-                        format!("metrics status_token_file '{}' may be read by any user on this host", f.value),
-                        "chmod 640 (owner root, group of the run_as user) or 600 (owner the run_as user)",
-                    );
-                }
-                token = Some((path, t));
-            }
-            Err(e) => cx.error(
-                f,
-                format!("metrics status_token_file '{}' {e}", f.value),
-                "give the absolute path of a file holding one line of at least 16 letters, digits or -._~+/ (e.g. the output of `openssl rand -hex 32`), readable by the run_as user",
-            ),
-        }
-    }
-    let settings = MetricsSettings {
-        listen: listen?,
-        status_token_file: token.as_ref().map(|(p, _)| p.clone()),
-        status_token: token.map(|(_, t)| t),
+/// `extra_commands`: verbs a server knows that ftpalg does not, which
+/// rules may then name.
+fn extra_commands(cx: &mut Ctx, raw: &RawFile) {
+    let Some(list) = &raw.extra_commands else {
+        return;
     };
-    if let (true, None, Some(l)) = (settings.beyond_loopback(), &m.status_token_file, &m.listen) {
-        cx.warn(
-            l,
-            format!(
-                "metrics listen {} is reachable beyond loopback and /status has no token: it shows user names, client addresses and file names to anyone who reaches it",
-                settings.listen
-            ),
-            "set metrics.status_token_file, or listen on 127.0.0.1",
-        );
+    if list.value.is_empty() {
+        cx.warn(list, "extra_commands: [] says nothing".into(), "remove it");
     }
-    Some(settings)
+    for item in &list.value {
+        let v = item.value.trim();
+        if v.is_empty() || v.len() > 8 || !v.chars().all(|c| c.is_ascii_uppercase()) {
+            cx.error(
+                item,
+                format!("extra_commands: '{v}' is not a command verb"),
+                "write the verb in upper case, 1 to 8 letters, e.g. XCRC",
+            );
+        } else if super::verbs::known(v) {
+            cx.warn(
+                item,
+                format!("extra_commands: {v} is a command ftpalg knows"),
+                "remove it; rules may name it as it is",
+            );
+        } else {
+            cx.extra_commands.push(v.to_string());
+        }
+    }
 }
 
 /// The parser's message without its own `error: line N column M:` prefix,

@@ -3,6 +3,8 @@
 
 use super::super::network::NetSet;
 use super::super::schema::*;
+use super::super::structure::nearest;
+use super::super::verbs;
 use super::super::*;
 use super::context::{at, Ctx};
 use serde_saphyr::Location;
@@ -14,12 +16,25 @@ pub(super) fn compile_rule(
     listeners: &[&str],
 ) -> Option<Rule> {
     let mut ok = true;
-    let name = r
-        .name
-        .as_ref()
-        .map(|n| n.value.clone())
-        .unwrap_or_else(|| format!("rule {}", index + 1));
+    let name = rule_name(r, index);
     let m = &r.matcher;
+    // An empty list matches nothing: the rule would never apply.
+    for (key, list) in [
+        ("client", &m.client),
+        ("server", &m.server),
+        ("user", &m.user),
+        ("command", &m.command),
+        ("listener", &m.listener),
+    ] {
+        if let Some(list) = list.as_ref().filter(|l| l.0.value.is_empty()) {
+            cx.error(
+                &list.0,
+                format!("{key}: [] matches nothing: the rule would never apply"),
+                "list what it should match, or leave the key out to match any",
+            );
+            ok = false;
+        }
+    }
     let client = m.client.as_ref().map(|c| cx.netsets(c));
     let server = m.server.as_ref().map(|c| cx.netsets(c));
     if matches!(client, Some(None)) || matches!(server, Some(None)) {
@@ -42,7 +57,22 @@ pub(super) fn compile_rule(
                 set.classes.push(v.to_string());
             } else if v.chars().all(|c| c.is_ascii_uppercase()) {
                 match Verb::parse(v.as_bytes()) {
-                    Some(verb) => set.verbs.push(verb),
+                    Some(verb) if verbs::known(v) || cx.extra_commands.iter().any(|x| x == v) => {
+                        set.verbs.push(verb)
+                    }
+                    Some(_) => {
+                        let also = "a server's own command goes in extra_commands first";
+                        let hint = match nearest(v, verbs::KNOWN) {
+                            Some(n) => format!("did you mean `{n}`? {also}"),
+                            None => format!("check the spelling; {also}"),
+                        };
+                        cx.error(
+                            &item,
+                            format!("'{v}' is not an FTP command ftpalg knows"),
+                            &hint,
+                        );
+                        ok = false;
+                    }
                     None => {
                         cx.error(
                             &item,
@@ -144,6 +174,41 @@ pub(super) fn compile_rule(
         reply_code,
         reply_text,
     })
+}
+
+/// The name a rule is logged and counted by: its own, or `rule N`.
+pub(super) fn rule_name(r: &RawRule, index: usize) -> String {
+    r.name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("rule {}", index + 1))
+}
+
+/// Refuses a second rule of a name: its denials could not be told from
+/// the first's in the log and the metrics.
+pub(super) fn duplicate_names(cx: &mut Ctx, raw: &[RawRule]) {
+    for (j, later) in raw.iter().enumerate() {
+        let name = rule_name(later, j);
+        let Some(first) = raw[..j]
+            .iter()
+            .enumerate()
+            .find(|(i, r)| rule_name(r, *i) == name)
+        else {
+            continue;
+        };
+        let (Some(here), Some(there)) = (rule_start(later), rule_start(first.1)) else {
+            continue;
+        };
+        cx.push(
+            Severity::Error,
+            at(&here),
+            format!(
+                "a rule named '{name}' already exists (line {})",
+                there.line()
+            ),
+            "give each rule its own name: a denial is logged and counted by its rule's name",
+        );
+    }
 }
 
 /// Where a rule begins: its name if it has one, else its action.

@@ -13,7 +13,7 @@ fn listener_errors() {
         .diagnostics;
     assert_eq!(
         (d[0].line, d[0].column, d[0].message.as_str()),
-        (4, 11, "a explicit listener needs an upstream")
+        (4, 11, "an explicit listener needs an upstream")
     );
     let d = from_str("listeners:\n  - name: a\n    listen: 127.0.0.1:21\n    kind: user-at-host\n")
         .diagnostics;
@@ -35,7 +35,7 @@ fn listener_errors() {
         msgs,
         vec![
             (6, "a listener named 'a' already exists"),
-            (7, "127.0.0.1:2121 is already used by another listener")
+            (7, "listen 127.0.0.1:2121 is the address of listener 'a'")
         ]
     );
     let d = from_str("listeners: []\n").diagnostics;

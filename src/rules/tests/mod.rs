@@ -7,6 +7,7 @@ mod explain;
 mod listeners;
 mod policy;
 mod shape;
+mod silent;
 mod values;
 
 const BASE: &str = "listeners:\n  - name: a\n    listen: 127.0.0.1:2121\n    kind: explicit\n    upstream: 198.51.100.10:21\n";

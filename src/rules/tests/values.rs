@@ -152,7 +152,7 @@ fn operations_keys() {
     assert_eq!(r.limits.control_keepalive, Some(Duration::from_secs(60)));
     assert_eq!((r.metrics, r.run_as.user.clone()), (None, None));
     let r = from_str(&format!(
-        "{BASE}limits:\n  control_keepalive: off\nmetrics:\n  listen: 127.0.0.1:9121\nrun_as:\n  user: ftpalg\n  group: nogroup\n"
+        "{BASE}limits:\n  control_keepalive: off\nmetrics:\n  listen: 127.0.0.1:9121\nrun_as:\n  user: nobody\n  group: \"0\"\n"
     ))
     .rules
     .unwrap();
@@ -160,8 +160,8 @@ fn operations_keys() {
     let m = r.metrics.as_ref().unwrap();
     assert_eq!(m.listen, "127.0.0.1:9121".parse().unwrap());
     assert_eq!((&m.status_token_file, &m.status_token), (&None, &None));
-    assert_eq!(r.run_as.user.as_deref(), Some("ftpalg"));
-    assert_eq!(r.run_as.group.as_deref(), Some("nogroup"));
+    assert_eq!(r.run_as.user.as_deref(), Some("nobody"));
+    assert_eq!(r.run_as.group.as_deref(), Some("0"));
     let r = from_str(&format!("{BASE}limits:\n  control_keepalive: 20s\n"))
         .rules
         .unwrap();
