@@ -8,7 +8,17 @@ use std::fmt::Write;
 fn nets(sets: &[NetSet]) -> String {
     sets.iter()
         .map(|s| {
-            let list: Vec<String> = s.nets.iter().map(|n| n.to_string()).collect();
+            let list: Vec<String> = s
+                .parts
+                .iter()
+                .map(|p| match p.except.as_slice() {
+                    [] => p.net.to_string(),
+                    except => {
+                        let e: Vec<String> = except.iter().map(|n| n.to_string()).collect();
+                        format!("{} except [{}]", p.net, e.join(", "))
+                    }
+                })
+                .collect();
             if list.len() == 1 && list[0] == s.label {
                 s.label.clone()
             } else {

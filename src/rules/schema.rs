@@ -17,7 +17,7 @@ pub struct RawFile {
     /// rest of the file is still checked.
     pub listeners: Option<Spanned<Vec<RawListener>>>,
     #[serde(default)]
-    pub networks: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    pub networks: BTreeMap<String, Spanned<RawNetwork>>,
     #[serde(default)]
     pub data: RawData,
     #[serde(default)]
@@ -30,6 +30,56 @@ pub struct RawFile {
     pub run_as: RawRunAs,
     pub metrics: Option<RawMetrics>,
     pub extra_commands: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A network as written: a list, or a map of `include` and `except`.
+#[derive(Debug, Default)]
+pub struct RawNetwork {
+    /// The list, or `include`.
+    pub include: Vec<Spanned<String>>,
+    /// `except`, if given.
+    pub except: Option<Vec<Spanned<String>>>,
+}
+
+struct NetworkVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NetworkVisitor {
+    type Value = RawNetwork;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of networks, or a map of include and except")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawNetwork, A::Error> {
+        let mut include = Vec::new();
+        while let Some(s) = seq.next_element::<Spanned<String>>()? {
+            include.push(s);
+        }
+        Ok(RawNetwork {
+            include,
+            except: None,
+        })
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawNetwork, A::Error> {
+        let mut n = RawNetwork::default();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "include" => n.include = map.next_value()?,
+                "except" => n.except = Some(map.next_value()?),
+                other => {
+                    return Err(serde::de::Error::unknown_field(
+                        other,
+                        &["include", "except"],
+                    ))
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NetworkVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -108,10 +108,19 @@ pub(super) enum Shape {
     Count,
     /// One of these words.
     Word(&'static [&'static str]),
+    /// The first of these shapes whose kind (map, list, scalar) the value
+    /// has.
+    Either(&'static [Shape]),
 }
 
 const SERVER_MODES: Shape = Shape::Word(&["same-as-client", "passive", "active", "auto"]);
 const TEXTS: Shape = Shape::List(&Shape::Text);
+
+/// A network: a list, or its list under `include` with `except`.
+const NETWORK: Shape = Shape::Either(&[
+    TEXTS,
+    Shape::Map(&[("include", TEXTS, true), ("except", TEXTS, false)]),
+]);
 
 const LISTENER: Shape = Shape::Map(&[
     ("name", Shape::Text, true),
@@ -158,7 +167,7 @@ const RULE: Shape = Shape::Map(&[
 /// compiler.
 pub(super) const TOP: Shape = Shape::Map(&[
     ("listeners", Shape::List(&LISTENER), true),
-    ("networks", Shape::Named(&TEXTS), false),
+    ("networks", Shape::Named(&NETWORK), false),
     (
         "data",
         Shape::Map(&[
@@ -495,16 +504,14 @@ impl Walker<'_> {
                 self.error(at, format!("{what}: unknown value `{s}`"), hint);
                 Fit::Bad
             }
+            (Shape::Either(alternatives), value)
+                if alternatives.iter().any(|s| kind_fits(s, value)) =>
+            {
+                let fits = alternatives.iter().find(|s| kind_fits(s, value));
+                fits.map_or(Fit::Bad, |s| self.walk(v, s, what))
+            }
             (shape, _) => {
-                let want = match shape {
-                    Shape::Map(_) | Shape::Named(_) => "a map of keys",
-                    Shape::List(_) => "a list",
-                    Shape::OneOrMany => "a string or a list of strings",
-                    Shape::Text => "a single value",
-                    Shape::Bool => "a boolean (true or false)",
-                    Shape::Count => "a whole number from 0 to 4294967295",
-                    Shape::Word(_) => "a word",
-                };
+                let want = wanted(shape);
                 let message = match self.shown(v) {
                     Some(shown) => format!("{what}: invalid value `{shown}`, expected {want}"),
                     None => format!("{what}: no value, expected {want}"),
@@ -543,6 +550,39 @@ impl Walker<'_> {
         }
         members_fit(removed, items.len(), repaired)
     }
+}
+
+/// What a value of `shape` looks like, for a message.
+fn wanted(shape: &Shape) -> String {
+    match shape {
+        Shape::Map(_) | Shape::Named(_) => "a map of keys".into(),
+        Shape::List(_) => "a list".into(),
+        Shape::OneOrMany => "a string or a list of strings".into(),
+        Shape::Text => "a single value".into(),
+        Shape::Bool => "a boolean (true or false)".into(),
+        Shape::Count => "a whole number from 0 to 4294967295".into(),
+        Shape::Word(_) => "a word".into(),
+        Shape::Either(alternatives) => alternatives
+            .iter()
+            .map(wanted)
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+/// Whether `v` is of the kind (map, list, scalar) `shape` takes.
+fn kind_fits(shape: &Shape, v: &Value) -> bool {
+    matches!(
+        (shape, v),
+        (Shape::Map(_) | Shape::Named(_), Value::Map(_))
+            | (Shape::List(_) | Shape::OneOrMany, Value::Seq(_))
+            | (
+                Shape::OneOrMany | Shape::Text | Shape::Word(_),
+                Value::Str(_) | Value::Int(_)
+            )
+            | (Shape::Bool, Value::Bool)
+            | (Shape::Count, Value::Int(_))
+    ) || matches!(shape, Shape::Either(a) if a.iter().any(|s| kind_fits(s, v)))
 }
 
 /// A collection whose members were left out: gone altogether if all

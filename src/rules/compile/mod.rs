@@ -3,7 +3,6 @@
 //! `listener`, each rule and the shadowing between rules in `rule`.
 
 use super::duration::parse_rate;
-use super::network::{parse_net, NetSet, BUILTIN};
 use super::ports::PortRange;
 use super::schema::*;
 use super::*;
@@ -13,6 +12,7 @@ use std::collections::BTreeMap;
 mod context;
 mod listener;
 mod metrics;
+mod networks;
 mod rule;
 mod run_as;
 mod security;
@@ -22,6 +22,7 @@ use context::{at, Ctx};
 use listener::compile_listener;
 pub use listener::kind_name;
 use metrics::compile_metrics;
+use networks::compile_networks;
 use rule::{compile_rule, duplicate_names, shadowing};
 use run_as::compile_run_as;
 use security::compile_security;
@@ -98,51 +99,7 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         extra_commands: Vec::new(),
     };
     extra_commands(&mut cx, raw);
-    for (name, nets) in BUILTIN {
-        let nets = nets.iter().filter_map(|n| parse_net(n)).collect();
-        cx.networks.insert(
-            name.to_string(),
-            NetSet {
-                label: name.to_string(),
-                nets,
-            },
-        );
-    }
-    for (name, list) in &raw.networks {
-        if BUILTIN.iter().any(|(b, _)| b == name) {
-            cx.error(
-                list,
-                format!("network name '{name}' is built in"),
-                "pick another name; built-ins are any, loopback, private, cgnat, not-routable",
-            );
-            continue;
-        }
-        let mut nets = Vec::new();
-        for item in &list.value {
-            match parse_net(&item.value) {
-                Some(n) => nets.push(n),
-                None => cx.error(
-                    item,
-                    format!("'{}' is not a CIDR", item.value),
-                    "write an address with a prefix length, e.g. 100.64.0.0/24 or 2001:db8:1::/64",
-                ),
-            }
-        }
-        if list.value.is_empty() {
-            cx.error(
-                list,
-                format!("network '{name}' is empty"),
-                "list at least one CIDR",
-            );
-        }
-        cx.networks.insert(
-            name.clone(),
-            NetSet {
-                label: name.clone(),
-                nets,
-            },
-        );
-    }
+    compile_networks(&mut cx, &raw.networks);
 
     let data = DataSettings {
         server_mode: raw

@@ -226,7 +226,7 @@ fn covers_nets(earlier: &Option<Vec<NetSet>>, later: &Option<Vec<NetSet>>) -> bo
         (Some(a), Some(b)) => {
             let union = NetSet {
                 label: String::new(),
-                nets: a.iter().flat_map(|s| s.nets.clone()).collect(),
+                parts: a.iter().flat_map(|s| s.parts.clone()).collect(),
             };
             b.iter().all(|s| union.covers(s))
         }

@@ -5,6 +5,7 @@ use super::*;
 
 mod explain;
 mod listeners;
+mod networks;
 mod policy;
 mod shape;
 mod silent;
