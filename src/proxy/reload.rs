@@ -8,7 +8,7 @@ use super::current_rules::CurrentRules;
 use super::events::Telemetry;
 use super::http::Endpoint;
 use super::listeners::Listening;
-use crate::rules::{self, DataPath, Rules};
+use crate::rules::{self, DataPath, KernelSettings, Rules};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tracing::warn;
@@ -24,9 +24,9 @@ pub(crate) struct Reload {
     /// bound at start only).
     endpoint: Option<Arc<Endpoint>>,
     telemetry: Arc<Telemetry>,
-    /// Whether the kernel data path started with ftpalg: it cannot start
-    /// later.
-    kernel_started: bool,
+    /// The kernel data path's settings if it started with ftpalg: it
+    /// cannot start later, nor change its table or mark.
+    kernel_started: Option<KernelSettings>,
 }
 
 impl Reload {
@@ -35,7 +35,7 @@ impl Reload {
         listening: Arc<Listening>,
         endpoint: Option<Arc<Endpoint>>,
         telemetry: Arc<Telemetry>,
-        kernel_started: bool,
+        kernel_started: Option<KernelSettings>,
     ) -> Reload {
         Reload {
             rules,
@@ -54,11 +54,17 @@ impl Reload {
         let _one_at_a_time = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         let new = Arc::new(new);
         self.rules.replace(new.clone());
-        if new.data.path != DataPath::Relay && !self.kernel_started {
-            warn!(
+        match &self.kernel_started {
+            None if new.data.path != DataPath::Relay => warn!(
                 path = new.data.path.as_str(),
                 "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
-            );
+            ),
+            Some(k) if new.data.path != DataPath::Relay && *k != new.data.kernel => warn!(
+                table = %k.table,
+                accept_rule = %k.config().accept_rule(),
+                "data.kernel changed: the kernel data path keeps the table and mark it started with until a restart"
+            ),
+            _ => {}
         }
         self.listening.reconcile_listeners(&new);
         if let Some(endpoint) = &self.endpoint {

@@ -103,6 +103,25 @@ pub fn explain(r: &Rules) -> String {
             let _ = writeln!(o, "Data path: auto. The kernel forwards same-direction transfers if ftpalg can manage its nftables table at start; otherwise every transfer is relayed.");
         }
     }
+    if d.path != DataPath::Relay {
+        let k = &d.kernel;
+        let _ = writeln!(
+            o,
+            "  Table: inet {} (replaced at start); admitted connections carry conntrack mark {:#010x} under mask {:#010x}; {}.",
+            k.table,
+            k.mark,
+            k.mark_mask,
+            match k.log_group {
+                Some(g) => format!("strangers turned away at a pinhole are logged through nflog group {g}"),
+                None => "strangers turned away at a pinhole are dropped without a log line".into(),
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  Accept line for default-drop forward and input chains: {}",
+            k.config().accept_rule()
+        );
+    }
     if r.rules.is_empty() {
         let _ = writeln!(o, "Access rules: none; every command is allowed.");
     } else {

@@ -139,6 +139,16 @@ pub struct RawData {
     pub pinhole_timeout: Option<Spanned<String>>,
     pub passive_probe_timeout: Option<Spanned<String>>,
     pub path: Option<Spanned<DataPath>>,
+    pub kernel: Option<Spanned<RawKernel>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKernel {
+    pub table: Option<Spanned<String>>,
+    pub mark: Option<Spanned<String>>,
+    pub mark_mask: Option<Spanned<String>>,
+    pub log_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -177,6 +177,16 @@ pub(super) const TOP: Shape = Shape::Map(&[
             ("pinhole_timeout", Shape::Text, false),
             ("passive_probe_timeout", Shape::Text, false),
             ("path", Shape::Word(&["relay", "kernel", "auto"]), false),
+            (
+                "kernel",
+                Shape::Map(&[
+                    ("table", Shape::Text, false),
+                    ("mark", Shape::Text, false),
+                    ("mark_mask", Shape::Text, false),
+                    ("log_group", Shape::Text, false),
+                ]),
+                false,
+            ),
         ]),
         false,
     ),

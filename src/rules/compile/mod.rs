@@ -10,6 +10,7 @@ use crate::ftp::framer::DEFAULT_MAX_LINE;
 use std::collections::BTreeMap;
 
 mod context;
+mod kernel;
 mod listener;
 mod metrics;
 mod networks;
@@ -19,6 +20,7 @@ mod security;
 mod sockets;
 
 use context::{at, Ctx};
+use kernel::compile_kernel;
 use listener::compile_listener;
 pub use listener::kind_name;
 use metrics::compile_metrics;
@@ -101,7 +103,7 @@ fn compile_raw(raw: &RawFile) -> Loaded {
     extra_commands(&mut cx, raw);
     compile_networks(&mut cx, &raw.networks);
 
-    let data = DataSettings {
+    let mut data = DataSettings {
         server_mode: raw
             .data
             .server_mode
@@ -136,7 +138,9 @@ fn compile_raw(raw: &RawFile) -> Loaded {
             Duration::from_secs(3),
         ),
         path: raw.data.path.as_ref().map(|p| p.value).unwrap_or_default(),
+        kernel: KernelSettings::default(),
     };
+    data.kernel = compile_kernel(&mut cx, raw.data.kernel.as_ref(), data.path);
     if !cx.bad_range && data.client_ports.overlaps(&data.server_ports) {
         let s = raw
             .data

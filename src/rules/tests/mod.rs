@@ -4,6 +4,7 @@
 use super::*;
 
 mod explain;
+mod kernel;
 mod listeners;
 mod networks;
 mod policy;
