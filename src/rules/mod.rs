@@ -7,6 +7,8 @@
 mod compile;
 mod duration;
 mod explain;
+mod keys;
+mod manual;
 mod network;
 mod policy;
 mod ports;
@@ -17,6 +19,8 @@ mod verbs;
 
 pub use duration::{parse_duration, parse_rate};
 pub use explain::explain;
+pub use keys::paths as key_paths;
+pub use manual::manual;
 pub use network::{NetSet, BUILTIN};
 pub use policy::RulesPolicy;
 pub use ports::{parse_range, PortRange};

@@ -6,6 +6,7 @@
 //! problem with the nearest known key or value. Entries it reports are then
 //! blanked out of the text so the compiler can still check the rest.
 
+use super::keys::{Key, Shape, TOP};
 use super::{Diagnostic, Severity};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
@@ -88,150 +89,6 @@ impl<'de> Deserialize<'de> for KeyText {
         }
     }
 }
-
-/// What a value in the file must look like.
-#[derive(Debug)]
-pub(super) enum Shape {
-    /// A map with these keys: (name, shape, required).
-    Map(&'static [(&'static str, Shape, bool)]),
-    /// A map from names the operator picks to values of one shape.
-    Named(&'static Shape),
-    /// A list of values of one shape.
-    List(&'static Shape),
-    /// A string, or a list of strings.
-    OneOrMany,
-    /// Any scalar that reads as text (addresses, durations, names).
-    Text,
-    /// `true` or `false`.
-    Bool,
-    /// A whole number from 0 up.
-    Count,
-    /// One of these words.
-    Word(&'static [&'static str]),
-    /// The first of these shapes whose kind (map, list, scalar) the value
-    /// has.
-    Either(&'static [Shape]),
-}
-
-const SERVER_MODES: Shape = Shape::Word(&["same-as-client", "passive", "active", "auto"]);
-const TEXTS: Shape = Shape::List(&Shape::Text);
-
-/// A network: a list, or its list under `include` with `except`.
-const NETWORK: Shape = Shape::Either(&[
-    TEXTS,
-    Shape::Map(&[("include", TEXTS, true), ("except", TEXTS, false)]),
-]);
-
-const LISTENER: Shape = Shape::Map(&[
-    ("name", Shape::Text, true),
-    ("listen", Shape::Text, true),
-    (
-        "kind",
-        Shape::Word(&["explicit", "user-at-host", "transparent", "reverse"]),
-        true,
-    ),
-    ("upstream", Shape::Text, false),
-    ("servers", TEXTS, false),
-    (
-        "advertise",
-        Shape::List(&Shape::Map(&[
-            ("clients", Shape::Text, true),
-            ("address", Shape::Text, true),
-        ])),
-        false,
-    ),
-    ("server_mode", SERVER_MODES, false),
-    ("tproxy", Shape::Bool, false),
-]);
-
-const RULE: Shape = Shape::Map(&[
-    ("name", Shape::Text, false),
-    (
-        "match",
-        Shape::Map(&[
-            ("client", Shape::OneOrMany, false),
-            ("server", Shape::OneOrMany, false),
-            ("user", Shape::OneOrMany, false),
-            ("command", Shape::OneOrMany, false),
-            ("data_mode", Shape::Text, false),
-            ("listener", Shape::OneOrMany, false),
-        ]),
-        false,
-    ),
-    ("action", Shape::Word(&["allow", "deny"]), true),
-    ("reply", Shape::Text, false),
-]);
-
-/// The whole file. Keep in step with the structs in `schema.rs`: a key
-/// missing here is reported as unknown, one missing there is refused by the
-/// compiler.
-pub(super) const TOP: Shape = Shape::Map(&[
-    ("listeners", Shape::List(&LISTENER), true),
-    ("networks", Shape::Named(&NETWORK), false),
-    (
-        "data",
-        Shape::Map(&[
-            ("server_mode", SERVER_MODES, false),
-            ("client_ports", Shape::Text, false),
-            ("server_ports", Shape::Text, false),
-            ("pinhole_timeout", Shape::Text, false),
-            ("passive_probe_timeout", Shape::Text, false),
-            ("path", Shape::Word(&["relay", "kernel", "auto"]), false),
-            (
-                "kernel",
-                Shape::Map(&[
-                    ("table", Shape::Text, false),
-                    ("mark", Shape::Text, false),
-                    ("mark_mask", Shape::Text, false),
-                    ("log_group", Shape::Text, false),
-                ]),
-                false,
-            ),
-        ]),
-        false,
-    ),
-    (
-        "limits",
-        Shape::Map(&[
-            ("sessions", Shape::Count, false),
-            ("sessions_per_client", Shape::Count, false),
-            ("control_idle_timeout", Shape::Text, false),
-            ("login_timeout", Shape::Text, false),
-            ("transfer_idle_timeout", Shape::Text, false),
-            ("connect_timeout", Shape::Text, false),
-            ("max_line", Shape::Count, false),
-            ("bandwidth_per_session", Shape::Text, false),
-            ("control_keepalive", Shape::Text, false),
-        ]),
-        false,
-    ),
-    (
-        "security",
-        Shape::Map(&[
-            ("bounce_protection", Shape::Bool, false),
-            ("refuse_low_ports", Shape::Bool, false),
-            ("check_data_peer", Shape::Bool, false),
-            ("trust_passive_address", Shape::Bool, false),
-            ("tls", Shape::Word(&["refuse", "passthrough"]), false),
-        ]),
-        false,
-    ),
-    ("rules", Shape::List(&RULE), false),
-    ("extra_commands", TEXTS, false),
-    (
-        "metrics",
-        Shape::Map(&[
-            ("listen", Shape::Text, true),
-            ("status_token_file", Shape::Text, false),
-        ]),
-        false,
-    ),
-    (
-        "run_as",
-        Shape::Map(&[("user", Shape::Text, false), ("group", Shape::Text, false)]),
-        false,
-    ),
-]);
 
 /// The outcome of the shape check.
 pub(super) struct Checked {
@@ -437,8 +294,8 @@ impl Walker<'_> {
                 // is that same error, not another.
                 let mut suggested: Vec<&str> = Vec::new();
                 for (k, val) in entries {
-                    match keys.iter().find(|(name, _, _)| *name == k.value) {
-                        Some((name, sub, _)) => match self.walk(val, sub, name) {
+                    match keys.iter().find(|key| key.name == k.value) {
+                        Some(key) => match self.walk(val, &key.shape, key.name) {
                             Fit::Ok => {}
                             Fit::Repaired => repaired = true,
                             Fit::Bad => {
@@ -447,7 +304,7 @@ impl Walker<'_> {
                             }
                         },
                         None => {
-                            let names: Vec<&str> = keys.iter().map(|(n, _, _)| *n).collect();
+                            let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
                             let hint = match nearest(&k.value, &names) {
                                 Some(n) => {
                                     suggested.push(n);
@@ -465,7 +322,7 @@ impl Walker<'_> {
                         }
                     }
                 }
-                for (name, _, required) in keys.iter() {
+                for Key { name, required, .. } in keys.iter() {
                     if *required && !entries.iter().any(|(k, _)| k.value == *name) {
                         // The compiler leaves out what lacks it.
                         repaired = true;

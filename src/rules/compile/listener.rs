@@ -1,6 +1,7 @@
 //! One listener as written, checked and compiled, and which of its keys
 //! each kind reads.
 
+use super::super::keys::READ_BY;
 use super::super::schema::*;
 use super::super::*;
 use super::context::{at, Ctx};
@@ -9,39 +10,6 @@ use super::sockets::{clash, Socket};
 pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
     s.trim().parse().ok()
 }
-
-/// The listener keys only some kinds read, and what to tell the others.
-/// From what the gateway reads: `upstream` in `fixed_upstream`
-/// (`proxy/control/route.rs`); `servers` for a server the client names
-/// (`route.rs`) or the original destination (`proxy/control.rs`; for
-/// `explicit` and `reverse` the upstream is fixed, so the list could only
-/// refuse every client or none); `advertise` for `Kind::Reverse` only
-/// (`proxy/control.rs`); `tproxy` in `fixed_upstream`, the kernel path's
-/// exact flows (`proxy/control/forward.rs`) and the bind, which only a
-/// transparent listener's connections reach. `server_mode` is read for
-/// every kind.
-pub(super) const READ_BY: &[(&str, &[Kind], &str)] = &[
-    (
-        "upstream",
-        &[Kind::Explicit, Kind::Reverse],
-        "remove it: this kind finds the server itself",
-    ),
-    (
-        "servers",
-        &[Kind::UserAtHost, Kind::Transparent],
-        "remove it: every client goes to the upstream; a rule with match: { client: ... } refuses clients",
-    ),
-    (
-        "advertise",
-        &[Kind::Reverse],
-        "remove it, or make the listener kind: reverse; only a reverse listener tells clients another address",
-    ),
-    (
-        "tproxy",
-        &[Kind::Transparent],
-        "remove it: only a transparent listener is reached through TPROXY",
-    ),
-];
 
 /// Compiles one listener; `earlier` are those before it in the file.
 /// Every part is checked even when another has failed.

@@ -69,7 +69,7 @@ fn compile_typed(text: &str) -> Loaded {
 }
 
 /// The file as written, or the parser's first error.
-fn parse(text: &str) -> Result<RawFile, Diagnostic> {
+pub(super) fn parse(text: &str) -> Result<RawFile, Diagnostic> {
     let options = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let (line, column) = e.location().map(|l| at(&l)).unwrap_or((0, 0));

@@ -5,6 +5,7 @@ use super::*;
 
 mod explain;
 mod kernel;
+mod keys;
 mod listeners;
 mod networks;
 mod policy;
