@@ -5,7 +5,7 @@ use super::super::keys::READ_BY;
 use super::super::schema::*;
 use super::super::*;
 use super::context::{at, Ctx};
-use super::sockets::{clash, Socket};
+use super::sockets::{clash, listener_sockets};
 
 pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
     s.trim().parse().ok()
@@ -45,17 +45,7 @@ pub(super) fn compile_listener(
         a.map(|a| (s, a))
     });
     if let Some((s, listen)) = listen {
-        let taken: Vec<Socket> = earlier
-            .iter()
-            .filter_map(|d| {
-                let addr = parse_socket(&d.listen.as_ref()?.value)?;
-                let name = d.name.as_ref().map_or("?", |n| n.value.as_str());
-                Some(Socket {
-                    owner: format!("listener '{name}'"),
-                    addr,
-                })
-            })
-            .collect();
+        let taken = listener_sockets(earlier);
         if clash(cx, s, "listen", listen, &taken) {
             ok = false;
         }

@@ -1,11 +1,11 @@
 //! The `metrics:` section: the HTTP endpoint's address, which no listener
 //! and no data port may share, and the `/status` token.
 
-use super::super::schema::RawMetrics;
+use super::super::schema::{RawListener, RawMetrics};
 use super::super::*;
 use super::context::Ctx;
 use super::listener::parse_socket;
-use super::sockets::{clash, Socket};
+use super::sockets::{clash, listener_sockets};
 
 /// The `metrics:` section. The token file is read here, at load and at
 /// every reload, so `ftpalg check` shows a missing or weak token and a
@@ -14,7 +14,7 @@ pub(super) fn compile_metrics(
     cx: &mut Ctx,
     m: &RawMetrics,
     data: &DataSettings,
-    listeners: &[Listener],
+    listeners: &[RawListener],
 ) -> Option<MetricsSettings> {
     let listen = m.listen.as_ref().and_then(|l| {
         let a = parse_socket(&l.value);
@@ -26,13 +26,7 @@ pub(super) fn compile_metrics(
             );
         }
         if let Some(a) = a {
-            let taken: Vec<Socket> = listeners
-                .iter()
-                .map(|x| Socket {
-                    owner: format!("listener '{}'", x.name),
-                    addr: x.listen,
-                })
-                .collect();
+            let taken = listener_sockets(listeners);
             clash(cx, l, "metrics listen", a, &taken);
             if data.client_ports.contains(a.port()) || data.server_ports.contains(a.port()) {
                 cx.error(

@@ -276,7 +276,7 @@ fn compile_raw(raw: &RawFile) -> Loaded {
     let metrics = raw
         .metrics
         .as_ref()
-        .and_then(|m| compile_metrics(&mut cx, m, &data, &listeners));
+        .and_then(|m| compile_metrics(&mut cx, m, &data, raw_listeners));
     let run_as = compile_run_as(&mut cx, &raw.run_as);
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));

@@ -1,7 +1,9 @@
 //! Where the gateway listens: two sockets that would share an address and
 //! port cannot both be bound, and the second would fail only at start.
 
+use super::super::schema::RawListener;
 use super::context::Ctx;
+use super::listener::parse_socket;
 use serde_saphyr::Spanned;
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,6 +13,22 @@ pub(super) struct Socket {
     pub owner: String,
     /// Where it listens.
     pub addr: SocketAddr,
+}
+
+/// The addresses `listeners` ask for, those with errors of their own
+/// included: each is still the address meant.
+pub(super) fn listener_sockets(listeners: &[RawListener]) -> Vec<Socket> {
+    listeners
+        .iter()
+        .filter_map(|l| {
+            let addr = parse_socket(&l.listen.as_ref()?.value)?;
+            let name = l.name.as_ref().map_or("?", |n| n.value.as_str());
+            Some(Socket {
+                owner: format!("listener '{name}'"),
+                addr,
+            })
+        })
+        .collect()
 }
 
 /// Whether a socket bound to `wide` holds the port for `ip` too: the same

@@ -188,6 +188,13 @@ fn addresses_two_sockets_would_share_are_refused() {
         let text = format!("listeners:\n  - name: a\n    listen: {a}\n    kind: explicit\n    upstream: 198.51.100.10:21\n  - name: b\n    listen: {b}\n    kind: explicit\n    upstream: 198.51.100.10:21\n");
         assert_eq!(errors(&text), vec![], "{a} {b}");
     }
+    // A listener with errors of its own still holds its address.
+    let got = errors("listeners:\n  - name: a\n    listen: 127.0.0.1:2121\n    kind: explict\nmetrics:\n  listen: 127.0.0.1:2121\n");
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[1].2.contains("is the address of listener 'a'"),
+        "{got:#?}"
+    );
     let got = errors(&format!("{BASE}metrics:\n  listen: 127.0.0.1:40500\n"));
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(
