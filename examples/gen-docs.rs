@@ -2,7 +2,8 @@
 //! definitions (`ftpalg::cli`), so they cannot drift from what the binary
 //! parses: `cargo run --example gen-docs -- OUTDIR` (what `make man` does)
 //! writes OUTDIR/man8/ftpalg.8, one ftpalg-SUBCOMMAND.8 per subcommand,
-//! OUTDIR/man5/ftpalg-rules.5 (hand-written, packaging/man/) and
+//! OUTDIR/man5/ftpalg-rules.5 (from the rules' schema, the table of keys
+//! `ftpalg check` walks: `ftpalg::rules::manual`) and
 //! OUTDIR/completions/{ftpalg.bash,_ftpalg,ftpalg.fish}.
 
 use clap::CommandFactory;
@@ -89,10 +90,7 @@ pub fn write_all(out: &Path) -> std::io::Result<()> {
         )?;
         std::fs::write(man8.join(format!("{name}.8")), page)?;
     }
-    std::fs::write(
-        man5.join("ftpalg-rules.5"),
-        include_str!("../packaging/man/ftpalg-rules.5"),
-    )?;
+    std::fs::write(man5.join("ftpalg-rules.5"), ftpalg::rules::manual())?;
     use clap_complete::Shell;
     for (shell, file) in [
         (Shell::Bash, "ftpalg.bash"),

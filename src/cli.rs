@@ -5,6 +5,11 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// Where an installed ftpalg finds its rules (`make install`, the package
+/// and the systemd unit put them there): the default of `--rules`, never
+/// a path relative to the directory ftpalg was started in.
+pub const DEFAULT_RULES: &str = "/etc/ftpalg/rules.yaml";
+
 /// ftpalg: an FTP application-layer gateway for NAT.
 ///
 /// Rewrites the addresses in PORT/EPRT/227/229, converts between active and
@@ -41,8 +46,8 @@ pub enum Command {
     /// it only) and runs as the user given by --user or the rules' run_as.
     /// Started as another user, it runs as it is.
     Run {
-        /// The rules file.
-        #[arg(long, short, default_value = "rules/default.yaml")]
+        /// The rules file (`make run` gives rules/default.yaml).
+        #[arg(long, short, default_value = DEFAULT_RULES)]
         rules: PathBuf,
         /// Run as this user (name or uid) once started as root; overrides
         /// the rules' run_as.user.
@@ -59,7 +64,7 @@ pub enum Command {
     /// FILE:LINE:COLUMN: error|warning: message, with a hint.
     Check {
         /// The rules file.
-        #[arg(long, short, default_value = "rules/default.yaml")]
+        #[arg(long, short, default_value = DEFAULT_RULES)]
         rules: PathBuf,
         /// Also print the effective policy in plain words.
         #[arg(long)]

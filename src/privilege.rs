@@ -117,7 +117,8 @@ fn names(set: &CapsHashSet) -> Vec<String> {
     v
 }
 
-fn resolve_user(name: &str) -> Result<User, PrivilegeError> {
+/// The account `name` (a name or a numeric uid) names.
+pub(crate) fn resolve_user(name: &str) -> Result<User, PrivilegeError> {
     let found = match name.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
         Err(_) => User::from_name(name),
@@ -130,7 +131,8 @@ fn resolve_user(name: &str) -> Result<User, PrivilegeError> {
         })
 }
 
-fn resolve_group(name: &str) -> Result<Gid, PrivilegeError> {
+/// The group `name` (a name or a numeric gid) names.
+pub(crate) fn resolve_group(name: &str) -> Result<Gid, PrivilegeError> {
     let found = match name.parse::<u32>() {
         Ok(n) => Group::from_gid(Gid::from_raw(n)),
         Err(_) => Group::from_name(name),

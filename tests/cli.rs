@@ -218,3 +218,21 @@ fn tells_systemd_when_ready_reloading_and_stopping() {
     assert_eq!(next(), "STOPPING=1\n");
     drop(child);
 }
+
+/// Without --rules, ftpalg reads the installed rules, never a file
+/// relative to wherever it was started (here the repository, which has a
+/// rules/default.yaml).
+#[test]
+fn the_default_rules_are_the_installed_ones() {
+    let (code, out, err) = ftpalg(&["check"]);
+    let installed = std::path::Path::new("/etc/ftpalg/rules.yaml").exists();
+    if installed {
+        assert!(out.starts_with("/etc/ftpalg/rules.yaml: "), "{out}{err}");
+    } else {
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("cannot read /etc/ftpalg/rules.yaml"), "{err}");
+    }
+    assert!(!out.contains("rules/default.yaml"), "{out}");
+    let (_, help, _) = ftpalg(&["run", "--help"]);
+    assert!(help.contains("[default: /etc/ftpalg/rules.yaml]"), "{help}");
+}

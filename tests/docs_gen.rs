@@ -99,3 +99,64 @@ fn completions_for_three_shells_know_the_subcommands() {
         }
     }
 }
+
+/// A key's path without its section (`data.kernel.mark` is
+/// `kernel.mark` in DATA), and the section.
+fn split(path: &str) -> (&str, &str) {
+    path.split_once('.').unwrap_or((path, ""))
+}
+
+/// ftpalg-rules(5) is written from the table of keys `ftpalg check`
+/// walks: every key it accepts is on the page, in its section.
+#[test]
+fn ftpalg_rules_5_lists_every_key_check_accepts() {
+    let page = std::fs::read_to_string(out().join("man5/ftpalg-rules.5")).unwrap();
+    let paths = ftpalg::rules::key_paths();
+    assert!(paths.len() > 50, "{paths:?}");
+    for path in &paths {
+        let (section, rel) = split(path);
+        let heading = format!("\n.SH {}\n", section.to_uppercase());
+        let at = page
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no section for {path}"));
+        if rel.is_empty() {
+            continue;
+        }
+        // In its own section: before the next one.
+        let body = &page[at + heading.len()..];
+        let body = &body[..body.find("\n.SH ").unwrap_or(body.len())];
+        assert!(
+            body.contains(&format!(".TP\n\\fB{rel}\\fR")),
+            "ftpalg-rules(5) lacks {path}"
+        );
+    }
+    for b in ftpalg::rules::BUILTIN {
+        assert!(
+            page.contains(&format!(".TP\n\\fB{}\\fR\n", b.name)),
+            "lacks network {}",
+            b.name
+        );
+    }
+    assert!(page.contains("STOR, STOU"), "the known verbs");
+}
+
+/// docs/rules.md names every key too (the manual is generated; the
+/// reference is written by hand and must keep up).
+#[test]
+fn docs_rules_md_names_every_key() {
+    let md =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).unwrap();
+    let named = |s: &str| md.contains(&format!("`{s}`"));
+    let missing: Vec<String> = ftpalg::rules::key_paths()
+        .into_iter()
+        .filter(|path| {
+            let (section, rel) = split(path);
+            let last = path.rsplit('.').next().unwrap_or(path);
+            !(named(section) && (rel.is_empty() || named(rel) || named(last)))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/rules.md does not name {missing:?}"
+    );
+}

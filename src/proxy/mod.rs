@@ -158,8 +158,8 @@ impl Handle {
 /// transparent sockets are made by the threads that ask for them, with
 /// their capabilities (see [`start_with`] for what `ftpalg run` does).
 pub async fn start(rules: Rules) -> Result<Handle, ProxyError> {
-    let path = rules.data.path;
-    let kernel = tokio::task::spawn_blocking(move || privileged::start_kernel(path))
+    let (path, config) = (rules.data.path, rules.data.kernel.config());
+    let kernel = tokio::task::spawn_blocking(move || privileged::start_kernel(path, config))
         .await
         .unwrap_or_else(|e| {
             privileged::kernel_or_relay(
@@ -224,7 +224,7 @@ async fn start_gateway(
         endpoint,
         shutdown.watch(),
         telemetry.clone(),
-        kernel.is_some(),
+        kernel.as_ref().map(|_| rules.get().data.kernel.clone()),
     );
     let gw = Arc::new(Gateway {
         rules,

@@ -37,7 +37,7 @@ impl Privileged {
     /// drop it before it starts any other thread. Waits at most for the
     /// kernel's answer to the opening of the table.
     pub fn start(rules: &Rules) -> Result<Privileged, ProxyError> {
-        let kernel = start_kernel(rules.data.path)?;
+        let kernel = start_kernel(rules.data.path, rules.data.kernel.config())?;
         let tproxy = rules.listeners.iter().any(|l| l.tproxy);
         if tproxy {
             tproxy::start_thread().map_err(ProxyError::Thread)?;
@@ -58,12 +58,16 @@ impl Privileged {
     }
 }
 
-/// Starts the kernel data plane if `path` asks for it. Blocks.
-pub(super) fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelThread>>, ProxyError> {
+/// Starts the kernel data plane with `config` (the rules' `data.kernel`)
+/// if `path` asks for it. Blocks.
+pub(super) fn start_kernel(
+    path: DataPath,
+    config: KernelConfig,
+) -> Result<Option<Arc<KernelThread>>, ProxyError> {
     if path == DataPath::Relay {
         return Ok(None);
     }
-    kernel_or_relay(path, KernelThread::start(KernelConfig::default()))
+    kernel_or_relay(path, KernelThread::start(config))
 }
 
 /// What `started` means for `path`: `kernel` must have started; `auto`

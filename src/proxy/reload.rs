@@ -10,7 +10,7 @@ use super::events::Telemetry;
 use super::http::{self, Endpoint};
 use super::listeners::Listening;
 use super::shutdown::ShutdownWatch;
-use crate::rules::{self, DataPath, MetricsSettings, Rules};
+use crate::rules::{self, DataPath, KernelSettings, MetricsSettings, Rules};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -29,9 +29,9 @@ pub(crate) struct Reload {
     rt: tokio::runtime::Handle,
     shutdown: ShutdownWatch,
     telemetry: Arc<Telemetry>,
-    /// Whether the kernel data path started with ftpalg: it cannot start
-    /// later.
-    kernel_started: bool,
+    /// The kernel data path's settings if it started with ftpalg: it
+    /// cannot start later, nor change its table or mark.
+    kernel_started: Option<KernelSettings>,
 }
 
 impl Reload {
@@ -42,7 +42,7 @@ impl Reload {
         endpoint: Option<Arc<Endpoint>>,
         shutdown: ShutdownWatch,
         telemetry: Arc<Telemetry>,
-        kernel_started: bool,
+        kernel_started: Option<KernelSettings>,
     ) -> Reload {
         Reload {
             rules,
@@ -89,11 +89,17 @@ impl Reload {
         let _one_at_a_time = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         let new = Arc::new(new);
         self.rules.replace(new.clone());
-        if new.data.path != DataPath::Relay && !self.kernel_started {
-            warn!(
+        match &self.kernel_started {
+            None if new.data.path != DataPath::Relay => warn!(
                 path = new.data.path.as_str(),
                 "the kernel data path starts only with ftpalg: transfers stay on the relay until a restart"
-            );
+            ),
+            Some(k) if new.data.path != DataPath::Relay && *k != new.data.kernel => warn!(
+                table = %k.table,
+                accept_rule = %k.config().accept_rule(),
+                "data.kernel changed: the kernel data path keeps the table and mark it started with until a restart"
+            ),
+            _ => {}
         }
         self.listening.reconcile_listeners(&new);
         self.reconcile_metrics(new.metrics.as_ref());

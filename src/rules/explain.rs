@@ -8,7 +8,17 @@ use std::fmt::Write;
 fn nets(sets: &[NetSet]) -> String {
     sets.iter()
         .map(|s| {
-            let list: Vec<String> = s.nets.iter().map(|n| n.to_string()).collect();
+            let list: Vec<String> = s
+                .parts
+                .iter()
+                .map(|p| match p.except.as_slice() {
+                    [] => p.net.to_string(),
+                    except => {
+                        let e: Vec<String> = except.iter().map(|n| n.to_string()).collect();
+                        format!("{} except [{}]", p.net, e.join(", "))
+                    }
+                })
+                .collect();
             if list.len() == 1 && list[0] == s.label {
                 s.label.clone()
             } else {
@@ -93,6 +103,25 @@ pub fn explain(r: &Rules) -> String {
             let _ = writeln!(o, "Data path: auto. The kernel forwards same-direction transfers if ftpalg can manage its nftables table at start; otherwise every transfer is relayed.");
         }
     }
+    if d.path != DataPath::Relay {
+        let k = &d.kernel;
+        let _ = writeln!(
+            o,
+            "  Table: inet {} (replaced at start); admitted connections carry conntrack mark {:#010x} under mask {:#010x}; {}.",
+            k.table,
+            k.mark,
+            k.mark_mask,
+            match k.log_group {
+                Some(g) => format!("strangers turned away at a pinhole are logged through nflog group {g}"),
+                None => "strangers turned away at a pinhole are dropped without a log line".into(),
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  Accept line for default-drop forward and input chains: {}",
+            k.config().accept_rule()
+        );
+    }
     if r.rules.is_empty() {
         let _ = writeln!(o, "Access rules: none; every command is allowed.");
     } else {
@@ -147,10 +176,18 @@ pub fn explain(r: &Rules) -> String {
         }
     }
     let s = &r.security;
-    let onoff = |b: bool| if b { "on" } else { "OFF" };
-    let _ = writeln!(o, "Security: bounce protection {} (PORT/EPRT must name the client's own address); low ports {} (PORT/EPRT below 1024 refused); passive replies are honoured only after a PASV/EPSV the gateway sent; the server's 227 address is {}.",
-        onoff(s.bounce_protection),
-        if s.refuse_low_ports { "refused" } else { "ALLOWED" },
+    // Each switch says what it does as set, not what it would do on.
+    let _ = writeln!(o, "Security: bounce protection {}; low ports {}; passive replies are honoured only after a PASV/EPSV the gateway sent; the server's 227 address is {}.",
+        if s.bounce_protection {
+            "on (PORT/EPRT must name the client's own address)"
+        } else {
+            "OFF (PORT/EPRT may name any host: servers can be made to connect to third parties)"
+        },
+        if s.refuse_low_ports {
+            "refused (PORT/EPRT below 1024 refused)"
+        } else {
+            "ALLOWED (PORT/EPRT may name ports below 1024)"
+        },
         if s.trust_passive_address { "TRUSTED" } else { "ignored in favour of the control connection's address" });
     let _ = writeln!(o, "TLS: {}.", match s.tls {
         TlsPolicy::Refuse => "AUTH TLS is refused with 534 so clients continue in plain FTP",

@@ -7,21 +7,27 @@
 mod compile;
 mod duration;
 mod explain;
+mod keys;
+mod manual;
 mod network;
 mod policy;
 mod ports;
 mod schema;
 mod structure;
 mod token;
+mod verbs;
 
 pub use duration::{parse_duration, parse_rate};
 pub use explain::explain;
+pub use keys::paths as key_paths;
+pub use manual::manual;
 pub use network::{NetSet, BUILTIN};
 pub use policy::RulesPolicy;
 pub use ports::{parse_range, PortRange};
 pub use schema::Kind;
 pub use token::{StatusToken, TokenError};
 
+use crate::dataplane::kernel::KernelConfig;
 use crate::ftp::command::Verb;
 use crate::ftp::session::{ServerDataMode, TlsPolicy};
 use std::fmt;
@@ -185,6 +191,48 @@ pub struct DataSettings {
     pub passive_probe_timeout: Duration,
     /// Relay or kernel forwarding for same-direction transfers.
     pub path: DataPath,
+    /// The kernel path's table, mark and log group.
+    pub kernel: KernelSettings,
+}
+
+/// What the operator chooses of the kernel data path (`data.kernel`): the
+/// rest of its [`KernelConfig`] is ftpalg's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSettings {
+    /// ftpalg's table in the `inet` family, replaced at start.
+    pub table: String,
+    /// The conntrack mark, under `mark_mask`, of the connections the
+    /// kernel path admits.
+    pub mark: u32,
+    /// The mark bits ftpalg owns.
+    pub mark_mask: u32,
+    /// The nflog group of the strangers turned away at a pinhole, if any.
+    pub log_group: Option<u16>,
+}
+
+impl Default for KernelSettings {
+    fn default() -> Self {
+        let d = KernelConfig::default();
+        KernelSettings {
+            table: d.table,
+            mark: d.mark,
+            mark_mask: d.mark_mask,
+            log_group: d.log_group,
+        }
+    }
+}
+
+impl KernelSettings {
+    /// The kernel path's configuration with these settings.
+    pub fn config(&self) -> KernelConfig {
+        KernelConfig {
+            table: self.table.clone(),
+            mark: self.mark,
+            mark_mask: self.mark_mask,
+            log_group: self.log_group,
+            ..KernelConfig::default()
+        }
+    }
 }
 
 /// Resource limits.

@@ -11,9 +11,13 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
-    pub listeners: Spanned<Vec<RawListener>>,
+    /// Required, as are the other keys typed `Option` below that the
+    /// shape check (`structure.rs`) marks so: it reports one missing or
+    /// unusable, and the compiler leaves out what lacks it, so that the
+    /// rest of the file is still checked.
+    pub listeners: Option<Spanned<Vec<RawListener>>>,
     #[serde(default)]
-    pub networks: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    pub networks: BTreeMap<String, Spanned<RawNetwork>>,
     #[serde(default)]
     pub data: RawData,
     #[serde(default)]
@@ -25,12 +29,63 @@ pub struct RawFile {
     #[serde(default)]
     pub run_as: RawRunAs,
     pub metrics: Option<RawMetrics>,
+    pub extra_commands: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A network as written: a list, or a map of `include` and `except`.
+#[derive(Debug, Default)]
+pub struct RawNetwork {
+    /// The list, or `include`.
+    pub include: Vec<Spanned<String>>,
+    /// `except`, if given.
+    pub except: Option<Vec<Spanned<String>>>,
+}
+
+struct NetworkVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NetworkVisitor {
+    type Value = RawNetwork;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of networks, or a map of include and except")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawNetwork, A::Error> {
+        let mut include = Vec::new();
+        while let Some(s) = seq.next_element::<Spanned<String>>()? {
+            include.push(s);
+        }
+        Ok(RawNetwork {
+            include,
+            except: None,
+        })
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawNetwork, A::Error> {
+        let mut n = RawNetwork::default();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "include" => n.include = map.next_value()?,
+                "except" => n.except = Some(map.next_value()?),
+                other => {
+                    return Err(serde::de::Error::unknown_field(
+                        other,
+                        &["include", "except"],
+                    ))
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NetworkVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
-    pub listen: Spanned<String>,
+    pub listen: Option<Spanned<String>>,
     pub status_token_file: Option<Spanned<String>>,
 }
 
@@ -58,21 +113,21 @@ pub enum Kind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    pub name: Spanned<String>,
-    pub listen: Spanned<String>,
-    pub kind: Spanned<Kind>,
+    pub name: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub kind: Option<Spanned<Kind>>,
     pub upstream: Option<Spanned<String>>,
-    pub servers: Option<Vec<Spanned<String>>>,
-    pub advertise: Option<Vec<RawAdvertise>>,
+    pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub advertise: Option<Spanned<Vec<RawAdvertise>>>,
     pub server_mode: Option<Spanned<ServerDataMode>>,
-    pub tproxy: Option<bool>,
+    pub tproxy: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdvertise {
-    pub clients: Spanned<String>,
-    pub address: Spanned<String>,
+    pub clients: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +139,16 @@ pub struct RawData {
     pub pinhole_timeout: Option<Spanned<String>>,
     pub passive_probe_timeout: Option<Spanned<String>>,
     pub path: Option<Spanned<DataPath>>,
+    pub kernel: Option<Spanned<RawKernel>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKernel {
+    pub table: Option<Spanned<String>>,
+    pub mark: Option<Spanned<String>>,
+    pub mark_mask: Option<Spanned<String>>,
+    pub log_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,31 +168,42 @@ pub struct RawLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecurity {
-    pub bounce_protection: Option<bool>,
-    pub refuse_low_ports: Option<bool>,
-    pub check_data_peer: Option<bool>,
-    pub trust_passive_address: Option<bool>,
-    pub tls: Option<TlsPolicy>,
+    pub bounce_protection: Option<Spanned<bool>>,
+    pub refuse_low_ports: Option<Spanned<bool>>,
+    pub check_data_peer: Option<Spanned<bool>>,
+    pub trust_passive_address: Option<Spanned<bool>>,
+    pub tls: Option<Spanned<TlsPolicy>>,
 }
 
-/// A string or a list of strings, with the position of the value.
+/// A string or a list of strings, with the position of the value and of
+/// each item in a list.
 #[derive(Debug)]
-pub struct OneOrMany(pub Spanned<Vec<String>>);
+pub struct OneOrMany(pub Spanned<Vec<Item>>);
+
+/// One string of a [`OneOrMany`]: a list's item with its own position,
+/// or the single string, which has the position of the whole value.
+#[derive(Debug)]
+pub enum Item {
+    /// An item of a list.
+    Listed(Spanned<String>),
+    /// The value was this one string.
+    Single(String),
+}
 
 struct ListVisitor;
 
 impl<'de> serde::de::Visitor<'de> for ListVisitor {
-    type Value = Vec<String>;
+    type Value = Vec<Item>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a string or a list of strings")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(vec![v.to_string()])
+        Ok(vec![Item::Single(v.to_string())])
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(s) = seq.next_element::<String>()? {
-            out.push(s);
+        while let Some(s) = seq.next_element::<Spanned<String>>()? {
+            out.push(Item::Listed(s));
         }
         Ok(out)
     }
@@ -135,7 +211,7 @@ impl<'de> serde::de::Visitor<'de> for ListVisitor {
 
 /// The list inside [`OneOrMany`].
 #[derive(Debug)]
-pub struct StringList(pub Vec<String>);
+pub struct StringList(pub Vec<Item>);
 
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -151,12 +227,15 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 impl OneOrMany {
-    /// Each item, carrying the position of the whole value.
+    /// Each item with its position.
     pub fn items(&self) -> Vec<Spanned<String>> {
         let s = &self.0;
         s.value
             .iter()
-            .map(|v| Spanned::new(v.clone(), s.referenced, s.defined))
+            .map(|v| match v {
+                Item::Listed(i) => i.clone(),
+                Item::Single(v) => Spanned::new(v.clone(), s.referenced, s.defined),
+            })
             .collect()
     }
 }
@@ -174,7 +253,7 @@ pub struct RawRule {
     pub name: Option<Spanned<String>>,
     #[serde(rename = "match", default)]
     pub matcher: RawMatch,
-    pub action: Spanned<RawAction>,
+    pub action: Option<Spanned<RawAction>>,
     pub reply: Option<Spanned<String>>,
 }
 

@@ -6,6 +6,7 @@
 //! problem with the nearest known key or value. Entries it reports are then
 //! blanked out of the text so the compiler can still check the rest.
 
+use super::keys::{Key, Shape, TOP};
 use super::{Diagnostic, Severity};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
@@ -89,137 +90,13 @@ impl<'de> Deserialize<'de> for KeyText {
     }
 }
 
-/// What a value in the file must look like.
-#[derive(Debug)]
-pub(super) enum Shape {
-    /// A map with these keys: (name, shape, required).
-    Map(&'static [(&'static str, Shape, bool)]),
-    /// A map from names the operator picks to values of one shape.
-    Named(&'static Shape),
-    /// A list of values of one shape.
-    List(&'static Shape),
-    /// A string, or a list of strings.
-    OneOrMany,
-    /// Any scalar that reads as text (addresses, durations, names).
-    Text,
-    /// `true` or `false`.
-    Bool,
-    /// A whole number from 0 up.
-    Count,
-    /// One of these words.
-    Word(&'static [&'static str]),
-}
-
-const SERVER_MODES: Shape = Shape::Word(&["same-as-client", "passive", "active", "auto"]);
-const TEXTS: Shape = Shape::List(&Shape::Text);
-
-const LISTENER: Shape = Shape::Map(&[
-    ("name", Shape::Text, true),
-    ("listen", Shape::Text, true),
-    (
-        "kind",
-        Shape::Word(&["explicit", "user-at-host", "transparent", "reverse"]),
-        true,
-    ),
-    ("upstream", Shape::Text, false),
-    ("servers", TEXTS, false),
-    (
-        "advertise",
-        Shape::List(&Shape::Map(&[
-            ("clients", Shape::Text, true),
-            ("address", Shape::Text, true),
-        ])),
-        false,
-    ),
-    ("server_mode", SERVER_MODES, false),
-    ("tproxy", Shape::Bool, false),
-]);
-
-const RULE: Shape = Shape::Map(&[
-    ("name", Shape::Text, false),
-    (
-        "match",
-        Shape::Map(&[
-            ("client", Shape::OneOrMany, false),
-            ("server", Shape::OneOrMany, false),
-            ("user", Shape::OneOrMany, false),
-            ("command", Shape::OneOrMany, false),
-            ("data_mode", Shape::Text, false),
-            ("listener", Shape::OneOrMany, false),
-        ]),
-        false,
-    ),
-    ("action", Shape::Word(&["allow", "deny"]), true),
-    ("reply", Shape::Text, false),
-]);
-
-/// The whole file. Keep in step with the structs in `schema.rs`: a key
-/// missing here is reported as unknown, one missing there is refused by the
-/// compiler.
-pub(super) const TOP: Shape = Shape::Map(&[
-    ("listeners", Shape::List(&LISTENER), true),
-    ("networks", Shape::Named(&TEXTS), false),
-    (
-        "data",
-        Shape::Map(&[
-            ("server_mode", SERVER_MODES, false),
-            ("client_ports", Shape::Text, false),
-            ("server_ports", Shape::Text, false),
-            ("pinhole_timeout", Shape::Text, false),
-            ("passive_probe_timeout", Shape::Text, false),
-            ("path", Shape::Word(&["relay", "kernel", "auto"]), false),
-        ]),
-        false,
-    ),
-    (
-        "limits",
-        Shape::Map(&[
-            ("sessions", Shape::Count, false),
-            ("sessions_per_client", Shape::Count, false),
-            ("control_idle_timeout", Shape::Text, false),
-            ("login_timeout", Shape::Text, false),
-            ("transfer_idle_timeout", Shape::Text, false),
-            ("connect_timeout", Shape::Text, false),
-            ("max_line", Shape::Count, false),
-            ("bandwidth_per_session", Shape::Text, false),
-            ("control_keepalive", Shape::Text, false),
-        ]),
-        false,
-    ),
-    (
-        "security",
-        Shape::Map(&[
-            ("bounce_protection", Shape::Bool, false),
-            ("refuse_low_ports", Shape::Bool, false),
-            ("check_data_peer", Shape::Bool, false),
-            ("trust_passive_address", Shape::Bool, false),
-            ("tls", Shape::Word(&["refuse", "passthrough"]), false),
-        ]),
-        false,
-    ),
-    ("rules", Shape::List(&RULE), false),
-    (
-        "metrics",
-        Shape::Map(&[
-            ("listen", Shape::Text, true),
-            ("status_token_file", Shape::Text, false),
-        ]),
-        false,
-    ),
-    (
-        "run_as",
-        Shape::Map(&[("user", Shape::Text, false), ("group", Shape::Text, false)]),
-        false,
-    ),
-]);
-
 /// The outcome of the shape check.
 pub(super) struct Checked {
     /// Every problem found, in file order.
     pub diagnostics: Vec<Diagnostic>,
-    /// The text with each bad entry blanked out (same lines and columns),
-    /// for the compiler to check what remains; `None` when nothing can be
-    /// compiled (a syntax error, a missing required key).
+    /// The text with each bad entry and list item blanked out (same lines
+    /// and columns), for the compiler to check what remains; `None` when
+    /// nothing of the file is left to compile.
     pub remains: Option<String>,
 }
 
@@ -229,25 +106,34 @@ pub(super) fn check(text: &str) -> Option<Checked> {
     let options = serde_saphyr::options! { strict_booleans: true };
     let root: Spanned<Value> = serde_saphyr::from_str_with_options(text, options).ok()?;
     let mut w = Walker {
+        text,
         diags: Vec::new(),
         blank: Vec::new(),
-        missing: false,
     };
-    w.walk(&root, &TOP, "the file");
-    let remains = (!w.missing).then(|| blank_out(text, &w.blank));
+    let fit = w.walk(&root, &TOP, "the file");
+    let remains = (fit != Fit::Bad).then(|| blank_out(text, &w.blank));
     Some(Checked {
         diagnostics: w.diags,
         remains,
     })
 }
 
-struct Walker {
+/// How a value fits its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// As it is.
+    Ok,
+    /// Once the entries or items reported inside it are blanked out.
+    Repaired,
+    /// Not at all: whatever holds it must leave it out.
+    Bad,
+}
+
+struct Walker<'t> {
+    text: &'t str,
     diags: Vec<Diagnostic>,
-    /// Byte ranges of entries to blank out.
+    /// Byte ranges to blank out.
     blank: Vec<(usize, usize)>,
-    /// A required key is missing or its value unusable: the compiler cannot
-    /// run on what remains.
-    missing: bool,
 }
 
 fn pos(l: &Location) -> (u32, u32) {
@@ -262,7 +148,10 @@ fn extent<T>(s: &Spanned<T>) -> Option<(usize, usize)> {
     Some((start, start + len))
 }
 
-impl Walker {
+/// The longest rejected value echoed in a message.
+const ECHO: usize = 40;
+
+impl Walker<'_> {
     fn error(&mut self, at: (u32, u32), message: String, hint: String) {
         self.diags.push(Diagnostic {
             severity: Severity::Error,
@@ -273,40 +162,149 @@ impl Walker {
         });
     }
 
-    /// Reports `v` as unusable for `key`; blanks the entry out, or marks the
-    /// file as not compilable when the key is required.
-    fn bad_entry(&mut self, key: Option<&Spanned<String>>, v: &Spanned<Value>, required: bool) {
-        if required {
-            self.missing = true;
-            return;
+    /// The value as written, on one line and cut short, for a message;
+    /// `None` for an empty value.
+    fn shown(&self, v: &Spanned<Value>) -> Option<String> {
+        let written = self
+            .span(v)
+            .and_then(|(s, e)| self.text.get(s..e.min(self.text.len())))
+            .unwrap_or("")
+            .trim();
+        let mut line = written.lines().next().unwrap_or("").trim_end().to_string();
+        if line.is_empty() {
+            return None;
         }
-        match (key.and_then(extent), extent(v)) {
-            (Some((start, _)), Some((_, end))) => self.blank.push((start, end)),
-            _ => self.missing = true,
+        if line.chars().count() > ECHO {
+            line = line.chars().take(ECHO).collect();
+            line.push('…');
+        } else if written.contains('\n') {
+            line.push_str(" …");
+        }
+        Some(line)
+    }
+
+    /// Where `v` starts and ends in the text, in bytes. The parser gives
+    /// a collection only its first token: its end is that of its last
+    /// member, and in flow style the bracket that closes it.
+    fn span(&self, v: &Spanned<Value>) -> Option<(usize, usize)> {
+        let (start, end) = extent(v)?;
+        let members: Vec<(usize, usize)> = match &v.value {
+            Value::Map(entries) => entries
+                .iter()
+                .flat_map(|(k, val)| [extent(k), self.span(val)])
+                .flatten()
+                .collect(),
+            Value::Seq(items) => items.iter().filter_map(|i| self.span(i)).collect(),
+            _ => return Some((start, end)),
+        };
+        let last = members.iter().map(|m| m.1).max().unwrap_or(end).max(end);
+        if !self.is_flow(v) {
+            return Some((start, last));
+        }
+        // Past the last member: white space, a trailing comma, the closer.
+        let bytes = self.text.as_bytes();
+        let mut i = last;
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b',') {
+            i += 1;
+        }
+        Some(match bytes.get(i) {
+            Some(b']' | b'}') => (start, i + 1),
+            _ => (start, last),
+        })
+    }
+
+    /// Whether the collection `v` is written in flow style (`[..]`, `{..}`).
+    fn is_flow(&self, v: &Spanned<Value>) -> bool {
+        extent(v)
+            .and_then(|(s, _)| self.text.as_bytes().get(s))
+            .is_some_and(|b| *b == b'[' || *b == b'{')
+    }
+
+    /// Blanks out `start..end` of a collection's member, with the comma
+    /// that separates it from its neighbours in a flow collection, so that
+    /// what remains still parses and every other value keeps its place.
+    fn remove(&mut self, start: usize, end: usize, flow: bool) {
+        let bytes = self.text.as_bytes();
+        let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let mut after = end;
+        while after < bytes.len() && ws(bytes[after]) {
+            after += 1;
+        }
+        let mut before = start;
+        while before > 0 && ws(bytes[before - 1]) {
+            before -= 1;
+        }
+        let prev = before.checked_sub(1).map(|i| bytes[i]);
+        let range = if flow && bytes.get(after) == Some(&b',') {
+            (start, after + 1)
+        } else if flow && prev == Some(b',') {
+            (before - 1, end)
+        } else {
+            (start, end)
+        };
+        self.blank.push(range);
+    }
+
+    /// Leaves the entry `key: value` out.
+    fn remove_entry(&mut self, key: &Spanned<String>, v: &Spanned<Value>, flow: bool) {
+        if let (Some((start, key_end)), Some((_, end))) = (extent(key), self.span(v)) {
+            // An empty value has no extent of its own past the key: the
+            // colon goes too.
+            let bytes = self.text.as_bytes();
+            let mut end = end.max(key_end);
+            let mut i = end;
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+                i += 1;
+            }
+            if bytes.get(i) == Some(&b':') {
+                end = i + 1;
+            }
+            self.remove(start, end, flow);
         }
     }
 
-    /// Whether `v` fits `shape`; reports each problem found inside it.
-    fn walk(&mut self, v: &Spanned<Value>, shape: &Shape, what: &str) -> bool {
+    /// Leaves a list item out: in a block list with its `-`.
+    fn remove_item(&mut self, item: &Spanned<Value>, flow: bool) {
+        let Some((mut start, end)) = self.span(item) else {
+            return;
+        };
+        if !flow {
+            let bytes = self.text.as_bytes();
+            let mut i = start;
+            while i > 0 && matches!(bytes[i - 1], b' ' | b'\t') {
+                i -= 1;
+            }
+            if i > 0 && bytes[i - 1] == b'-' {
+                start = i - 1;
+            }
+        }
+        self.remove(start, end.max(start), flow);
+    }
+
+    /// How `v` fits `shape`; reports each problem found inside it and
+    /// blanks out the entries and items that do not fit.
+    fn walk(&mut self, v: &Spanned<Value>, shape: &Shape, what: &str) -> Fit {
         let at = pos(&v.referenced);
         match (shape, &v.value) {
             (Shape::Map(keys), Value::Map(entries)) => {
-                let mut ok = true;
-                let mut blanked = 0;
+                let flow = self.is_flow(v);
+                let mut removed = 0;
+                let mut repaired = false;
                 // Keys offered as the fix for a misspelt one: their absence
                 // is that same error, not another.
                 let mut suggested: Vec<&str> = Vec::new();
                 for (k, val) in entries {
-                    match keys.iter().find(|(name, _, _)| *name == k.value) {
-                        Some((name, sub, required)) => {
-                            if !self.walk(val, sub, name) {
-                                ok &= !required;
-                                blanked += 1;
-                                self.bad_entry(Some(k), val, *required);
+                    match keys.iter().find(|key| key.name == k.value) {
+                        Some(key) => match self.walk(val, &key.shape, key.name) {
+                            Fit::Ok => {}
+                            Fit::Repaired => repaired = true,
+                            Fit::Bad => {
+                                self.remove_entry(k, val, flow);
+                                removed += 1;
                             }
-                        }
+                        },
                         None => {
-                            let names: Vec<&str> = keys.iter().map(|(n, _, _)| *n).collect();
+                            let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
                             let hint = match nearest(&k.value, &names) {
                                 Some(n) => {
                                     suggested.push(n);
@@ -319,20 +317,15 @@ impl Walker {
                                 format!("unknown field `{}` in {what}", k.value),
                                 hint,
                             );
-                            self.bad_entry(Some(k), val, false);
-                            blanked += 1;
+                            self.remove_entry(k, val, flow);
+                            removed += 1;
                         }
                     }
                 }
-                // A map left with no entries would read as null, which the
-                // compiler refuses for a map: the parent drops it instead.
-                if blanked > 0 && blanked == entries.len() {
-                    ok = false;
-                }
-                for (name, _, required) in keys.iter() {
+                for Key { name, required, .. } in keys.iter() {
                     if *required && !entries.iter().any(|(k, _)| k.value == *name) {
-                        self.missing = true;
-                        ok = false;
+                        // The compiler leaves out what lacks it.
+                        repaired = true;
                         if suggested.contains(name) {
                             continue;
                         }
@@ -343,34 +336,30 @@ impl Walker {
                         );
                     }
                 }
-                ok
+                members_fit(removed, entries.len(), repaired)
             }
             (Shape::Named(sub), Value::Map(entries)) => {
-                let mut ok = true;
+                let flow = self.is_flow(v);
+                let mut removed = 0;
+                let mut repaired = false;
                 for (k, val) in entries {
-                    ok &= self.walk(val, sub, &k.value);
+                    match self.walk(val, sub, &k.value) {
+                        Fit::Ok => {}
+                        Fit::Repaired => repaired = true,
+                        Fit::Bad => {
+                            self.remove_entry(k, val, flow);
+                            removed += 1;
+                        }
+                    }
                 }
-                ok
+                members_fit(removed, entries.len(), repaired)
             }
-            (Shape::List(sub), Value::Seq(items)) => {
-                let mut ok = true;
-                for item in items {
-                    ok &= self.walk(item, sub, what);
-                }
-                if !ok {
-                    // One bad item cannot be blanked out of a list without
-                    // shifting the others; the list as a whole is dropped.
-                    self.bad_entry(None, v, false);
-                }
-                ok
-            }
-            (Shape::OneOrMany, Value::Seq(items)) => {
-                items.iter().all(|i| self.walk(i, &Shape::Text, what))
-            }
-            (Shape::OneOrMany | Shape::Text, Value::Str(_) | Value::Int(_)) => true,
-            (Shape::Bool, Value::Bool) => true,
-            (Shape::Count, Value::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => true,
-            (Shape::Word(words), Value::Str(s)) if words.contains(&s.as_str()) => true,
+            (Shape::List(sub), Value::Seq(items)) => self.items(v, items, sub, what),
+            (Shape::OneOrMany, Value::Seq(items)) => self.items(v, items, &Shape::Text, what),
+            (Shape::OneOrMany | Shape::Text, Value::Str(_) | Value::Int(_)) => Fit::Ok,
+            (Shape::Bool, Value::Bool) => Fit::Ok,
+            (Shape::Count, Value::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => Fit::Ok,
+            (Shape::Word(words), Value::Str(s)) if words.contains(&s.as_str()) => Fit::Ok,
             (Shape::Word(words), Value::Str(s)) => {
                 let hint = match nearest(s, words) {
                     Some(n) => format!(
@@ -380,26 +369,98 @@ impl Walker {
                     None => format!("{what} takes one of: {}", words.join(", ")),
                 };
                 self.error(at, format!("{what}: unknown value `{s}`"), hint);
-                false
+                Fit::Bad
+            }
+            (Shape::Either(alternatives), value)
+                if alternatives.iter().any(|s| kind_fits(s, value)) =>
+            {
+                let fits = alternatives.iter().find(|s| kind_fits(s, value));
+                fits.map_or(Fit::Bad, |s| self.walk(v, s, what))
             }
             (shape, _) => {
-                let want = match shape {
-                    Shape::Map(_) | Shape::Named(_) => "a map of keys",
-                    Shape::List(_) => "a list",
-                    Shape::OneOrMany => "a string or a list of strings",
-                    Shape::Text => "a single value",
-                    Shape::Bool => "a boolean (true or false)",
-                    Shape::Count => "a whole number",
-                    Shape::Word(_) => "a word",
+                let want = wanted(shape);
+                let message = match self.shown(v) {
+                    Some(shown) => format!("{what}: invalid value `{shown}`, expected {want}"),
+                    None => format!("{what}: no value, expected {want}"),
                 };
                 self.error(
                     at,
-                    format!("{what}: invalid value, expected {want}"),
+                    message,
                     "check the indentation and the value's type against docs/rules.md".into(),
                 );
-                false
+                Fit::Bad
             }
         }
+    }
+
+    /// The items of a list, each checked against `sub`; those that do not
+    /// fit are left out and the others kept.
+    fn items(
+        &mut self,
+        list: &Spanned<Value>,
+        items: &[Spanned<Value>],
+        sub: &Shape,
+        what: &str,
+    ) -> Fit {
+        let flow = self.is_flow(list);
+        let mut removed = 0;
+        let mut repaired = false;
+        for item in items {
+            match self.walk(item, sub, what) {
+                Fit::Ok => {}
+                Fit::Repaired => repaired = true,
+                Fit::Bad => {
+                    self.remove_item(item, flow);
+                    removed += 1;
+                }
+            }
+        }
+        members_fit(removed, items.len(), repaired)
+    }
+}
+
+/// What a value of `shape` looks like, for a message.
+fn wanted(shape: &Shape) -> String {
+    match shape {
+        Shape::Map(_) | Shape::Named(_) => "a map of keys".into(),
+        Shape::List(_) => "a list".into(),
+        Shape::OneOrMany => "a string or a list of strings".into(),
+        Shape::Text => "a single value".into(),
+        Shape::Bool => "a boolean (true or false)".into(),
+        Shape::Count => "a whole number from 0 to 4294967295".into(),
+        Shape::Word(_) => "a word".into(),
+        Shape::Either(alternatives) => alternatives
+            .iter()
+            .map(wanted)
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+/// Whether `v` is of the kind (map, list, scalar) `shape` takes.
+fn kind_fits(shape: &Shape, v: &Value) -> bool {
+    matches!(
+        (shape, v),
+        (Shape::Map(_) | Shape::Named(_), Value::Map(_))
+            | (Shape::List(_) | Shape::OneOrMany, Value::Seq(_))
+            | (
+                Shape::OneOrMany | Shape::Text | Shape::Word(_),
+                Value::Str(_) | Value::Int(_)
+            )
+            | (Shape::Bool, Value::Bool)
+            | (Shape::Count, Value::Int(_))
+    ) || matches!(shape, Shape::Either(a) if a.iter().any(|s| kind_fits(s, v)))
+}
+
+/// A collection whose members were left out: gone altogether if all
+/// were (a map or list left empty would read as null).
+fn members_fit(removed: usize, of: usize, repaired: bool) -> Fit {
+    if removed > 0 && removed == of {
+        Fit::Bad
+    } else if removed > 0 || repaired {
+        Fit::Repaired
+    } else {
+        Fit::Ok
     }
 }
 

@@ -148,7 +148,7 @@ one() {
       vsftpd_with ""
       srv_firewall_on
       transparent_on
-      spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$REPO/rules/cgnat-gateway.yaml" >/dev/null
+      spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$(lab_rules rules/cgnat-gateway.yaml)" >/dev/null
       wait_port gw 100.64.0.1 2100
       captures_on "$name"
       curl_get f16k ;;
@@ -208,7 +208,7 @@ PY
       vsftpd_with ""
       srv_firewall_on
       transparent_on
-      spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$REPO/rules/cgnat-gateway.yaml" >/dev/null
+      spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$(lab_rules rules/cgnat-gateway.yaml)" >/dev/null
       wait_port gw 100.64.0.1 2100
       CAPS=()
       capture gw any "$OUTDIR/$name.gateway.pcap"

@@ -42,9 +42,9 @@ try "passive (curl, EPSV)" curl epsv
 try "active (curl, PORT)" curl port
 kernel_helper_off
 
-say "3. ftpalg on the gateway (rules/cgnat-gateway.yaml, docs/nftables-transparent.nft)"
+say "3. ftpalg on the gateway (rules/cgnat-gateway.yaml with the lab's servers, docs/nftables-transparent.nft)"
 transparent_on
-spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$REPO/rules/cgnat-gateway.yaml" >/dev/null
+spawn gw "$STATE/ftpalg.log" "$FTPALG" run --rules "$(lab_rules rules/cgnat-gateway.yaml)" >/dev/null
 wait_port gw 100.64.0.1 2100
 try "passive (curl, EPSV)" curl epsv
 try "passive (curl, PASV)" curl pasv

@@ -34,6 +34,21 @@ spawn() {
   echo $!
 }
 
+# lab_rules FILE: prints the path of a copy of the shipped rules FILE for
+# this lab. The shipped CGNAT examples let clients reach `routable`
+# servers, and the lab's servers sit in documentation ranges, which
+# `routable` leaves out: the copy adds them to `servers: [routable]`.
+lab_rules() {
+  local src=$1 out
+  [[ $src == /* ]] || src=$REPO/$src
+  out=$STATE/lab-$(basename "$src")
+  grep -q 'servers: \[routable\]' "$src" || { echo "lab_rules: no servers: [routable] in $src" >&2; return 1; }
+  mkdir -p "$STATE"
+  sed 's#servers: \[routable\]#servers: [routable, 198.51.100.0/24, 203.0.113.0/24]#' "$src" >"$out"
+  chmod 644 "$out"
+  echo "$out"
+}
+
 stop_pid() {
   local pid=$1
   kill "$pid" 2>/dev/null || return 0

@@ -205,14 +205,14 @@ scenario() { # scenario NAME SERVER
     cgnat-transparent|seed-21-only)
       if { [ "$scen" != seed-21-only ] || step "$scen" "$server" "server firewall" srv_firewall_on; } \
          && step "$scen" "$server" "nftables redirect" transparent_on \
-         && start_ftpalg rules/cgnat-gateway.yaml "$tag" "$scen" "$server"; then
+         && start_ftpalg "$(lab_rules rules/cgnat-gateway.yaml)" "$tag" "$scen" "$server"; then
         matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
       fi
       stop_ftpalg; transparent_off; srv_firewall_off ;;
     seed-tproxy)
       if step "$scen" "$server" "server firewall" srv_firewall_on \
          && step "$scen" "$server" "tproxy" tproxy_on \
-         && start_ftpalg rules/cgnat-gateway-tproxy.yaml "$tag" "$scen" "$server"; then
+         && start_ftpalg "$(lab_rules rules/cgnat-gateway-tproxy.yaml)" "$tag" "$scen" "$server"; then
         matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
       fi
       stop_ftpalg; tproxy_off; srv_firewall_off ;;
@@ -257,7 +257,7 @@ scenario() { # scenario NAME SERVER
       # gateway's input dropped too: its conversions' relay pinholes for
       # the server are reached only through ftpalg's kernel filter.
       local same="$STATE/kernel-same-as-client.yaml"
-      sed 's/server_mode: auto/server_mode: same-as-client/' "$REPO/rules/cgnat-gateway-kernel.yaml" >"$same"
+      sed 's/server_mode: auto/server_mode: same-as-client/' "$(lab_rules rules/cgnat-gateway-kernel.yaml)" >"$same"
       if step "$scen" "$server" "forward drop" forward_drop_on \
          && step "$scen" "$server" "nftables redirect" transparent_on \
          && start_ftpalg "$same" "$tag" "$scen" "$server"; then
@@ -267,7 +267,7 @@ scenario() { # scenario NAME SERVER
         kernel_table_row "$scen" "$server"
         if step "$scen-21-only" "$server" "server firewall" srv_firewall_on \
            && step "$scen-21-only" "$server" "input drop" input_drop_on \
-           && start_ftpalg rules/cgnat-gateway-kernel.yaml "$tag-21" "$scen-21-only" "$server"; then
+           && start_ftpalg "$(lab_rules rules/cgnat-gateway-kernel.yaml)" "$tag-21" "$scen-21-only" "$server"; then
           MATRIX_SKIP=$KERNEL_21_SKIP matrix "$scen-21-only" "$server" 198.51.100.10 21 anonymous yes
           kernel_log_row "$scen-21-only" "$server" active-clients-kernel-forwarded "$OUT/$tag-21.ftpalg.log" active
         fi

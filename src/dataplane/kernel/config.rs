@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-/// How the kernel data path is set up.
+/// How the kernel data path is set up. `table`, `mark`, `mark_mask` and
+/// `log_group` are the operator's, from the rules' `data.kernel`
+/// (`crate::rules::KernelSettings`, whose defaults are these); the rest
+/// is ftpalg's own.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
     /// Name of ftpalg's table in the `inet` family. It must not be a

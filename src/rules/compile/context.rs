@@ -2,7 +2,7 @@
 //! port ranges, counts, network names) that every part of the file shares.
 
 use super::super::duration::parse_duration;
-use super::super::network::{parse_net, NetSet};
+use super::super::network::{parse_net, NetSet, Part};
 use super::super::ports::{parse_range, PortRange, RangeError};
 use super::super::schema::OneOrMany;
 use super::super::{Diagnostic, Severity};
@@ -14,6 +14,8 @@ pub(super) struct Ctx {
     pub(super) diags: Vec<Diagnostic>,
     pub(super) bad_range: bool,
     pub(super) networks: BTreeMap<String, NetSet>,
+    /// The verbs of `extra_commands`, upper case.
+    pub(super) extra_commands: Vec<String>,
 }
 
 pub(super) fn at(loc: &Location) -> (u32, u32) {
@@ -180,7 +182,7 @@ impl Ctx {
         if let Some(net) = parse_net(name) {
             return Some(NetSet {
                 label: name.to_string(),
-                nets: vec![net],
+                parts: vec![Part::whole(net)],
             });
         }
         let known: Vec<&str> = self.networks.keys().map(String::as_str).collect();

@@ -3,7 +3,6 @@
 //! `listener`, each rule and the shadowing between rules in `rule`.
 
 use super::duration::parse_rate;
-use super::network::{parse_net, NetSet, BUILTIN};
 use super::ports::PortRange;
 use super::schema::*;
 use super::*;
@@ -11,13 +10,24 @@ use crate::ftp::framer::DEFAULT_MAX_LINE;
 use std::collections::BTreeMap;
 
 mod context;
+mod kernel;
 mod listener;
+mod metrics;
+mod networks;
 mod rule;
+mod run_as;
+mod security;
+mod sockets;
 
 use context::{at, Ctx};
+use kernel::compile_kernel;
+use listener::compile_listener;
 pub use listener::kind_name;
-use listener::{compile_listener, parse_socket};
-use rule::{compile_rule, shadowing};
+use metrics::compile_metrics;
+use networks::compile_networks;
+use rule::{compile_rule, duplicate_names, shadowing};
+use run_as::compile_run_as;
+use security::compile_security;
 
 /// Compiles `text`, reporting every problem of shape (misspelt keys, wrong
 /// types, unknown values) and, around them, every problem of meaning.
@@ -29,8 +39,10 @@ pub fn compile(text: &str) -> Loaded {
         return compile_typed(text);
     }
     let mut diagnostics = checked.diagnostics;
-    if let Some(remains) = checked.remains {
-        for d in compile_typed(&remains).diagnostics {
+    // What remains once the entries with errors are blanked out; should
+    // it not parse after all, the errors of shape stand alone.
+    if let Some(Ok(raw)) = checked.remains.as_deref().map(parse) {
+        for d in compile_raw(&raw).diagnostics {
             if !diagnostics
                 .iter()
                 .any(|x| (x.line, x.column) == (d.line, d.column))
@@ -47,86 +59,51 @@ pub fn compile(text: &str) -> Loaded {
 }
 
 fn compile_typed(text: &str) -> Loaded {
+    match parse(text) {
+        Ok(raw) => compile_raw(&raw),
+        Err(d) => Loaded {
+            rules: None,
+            diagnostics: vec![d],
+        },
+    }
+}
+
+/// The file as written, or the parser's first error.
+pub(super) fn parse(text: &str) -> Result<RawFile, Diagnostic> {
     let options = serde_saphyr::options! { strict_booleans: true };
-    let raw: RawFile = match serde_saphyr::from_str_with_options(text, options) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, column) = e.location().map(|l| at(&l)).unwrap_or((0, 0));
-            let message = first_line(&e.to_string());
-            let hint = if message.contains("unknown field") {
-                "remove the key or fix its spelling; docs/rules.md lists every key"
-            } else if message.contains("unknown variant") {
-                "use one of the values the message lists"
-            } else if message.contains("missing field") {
-                "add the key; docs/rules.md says what it takes"
-            } else {
-                "check the indentation and the value's type against docs/rules.md"
-            };
-            let d = Diagnostic {
-                severity: Severity::Error,
-                line,
-                column,
-                message,
-                hint: hint.into(),
-            };
-            return Loaded {
-                rules: None,
-                diagnostics: vec![d],
-            };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let (line, column) = e.location().map(|l| at(&l)).unwrap_or((0, 0));
+        let message = first_line(&e.to_string());
+        let hint = if message.contains("unknown field") {
+            "remove the key or fix its spelling; docs/rules.md lists every key"
+        } else if message.contains("unknown variant") {
+            "use one of the values the message lists"
+        } else if message.contains("missing field") {
+            "add the key; docs/rules.md says what it takes"
+        } else {
+            "check the indentation and the value's type against docs/rules.md"
+        };
+        Diagnostic {
+            severity: Severity::Error,
+            line,
+            column,
+            message,
+            hint: hint.into(),
         }
-    };
+    })
+}
+
+fn compile_raw(raw: &RawFile) -> Loaded {
     let mut cx = Ctx {
         diags: Vec::new(),
         bad_range: false,
         networks: BTreeMap::new(),
+        extra_commands: Vec::new(),
     };
-    for (name, nets) in BUILTIN {
-        let nets = nets.iter().filter_map(|n| parse_net(n)).collect();
-        cx.networks.insert(
-            name.to_string(),
-            NetSet {
-                label: name.to_string(),
-                nets,
-            },
-        );
-    }
-    for (name, list) in &raw.networks {
-        if BUILTIN.iter().any(|(b, _)| b == name) {
-            cx.error(
-                list,
-                format!("network name '{name}' is built in"),
-                "pick another name; built-ins are any, loopback, private, cgnat, not-routable",
-            );
-            continue;
-        }
-        let mut nets = Vec::new();
-        for item in &list.value {
-            match parse_net(&item.value) {
-                Some(n) => nets.push(n),
-                None => cx.error(
-                    item,
-                    format!("'{}' is not a CIDR", item.value),
-                    "write an address with a prefix length, e.g. 100.64.0.0/24 or 2001:db8:1::/64",
-                ),
-            }
-        }
-        if list.value.is_empty() {
-            cx.error(
-                list,
-                format!("network '{name}' is empty"),
-                "list at least one CIDR",
-            );
-        }
-        cx.networks.insert(
-            name.clone(),
-            NetSet {
-                label: name.clone(),
-                nets,
-            },
-        );
-    }
+    extra_commands(&mut cx, raw);
+    compile_networks(&mut cx, &raw.networks);
 
-    let data = DataSettings {
+    let mut data = DataSettings {
         server_mode: raw
             .data
             .server_mode
@@ -161,7 +138,9 @@ fn compile_typed(text: &str) -> Loaded {
             Duration::from_secs(3),
         ),
         path: raw.data.path.as_ref().map(|p| p.value).unwrap_or_default(),
+        kernel: KernelSettings::default(),
     };
+    data.kernel = compile_kernel(&mut cx, raw.data.kernel.as_ref(), data.path);
     if !cx.bad_range && data.client_ports.overlaps(&data.server_ports) {
         let s = raw
             .data
@@ -262,40 +241,43 @@ fn compile_typed(text: &str) -> Loaded {
         }
     }
 
-    let security = Security {
-        bounce_protection: raw.security.bounce_protection.unwrap_or(true),
-        refuse_low_ports: raw.security.refuse_low_ports.unwrap_or(true),
-        check_data_peer: raw.security.check_data_peer.unwrap_or(true),
-        trust_passive_address: raw.security.trust_passive_address.unwrap_or(false),
-        tls: raw.security.tls.unwrap_or_default(),
-    };
+    let security = compile_security(&mut cx, &raw.security);
 
     let mut listeners = Vec::new();
-    if raw.listeners.value.is_empty() {
+    let raw_listeners: &[RawListener] = raw.listeners.as_ref().map_or(&[], |l| &l.value);
+    if let Some(l) = raw.listeners.as_ref().filter(|l| l.value.is_empty()) {
         cx.error(
-            &raw.listeners,
+            l,
             "no listeners".into(),
             "add at least one listener with name, listen and kind",
         );
     }
-    for l in &raw.listeners.value {
-        if let Some(listener) = compile_listener(&mut cx, l, &data, &listeners) {
+    for (i, l) in raw_listeners.iter().enumerate() {
+        if let Some(listener) = compile_listener(&mut cx, l, &data, &raw_listeners[..i]) {
             listeners.push(listener);
         }
     }
 
+    // Rules may name a listener that has errors of its own: it is still
+    // the listener meant.
+    let listener_names: Vec<&str> = raw_listeners
+        .iter()
+        .filter_map(|l| l.name.as_ref().map(|n| n.value.as_str()))
+        .collect();
     let mut rules = Vec::new();
     for (i, r) in raw.rules.iter().enumerate() {
-        if let Some(rule) = compile_rule(&mut cx, r, i, &listeners) {
+        if let Some(rule) = compile_rule(&mut cx, r, i, &listener_names) {
             rules.push(rule);
         }
     }
     shadowing(&mut cx, &rules, &raw.rules);
+    duplicate_names(&mut cx, &raw.rules);
 
     let metrics = raw
         .metrics
         .as_ref()
-        .and_then(|m| compile_metrics(&mut cx, m));
+        .and_then(|m| compile_metrics(&mut cx, m, &data, raw_listeners));
+    let run_as = compile_run_as(&mut cx, &raw.run_as);
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.line, d.column));
     let ok = diagnostics.iter().all(|d| d.severity == Severity::Warning);
@@ -306,63 +288,38 @@ fn compile_typed(text: &str) -> Loaded {
         security,
         rules,
         metrics,
-        run_as: RunAs {
-            user: raw.run_as.user.as_ref().map(|s| s.value.clone()),
-            group: raw.run_as.group.as_ref().map(|s| s.value.clone()),
-        },
+        run_as,
     });
     Loaded { rules, diagnostics }
 }
 
-/// The `metrics:` section. The token file is read here, at load and at
-/// every reload, so `ftpalg check` shows a missing or weak token and a
-/// reload picks up a new one.
-fn compile_metrics(cx: &mut Ctx, m: &RawMetrics) -> Option<MetricsSettings> {
-    let listen = parse_socket(&m.listen.value);
-    if listen.is_none() {
-        cx.error(
-            &m.listen,
-            format!("metrics listen '{}' is not an address:port", m.listen.value),
-            "write e.g. 127.0.0.1:9121 or \"[::1]:9121\"",
-        );
+/// `extra_commands`: verbs a server knows that ftpalg does not, which
+/// rules may then name.
+fn extra_commands(cx: &mut Ctx, raw: &RawFile) {
+    let Some(list) = &raw.extra_commands else {
+        return;
+    };
+    if list.value.is_empty() {
+        cx.warn(list, "extra_commands: [] says nothing".into(), "remove it");
     }
-    let mut token = None;
-    if let Some(f) = &m.status_token_file {
-        let path = std::path::PathBuf::from(&f.value);
-        match StatusToken::read(&path) {
-            Ok(t) => {
-                if token::readable_by_others(&path) {
-                    cx.warn(
-                        f,
-                        format!("metrics status_token_file '{}' may be read by any user on this host", f.value),
-                        "chmod 640 (owner root, group of the run_as user) or 600 (owner the run_as user)",
-                    );
-                }
-                token = Some((path, t));
-            }
-            Err(e) => cx.error(
-                f,
-                format!("metrics status_token_file '{}' {e}", f.value),
-                "give the absolute path of a file holding one line of at least 16 letters, digits or -._~+/ (e.g. the output of `openssl rand -hex 32`), readable by the run_as user",
-            ),
+    for item in &list.value {
+        let v = item.value.trim();
+        if v.is_empty() || v.len() > 8 || !v.chars().all(|c| c.is_ascii_uppercase()) {
+            cx.error(
+                item,
+                format!("extra_commands: '{v}' is not a command verb"),
+                "write the verb in upper case, 1 to 8 letters, e.g. XCRC",
+            );
+        } else if super::verbs::known(v) {
+            cx.warn(
+                item,
+                format!("extra_commands: {v} is a command ftpalg knows"),
+                "remove it; rules may name it as it is",
+            );
+        } else {
+            cx.extra_commands.push(v.to_string());
         }
     }
-    let settings = MetricsSettings {
-        listen: listen?,
-        status_token_file: token.as_ref().map(|(p, _)| p.clone()),
-        status_token: token.map(|(_, t)| t),
-    };
-    if settings.beyond_loopback() && m.status_token_file.is_none() {
-        cx.warn(
-            &m.listen,
-            format!(
-                "metrics listen {} is reachable beyond loopback and /status has no token: it shows user names, client addresses and file names to anyone who reaches it",
-                settings.listen
-            ),
-            "set metrics.status_token_file, or listen on 127.0.0.1",
-        );
-    }
-    Some(settings)
 }
 
 /// The parser's message without its own `error: line N column M:` prefix,

@@ -3,6 +3,8 @@
 
 use super::super::network::NetSet;
 use super::super::schema::*;
+use super::super::structure::nearest;
+use super::super::verbs;
 use super::super::*;
 use super::context::{at, Ctx};
 use serde_saphyr::Location;
@@ -11,15 +13,28 @@ pub(super) fn compile_rule(
     cx: &mut Ctx,
     r: &RawRule,
     index: usize,
-    listeners: &[Listener],
+    listeners: &[&str],
 ) -> Option<Rule> {
     let mut ok = true;
-    let name = r
-        .name
-        .as_ref()
-        .map(|n| n.value.clone())
-        .unwrap_or_else(|| format!("rule {}", index + 1));
+    let name = rule_name(r, index);
     let m = &r.matcher;
+    // An empty list matches nothing: the rule would never apply.
+    for (key, list) in [
+        ("client", &m.client),
+        ("server", &m.server),
+        ("user", &m.user),
+        ("command", &m.command),
+        ("listener", &m.listener),
+    ] {
+        if let Some(list) = list.as_ref().filter(|l| l.0.value.is_empty()) {
+            cx.error(
+                &list.0,
+                format!("{key}: [] matches nothing: the rule would never apply"),
+                "list what it should match, or leave the key out to match any",
+            );
+            ok = false;
+        }
+    }
     let client = m.client.as_ref().map(|c| cx.netsets(c));
     let server = m.server.as_ref().map(|c| cx.netsets(c));
     if matches!(client, Some(None)) || matches!(server, Some(None)) {
@@ -42,7 +57,22 @@ pub(super) fn compile_rule(
                 set.classes.push(v.to_string());
             } else if v.chars().all(|c| c.is_ascii_uppercase()) {
                 match Verb::parse(v.as_bytes()) {
-                    Some(verb) => set.verbs.push(verb),
+                    Some(verb) if verbs::known(v) || cx.extra_commands.iter().any(|x| x == v) => {
+                        set.verbs.push(verb)
+                    }
+                    Some(_) => {
+                        let also = "a server's own command goes in extra_commands first";
+                        let hint = match nearest(v, verbs::KNOWN) {
+                            Some(n) => format!("did you mean `{n}`? {also}"),
+                            None => format!("check the spelling; {also}"),
+                        };
+                        cx.error(
+                            &item,
+                            format!("'{v}' is not an FTP command ftpalg knows"),
+                            &hint,
+                        );
+                        ok = false;
+                    }
                     None => {
                         cx.error(
                             &item,
@@ -82,25 +112,26 @@ pub(super) fn compile_rule(
     let listener = m.listener.as_ref().map(|l| {
         let items = l.items();
         for item in &items {
-            if !listeners.iter().any(|x| x.name == item.value) {
-                let names: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
+            if !listeners.contains(&item.value.as_str()) {
                 cx.error(
                     item,
                     format!("no listener is named '{}'", item.value),
-                    &format!("use one of: {}", names.join(", ")),
+                    &format!("use one of: {}", listeners.join(", ")),
                 );
                 ok = false;
             }
         }
         items.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
     });
-    let action = match r.action.value {
+    // A rule without a usable action is checked all the same; the shape
+    // check has said what is wrong with the action.
+    let action = r.action.as_ref().map(|a| match a.value {
         RawAction::Allow => RuleAction::Allow,
         RawAction::Deny => RuleAction::Deny,
-    };
+    });
     let (mut reply_code, mut reply_text) = (550u16, format!("Denied by policy ({name})."));
     if let Some(reply) = &r.reply {
-        if action == RuleAction::Allow {
+        if action == Some(RuleAction::Allow) {
             cx.warn(
                 reply,
                 "reply is used only by deny rules".into(),
@@ -127,9 +158,12 @@ pub(super) fn compile_rule(
             }
         }
     }
+    let (Some(action), Some(start)) = (action, rule_start(r)) else {
+        return None;
+    };
     ok.then(|| Rule {
         name,
-        line: rule_start(r).line() as u32,
+        line: start.line() as u32,
         client: client.flatten(),
         server: server.flatten(),
         user,
@@ -142,12 +176,47 @@ pub(super) fn compile_rule(
     })
 }
 
+/// The name a rule is logged and counted by: its own, or `rule N`.
+pub(super) fn rule_name(r: &RawRule, index: usize) -> String {
+    r.name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("rule {}", index + 1))
+}
+
+/// Refuses a second rule of a name: its denials could not be told from
+/// the first's in the log and the metrics.
+pub(super) fn duplicate_names(cx: &mut Ctx, raw: &[RawRule]) {
+    for (j, later) in raw.iter().enumerate() {
+        let name = rule_name(later, j);
+        let Some(first) = raw[..j]
+            .iter()
+            .enumerate()
+            .find(|(i, r)| rule_name(r, *i) == name)
+        else {
+            continue;
+        };
+        let (Some(here), Some(there)) = (rule_start(later), rule_start(first.1)) else {
+            continue;
+        };
+        cx.push(
+            Severity::Error,
+            at(&here),
+            format!(
+                "a rule named '{name}' already exists (line {})",
+                there.line()
+            ),
+            "give each rule its own name: a denial is logged and counted by its rule's name",
+        );
+    }
+}
+
 /// Where a rule begins: its name if it has one, else its action.
-fn rule_start(r: &RawRule) -> Location {
+fn rule_start(r: &RawRule) -> Option<Location> {
     r.name
         .as_ref()
         .map(|n| n.referenced)
-        .unwrap_or(r.action.referenced)
+        .or_else(|| r.action.as_ref().map(|a| a.referenced))
 }
 
 fn covers_nets(earlier: &Option<Vec<NetSet>>, later: &Option<Vec<NetSet>>) -> bool {
@@ -157,7 +226,7 @@ fn covers_nets(earlier: &Option<Vec<NetSet>>, later: &Option<Vec<NetSet>>) -> bo
         (Some(a), Some(b)) => {
             let union = NetSet {
                 label: String::new(),
-                nets: a.iter().flat_map(|s| s.nets.clone()).collect(),
+                parts: a.iter().flat_map(|s| s.parts.clone()).collect(),
             };
             b.iter().all(|s| union.covers(s))
         }
@@ -201,13 +270,14 @@ pub(super) fn shadowing(cx: &mut Ctx, rules: &[Rule], raw: &[RawRule]) {
                 && (earlier.data_mode.is_none() || earlier.data_mode == later.data_mode)
                 && covers_list(&earlier.listener, &later.listener);
             if shadowed {
-                if let Some(r) = raw
+                if let Some(start) = raw
                     .iter()
-                    .find(|r| rule_start(r).line() as u32 == later.line)
+                    .filter_map(rule_start)
+                    .find(|s| s.line() as u32 == later.line)
                 {
                     let msg = format!("rule '{}' can never match: rule '{}' (line {}) matches everything it does first", later.name, earlier.name, earlier.line);
                     let hint = "move it above the earlier rule, or narrow the earlier rule's match";
-                    cx.push(Severity::Warning, at(&rule_start(r)), msg, hint);
+                    cx.push(Severity::Warning, at(&start), msg, hint);
                 }
                 break;
             }
