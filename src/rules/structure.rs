@@ -183,6 +183,7 @@ pub(super) const TOP: Shape = Shape::Map(&[
             ("max_line", Shape::Count, false),
             ("bandwidth_per_session", Shape::Text, false),
             ("control_keepalive", Shape::Text, false),
+            ("shutdown_grace", Shape::Text, false),
         ]),
         false,
     ),
