@@ -158,3 +158,78 @@ async fn a_stop_uses_the_grace_of_the_rules_in_force() {
     })
     .await;
 }
+
+/// A server that ends each download's data connection and answers `226`
+/// only `delay` later, as a server that closes the file, logs the transfer
+/// or waits for the client's FIN does: serves `body` for any RETR.
+async fn slow_226_server(body: Vec<u8>, delay: Duration) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (r, mut w) = s.into_split();
+        let mut lines = BufReader::new(r).lines();
+        w.write_all(b"220 slow\r\n").await.unwrap();
+        let mut data: Option<tokio::net::TcpListener> = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "USER" => "331 go on".to_string(),
+                "PASS" => "230 in".to_string(),
+                "PASV" | "EPSV" => {
+                    let d = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let p = d.local_addr().unwrap().port();
+                    data = Some(d);
+                    if verb == "PASV" {
+                        format!("227 Entering Passive Mode (127,0,0,1,{},{})", p >> 8, p & 0xff)
+                    } else {
+                        format!("229 Entering Extended Passive Mode (|||{p}|)")
+                    }
+                }
+                "RETR" => {
+                    w.write_all(b"150 here it comes\r\n").await.unwrap();
+                    let (mut d, _) = data.take().unwrap().accept().await.unwrap();
+                    d.write_all(&body).await.unwrap();
+                    d.shutdown().await.unwrap();
+                    drop(d);
+                    tokio::time::sleep(delay).await;
+                    "226 done".to_string()
+                }
+                "QUIT" => "221 bye".to_string(),
+                _ => "200 ok".to_string(),
+            };
+            if w.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_between_a_transfers_last_byte_and_its_226_passes_the_226_on() {
+    within(30, async {
+        let body = data(256 * 1024, 9);
+        let server = slow_226_server(body.clone(), Duration::from_millis(800)).await;
+        let gw = gateway(&explicit_rules(server, "passive", "limits:\n  shutdown_grace: 20s\n")).await;
+        let (mut c, mut d) = retr_f(&gw).await;
+        assert_eq!(c.reply().await.code, 150);
+        let got = read_paced(&mut d, Duration::ZERO).await.unwrap();
+        assert_eq!(sha256(&got), sha256(&body));
+        // As clients do at the end of the data: the relay is over.
+        drop(d);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every byte is here; the server's 226 is still 700 ms away.
+        let stop = tokio::spawn(gw.stop());
+        let r = c.reply().await;
+        assert_eq!(r.code, 226, "the client was told {}", r.text.trim_end());
+        // Then the gateway says it is going, and goes.
+        assert_eq!(c.reply().await.code, 421);
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the stop returns once the session has ended")
+            .unwrap();
+    })
+    .await;
+}
