@@ -22,3 +22,4 @@ pub mod packet;
 pub mod privilege;
 pub mod proxy;
 pub mod rules;
+pub mod selftest;

@@ -182,7 +182,11 @@ async fn slow_226_server(body: Vec<u8>, delay: Duration) -> SocketAddr {
                     let p = d.local_addr().unwrap().port();
                     data = Some(d);
                     if verb == "PASV" {
-                        format!("227 Entering Passive Mode (127,0,0,1,{},{})", p >> 8, p & 0xff)
+                        format!(
+                            "227 Entering Passive Mode (127,0,0,1,{},{})",
+                            p >> 8,
+                            p & 0xff
+                        )
                     } else {
                         format!("229 Entering Extended Passive Mode (|||{p}|)")
                     }
@@ -199,7 +203,10 @@ async fn slow_226_server(body: Vec<u8>, delay: Duration) -> SocketAddr {
                 "QUIT" => "221 bye".to_string(),
                 _ => "200 ok".to_string(),
             };
-            if w.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+            if w.write_all(format!("{reply}\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -212,7 +219,12 @@ async fn a_stop_between_a_transfers_last_byte_and_its_226_passes_the_226_on() {
     within(30, async {
         let body = data(256 * 1024, 9);
         let server = slow_226_server(body.clone(), Duration::from_millis(800)).await;
-        let gw = gateway(&explicit_rules(server, "passive", "limits:\n  shutdown_grace: 20s\n")).await;
+        let gw = gateway(&explicit_rules(
+            server,
+            "passive",
+            "limits:\n  shutdown_grace: 20s\n",
+        ))
+        .await;
         let (mut c, mut d) = retr_f(&gw).await;
         assert_eq!(c.reply().await.code, 150);
         let got = read_paced(&mut d, Duration::ZERO).await.unwrap();

@@ -29,7 +29,8 @@ for f in /usr/bin/ftpalg /usr/lib/systemd/system/ftpalg.service /etc/ftpalg/rule
   /usr/share/man/man8/ftpalg.8.gz /usr/share/man/man8/ftpalg-run.8.gz /usr/share/man/man8/ftpalg-check.8.gz \
   /usr/share/man/man5/ftpalg-rules.5.gz /usr/share/bash-completion/completions/ftpalg \
   /usr/share/zsh/vendor-completions/_ftpalg /usr/share/fish/vendor_completions.d/ftpalg.fish \
-  /usr/share/doc/ftpalg/nftables/nftables-transparent.nft /usr/share/doc/ftpalg/nftables/nftables-tproxy.nft; do
+  /usr/share/doc/ftpalg/nftables/nftables-transparent.nft /usr/share/doc/ftpalg/nftables/nftables-tproxy.nft \
+  /usr/share/doc/ftpalg/nftables/nftables-fail-open.nft /usr/share/doc/ftpalg/systemd/fail-open.conf; do
   check test -s "$f"
 done
 check grep -qx /etc/ftpalg/rules.yaml /var/lib/dpkg/info/ftpalg.conffiles
