@@ -284,9 +284,11 @@ pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<
         grace_secs = grace.as_secs(),
         "stopping: no new sessions; running transfers may finish within the grace"
     );
+    // The first extension goes out before the drain starts.
     tokio::select! {
-        () = handle.shutdown(grace) => {}
+        biased;
         () = extend_stop_timeout() => {}
+        () = handle.shutdown(grace) => {}
     }
     Ok(())
 }
