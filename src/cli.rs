@@ -82,7 +82,7 @@ pub enum Command {
         #[arg(long, short, default_value = "rules/default.yaml")]
         rules: PathBuf,
         /// A server to reach through a transparent or user-at-host listener
-        /// (HOST, HOST:PORT or [IPV6]:PORT); give one of each family to test
+        /// (`HOST`, `HOST:PORT` or `[IPV6]:PORT`); give one of each family to test
         /// both.
         #[arg(long, value_name = "HOST[:PORT]")]
         server: Vec<String>,

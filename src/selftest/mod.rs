@@ -11,7 +11,7 @@
 //! - that a transfer passes: through each listener it can reach, a login
 //!   to the server and a directory listing in passive and in active mode.
 //!   A transparent listener is reached through a table of the self-test's
-//!   own, for its own sockets only ([`divert`]). Data connections the
+//!   own, for its own sockets only (`divert`). Data connections the
 //!   kernel would forward cannot be made from the gateway itself (the
 //!   kernel takes them as they arrive from the network), so with the
 //!   kernel data path only the login is tried.
