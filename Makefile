@@ -92,7 +92,8 @@ install: build man
 	install -Dm644 $(DOCS_OUT)/completions/_ftpalg $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_ftpalg
 	install -Dm644 $(DOCS_OUT)/completions/ftpalg.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpalg.fish
 	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg LICENSE-MIT LICENSE-APACHE
-	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/nftables docs/nftables-transparent.nft docs/nftables-tproxy.nft
+	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/nftables docs/nftables-transparent.nft docs/nftables-tproxy.nft docs/nftables-fail-open.nft
+	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/systemd packaging/systemd/fail-open.conf
 	install -Dm644 -t $(DESTDIR)$(DATADIR)/doc/ftpalg/rules rules/*.yaml
 	[ -e $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml ] || install -Dm644 packaging/rules.yaml $(DESTDIR)$(SYSCONFDIR)/ftpalg/rules.yaml
 

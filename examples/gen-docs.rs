@@ -17,7 +17,7 @@ const MORE: &str = r#".SH SIGNALS
 re-reads the rules file; a file with errors is refused and the old rules stay in force.
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR
-stop accepting, let running transfers finish (up to the pinhole timeout, at least 30 s), then exit.
+stop accepting, tell idle sessions 421, let running transfers finish for up to the rules' \fBlimits.shutdown_grace\fR (by default the pinhole timeout, at least 30 s), reset those still running, then exit. Under systemd the unit's stop timeout is extended while transfers run.
 .SH PRIVILEGES
 Started as root, \fBftpalg run\fR keeps only the capabilities its rules need
 (CAP_NET_BIND_SERVICE for a port below 1024, CAP_NET_ADMIN for a TPROXY listener

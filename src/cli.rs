@@ -70,6 +70,37 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Check that the gateway running on this host does its job for the
+    /// rules given: exit 0 if every check passed, 1 if one failed.
+    ///
+    /// Run on the gateway as root. It checks that each listener is bound;
+    /// that nftables sends the clients' FTP to the transparent listeners
+    /// (tcp/21 and client_ports, per address family, or TPROXY), and with
+    /// the kernel data path that ftpalg's table is there and every
+    /// default-drop forward and input chain has the accept line; and that a
+    /// login and a listing in passive and in active mode pass through each
+    /// listener it can reach (a transparent one through a temporary table of
+    /// its own, for its own sockets only: inet ftpalg_selftest). Prints one
+    /// PASS, FAIL or SKIP line per check.
+    Selftest {
+        /// The rules file the gateway runs with.
+        #[arg(long, short, default_value = "rules/default.yaml")]
+        rules: PathBuf,
+        /// A server to reach through a transparent or user-at-host listener
+        /// (`HOST`, `HOST:PORT` or `[IPV6]:PORT`); give one of each family to test
+        /// both.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        server: Vec<String>,
+        /// The FTP user to log in as.
+        #[arg(long, default_value = "anonymous")]
+        user: String,
+        /// Its password.
+        #[arg(long, default_value = "ftpalg-selftest@")]
+        password: String,
+        /// Seconds each step may take.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Explain from captures (or live) why FTP through NAT failed and what
     /// to change. Exit 0: every session ok (or recovered); 3: a session
     /// failed or could not be read; 1: a capture could not be read.

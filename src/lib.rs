@@ -7,7 +7,8 @@
 //! backend. Beside them, [`packet`] (captures, TCP decoding and
 //! reassembly) and [`diagnose`] serve `ftpalg diagnose`; [`cli`] holds the
 //! command line and [`privilege`] least privilege (the capabilities kept,
-//! the run_as user). Under them all, [`addrs`] holds the canonical form of
+//! the run_as user); [`selftest`] checks a running gateway and its
+//! nftables rules. Under them all, [`addrs`] holds the canonical form of
 //! an address, which every layer may use. See `docs/architecture.md`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -22,3 +23,4 @@ pub mod packet;
 pub mod privilege;
 pub mod proxy;
 pub mod rules;
+pub mod selftest;

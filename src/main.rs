@@ -94,10 +94,45 @@ fn diagnose(
     })
 }
 
+fn selftest(
+    path: &std::path::Path,
+    servers: &[String],
+    user: String,
+    password: String,
+    timeout: u64,
+) -> Result<ExitCode> {
+    let (rules, _) = ftpalg::rules::load(path)?;
+    let servers = servers
+        .iter()
+        .map(|s| ftpalg::selftest::parse_server(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let opts = ftpalg::selftest::Options {
+        servers,
+        user,
+        password,
+        timeout: std::time::Duration::from_secs(timeout.max(1)),
+    };
+    let report = ftpalg::selftest::run(&rules, &opts);
+    print!("{}", report.to_text());
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { rules, explain } => check(&rules, explain),
+        Command::Selftest {
+            rules,
+            server,
+            user,
+            password,
+            timeout,
+        } => selftest(&rules, &server, user, password, timeout),
         Command::Diagnose {
             format,
             svg,

@@ -216,6 +216,9 @@ fn tells_systemd_when_ready_reloading_and_stopping() {
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(next(), "STOPPING=1\n");
+    // While the stop waits for transfers, systemd is asked for more time,
+    // so the unit's TimeoutStopSec does not cut a longer shutdown_grace.
+    assert_eq!(next(), "EXTEND_TIMEOUT_USEC=15000000\n");
     drop(child);
 }
 

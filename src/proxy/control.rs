@@ -398,7 +398,11 @@ impl Driver {
                     }
                 }
                 why = self.admission.dismissed(login_timeout) => return self.close_for(why).await,
-                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() => {
+                // At a stop a session ends between commands only: not while
+                // a transfer runs, a data channel is set up, or a reply is
+                // owed to the client (a transfer's 226 that the server sends
+                // after the data has ended).
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() && self.session.backlog().0 == 0 => {
                     self.push_out(None, self.session.close_reply(CloseReason::Shutdown));
                     self.flush().await?;
                     return Ok(());

@@ -29,7 +29,7 @@ use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
 pub use error::ProxyError;
 use events::Telemetry;
-use host::{notify, raise_fd_limit};
+use host::{extend_stop_timeout, notify, raise_fd_limit};
 use kernel::KernelThread;
 use listeners::{ListenerSet, Listening};
 use pinhole::UserspacePinholes;
@@ -122,8 +122,15 @@ impl Handle {
         self.gw.replace_rules(rules);
     }
 
+    /// Stops as `ftpalg run` does on SIGTERM: [`Handle::shutdown`] with
+    /// the grace of the rules in force (`limits.shutdown_grace`).
+    pub async fn stop(self) {
+        let grace = self.gw.rules().limits.shutdown_grace;
+        self.shutdown(grace).await
+    }
+
     /// Stops accepting, lets sessions finish their transfers for up to
-    /// `grace`, then returns.
+    /// `grace`, then returns: at once when no session is left.
     pub async fn shutdown(self, grace: Duration) {
         self.gw.shutdown.stop();
         self.gw.listening.listeners().stop_all();
@@ -255,7 +262,6 @@ pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<
             "the open-file limit is below what the session limit needs; raise LimitNOFILE"
         );
     }
-    let grace = rules.data.pinhole_timeout.max(Duration::from_secs(30));
     let handle = start_with(rules, privileged).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
@@ -278,11 +284,19 @@ pub async fn run(path: PathBuf, rules: Rules, privileged: Privileged) -> Result<
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
+    // The grace of the rules in force: a reload may have changed it.
+    let grace = handle.gateway().rules().limits.shutdown_grace;
     info!(
         sessions = handle.gateway().active_sessions(),
-        "stopping: no new sessions; running transfers may finish"
+        grace_secs = grace.as_secs(),
+        "stopping: no new sessions; running transfers may finish within the grace"
     );
-    handle.shutdown(grace).await;
+    // The first extension goes out before the drain starts.
+    tokio::select! {
+        biased;
+        () = extend_stop_timeout() => {}
+        () = handle.shutdown(grace) => {}
+    }
     Ok(())
 }
 

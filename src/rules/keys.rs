@@ -303,6 +303,12 @@ const LIMITS: Shape = Shape::Map(&[
         "60s",
         "TCP keepalive on both control connections, so that a NAT or firewall on the way does not forget one left idle by a long transfer: the first probe after this much silence, then every third of it; `off` turns it off. Keep it below the shortest idle timeout on either path.",
     ),
+    key(
+        "shutdown_grace",
+        Shape::Text,
+        "the pinhole timeout, at least 30s",
+        "How long a stop (SIGTERM, `systemctl stop` or `restart`, a package upgrade) waits for running transfers before it resets them; new sessions are refused from the start of the stop. At most 24h; ftpalg extends systemd's stop timeout while it waits.",
+    ),
 ]);
 
 const SECURITY: Shape = Shape::Map(&[

@@ -175,6 +175,15 @@ impl DataPath {
 /// the reply that announced it is not coming.
 pub const MAX_PINHOLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
+/// The longest `limits.shutdown_grace` the rules accept: a stop must end.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// The shutdown grace when the rules give none: the pinhole timeout, and
+/// at least 30 s.
+pub fn default_shutdown_grace(pinhole_timeout: Duration) -> Duration {
+    pinhole_timeout.max(Duration::from_secs(30))
+}
+
 /// Data channel settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataSettings {
@@ -261,6 +270,10 @@ pub struct Limits {
     /// so that a NAT or firewall on the way does not forget a control
     /// connection left idle by a long transfer.
     pub control_keepalive: Option<Duration>,
+    /// How long a stop (SIGTERM, `systemctl stop` or `restart`, a package
+    /// upgrade) waits for running transfers before it resets them. New
+    /// sessions are refused from the start of the stop.
+    pub shutdown_grace: Duration,
 }
 
 /// The unprivileged account the gateway runs as once its listeners are

@@ -163,6 +163,7 @@ pub struct RawLimits {
     pub max_line: Option<Spanned<u32>>,
     pub bandwidth_per_session: Option<Spanned<String>>,
     pub control_keepalive: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,7 +44,7 @@ lab_rules() {
   out=$STATE/lab-$(basename "$src")
   grep -q 'servers: \[routable\]' "$src" || { echo "lab_rules: no servers: [routable] in $src" >&2; return 1; }
   mkdir -p "$STATE"
-  sed 's#servers: \[routable\]#servers: [routable, 198.51.100.0/24, 203.0.113.0/24]#' "$src" >"$out"
+  sed 's#servers: \[routable\]#servers: [routable, 198.51.100.0/24, 203.0.113.0/24, 2001:db8:2::/64]#' "$src" >"$out"
   chmod 644 "$out"
   echo "$out"
 }

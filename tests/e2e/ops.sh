@@ -11,8 +11,23 @@
 #              answers a late packet with a reset; a 12 s download through
 #              ftpalg completes with control_keepalive: 2s and fails with
 #              control_keepalive: off.
+#   selftest   `ftpalg selftest` on the gateway of the shipped transparent
+#              setup (docs/nftables-transparent.nft, rules/cgnat-gateway.yaml):
+#              passes, a transfer through each family's listener included;
+#              fails with a rules file whose IPv6 redirect has no listener,
+#              with the kernel rules once the accept line is taken out of
+#              the default-drop forward chain, and once the gateway is gone.
+#   restart    a 12 s download through the transparent gateway when the
+#              gateway is stopped after 3 s (SIGTERM, what a restart or an
+#              upgrade sends): it completes whole. With the fail-open
+#              drop-in's commands (packaging/systemd/fail-open.conf) run
+#              where systemd runs them, new sessions during the drain and
+#              while it is down go straight to the server (kernel helper,
+#              docs/nftables-fail-open.nft), passive and active, and
+#              through the gateway again once it is back; without them,
+#              they are refused until it is back.
 #
-#   E2E_LABS=xy bash tests/e2e/ops.sh [privilege] [keepalive]
+#   E2E_LABS=xy bash tests/e2e/ops.sh [privilege] [keepalive] [selftest] [restart]
 # uses the lab "xyx". Prints one PASS/FAIL line per check; exits 1 if any
 # failed.
 set -u
@@ -21,7 +36,7 @@ LAB=${E2E_LABS:-fa}x
 STATE=$REPO/target/e2e/$LAB
 [ "$(id -u)" -eq 0 ] || { echo "ops: needs root" >&2; exit 1; }
 [ -x "$FTPALG" ] || { echo "ops: build first: $FTPALG missing" >&2; exit 1; }
-TESTS=${*:-privilege keepalive}
+TESTS=${*:-privilege keepalive selftest restart}
 failed=0
 ok() { echo "PASS $*"; }
 bad() { echo "FAIL $*"; failed=1; }
@@ -172,9 +187,12 @@ NFT
   inns gw nft delete table ip lab_idle
 }
 
+# selftest and restart: the gateway's lifecycle.
+source "$E2E_DIR/ops-lifecycle.sh"
+
 for t in $TESTS; do
   case "$t" in
-    privilege | keepalive) "$t" ;;
+    privilege | keepalive | selftest | restart) "$t" ;;
     *) bad "unknown test $t" ;;
   esac
 done

@@ -159,7 +159,8 @@ expected_rows() {
     for scen in $2; do
       # NAME:KIND, KIND m for the matrix, 6 for the IPv6 matrix.
       case "$scen" in
-        cgnat-transparent|seed-21-only|seed-tproxy) sets=("$scen:m") ;;
+        cgnat-transparent) sets=("$scen:m" "$scen-ipv6:6") ;;
+        seed-21-only|seed-tproxy) sets=("$scen:m") ;;
         explicit) sets=("explicit:m" "explicit-user@host:m") ;;
         reverse) sets=("reverse:m" "reverse-inside:r")
                  printf 'reverse\t%s\tadvertise-per-client-network\n' "$server" ;;
@@ -167,7 +168,7 @@ expected_rows() {
         baseline-kernel) sets=("baseline-kernel:m" "baseline-kernel-21-only:b") ;;
         resume) sets=()
                 resume_lines | while read -r line; do printf 'resume\t%s\t%s\n' "$server" "$line"; done ;;
-        kernel-path) sets=("kernel-path:m" "kernel-path-21-only:k")
+        kernel-path) sets=("kernel-path:m" "kernel-path-ipv6:6" "kernel-path-21-only:k")
                      printf 'kernel-path\t%s\tevery-transfer-kernel-forwarded\n' "$server"
                      printf 'kernel-path-21-only\t%s\tactive-clients-kernel-forwarded\n' "$server"
                      printf 'kernel-path\t%s\ttable-gone-after-sigterm\n' "$server" ;;
@@ -207,6 +208,8 @@ scenario() { # scenario NAME SERVER
          && step "$scen" "$server" "nftables redirect" transparent_on \
          && start_ftpalg "$(lab_rules rules/cgnat-gateway.yaml)" "$tag" "$scen" "$server"; then
         matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
+        # IPv6 through the same nftables file and rules, as shipped.
+        [ "$scen" = cgnat-transparent ] && v6_matrix "$scen-ipv6" "$server" 2001:db8:2::10 21 anonymous
       fi
       stop_ftpalg; transparent_off; srv_firewall_off ;;
     seed-tproxy)
@@ -262,7 +265,11 @@ scenario() { # scenario NAME SERVER
          && step "$scen" "$server" "nftables redirect" transparent_on \
          && start_ftpalg "$same" "$tag" "$scen" "$server"; then
         matrix "$scen" "$server" 198.51.100.10 21 anonymous yes
-        kernel_log_row "$scen" "$server" every-transfer-kernel-forwarded "$OUT/$tag.ftpalg.log" all
+        # IPv6 has no NAT of its own: the file's masquerade of ftpalg's
+        # marked flows gives them the gateway's address.
+        v6_matrix "$scen-ipv6" "$server" 2001:db8:2::10 21 anonymous
+        kernel_log_row "$scen" "$server" every-transfer-kernel-forwarded "$OUT/$tag.ftpalg.log" all \
+          $(( $(matrix_lines | grep -c .) + $(v6_lines | grep -c .) ))
         stop_ftpalg
         kernel_table_row "$scen" "$server"
         if step "$scen-21-only" "$server" "server firewall" srv_firewall_on \

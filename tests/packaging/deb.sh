@@ -89,6 +89,7 @@ for f in /usr/bin/ftpalg /usr/lib/systemd/system/ftpalg.service /etc/ftpalg/rule
   /usr/share/man/man5/ftpalg-rules.5.gz /usr/share/bash-completion/completions/ftpalg \
   /usr/share/zsh/vendor-completions/_ftpalg /usr/share/fish/vendor_completions.d/ftpalg.fish \
   /usr/share/doc/ftpalg/nftables/nftables-transparent.nft /usr/share/doc/ftpalg/nftables/nftables-tproxy.nft \
+  /usr/share/doc/ftpalg/nftables/nftables-fail-open.nft /usr/share/doc/ftpalg/systemd/fail-open.conf \
   /usr/share/doc/ftpalg/copyright /usr/share/doc/ftpalg/LICENSE-MIT /usr/share/doc/ftpalg/LICENSE-APACHE; do
   check test -s "$f"
 done

@@ -22,6 +22,15 @@ if ! out=$(MANPATH="$PWD/target/docs:" systemd-analyze verify "$tmp/ftpalg.servi
   exit 1
 fi
 echo "systemd unit: verify clean"
+# With the fail-open drop-in (packaging/systemd/fail-open.conf) beside it.
+mkdir -p "$tmp/ftpalg.service.d"
+cp packaging/systemd/fail-open.conf "$tmp/ftpalg.service.d/"
+if ! out=$(cd "$tmp" && MANPATH="$OLDPWD/target/docs:" systemd-analyze verify "$tmp/ftpalg.service" 2>&1) || [ -n "$out" ]; then
+  echo "systemd unit: FAIL verify with the fail-open drop-in:"
+  echo "$out"
+  exit 1
+fi
+echo "systemd unit: verify clean with the fail-open drop-in"
 sec=$(systemd-analyze security --no-pager --offline=true "$tmp/ftpalg.service" 2>&1) || true
 level=$(printf '%s\n' "$sec" | sed -n 's/.*Overall exposure level for ftpalg.service: \([0-9.]*\).*/\1/p')
 [ -n "$level" ] || { echo "systemd unit: FAIL no exposure level in:"; echo "$sec"; exit 1; }

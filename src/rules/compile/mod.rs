@@ -184,6 +184,7 @@ fn compile_raw(raw: &RawFile) -> Loaded {
         max_line: DEFAULT_MAX_LINE,
         bandwidth_per_session: None,
         control_keepalive: Some(Duration::from_secs(60)),
+        shutdown_grace: shutdown_grace(&mut cx, &raw.limits.shutdown_grace, &data),
     };
     if let Some(s) = &raw.limits.control_keepalive {
         limits.control_keepalive = if s.value.trim() == "off" {
@@ -333,4 +334,29 @@ fn first_line(s: &str) -> String {
         }
     }
     m.to_string()
+}
+
+/// `limits.shutdown_grace`, bounded: a stop must end, and the unit's stop
+/// timeout follows it (ftpalg extends it while it waits).
+fn shutdown_grace(
+    cx: &mut Ctx,
+    s: &Option<serde_saphyr::Spanned<String>>,
+    data: &DataSettings,
+) -> Duration {
+    let default = crate::rules::default_shutdown_grace(data.pinhole_timeout);
+    let d = cx.duration(s, "shutdown_grace", default);
+    match s {
+        Some(s) if d > crate::rules::MAX_SHUTDOWN_GRACE => {
+            cx.error(
+                s,
+                format!(
+                    "shutdown_grace must be at most {}h",
+                    crate::rules::MAX_SHUTDOWN_GRACE.as_secs() / 3600
+                ),
+                "a stop waits this long for running transfers; longer ones are better resumed (REST)",
+            );
+            default
+        }
+        _ => d,
+    }
 }

@@ -209,3 +209,33 @@ fn bandwidth_cap_is_refused_where_the_kernel_moves_transfers() {
     let d = diags("data:\n  path: relay\nlimits:\n  bandwidth_per_session: 1MiB/s\n");
     assert!(d.iter().all(|x| x.2 != Severity::Error), "{d:?}");
 }
+
+#[test]
+fn shutdown_grace_defaults_to_the_pinhole_timeout_and_at_least_thirty_seconds() {
+    let r = from_str(BASE).rules.unwrap();
+    assert_eq!(r.limits.shutdown_grace, Duration::from_secs(30));
+    let r = from_str(&format!("{BASE}data:\n  pinhole_timeout: 90s\n"))
+        .rules
+        .unwrap();
+    assert_eq!(r.limits.shutdown_grace, Duration::from_secs(90));
+    let r = from_str(&format!("{BASE}limits:\n  shutdown_grace: 15m\n"))
+        .rules
+        .unwrap();
+    assert_eq!(r.limits.shutdown_grace, Duration::from_secs(900));
+}
+
+#[test]
+fn shutdown_grace_is_bounded() {
+    assert_eq!(
+        one_error("limits:\n  shutdown_grace: 25h\n"),
+        (7, 19, "shutdown_grace must be at most 24h".into())
+    );
+    assert_eq!(
+        one_error("limits:\n  shutdown_grace: 0s\n"),
+        (7, 19, "shutdown_grace must be longer than zero".into())
+    );
+    assert_eq!(
+        one_error("limits:\n  shutdown_grace: soon\n"),
+        (7, 19, "shutdown_grace: 'soon' is not a duration".into())
+    );
+}
