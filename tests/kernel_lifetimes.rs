@@ -5,8 +5,8 @@
 
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelDataPlane, PinholeId};
-use ftpalg::dataplane::{FailReason, FlowEvent};
+use ftpalg::dataplane::kernel::{FailReason, FlowEvent};
+use ftpalg::dataplane::kernel::{KernelTable, PinholeId};
 use kernel::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -34,7 +34,7 @@ const PINHOLE: Duration = Duration::from_secs(30);
 
 /// Polls until `id` has an event matching `want` (bounded).
 fn wait_for(
-    dp: &mut KernelDataPlane,
+    dp: &mut KernelTable,
     id: PinholeId,
     within: Duration,
     want: impl Fn(&FlowEvent) -> bool,

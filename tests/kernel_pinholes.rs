@@ -5,10 +5,8 @@
 
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError};
-use ftpalg::dataplane::{
-    ClientAddr, FailReason, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
-};
+use ftpalg::dataplane::kernel::{FailReason, FlowEvent, KernelConfig, KernelError, KernelTable};
+use ftpalg::dataplane::{ClientAddr, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use kernel::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -218,7 +216,7 @@ fn nothing_remains_after_drop_or_after_the_process_socket_closes() {
     // Owner-bound: a second instance cannot take the table over while the
     // first lives...
     let g = Gateway::open(lab, config());
-    let second = in_ns(&g.lab.gw, || KernelDataPlane::open(config()));
+    let second = in_ns(&g.lab.gw, || KernelTable::open(config()));
     assert!(
         matches!(second, Err(KernelError::TableBusy { .. })),
         "{second:?}"
@@ -262,7 +260,7 @@ const HOLD_ENV: &str = "FTPALG_KERNEL_TEST_HOLD_IN";
 #[ignore = "helper: run in a child process by nothing_remains_after_drop_or_after_the_process_socket_closes"]
 fn hold_table_until_killed() {
     let ns = std::env::var(HOLD_ENV).expect("run by the parent test only");
-    let (dp, _) = in_ns(&ns, || KernelDataPlane::open(config())).unwrap();
+    let (dp, _) = in_ns(&ns, || KernelTable::open(config())).unwrap();
     // Bounded: the parent kills this long before.
     std::thread::sleep(Duration::from_secs(20));
     drop(dp);

@@ -2,8 +2,8 @@
 //! data path open in its gateway, and the flows they run through it.
 
 use super::*;
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, OpenReport, PinholeId};
-use ftpalg::dataplane::{FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
+use ftpalg::dataplane::kernel::{FlowEvent, KernelConfig, KernelTable, OpenReport, PinholeId};
+use ftpalg::dataplane::{GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ pub fn passive(gw: SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
 /// A lab and the data plane open in its gateway; dropping it drops both,
 /// the data plane first.
 pub struct Gateway {
-    pub dp: KernelDataPlane,
+    pub dp: KernelTable,
     /// What opening the data plane found.
     pub report: OpenReport,
     pub lab: Lab,
@@ -49,7 +49,7 @@ impl Gateway {
     /// Opens the data plane in `lab`'s gateway.
     pub fn open(lab: Lab, config: KernelConfig) -> Gateway {
         let (dp, report) =
-            in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
+            in_ns(&lab.gw, move || KernelTable::open(config)).expect("open kernel data path");
         assert!(report.accounting, "the lab turns conntrack accounting on");
         Gateway { dp, report, lab }
     }

@@ -8,7 +8,8 @@
 use super::conntrack::{Entry, TcpState};
 use super::elements::Elements;
 use super::PinholeId;
-use crate::dataplane::{ByteCounts, FailReason, FlowEvent, PinholeFlow};
+use super::{ByteCounts, FailReason, FlowEvent};
+use crate::dataplane::PinholeFlow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -19,9 +19,8 @@ use super::super::pinhole::{Pinhole, PinholeRequest};
 use super::super::relay::Moved;
 use super::channels::DataEvent;
 use super::Driver;
-use crate::dataplane::{
-    ClientAddr, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
-};
+use crate::dataplane::kernel::FlowEvent;
+use crate::dataplane::{ClientAddr, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
 use std::net::SocketAddr;

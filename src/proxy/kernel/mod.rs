@@ -1,5 +1,5 @@
 //! The kernel data plane as the tokio driver uses it: one dedicated thread
-//! owns ftpalg's nftables table ([`KernelDataPlane`], a blocking API) and
+//! owns ftpalg's nftables table ([`KernelTable`], a blocking API) and
 //! serves the sessions' requests from a queue, so no runtime worker ever
 //! waits for netlink. The thread also follows the pinholes' connections
 //! (conntrack events) and hands each pinhole's [`FlowEvent`]s to the
@@ -18,8 +18,9 @@
 //! process dies, the table being owned by the thread's netlink socket),
 //! and every connection still followed then is ended with it.
 
-use crate::dataplane::kernel::{KernelConfig, KernelDataPlane, KernelError, PinholeId};
-use crate::dataplane::{FlowEvent, PinholeFlow};
+use crate::dataplane::kernel::FlowEvent;
+use crate::dataplane::kernel::{KernelConfig, KernelError, KernelTable, PinholeId};
+use crate::dataplane::PinholeFlow;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -141,7 +142,7 @@ impl Drop for KernelPinhole {
 }
 
 /// The gateway's handle on the kernel thread, which owns the
-/// [`KernelDataPlane`].
+/// [`KernelTable`].
 pub(crate) struct KernelThread {
     tx: Mutex<Option<std_mpsc::Sender<Cmd>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -171,7 +172,7 @@ impl KernelThread {
         let own = tx.clone();
         let thread = std::thread::Builder::new()
             .name("ftpalg-kernel".into())
-            .spawn(move || match KernelDataPlane::open(config) {
+            .spawn(move || match KernelTable::open(config) {
                 Ok((dp, report)) => {
                     let _ = opened_tx.send(Ok(report));
                     serve(dp, rx, own);

@@ -3,8 +3,8 @@
 //! more than one turn's work however many transfers are live.
 
 use super::{Cmd, KernelPinhole, OnEvent, Withdraw};
-use crate::dataplane::kernel::{KernelDataPlane, PinholeId};
-use crate::dataplane::FlowEvent;
+use crate::dataplane::kernel::FlowEvent;
+use crate::dataplane::kernel::{KernelTable, PinholeId};
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ const CHECK_TABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The kernel thread's state: the table and who hears of each pinhole.
 struct Server {
-    dp: KernelDataPlane,
+    dp: KernelTable,
     watchers: HashMap<PinholeId, OnEvent>,
     /// Handed out in each [`KernelPinhole`], so its drop reaches the thread.
     own: std_mpsc::Sender<Cmd>,
@@ -150,7 +150,7 @@ fn log_detached(ev: &FlowEvent) {
 
 /// The kernel thread: requests in, events out, until closed or every
 /// sender is gone; the table goes with `dp`.
-pub(super) fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender<Cmd>) {
+pub(super) fn serve(dp: KernelTable, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender<Cmd>) {
     let mut s = Server {
         dp,
         watchers: HashMap::new(),

@@ -45,7 +45,7 @@ fn the_thread_reports_a_pinhole_and_deletes_the_table_when_closed() {
         let after = rt.block_on(plane.add(flow, None, Box::new(|_| {}), ANSWER_WITHIN));
         assert!(after.is_err(), "a closed plane took a pinhole");
         // The table is gone: opening it again finds nothing stale.
-        let (dp, report) = KernelDataPlane::open(config).expect("open again");
+        let (dp, report) = KernelTable::open(config).expect("open again");
         assert!(!report.replaced_stale, "close() left the table behind");
         dp.close().expect("close");
     });

@@ -2,7 +2,7 @@
 //! relays and the kernel thread), and why the driver closes one early.
 
 use super::super::forward::{Forwarded, KernelChannel};
-use crate::dataplane::FlowEvent;
+use crate::dataplane::kernel::FlowEvent;
 use crate::ftp::session::{DataId, Side};
 use crate::proxy::relay::Moved;
 use std::io;
