@@ -12,15 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A relay pinhole for `peer` at `at` on the gateway.
-fn relay(peer: &str, at: std::net::SocketAddr, timeout: Duration) -> PinholeFlow {
-    PinholeFlow::relay(
-        PeerIp::new(peer.parse().unwrap()),
-        GatewayAddr::new(at),
-        timeout,
-    )
-}
-
 #[test]
 fn passive_pinhole_admits_the_peer_once_and_counts_its_bytes() {
     let Some(mut g) = Gateway::new("a") else {

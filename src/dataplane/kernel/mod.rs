@@ -18,7 +18,9 @@
 //! holds every pinhole and follows every connection.
 //!
 //! The files, one idea each: `table.rs` (the table's life: open, check,
-//! close), `pinholes.rs` (adding and withdrawing pinholes), `watch.rs`
+//! close), `pinholes.rs` (adding and withdrawing pinholes), `holders.rs`
+//! (who holds each pinhole: a session's are released in one call),
+//! `watch.rs`
 //! (conntrack events in, [`FlowEvent`]s out), `flow_event.rs` (what is
 //! reported, in the kernel's terms), `track.rs` (the bookkeeping, no
 //! netlink), and below them the messages (`ruleset.rs`, `sets.rs`,
@@ -35,6 +37,7 @@ mod error;
 mod events;
 mod expr;
 mod flow_event;
+mod holders;
 mod layout;
 mod netlink;
 mod pinholes;
@@ -49,6 +52,7 @@ mod watch;
 pub use config::KernelConfig;
 pub use error::KernelError;
 pub use flow_event::{ByteCounts, FailReason, FlowEvent};
+pub use holders::{Owner, Terms, Withdraw};
 pub use strangers::Stranger;
 
 use events::CtEvents;

@@ -5,7 +5,7 @@
 use super::conntrack;
 use super::elements::{self, Elements};
 use super::netlink::Batch;
-use super::{FailReason, FlowEvent, KernelError, KernelTable, PinholeId};
+use super::{FailReason, FlowEvent, KernelError, KernelTable, PinholeId, Terms};
 use super::{EEXIST, ENFILE, ENOENT, MAX_PINHOLE_MS};
 use crate::dataplane::{GatewayAddr, PinholeFlow};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ impl KernelTable {
     /// pinhole added, and the loss is logged (pinholes it held fail at the
     /// next [`poll`](Self::poll)).
     pub fn add(&mut self, flow: &PinholeFlow) -> Result<PinholeId, KernelError> {
-        self.add_limited(flow, None)
+        self.add_with(flow, Terms::default())
     }
 
     /// [`add`](Self::add), and once its connection is established, cut it
@@ -29,6 +29,18 @@ impl KernelTable {
         flow: &PinholeFlow,
         idle: Option<Duration>,
     ) -> Result<PinholeId, KernelError> {
+        self.add_with(
+            flow,
+            Terms {
+                idle,
+                ..Terms::default()
+            },
+        )
+    }
+
+    /// [`add`](Self::add) under `terms`: for its owner, with its idle
+    /// bound, and what releasing it is to do.
+    pub fn add_with(&mut self, flow: &PinholeFlow, terms: Terms) -> Result<PinholeId, KernelError> {
         if !flow.same_family() {
             return Err(KernelError::MixedFamilies);
         }
@@ -64,13 +76,12 @@ impl KernelTable {
         }
         let id = PinholeId(self.next_id);
         self.next_id += 1;
-        self.flows.insert(
-            id,
-            *flow,
-            elements,
-            Instant::now(),
-            idle.filter(|d| !d.is_zero()),
-        );
+        let terms = Terms {
+            idle: terms.idle.filter(|d| !d.is_zero()),
+            ..terms
+        };
+        self.flows
+            .insert(id, *flow, elements, Instant::now(), terms);
         Ok(id)
     }
 

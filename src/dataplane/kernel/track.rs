@@ -7,8 +7,8 @@
 
 use super::conntrack::{Entry, TcpState};
 use super::elements::Elements;
-use super::PinholeId;
 use super::{ByteCounts, FailReason, FlowEvent};
+use super::{Owner, PinholeId, Terms, Withdraw};
 use crate::dataplane::PinholeFlow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -26,6 +26,10 @@ pub(super) struct Live {
     pub dialer: Option<SocketAddr>,
     /// Its session has let go of it: nobody hears its events but the log.
     pub detached: bool,
+    /// Who holds it, until it is detached.
+    owner: Option<Owner>,
+    /// What releasing it does to its connection.
+    pub release: Withdraw,
     established: bool,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -61,6 +65,7 @@ pub(super) struct Step {
 #[derive(Debug, Default)]
 pub(super) struct Flows {
     live: HashMap<PinholeId, Live>,
+    by_session: HashMap<u64, BTreeSet<PinholeId>>,
     by_gateway: HashMap<SocketAddr, PinholeId>,
     by_conn: HashMap<(SocketAddr, SocketAddr), PinholeId>,
     deadlines: BTreeSet<(Instant, PinholeId)>,
@@ -100,6 +105,14 @@ impl Flows {
         self.by_gateway.get(&gateway).copied()
     }
 
+    /// The pinholes session `session` holds.
+    pub fn of_session(&self, session: u64) -> Vec<PinholeId> {
+        self.by_session
+            .get(&session)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Follows a pinhole just added.
     pub fn insert(
         &mut self,
@@ -107,11 +120,14 @@ impl Flows {
         flow: PinholeFlow,
         elements: Elements,
         now: Instant,
-        idle: Option<Duration>,
+        terms: Terms,
     ) {
         let deadline = now + flow.timeout;
         self.by_gateway.insert(*flow.gateway, id);
         self.deadlines.insert((deadline, id));
+        if let Some(o) = terms.owner {
+            self.by_session.entry(o.session).or_default().insert(id);
+        }
         self.live.insert(
             id,
             Live {
@@ -120,11 +136,13 @@ impl Flows {
                 deadline,
                 dialer: None,
                 detached: false,
+                owner: terms.owner,
+                release: terms.release,
                 established: false,
                 first: None,
                 last: None,
                 counts: ByteCounts::default(),
-                idle,
+                idle: terms.idle,
                 progress_at: now,
                 check_at: None,
             },
@@ -272,16 +290,33 @@ impl Flows {
         l.elements.take()
     }
 
-    /// Marks pinhole `id` as let go by its session.
+    /// Marks pinhole `id` as let go by its session: it is the session's no
+    /// more.
     pub fn detach(&mut self, id: PinholeId) {
         if let Some(l) = self.live.get_mut(&id) {
             l.detached = true;
+            if let Some(o) = l.owner.take() {
+                unindex(&mut self.by_session, o.session, id);
+            }
+        }
+    }
+
+    /// Pinhole `id`'s connection is to go on when it is released, unless it
+    /// is someone else's.
+    pub fn leave(&mut self, id: PinholeId) {
+        if let Some(l) = self.live.get_mut(&id) {
+            if l.release == Withdraw::Cut {
+                l.release = Withdraw::Detach;
+            }
         }
     }
 
     /// Forgets pinhole `id` and its connection.
     pub fn remove(&mut self, id: PinholeId) -> Option<Live> {
         let l = self.live.remove(&id)?;
+        if let Some(o) = l.owner {
+            unindex(&mut self.by_session, o.session, id);
+        }
         if self.by_gateway.get(&*l.flow.gateway) == Some(&id) {
             self.by_gateway.remove(&*l.flow.gateway);
         }
@@ -300,6 +335,16 @@ impl Flows {
         let ids = self.ids();
         *self = Flows::default();
         ids
+    }
+}
+
+/// Takes `id` out of `session`'s entry, and the entry when it empties.
+fn unindex(by_session: &mut HashMap<u64, BTreeSet<PinholeId>>, session: u64, id: PinholeId) {
+    if let Some(ids) = by_session.get_mut(&session) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            by_session.remove(&session);
+        }
     }
 }
 
@@ -342,7 +387,11 @@ mod tests {
         let id = PinholeId(1);
         let fl = flow(Duration::from_secs(5));
         let t = Instant::now();
-        f.insert(id, fl, Elements::of(&fl), t, idle);
+        let terms = Terms {
+            idle,
+            ..Terms::default()
+        };
+        f.insert(id, fl, Elements::of(&fl), t, terms);
         (f, id, t)
     }
 
@@ -435,5 +484,44 @@ mod tests {
         let e = entry(DIALER, TcpState::Established, None);
         assert_eq!(f.of_conn(&e), Some(id));
         assert_eq!(f.update(id, &e, t).events.len(), 1);
+    }
+
+    #[test]
+    fn a_sessions_pinholes_are_indexed_until_let_go_or_forgotten() {
+        let mut f = Flows::default();
+        let t = Instant::now();
+        let held = |session, channel| Terms {
+            owner: Some(Owner { session, channel }),
+            ..Terms::default()
+        };
+        for (n, (session, channel)) in [(1, 1), (1, 2), (2, 1), (1, 3)].into_iter().enumerate() {
+            let fl = PinholeFlow::relay(
+                PeerIp::new("100.64.0.2".parse().unwrap()),
+                GatewayAddr::new(SocketAddr::new(
+                    "100.64.0.1".parse().unwrap(),
+                    40000 + n as u16,
+                )),
+                Duration::from_secs(5),
+            );
+            f.insert(
+                PinholeId(n as u64),
+                fl,
+                Elements::of(&fl),
+                t,
+                held(session, channel),
+            );
+        }
+        assert_eq!(
+            f.of_session(1),
+            vec![PinholeId(0), PinholeId(1), PinholeId(3)]
+        );
+        f.detach(PinholeId(0));
+        f.remove(PinholeId(3));
+        assert_eq!(f.of_session(1), vec![PinholeId(1)]);
+        assert_eq!(f.of_session(2), vec![PinholeId(2)]);
+        f.remove(PinholeId(1));
+        assert!(f.of_session(1).is_empty());
+        assert_eq!(f.clear().len(), 2);
+        assert!(f.of_session(2).is_empty(), "cleared with the table");
     }
 }
