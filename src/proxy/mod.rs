@@ -5,19 +5,17 @@
 mod admission;
 mod control;
 mod current_rules;
+mod datapath;
 mod error;
 pub mod events;
 mod host;
 mod http;
 mod keepalive;
-mod kernel;
 mod listeners;
-pub(crate) mod pinhole;
 mod privileged;
-pub(crate) mod relay;
 mod reload;
 mod shutdown;
-mod splice;
+mod sockets;
 pub mod status;
 mod tproxy;
 mod transparent;
@@ -27,12 +25,11 @@ use crate::rules::{self, Rules};
 use admission::Admission;
 use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
+use datapath::kernel::KernelThread;
 pub use error::ProxyError;
 use events::Telemetry;
 use host::{notify, raise_fd_limit};
-use kernel::KernelThread;
 use listeners::{ListenerSet, Listening};
-use pinhole::UserspacePinholes;
 pub use privileged::Privileged;
 use reload::Reload;
 use shutdown::Shutdown;
@@ -185,7 +182,6 @@ async fn start_gateway(
         shutdown: shutdown.watch(),
         passive: PassiveMemo::default(),
         kernel: kernel.clone(),
-        pinholes: Box::new(UserspacePinholes),
         listeners: listeners.clone(),
     });
     let admission = Arc::new(Admission::new(telemetry.clone()));

@@ -9,8 +9,8 @@
 //! runtime: its workers and blocking threads, which parse what clients and
 //! servers send, never hold it, and cannot take it back.
 
+use super::datapath::kernel::KernelThread;
 use super::error::ProxyError;
-use super::kernel::KernelThread;
 use super::tproxy;
 use crate::dataplane::kernel::{KernelConfig, KernelError};
 use crate::rules::{DataPath, Rules};
