@@ -42,7 +42,7 @@ use tracing::{info, warn};
 
 /// A running gateway, as its rooms make it up: the rules in force,
 /// admission, the listeners, the reload, the stop signals, the kernel
-/// data plane and the telemetry. Each room holds only its own handles;
+/// thread and the telemetry. Each room holds only its own handles;
 /// this is where they meet.
 pub struct Gateway {
     rules: Arc<CurrentRules>,
@@ -143,7 +143,7 @@ impl Handle {
     }
 }
 
-/// Binds every listener and starts serving; the kernel data plane, if the
+/// Binds every listener and starts serving; the kernel thread, if the
 /// rules ask for it, starts from a blocking thread of the runtime, and
 /// transparent sockets are made by the threads that ask for them, with
 /// their capabilities (see [`start_with`] for what `ftpalg run` does).

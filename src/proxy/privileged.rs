@@ -1,4 +1,4 @@
-//! The threads that keep CAP_NET_ADMIN: the kernel data plane's, which owns
+//! The threads that keep CAP_NET_ADMIN: the kernel thread, which owns
 //! ftpalg's nftables table, and the one that makes IP_TRANSPARENT sockets
 //! for `tproxy` listeners ([`super::tproxy`]).
 //!
@@ -31,7 +31,7 @@ pub struct Privileged {
 
 impl Privileged {
     /// Starts the threads that `rules` need CAP_NET_ADMIN on: the kernel
-    /// data plane's if `data.path` is `kernel` (it must open its table) or
+    /// thread if `data.path` is `kernel` (it must open its table) or
     /// `auto` (if it can), and the transparent socket maker if a listener
     /// has `tproxy`. The calling thread must hold the capability now, and
     /// drop it before it starts any other thread. Waits at most for the
@@ -58,7 +58,7 @@ impl Privileged {
     }
 }
 
-/// Starts the kernel data plane if `path` asks for it. Blocks.
+/// Starts the kernel thread if `path` asks for it. Blocks.
 pub(super) fn start_kernel(path: DataPath) -> Result<Option<Arc<KernelThread>>, ProxyError> {
     if path == DataPath::Relay {
         return Ok(None);
