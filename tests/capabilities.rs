@@ -7,7 +7,7 @@
 //! `/proc/PID/task/*/status`.
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane};
+use ftpalg::dataplane::kernel::{KernelConfig, KernelTable};
 use kernel::require_root;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -360,7 +360,7 @@ fn without_the_kernel_table_no_thread_holds_net_admin() {
     in_netns(|| {
         // Another process owns a table of ftpalg's name: the gateway cannot
         // replace it, so `auto` falls back to the relay.
-        let (held, _) = KernelDataPlane::open(KernelConfig::default()).expect("hold the table");
+        let (held, _) = KernelTable::open(KernelConfig::default()).expect("hold the table");
         let gw = Gateway::start("auto-unopened", &rules("auto", PLAIN), &[]);
         assert!(
             gw.log().contains("kernel data path unavailable"),

@@ -7,7 +7,7 @@
 //! cores would fail for what else the machine is doing.
 mod kernel;
 
-use ftpalg::dataplane::kernel::KernelDataPlane;
+use ftpalg::dataplane::kernel::KernelTable;
 use ftpalg::dataplane::{GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
 use kernel::*;
 use std::collections::{HashSet, VecDeque};
@@ -27,7 +27,7 @@ fn pinhole_setup_p99_with_200_live() {
     }
     let lab = Lab::new("l");
     let (adds, removes, polls, dp) = in_ns(&lab.gw, || {
-        let (mut dp, _) = KernelDataPlane::open(config()).expect("open");
+        let (mut dp, _) = KernelTable::open(config()).expect("open");
         let mut live = VecDeque::new();
         let mut ids = HashSet::new();
         let mut adds = Vec::with_capacity(ADDS);
@@ -226,7 +226,7 @@ fn kernel_thread_latency_at_50000_live() {
     };
     let (adds, cuts, turns, share) = in_ns(&lab.gw, move || {
         let mark = config.mark;
-        let (mut dp, _) = KernelDataPlane::open(config).expect("open");
+        let (mut dp, _) = KernelTable::open(config).expect("open");
         let mut inject = Injector::open();
         let idle = Some(Duration::from_secs(300));
         let flow = |port: u16, n: u32| {
@@ -318,13 +318,13 @@ fn kernel_thread_latency_at_50000_live() {
 fn count_established(
     evs: Vec<(
         ftpalg::dataplane::kernel::PinholeId,
-        ftpalg::dataplane::FlowEvent,
+        ftpalg::dataplane::kernel::FlowEvent,
     )>,
 ) -> usize {
     evs.iter()
         .filter(|(_, e)| {
             assert!(!e.is_terminal(), "a transfer ended at setup: {e:?}");
-            matches!(e, ftpalg::dataplane::FlowEvent::Established { .. })
+            matches!(e, ftpalg::dataplane::kernel::FlowEvent::Established { .. })
         })
         .count()
 }

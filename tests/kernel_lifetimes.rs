@@ -5,12 +5,8 @@
 
 mod kernel;
 
-use ftpalg::dataplane::kernel::{KernelDataPlane, PinholeId};
-use ftpalg::dataplane::{FailReason, FlowEvent};
+use ftpalg::dataplane::kernel::{FailReason, FlowEvent};
 use kernel::*;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Opens the data plane in a lab whose gateway, like any NAT gateway, has
@@ -31,55 +27,6 @@ fn open(tag: &str) -> Option<Gateway> {
 
 /// How long the pinholes here wait for their connection.
 const PINHOLE: Duration = Duration::from_secs(30);
-
-/// Polls until `id` has an event matching `want` (bounded).
-fn wait_for(
-    dp: &mut KernelDataPlane,
-    id: PinholeId,
-    within: Duration,
-    want: impl Fn(&FlowEvent) -> bool,
-) -> Vec<FlowEvent> {
-    let end = Instant::now() + within;
-    let mut seen = Vec::new();
-    while Instant::now() < end {
-        for (i, ev) in dp.poll().expect("poll") {
-            if i == id {
-                let hit = want(&ev);
-                seen.push(ev);
-                if hit {
-                    return seen;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no matching event for {id:?} within {within:?}: {seen:?}");
-}
-
-/// A client in its namespace that connects to `to`, sends 100 bytes, then
-/// on each word from the test sends 100 more; at the end it half-closes
-/// and reports whether its last send and read went through.
-fn slow_client(lab: &Lab, to: SocketAddr) -> (mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
-    let (go, next) = mpsc::channel::<()>();
-    let h = spawn_in(&lab.cli, move || {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&sa(CLIENT, 0).into()).unwrap();
-        s.connect_timeout(&to.into(), Duration::from_secs(3))
-            .expect("connect through the pinhole");
-        let mut s: TcpStream = s.into();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(&[1; 100]).unwrap();
-        while next.recv().is_ok() {
-            if s.write_all(&[2; 100]).is_err() {
-                return false;
-            }
-        }
-        let _ = s.shutdown(Shutdown::Write);
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).is_ok() && !buf.is_empty()
-    });
-    (go, h)
-}
 
 /// Regression: a transfer whose session had let go of it (the server had
 /// answered 226, the session ended) was forgotten by the kernel thread

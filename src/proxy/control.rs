@@ -8,7 +8,6 @@
 
 mod actions;
 mod channels;
-mod forward;
 mod opaque;
 mod output;
 mod passive;
@@ -21,7 +20,8 @@ use route::fixed_upstream;
 pub(super) use shared::{OwnListeners, SessionGateway};
 
 use super::admission::{Dismissal, SessionGuard, Slot};
-use super::pinhole::connect_from;
+use super::datapath::{PathReport, SessionPaths};
+use super::sockets::{connect_from, unspecified_like};
 use crate::addrs::{ClientAddr, GatewayAddr};
 use crate::ftp::framer::LineFramer;
 use crate::ftp::refusal::Refusal;
@@ -61,6 +61,9 @@ struct Driver {
     from_client: LineFramer,
     from_server: LineFramer,
     channels: HashMap<DataId, Channel>,
+    /// Where the channels get their paths; the session's state in the
+    /// kernel ends with it.
+    paths: SessionPaths,
     /// Channels whose data path failed, newest last (bounded).
     failed: VecDeque<(DataId, String)>,
     out: VecDeque<(Option<DataId>, Vec<u8>)>,
@@ -224,6 +227,15 @@ async fn start(
     let session = Session::new(cfg);
     let (client_r, client_w) = client.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
+    let to_session = tx.clone();
+    let paths = SessionPaths::new(
+        id,
+        gw.telemetry.clone(),
+        gw.kernel.as_ref(),
+        Arc::new(move |report: PathReport| {
+            let _ = to_session.send(DataEvent::Path(report));
+        }),
+    );
     let max_line = rules.limits.max_line;
     let mut d = Driver {
         gw,
@@ -240,6 +252,7 @@ async fn start(
         from_client: LineFramer::new(max_line),
         from_server: LineFramer::new(max_line),
         channels: HashMap::new(),
+        paths,
         failed: VecDeque::new(),
         out: VecDeque::new(),
         out_bytes: 0,
@@ -257,14 +270,6 @@ async fn start(
     d.finish_transfers().await;
     let user = d.session.user().map(String::from);
     r.map(|_| user)
-}
-
-fn unspecified_like(ip: IpAddr) -> IpAddr {
-    if ip.is_ipv4() {
-        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    }
 }
 
 async fn readable_opt(r: &Option<OwnedReadHalf>) -> io::Result<()> {
@@ -435,8 +440,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The session's relays end with it: aborting a relay drops its
-        // sockets, which reset unless their direction had ended cleanly.
+        // The session's channels end with it: a relay aborted drops its
+        // sockets, which reset unless their direction had ended cleanly;
+        // what the session holds in the kernel is released in one request
+        // first, so the channels dropped next ask nothing of the kernel.
         if self.transfer_running() {
             warn!(
                 session = self.id,
@@ -444,8 +451,6 @@ impl Drop for Driver {
                 "resetting its data channels"
             );
         }
-        for c in self.channels.values() {
-            c.abort();
-        }
+        self.paths.end();
     }
 }

@@ -6,7 +6,7 @@ use super::control::{self, OwnListeners, SessionGateway};
 use super::current_rules::CurrentRules;
 use super::error::ProxyError;
 use super::events::Telemetry;
-use super::pinhole::bind_listener;
+use super::sockets::bind_listener;
 use crate::addrs::{host_and_port, ClientAddr};
 use crate::ftp::refusal::Refusal;
 use crate::rules::{Listener, Rules};

@@ -5,19 +5,17 @@
 mod admission;
 mod control;
 mod current_rules;
+mod datapath;
 mod error;
 pub mod events;
 mod host;
 mod http;
 mod keepalive;
-mod kernel;
 mod listeners;
-pub(crate) mod pinhole;
 mod privileged;
-pub(crate) mod relay;
 mod reload;
 mod shutdown;
-mod splice;
+mod sockets;
 pub mod status;
 mod tproxy;
 mod transparent;
@@ -27,12 +25,11 @@ use crate::rules::{self, Rules};
 use admission::Admission;
 use control::{PassiveMemo, SessionGateway};
 use current_rules::CurrentRules;
+use datapath::kernel::KernelThread;
 pub use error::ProxyError;
 use events::Telemetry;
 use host::{extend_stop_timeout, notify, raise_fd_limit};
-use kernel::KernelThread;
 use listeners::{ListenerSet, Listening};
-use pinhole::UserspacePinholes;
 pub use privileged::Privileged;
 use reload::Reload;
 use shutdown::Shutdown;
@@ -45,7 +42,7 @@ use tracing::{info, warn};
 
 /// A running gateway, as its rooms make it up: the rules in force,
 /// admission, the listeners, the reload, the stop signals, the kernel
-/// data plane and the telemetry. Each room holds only its own handles;
+/// thread and the telemetry. Each room holds only its own handles;
 /// this is where they meet.
 pub struct Gateway {
     rules: Arc<CurrentRules>,
@@ -160,7 +157,7 @@ impl Handle {
     }
 }
 
-/// Binds every listener and starts serving; the kernel data plane, if the
+/// Binds every listener and starts serving; the kernel thread, if the
 /// rules ask for it, starts from a blocking thread of the runtime, and
 /// transparent sockets are made by the threads that ask for them, with
 /// their capabilities (see [`start_with`] for what `ftpalg run` does).
@@ -199,7 +196,6 @@ async fn start_gateway(
         shutdown: shutdown.watch(),
         passive: PassiveMemo::default(),
         kernel: kernel.clone(),
-        pinholes: Box::new(UserspacePinholes),
         listeners: listeners.clone(),
     });
     let admission = Arc::new(Admission::new(telemetry.clone()));

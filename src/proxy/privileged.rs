@@ -1,4 +1,4 @@
-//! The threads that keep CAP_NET_ADMIN: the kernel data plane's, which owns
+//! The threads that keep CAP_NET_ADMIN: the kernel thread, which owns
 //! ftpalg's nftables table, and the one that makes IP_TRANSPARENT sockets
 //! for `tproxy` listeners ([`super::tproxy`]).
 //!
@@ -9,8 +9,8 @@
 //! runtime: its workers and blocking threads, which parse what clients and
 //! servers send, never hold it, and cannot take it back.
 
+use super::datapath::kernel::KernelThread;
 use super::error::ProxyError;
-use super::kernel::KernelThread;
 use super::tproxy;
 use crate::dataplane::kernel::{KernelConfig, KernelError};
 use crate::rules::{DataPath, Rules};
@@ -31,7 +31,7 @@ pub struct Privileged {
 
 impl Privileged {
     /// Starts the threads that `rules` need CAP_NET_ADMIN on: the kernel
-    /// data plane's if `data.path` is `kernel` (it must open its table) or
+    /// thread if `data.path` is `kernel` (it must open its table) or
     /// `auto` (if it can), and the transparent socket maker if a listener
     /// has `tproxy`. The calling thread must hold the capability now, and
     /// drop it before it starts any other thread. Waits at most for the
@@ -58,8 +58,8 @@ impl Privileged {
     }
 }
 
-/// Starts the kernel data plane with `config` (the rules' `data.kernel`)
-/// if `path` asks for it. Blocks.
+/// Starts the kernel thread with `config` (the rules' `data.kernel`) if
+/// `path` asks for it. Blocks.
 pub(super) fn start_kernel(
     path: DataPath,
     config: KernelConfig,

@@ -8,7 +8,7 @@
 //! that removes the entry when dropped, on whatever path the channel ends
 //! (superseded before use, released, reset, finished, its session gone).
 
-use super::relay::Progress;
+use super::datapath::Progress;
 use dashmap::DashMap;
 use serde::Serialize;
 use std::net::SocketAddr;

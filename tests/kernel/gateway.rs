@@ -2,9 +2,11 @@
 //! data path open in its gateway, and the flows they run through it.
 
 use super::*;
-use ftpalg::dataplane::kernel::{KernelConfig, KernelDataPlane, OpenReport, PinholeId};
-use ftpalg::dataplane::{FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
-use std::net::SocketAddr;
+use ftpalg::dataplane::kernel::{FlowEvent, KernelConfig, KernelTable, OpenReport, PinholeId};
+use ftpalg::dataplane::{GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The connect timeout of an attempt that is expected to get nowhere.
@@ -22,10 +24,19 @@ pub fn passive(gw: SocketAddr, port: u16, timeout: Duration) -> PinholeFlow {
     )
 }
 
+/// A relay pinhole for `peer` at `at` on the gateway.
+pub fn relay(peer: &str, at: SocketAddr, timeout: Duration) -> PinholeFlow {
+    PinholeFlow::relay(
+        PeerIp::new(peer.parse().unwrap()),
+        GatewayAddr::new(at),
+        timeout,
+    )
+}
+
 /// A lab and the data plane open in its gateway; dropping it drops both,
 /// the data plane first.
 pub struct Gateway {
-    pub dp: KernelDataPlane,
+    pub dp: KernelTable,
     /// What opening the data plane found.
     pub report: OpenReport,
     pub lab: Lab,
@@ -49,7 +60,7 @@ impl Gateway {
     /// Opens the data plane in `lab`'s gateway.
     pub fn open(lab: Lab, config: KernelConfig) -> Gateway {
         let (dp, report) =
-            in_ns(&lab.gw, move || KernelDataPlane::open(config)).expect("open kernel data path");
+            in_ns(&lab.gw, move || KernelTable::open(config)).expect("open kernel data path");
         assert!(report.accounting, "the lab turns conntrack accounting on");
         Gateway { dp, report, lab }
     }
@@ -115,4 +126,53 @@ impl Gateway {
         assert!(!tables.contains("ftpalg_data"), "{tables}");
         self.lab
     }
+}
+
+/// Polls until `id` has an event matching `want` (bounded).
+pub fn wait_for(
+    dp: &mut KernelTable,
+    id: PinholeId,
+    within: Duration,
+    want: impl Fn(&FlowEvent) -> bool,
+) -> Vec<FlowEvent> {
+    let end = Instant::now() + within;
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        for (i, ev) in dp.poll().expect("poll") {
+            if i == id {
+                let hit = want(&ev);
+                seen.push(ev);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no matching event for {id:?} within {within:?}: {seen:?}");
+}
+
+/// A client in its namespace that connects to `to`, sends 100 bytes, then
+/// on each word from the test sends 100 more; at the end it half-closes
+/// and reports whether its last send and read went through.
+pub fn slow_client(lab: &Lab, to: SocketAddr) -> (mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (go, next) = mpsc::channel::<()>();
+    let h = spawn_in(&lab.cli, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&sa(CLIENT, 0).into()).unwrap();
+        s.connect_timeout(&to.into(), Duration::from_secs(3))
+            .expect("connect through the pinhole");
+        let mut s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(&[1; 100]).unwrap();
+        while next.recv().is_ok() {
+            if s.write_all(&[2; 100]).is_err() {
+                return false;
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).is_ok() && !buf.is_empty()
+    });
+    (go, h)
 }

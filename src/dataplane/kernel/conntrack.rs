@@ -7,8 +7,8 @@
 
 use super::netlink::{self, attr, be_u16, be_u64, Message, Writer, NFNL_SUBSYS_CTNETLINK};
 use super::socket::NfSocket;
+use super::ByteCounts;
 use super::KernelError;
-use crate::dataplane::ByteCounts;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const IPCTNL_MSG_CT_NEW: u16 = 0;

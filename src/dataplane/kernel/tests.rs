@@ -2,11 +2,13 @@
 
 use super::testing::in_fresh_netns;
 use super::*;
-use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
+use crate::dataplane::{GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat};
+use elements::Elements;
+use netlink::Batch;
 use ruleset::{Fam, SetKind};
 use std::time::Duration;
 
-fn element_count(dp: &mut KernelDataPlane) -> usize {
+fn element_count(dp: &mut KernelTable) -> usize {
     let mut n = 0;
     for fam in [Fam::V4, Fam::V6] {
         for kind in SetKind::ALL {
@@ -25,7 +27,7 @@ fn element_count(dp: &mut KernelDataPlane) -> usize {
 #[test]
 fn removal_without_destroysetelem_deletes_each_element() {
     in_fresh_netns(|| {
-        let (mut dp, _) = KernelDataPlane::open(KernelConfig::default()).expect("open");
+        let (mut dp, _) = KernelTable::open(KernelConfig::default()).expect("open");
         // As on kernels before 6.3, which do not know DESTROYSETELEM.
         dp.destroy_supported = Some(false);
         let flow = PinholeFlow::passive(
@@ -80,7 +82,7 @@ fn config_checks_and_accept_line() {
     };
     assert_eq!(one_bit.cut_mark(), 0);
     assert!(matches!(
-        KernelDataPlane::open(one_bit),
+        KernelTable::open(one_bit),
         Err(KernelError::Config(_))
     ));
     let bad = KernelConfig {
@@ -89,7 +91,7 @@ fn config_checks_and_accept_line() {
         ..KernelConfig::default()
     };
     assert!(matches!(
-        KernelDataPlane::open(bad),
+        KernelTable::open(bad),
         Err(KernelError::Config(_))
     ));
 }

@@ -7,8 +7,9 @@
 
 use super::conntrack::{Entry, TcpState};
 use super::elements::Elements;
-use super::PinholeId;
-use crate::dataplane::{ByteCounts, FailReason, FlowEvent, PinholeFlow};
+use super::{ByteCounts, FailReason, FlowEvent};
+use super::{Owner, PinholeId, Terms, Withdraw};
+use crate::dataplane::PinholeFlow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ pub(super) struct Live {
     pub dialer: Option<SocketAddr>,
     /// Its session has let go of it: nobody hears its events but the log.
     pub detached: bool,
+    /// Who holds it, until it is detached.
+    owner: Option<Owner>,
+    /// What releasing it does to its connection.
+    pub release: Withdraw,
     established: bool,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -60,6 +65,7 @@ pub(super) struct Step {
 #[derive(Debug, Default)]
 pub(super) struct Flows {
     live: HashMap<PinholeId, Live>,
+    by_session: HashMap<u64, BTreeSet<PinholeId>>,
     by_gateway: HashMap<SocketAddr, PinholeId>,
     by_conn: HashMap<(SocketAddr, SocketAddr), PinholeId>,
     deadlines: BTreeSet<(Instant, PinholeId)>,
@@ -99,6 +105,14 @@ impl Flows {
         self.by_gateway.get(&gateway).copied()
     }
 
+    /// The pinholes session `session` holds.
+    pub fn of_session(&self, session: u64) -> Vec<PinholeId> {
+        self.by_session
+            .get(&session)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Follows a pinhole just added.
     pub fn insert(
         &mut self,
@@ -106,11 +120,14 @@ impl Flows {
         flow: PinholeFlow,
         elements: Elements,
         now: Instant,
-        idle: Option<Duration>,
+        terms: Terms,
     ) {
         let deadline = now + flow.timeout;
         self.by_gateway.insert(*flow.gateway, id);
         self.deadlines.insert((deadline, id));
+        if let Some(o) = terms.owner {
+            self.by_session.entry(o.session).or_default().insert(id);
+        }
         self.live.insert(
             id,
             Live {
@@ -119,11 +136,13 @@ impl Flows {
                 deadline,
                 dialer: None,
                 detached: false,
+                owner: terms.owner,
+                release: terms.release,
                 established: false,
                 first: None,
                 last: None,
                 counts: ByteCounts::default(),
-                idle,
+                idle: terms.idle,
                 progress_at: now,
                 check_at: None,
             },
@@ -271,16 +290,33 @@ impl Flows {
         l.elements.take()
     }
 
-    /// Marks pinhole `id` as let go by its session.
+    /// Marks pinhole `id` as let go by its session: it is the session's no
+    /// more.
     pub fn detach(&mut self, id: PinholeId) {
         if let Some(l) = self.live.get_mut(&id) {
             l.detached = true;
+            if let Some(o) = l.owner.take() {
+                unindex(&mut self.by_session, o.session, id);
+            }
+        }
+    }
+
+    /// Pinhole `id`'s connection is to go on when it is released, unless it
+    /// is someone else's.
+    pub fn leave(&mut self, id: PinholeId) {
+        if let Some(l) = self.live.get_mut(&id) {
+            if l.release == Withdraw::Cut {
+                l.release = Withdraw::Detach;
+            }
         }
     }
 
     /// Forgets pinhole `id` and its connection.
     pub fn remove(&mut self, id: PinholeId) -> Option<Live> {
         let l = self.live.remove(&id)?;
+        if let Some(o) = l.owner {
+            unindex(&mut self.by_session, o.session, id);
+        }
         if self.by_gateway.get(&*l.flow.gateway) == Some(&id) {
             self.by_gateway.remove(&*l.flow.gateway);
         }
@@ -302,137 +338,15 @@ impl Flows {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataplane::{GatewayAddr, PeerIp, ServerAddr, SourceNat};
-
-    const DIALER: &str = "100.64.0.2:33000";
-    const GW: &str = "100.64.0.1:40000";
-
-    fn flow(timeout: Duration) -> PinholeFlow {
-        PinholeFlow::passive(
-            PeerIp::new("100.64.0.2".parse().unwrap()),
-            GatewayAddr::new(GW.parse().unwrap()),
-            ServerAddr::new("198.51.100.2:5000".parse().unwrap()),
-            Some(SourceNat::new("198.51.100.1".parse().unwrap())),
-            timeout,
-        )
-    }
-
-    fn entry(src: &str, state: TcpState, bytes: Option<u64>) -> Entry {
-        Entry {
-            src: src.parse().unwrap(),
-            dst: GW.parse().unwrap(),
-            state,
-            counted: bytes.is_some(),
-            mark: 0x4654_0000,
-            counts: ByteCounts {
-                from_dialer: 100,
-                to_dialer: bytes.unwrap_or(0),
-                packets_from_dialer: 1,
-                packets_to_dialer: 2,
-            },
+/// Takes `id` out of `session`'s entry, and the entry when it empties.
+fn unindex(by_session: &mut HashMap<u64, BTreeSet<PinholeId>>, session: u64, id: PinholeId) {
+    if let Some(ids) = by_session.get_mut(&session) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            by_session.remove(&session);
         }
     }
-
-    fn table(idle: Option<Duration>) -> (Flows, PinholeId, Instant) {
-        let mut f = Flows::default();
-        let id = PinholeId(1);
-        let fl = flow(Duration::from_secs(5));
-        let t = Instant::now();
-        f.insert(id, fl, Elements::of(&fl), t, idle);
-        (f, id, t)
-    }
-
-    #[test]
-    fn the_first_connection_is_learned_and_any_other_is_a_stray() {
-        let (mut f, id, _) = table(None);
-        let e = entry(DIALER, TcpState::Other, None);
-        assert_eq!(f.arrive(&e), Arrival::Learned(id));
-        assert_eq!(f.arrive(&e), Arrival::Known);
-        // The same peer from another port: the pinhole is spent.
-        assert_eq!(
-            f.arrive(&entry("100.64.0.2:33001", TcpState::Other, None)),
-            Arrival::Stray
-        );
-        // Another host: not the expected peer.
-        assert_eq!(
-            f.arrive(&entry("100.64.0.3:33000", TcpState::Other, None)),
-            Arrival::Stray
-        );
-        assert!(f
-            .expired(Instant::now() + Duration::from_secs(60))
-            .is_empty());
-    }
-
-    #[test]
-    fn established_then_closed_finishes_with_the_last_counts() {
-        let (mut f, id, t) = table(None);
-        f.arrive(&entry(DIALER, TcpState::Other, None));
-        let s = f.update(id, &entry(DIALER, TcpState::Established, None), t);
-        assert_eq!(
-            s.events,
-            vec![FlowEvent::Established {
-                dialer: DIALER.parse().unwrap()
-            }]
-        );
-        let later = t + Duration::from_secs(1);
-        let s = f.update(id, &entry(DIALER, TcpState::Closed, Some(500)), later);
-        assert!(s.closed && s.events.is_empty());
-        assert!(matches!(
-            f.finish(id),
-            Some(FlowEvent::Finished { counts, duration }) if counts.to_dialer == 500 && duration == Duration::from_secs(1)
-        ));
-        let l = f.remove(id).unwrap();
-        assert_eq!(l.dialer, Some(DIALER.parse().unwrap()));
-        assert!(f.is_empty() && f.holder_of(GW.parse().unwrap()).is_none());
-    }
-
-    #[test]
-    fn a_refused_connection_fails_and_an_unused_pinhole_expires() {
-        let (mut f, id, t) = table(None);
-        f.arrive(&entry(DIALER, TcpState::Other, None));
-        let s = f.update(id, &entry(DIALER, TcpState::Reset, Some(0)), t);
-        assert!(s.closed);
-        assert_eq!(
-            f.finish(id),
-            Some(FlowEvent::Failed(FailReason::NotEstablished))
-        );
-
-        let (f, id, t) = table(None);
-        assert!(f.expired(t).is_empty());
-        assert_eq!(f.expired(t + Duration::from_secs(5)), vec![id]);
-    }
-
-    #[test]
-    fn an_idle_transfer_is_due_for_a_cut_and_a_moving_one_is_not() {
-        let idle = Duration::from_secs(4);
-        let (mut f, id, t) = table(Some(idle));
-        f.arrive(&entry(DIALER, TcpState::Other, None));
-        f.update(id, &entry(DIALER, TcpState::Established, Some(10)), t);
-        assert!(f.due_checks(t, 10).is_empty());
-        let t1 = t + Duration::from_secs(1);
-        assert_eq!(f.due_checks(t1, 10), vec![id]);
-        // Bytes moved: not idle, checked again later.
-        f.update(id, &entry(DIALER, TcpState::Established, Some(20)), t1);
-        assert!(!f.checked(id, t1));
-        let t5 = t1 + idle;
-        assert_eq!(f.due_checks(t5, 10), vec![id]);
-        // Nothing moved for the whole bound: cut.
-        f.update(id, &entry(DIALER, TcpState::Established, Some(20)), t5);
-        assert!(f.checked(id, t5));
-    }
-
-    #[test]
-    fn a_withdrawn_pinhole_frees_its_address_but_its_connection_is_followed() {
-        let (mut f, id, t) = table(None);
-        f.arrive(&entry(DIALER, TcpState::Other, None));
-        assert!(f.withdraw(id).is_some());
-        assert!(f.withdraw(id).is_none(), "elements go once");
-        assert_eq!(f.holder_of(GW.parse().unwrap()), None);
-        let e = entry(DIALER, TcpState::Established, None);
-        assert_eq!(f.of_conn(&e), Some(id));
-        assert_eq!(f.update(id, &e, t).events.len(), 1);
-    }
 }
+
+#[cfg(test)]
+mod tests;

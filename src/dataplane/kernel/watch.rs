@@ -9,8 +9,8 @@
 use super::conntrack::{self, Entry};
 use super::events::CtEvent;
 use super::track::Arrival;
-use super::{KernelDataPlane, PinholeId};
-use crate::dataplane::{FailReason, FlowEvent};
+use super::{FailReason, FlowEvent};
+use super::{KernelTable, PinholeId};
 use std::time::Instant;
 
 /// Idle checks made per call at the most, so a call stays short however
@@ -20,7 +20,7 @@ const CHECKS_PER_CALL: usize = 64;
 /// Turned-away attempts kept between two takes.
 pub const MAX_STRANGERS: usize = 1024;
 
-impl KernelDataPlane {
+impl KernelTable {
     /// Reports what changed since the last call: each pinhole's
     /// `Established` once, then one terminal event, after which it is gone
     /// (its remaining elements removed): on its connection's close, when

@@ -21,7 +21,7 @@ impl Driver {
                     id,
                     client_mode,
                     server_mode,
-                } => self.start_relay(id, client_mode, server_mode),
+                } => self.start_transfer(id, client_mode, server_mode),
                 Action::Transfer {
                     id,
                     verb,
@@ -29,14 +29,9 @@ impl Driver {
                     arg,
                 } => self.bind_transfer(id, verb, direction, arg),
                 Action::Release { id } => self.release(id),
-                Action::Cut { id } => {
-                    // The server hears ABOR next and may close its end at
-                    // once: a kernel-forwarded connection is cut first.
-                    if let Some(k) = self.channels.get_mut(&id).and_then(|c| c.kernel.as_mut()) {
-                        k.cut().await;
-                    }
-                    self.kill(id, Cancel::Cut)
-                }
+                // The server hears ABOR next and may close its end at once:
+                // the transfer is cut first.
+                Action::Cut { id } => self.cut(id).await,
                 Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.close_pending = true,

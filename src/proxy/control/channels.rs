@@ -1,5 +1,7 @@
-//! The data channels of one session: pinholes and connections while they
-//! are prepared, then one relay task each, owned by the session.
+//! The data channels of one session, whichever way each is carried: a
+//! channel holds its path (`proxy/datapath`: the relay, or the kernel) and
+//! what the transfer log needs, and the session handles what the paths
+//! report in one place, `path_event`.
 //!
 //! Bounds (`bound`): at most one channel being prepared and one running per
 //! session, a delivered channel counting as running, besides one still
@@ -19,38 +21,29 @@ mod log;
 pub(super) use event::{Cancel, DataEvent};
 
 use super::super::events::Telemetry;
-use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
-use super::super::relay::{relay_counted, Moved, RelayLimits};
-use super::forward::KernelChannel;
-use super::{unspecified_like, Driver};
+use super::Driver;
 use crate::ftp::command::Verb;
-use crate::ftp::session::{
-    ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
+use crate::ftp::session::{ClientMode, DataId, Direction, Endpoint, ServerMode, Side};
+use crate::proxy::datapath::{
+    Carriage, Context, Leave, Moved, Path, PathEvent, PathReport, Preparing, Reason, Start,
 };
 use crate::proxy::events::TransferReport;
 use crate::proxy::status::TransferEntry;
-use std::net::SocketAddr;
+use crate::rules::Kind;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 /// How many failed channels a session remembers, for a reply that arrives
-/// after its relay has already ended. One transfer runs at a time; a few
+/// after its path has already ended. One transfer runs at a time; a few
 /// are plenty.
 const REMEMBER_FAILED: usize = 4;
 
-/// One side of a data channel before the relay starts.
-pub(super) enum Prepared {
-    Pinhole(Pinhole),
-    Stream(TcpStream),
-}
-
 /// Counts a data channel in the gateway's metrics for as long as it holds
 /// sockets: it lives in the channel while it is prepared, then moves into
-/// the relay task, so it is dropped with the last socket.
+/// its path when the transfer starts (a relay keeps it in its task), so it
+/// is dropped with the last socket.
 pub(super) struct ChannelGauge(Arc<Telemetry>);
 
 impl ChannelGauge {
@@ -68,13 +61,11 @@ impl Drop for ChannelGauge {
 
 pub(super) struct Channel {
     gauge: Option<ChannelGauge>,
-    client: Option<Prepared>,
-    server: Option<Prepared>,
-    /// When the channel was first prepared: its setup time ends when the
-    /// relay starts.
+    /// How its transfer is carried: relayed, forwarded by the kernel.
+    path: Path,
+    /// When the channel was first prepared: its setup time ends when its
+    /// transfer starts.
     created: Instant,
-    /// The relay task, once started.
-    relay: Option<AbortHandle>,
     pub(super) started: Option<Instant>,
     /// How the server-to-client direction ended, once it has.
     pub(super) delivered: Option<Result<(), String>>,
@@ -87,24 +78,18 @@ pub(super) struct Channel {
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
     direction: Option<Direction>,
-    /// Its `/status` entry, once the relay started: dropped with the
-    /// channel, which removes the entry, however the channel ends.
+    /// Its `/status` entry, once a transfer through the gateway started:
+    /// dropped with the channel, which removes the entry, however the
+    /// channel ends.
     status: Option<TransferEntry>,
-    /// The channel's pinhole when the kernel forwards it.
-    pub(super) kernel: Option<KernelChannel>,
-    /// Kernel filter elements in front of the relay's listeners (a mode
-    /// conversion on the kernel data plane).
-    pub(super) filters: Vec<KernelChannel>,
 }
 
 impl Channel {
-    fn new(t: &Arc<Telemetry>) -> Channel {
+    fn new(t: &Arc<Telemetry>, path: Path) -> Channel {
         Channel {
             gauge: Some(ChannelGauge::new(t)),
+            path,
             created: Instant::now(),
-            client: None,
-            server: None,
-            relay: None,
             started: None,
             delivered: None,
             success_reply: false,
@@ -113,8 +98,6 @@ impl Channel {
             transfer: None,
             direction: None,
             status: None,
-            kernel: None,
-            filters: Vec::new(),
         }
     }
 
@@ -123,135 +106,79 @@ impl Channel {
         self.success_reply
     }
 
-    /// A relay still running whose download direction has delivered
-    /// everything: all that is left is the peers' closing of the data
-    /// connection.
+    /// A transfer through the gateway still running whose download
+    /// direction has delivered everything: all that is left is the peers'
+    /// closing of the data connection.
     pub(super) fn relay_delivered(&self) -> bool {
-        self.relay.is_some() && matches!(self.delivered, Some(Ok(())))
+        self.path.carriage() == Carriage::Through
+            && self.path.running()
+            && matches!(self.delivered, Some(Ok(())))
     }
 
     /// Its transfer is over but for the closing: the server said success,
-    /// and the relay delivered everything, or the kernel forwards it (its
-    /// bytes go from peer to peer on their own connection).
+    /// and everything was delivered through the gateway, or the bytes go
+    /// beside it, from peer to peer on their own connection.
     pub(super) fn has_delivered(&self) -> bool {
         self.success_reply && matches!(self.delivered, Some(Ok(()))) && self.running()
     }
 
-    /// A relay, or a started kernel transfer, is under way.
+    /// A transfer is under way on it.
     pub(super) fn running(&self) -> bool {
-        self.relay.is_some()
-            || (self.started.is_some() && self.kernel.as_ref().is_some_and(|k| !k.left_to_finish()))
-    }
-
-    fn path(&self) -> &'static str {
-        if self.kernel.is_some() {
-            "kernel"
-        } else {
-            "relay"
-        }
-    }
-
-    /// Stops its relay task, if any; the task's sockets reset as it drops.
-    pub(super) fn abort(&self) {
-        if let Some(task) = &self.relay {
-            task.abort();
-        }
+        self.path.running()
     }
 }
 
-async fn establish(
-    p: Prepared,
-    deadline: Duration,
-    on_stranger: impl FnMut(SocketAddr),
-    on_expired: impl FnOnce(),
-) -> Result<TcpStream, String> {
-    match p {
-        Prepared::Stream(s) => Ok(s),
-        Prepared::Pinhole(p) => p.accept(deadline, on_stranger).await.map_err(|e| {
-            if matches!(e, crate::proxy::pinhole::PinholeError::Expired { .. }) {
-                on_expired();
-            }
-            e.to_string()
-        }),
-    }
-}
+/// How long a session that has ended waits for its transfers that the
+/// server reported complete to close, so they are logged: the last bytes
+/// may still be in flight after the server's `226`, and a path beside the
+/// gateway notices a close only within its poll interval.
+const SETTLE_AFTER_SESSION: Duration = Duration::from_secs(2);
 
 impl Driver {
+    /// What a path may know of this session to prepare a side.
+    fn context<'a>(&self, rules: &'a crate::rules::Rules) -> Context<'a> {
+        Context {
+            rules,
+            client_local: self.client_local,
+            server_local: self.server_local,
+            pinhole_bind: self.pinhole_bind,
+            tproxy: self.listener.tproxy,
+            transparent: self.listener.kind == Kind::Transparent,
+            data_plane: self.session.data_plane(),
+        }
+    }
+
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
         if !self.channels.contains_key(&id) {
             // One channel in preparation per session.
             self.close_others(id, |c| !c.running(), Cancel::AnotherPrepared);
         }
         let policy = self.policy();
-        let rules = policy.rules();
-        let telemetry = self.gw.telemetry.clone();
-        self.channels
-            .entry(id)
-            .or_insert_with(|| Channel::new(&telemetry));
-        match endpoint {
-            Endpoint::Listen { expect_peer } => {
-                let (bind, range) = match side {
-                    Side::Client => (self.pinhole_bind, rules.data.client_ports),
-                    Side::Server => (
-                        self.server_local
-                            .map(|a| a.ip())
-                            .unwrap_or(unspecified_like(*expect_peer)),
-                        rules.data.server_ports,
-                    ),
-                };
-                let req = PinholeRequest {
-                    bind,
-                    range,
-                    expect_peer: rules.security.check_data_peer.then_some(expect_peer),
-                    transparent: side == Side::Client && self.listener.tproxy,
-                };
-                match self.gw.pinholes.open(req) {
-                    Ok(p) => {
-                        let local = p.local_addr();
-                        debug!(session = self.id, ?side, %local, expect = %expect_peer, "pinhole open");
-                        if let Some(c) = self.channels.get_mut(&id) {
-                            match side {
-                                Side::Client => c.client = Some(Prepared::Pinhole(p)),
-                                Side::Server => c.server = Some(Prepared::Pinhole(p)),
-                            }
-                        }
-                        if !self.filter_relay(id, side, expect_peer, local) {
-                            self.session.data_prepared(id, side, local, &policy);
-                        }
-                    }
-                    Err(e) => {
-                        warn!(session = self.id, ?side, error = %e, "cannot open pinhole");
-                        self.session.data_failed(id, side, &e.to_string(), &policy);
-                    }
-                }
+        let at = self.context(policy.rules());
+        match self.channels.get_mut(&id) {
+            Some(c) if c.path.takes(&endpoint) => {}
+            // The engine fell back to another way for this channel.
+            Some(c) => c.path = self.paths.path_for(id, &endpoint),
+            None => {
+                let path = self.paths.path_for(id, &endpoint);
+                self.channels
+                    .insert(id, Channel::new(&self.gw.telemetry, path));
             }
-            Endpoint::Forward {
-                expect_peer,
-                to,
-                exact,
-            } => self.prepare_forward(id, side, expect_peer, to, exact),
-            Endpoint::Connect { to, within } => {
-                let timeout = match within {
-                    ConnectDeadline::Connect => rules.limits.connect_timeout,
-                    ConnectDeadline::PassiveProbe => rules.data.passive_probe_timeout,
-                };
-                let from = match side {
-                    Side::Client => Some(self.client_local.ip()),
-                    Side::Server => self.server_local.map(|a| a.ip()),
-                };
-                // Under TPROXY the client expects the server's address as
-                // the source of an active-mode connection.
-                let transparent = side == Side::Client && self.listener.tproxy;
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let result = connect_as(from, to, timeout, transparent).await;
-                    let _ = tx.send(DataEvent::Connected { id, side, result });
-                });
+        }
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        match c.path.prepare(side, endpoint, &at) {
+            Preparing::Ready(local) => self.session.data_prepared(id, side, local, &policy),
+            Preparing::Failed(reason) => {
+                self.session
+                    .data_failed(id, side, &reason.to_string(), &policy)
             }
+            Preparing::Pending => {}
         }
     }
 
-    pub(super) fn start_relay(
+    pub(super) fn start_transfer(
         &mut self,
         id: DataId,
         client_mode: ClientMode,
@@ -259,15 +186,7 @@ impl Driver {
     ) {
         // One running channel per session.
         self.make_room(id);
-        if self.start_forward(id, client_mode, server_mode) {
-            return;
-        }
-        let rules = self.policy().rules().clone();
-        let prepared = self
-            .channels
-            .get_mut(&id)
-            .map(|c| (c.client.take(), c.server.take()));
-        let Some((Some(client), Some(server))) = prepared else {
+        if !self.channels.get_mut(&id).is_some_and(|c| c.path.ready()) {
             warn!(
                 session = self.id,
                 channel = id.0,
@@ -277,82 +196,57 @@ impl Driver {
             self.channels.remove(&id);
             self.remember_failed(id, "the data channel was not prepared".into());
             return;
-        };
+        }
+        let policy = self.policy();
         let Some(c) = self.channels.get_mut(&id) else {
             return;
         };
         c.modes = Some((client_mode, server_mode));
         c.started = Some(Instant::now());
-        let (verb, file) = c
-            .transfer
-            .clone()
-            .map(|(v, f)| (v.to_string(), f))
-            .unwrap_or_else(|| ("-".into(), String::new()));
-        let status = self.gw.telemetry.transfer_started(
-            self.id,
-            id.0,
-            &verb,
-            &file,
-            client_mode.as_str(),
-            server_mode.as_str(),
-        );
-        let progress = status.progress().clone();
-        c.status = Some(status);
-        let gauge = c.gauge.take();
-        let tx = self.tx.clone();
-        let deadline = rules.data.pinhole_timeout;
-        let limits = RelayLimits {
-            idle: rules.limits.transfer_idle_timeout,
-            rate: rules.limits.bandwidth_per_session,
+        let progress = match c.path.carriage() {
+            Carriage::Through => {
+                let (verb, file) = c
+                    .transfer
+                    .clone()
+                    .map(|(v, f)| (v.to_string(), f))
+                    .unwrap_or_else(|| ("-".into(), String::new()));
+                let status = self.gw.telemetry.transfer_started(
+                    self.id,
+                    id.0,
+                    &verb,
+                    &file,
+                    client_mode.as_str(),
+                    server_mode.as_str(),
+                );
+                let progress = status.progress().clone();
+                c.status = Some(status);
+                Some(progress)
+            }
+            Carriage::Beside => {
+                // The bytes go from peer to peer, in order on their own
+                // connection, never through ftpalg: the server's reply to
+                // the transfer need not wait for them (holding it until
+                // the backend next looks would only delay every transfer).
+                c.delivered = Some(Ok(()));
+                None
+            }
         };
-        let session = self.id;
-        let telemetry = self.gw.telemetry.clone();
-        let task = tokio::spawn(async move {
-            // Dropped with the sockets, whether the task ends or is aborted.
-            let _gauge = gauge;
-            let started = Instant::now();
-            let strangers = |who: &'static str| {
-                let telemetry = telemetry.clone();
-                move |peer: SocketAddr| telemetry.stranger(session, who, peer)
-            };
-            let expired = |side: &'static str| {
-                let telemetry = telemetry.clone();
-                move || telemetry.pinhole_expired(session, side, deadline)
-            };
-            let c = establish(client, deadline, strangers("client"), expired("client"));
-            let s = establish(server, deadline, strangers("server"), expired("server"));
-            let result = match tokio::try_join!(c, s) {
-                Ok((c, s)) => {
-                    let tx2 = tx.clone();
-                    let delivered = move |result| {
-                        let _ = tx2.send(DataEvent::Delivered { id, result });
-                    };
-                    relay_counted(c, s, limits, &progress, delivered)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
-            let _ = tx.send(DataEvent::Finished {
-                id,
-                result,
-                elapsed: started.elapsed(),
-            });
+        c.path.start(Start {
+            rules: policy.rules(),
+            progress,
+            keep: Box::new(c.gauge.take()),
         });
-        c.relay = Some(task.abort_handle());
     }
 
-    /// Closes channel `id` at once: a relay under way is aborted, which
-    /// resets its sockets; a held reply learns that the data path failed.
+    /// Closes channel `id` at once: its path is released (a relay aborted,
+    /// which resets its sockets; a kernel transfer cut); a held reply
+    /// learns that the data path failed.
     pub(super) fn kill(&mut self, id: DataId, why: Cancel) {
         let reason = why.as_str();
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
         if c.running() {
-            if let Some(task) = &c.relay {
-                task.abort();
-            }
             warn!(
                 session = self.id,
                 channel = id.0,
@@ -394,10 +288,21 @@ impl Driver {
         }
     }
 
+    /// Cuts channel `id`'s transfer for the client's `ABOR`: where its path
+    /// must have the cut before the server hears `ABOR` (which it may
+    /// answer by closing its end at once), that is awaited; then the
+    /// channel is closed.
+    pub(super) async fn cut(&mut self, id: DataId) {
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.path.cut().await;
+        }
+        self.kill(id, Cancel::Cut)
+    }
+
     pub(super) fn data_event(&mut self, ev: DataEvent) {
-        let policy = self.policy();
         match ev {
             DataEvent::Upstream(Ok(stream)) => {
+                let policy = self.policy();
                 let addr = stream.peer_addr();
                 self.attach_server(stream);
                 match addr {
@@ -409,52 +314,53 @@ impl Driver {
                 }
             }
             DataEvent::Upstream(Err(reason)) => {
+                let policy = self.policy();
                 warn!(session = self.id, reason = %reason, "route failed");
                 self.session.upstream_failed(&reason, &policy);
             }
-            DataEvent::Connected { id, side, result } => match result {
-                Ok(stream) => {
-                    // Until the relay takes it, dropping it must reset.
-                    super::super::pinhole::reset_on_close(&stream);
-                    let local = stream.local_addr().unwrap_or(*self.client_local);
-                    if let Some(c) = self.channels.get_mut(&id) {
-                        match side {
-                            Side::Client => c.client = Some(Prepared::Stream(stream)),
-                            Side::Server => c.server = Some(Prepared::Stream(stream)),
-                        }
-                        self.session.data_prepared(id, side, local, &policy);
-                    }
-                }
-                Err(e) => {
-                    debug!(session = self.id, ?side, error = %e, "data connect failed");
-                    self.session.data_failed(id, side, &e.to_string(), &policy);
-                }
-            },
+            DataEvent::Path(report) => self.path_event(report),
             DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
-            DataEvent::Forwarded { id, forwarded } => self.forwarded(id, *forwarded),
-            DataEvent::Kernel { id, event } => self.kernel_event(id, event),
-            DataEvent::Filtered {
-                id,
-                side,
-                local,
-                result,
-            } => self.filtered(id, side, local, *result),
-            DataEvent::Delivered { id, result } => {
+            DataEvent::Lingered { id } => self.lingered(id),
+        }
+    }
+
+    /// What a channel's path reports. A side that cannot be had reaches
+    /// the engine whatever became of the channel (it ignores a channel it
+    /// no longer has); anything else only for the path the channel holds.
+    fn path_event(&mut self, PathReport { id, key, event }: PathReport) {
+        let policy = self.policy();
+        let current = self.channels.get(&id).is_some_and(|c| c.path.is(key));
+        match event {
+            PathEvent::NotPrepared { side, reason } => {
+                self.session
+                    .data_failed(id, side, &reason.to_string(), &policy)
+            }
+            _ if !current => {}
+            PathEvent::Prepared { side, at } => self.session.data_prepared(id, side, at, &policy),
+            PathEvent::Delivered(result) => {
+                let result = result.map_err(|r| r.to_string());
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.delivered = Some(result.clone());
                     self.settle_held(id, result);
                     self.arm_linger(id);
                 }
             }
-            DataEvent::Lingered { id } => self.lingered(id),
-            DataEvent::Finished {
-                id,
-                result,
-                elapsed,
-            } => {
-                let Some(c) = self.channels.remove(&id) else {
-                    return;
-                };
+            PathEvent::Ended { result, elapsed } => self.path_ended(id, result, elapsed),
+        }
+    }
+
+    /// Channel `id`'s transfer is over: the engine hears of it, the replies
+    /// held behind it are settled, a failure is remembered for a reply yet
+    /// to come, and the transfer is logged.
+    fn path_ended(&mut self, id: DataId, result: Result<Moved, Reason>, elapsed: Option<Duration>) {
+        let Some(mut c) = self.channels.remove(&id) else {
+            return;
+        };
+        c.path.ended();
+        let result = result.map_err(|r| r.to_string());
+        match c.path.carriage() {
+            // Its end is the end of the bytes through the gateway.
+            Carriage::Through => {
                 self.session
                     .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
                 if c.delivered.is_none() {
@@ -467,13 +373,54 @@ impl Driver {
                         self.remember_failed(id, e.clone());
                     }
                 }
-                self.log_transfer(id, &c, result, elapsed);
+                self.log_transfer(id, &c, result, elapsed.unwrap_or_default());
             }
+            // Its reply was not held for the bytes (see `start_transfer`):
+            // a failure before the server's success reply turns that
+            // reply into 426, and one of a transfer that never started is
+            // not a transfer to log.
+            Carriage::Beside => match result {
+                Ok(moved) => self.log_transfer(id, &c, Ok(moved), elapsed.unwrap_or_default()),
+                Err(reason) => {
+                    if !c.success_reply() {
+                        self.settle_held(id, Err(reason.clone()));
+                        self.remember_failed(id, reason.clone());
+                    }
+                    if let Some(started) = c.started {
+                        self.log_transfer(id, &c, Err(reason), started.elapsed());
+                    }
+                }
+            },
         }
     }
 
-    /// Whether a relay is under way (it holds the control idle timer).
+    /// Whether a transfer is under way (it holds the control idle timer).
     pub(super) fn transfer_running(&self) -> bool {
         self.channels.values().any(Channel::running)
+    }
+
+    /// After the session's end: waits, within [`SETTLE_AFTER_SESSION`],
+    /// for the transfers the server reported complete, so they are logged
+    /// with their counts: those beside the gateway, and those through it
+    /// that have delivered all their data (a client may close its end of
+    /// the data connection only after QUIT). One beside the gateway still
+    /// open then is left to finish on its own (only its pinhole is
+    /// withdrawn). Any other channel is cut when the driver drops.
+    pub(super) async fn finish_transfers(&mut self) {
+        fn finishing(c: &Channel) -> bool {
+            c.success_reply() && (c.path.carriage() == Carriage::Beside || c.relay_delivered())
+        }
+        let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
+        while self.channels.values().any(finishing) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => self.data_event(ev),
+                _ => break,
+            }
+        }
+        for c in self.channels.values_mut() {
+            if finishing(c) && c.path.carriage() == Carriage::Beside {
+                c.path.leave_to_finish(Leave::SessionEnded);
+            }
+        }
     }
 }

@@ -1,13 +1,12 @@
 //! What every session shares, which is all a session may reach of the
 //! gateway: the rules in force, the telemetry, the stop signals, the memo
-//! of servers' passive ports, the data planes, and whether an address is
+//! of servers' passive ports, the kernel thread, and whether an address is
 //! one of the gateway's own listeners.
 
 use super::passive::PassiveMemo;
 use crate::proxy::current_rules::CurrentRules;
+use crate::proxy::datapath::kernel::KernelThread;
 use crate::proxy::events::Telemetry;
-use crate::proxy::kernel::KernelThread;
-use crate::proxy::pinhole::Pinholes;
 use crate::proxy::shutdown::ShutdownWatch;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +30,5 @@ pub(crate) struct SessionGateway {
     /// ftpalg's nftables table and the thread that manages it, when the
     /// rules chose the kernel data path and it could start.
     pub(in crate::proxy) kernel: Option<Arc<KernelThread>>,
-    pub(in crate::proxy) pinholes: Box<dyn Pinholes>,
     pub(in crate::proxy) listeners: Arc<dyn OwnListeners>,
 }

@@ -70,26 +70,19 @@ impl Driver {
     }
 
     /// Closes channel `id`, which has delivered its transfer: a relay is
-    /// aborted (the client's end closes after what is queued, the server's
-    /// end resets) and the transfer logged as complete with its counts; a
-    /// kernel channel's pinhole is withdrawn and its connection left to end
-    /// in the kernel, since the gateway cannot tell whether its last bytes
-    /// are still in flight.
+    /// aborted as it drops (the client's end closes after what is queued,
+    /// the server's end resets) and the transfer logged as complete with
+    /// its counts; a transfer beside the gateway (the kernel's) has its
+    /// pinhole withdrawn and its connection left to end on its own, since
+    /// the gateway cannot tell whether its last bytes are still in flight.
     pub(in crate::proxy::control) fn close_delivered(&mut self, id: DataId, why: &'static str) {
         let Some(mut c) = self.channels.remove(&id) else {
             return;
         };
-        if let Some(k) = c.kernel.as_mut() {
-            k.leave_to_finish();
-            info!(
-                session = self.id,
-                channel = id.0,
-                reason = why,
-                "kernel transfer left to finish in the kernel"
-            );
+        if c.path.carriage() == Carriage::Beside {
+            c.path.leave_to_finish(Leave::Closed(why));
             return;
         }
-        c.abort();
         debug!(
             session = self.id,
             channel = id.0,

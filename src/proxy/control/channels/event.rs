@@ -1,32 +1,16 @@
-//! What reaches a session's driver about its data channels (from sockets,
-//! relays and the kernel thread), and why the driver closes one early.
+//! What reaches a session's driver about its data channels (from their
+//! paths, from the upstream's connection, from its timers), and why the
+//! driver closes one early.
 
-use super::super::forward::{Forwarded, KernelChannel};
-use crate::dataplane::FlowEvent;
-use crate::ftp::session::{DataId, Side};
-use crate::proxy::relay::Moved;
-use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
+use crate::ftp::session::DataId;
+use crate::proxy::datapath::PathReport;
 use tokio::net::TcpStream;
 
 /// An event of one of the session's data channels.
 pub(in crate::proxy::control) enum DataEvent {
     Upstream(Result<TcpStream, String>),
-    Connected {
-        id: DataId,
-        side: Side,
-        result: io::Result<TcpStream>,
-    },
-    Delivered {
-        id: DataId,
-        result: Result<(), String>,
-    },
-    Finished {
-        id: DataId,
-        result: Result<Moved, String>,
-        elapsed: Duration,
-    },
+    /// What a channel's path reports.
+    Path(PathReport),
     /// This channel's `DELIVERED_LINGER` passed.
     Lingered {
         id: DataId,
@@ -34,26 +18,6 @@ pub(in crate::proxy::control) enum DataEvent {
     /// The deadline of `Action::ReplyDeadline` for this channel passed.
     ReplyOverdue {
         id: DataId,
-    },
-    /// The kernel thread answered a forward request. Boxed, like the
-    /// filter's answer: every session's event channel allocates room for
-    /// 32 events up front, so the largest variant sets what an idle
-    /// session costs.
-    Forwarded {
-        id: DataId,
-        forwarded: Box<Forwarded>,
-    },
-    /// An event of a kernel-forwarded channel's pinhole.
-    Kernel {
-        id: DataId,
-        event: FlowEvent,
-    },
-    /// The kernel thread answered a relay filter request.
-    Filtered {
-        id: DataId,
-        side: Side,
-        local: SocketAddr,
-        result: Box<Result<KernelChannel, String>>,
     },
 }
 

@@ -26,7 +26,7 @@ impl Driver {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let user = self.session.user().unwrap_or("-").to_string();
-        let path = c.path();
+        let path = c.path.name();
         let result = match &result {
             Ok(m) => Ok((m.up, m.down)),
             Err(e) => Err(e.as_str()),

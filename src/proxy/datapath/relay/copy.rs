@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::pinhole::{normal_close, reset_on_close};
 use super::splice;
+use crate::proxy::datapath::{Moved, Progress};
+use crate::proxy::sockets::{normal_close, reset_on_close};
 
 /// Buffer for the fallback copy, per direction.
 const BUF: usize = 64 * 1024;
@@ -28,28 +29,9 @@ const BUF: usize = 64 * 1024;
 /// a bulk transfer switches to splice(2) after its first full read.
 const PROBE: usize = 16 * 1024;
 
-/// Bytes moved, per direction.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Moved {
-    /// Client to server (uploads).
-    pub up: u64,
-    /// Server to client (downloads, listings).
-    pub down: u64,
-}
-
-/// Bytes relayed so far, each direction, readable while the relay runs
-/// (for `/status`).
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Client to server.
-    pub up: AtomicU64,
-    /// Server to client.
-    pub down: AtomicU64,
-}
-
 /// Limits of one relay.
 #[derive(Debug, Clone, Copy)]
-pub struct RelayLimits {
+pub(crate) struct RelayLimits {
     /// No bytes either way for this long, or no progress writing one
     /// direction for this long, ends the relay with an error.
     pub idle: Duration,
@@ -244,7 +226,7 @@ async fn pump(
 
 /// [`relay_counted`] with nobody watching the bytes move.
 #[cfg(test)]
-pub async fn relay(
+pub(crate) async fn relay(
     client: TcpStream,
     server: TcpStream,
     limits: RelayLimits,
@@ -258,7 +240,7 @@ pub async fn relay(
 /// once the server-to-client direction has ended, with how it ended: `Ok`
 /// when all of it was handed to the client (the moment a held `226` may
 /// follow), `Err` with the reason when it failed.
-pub async fn relay_counted(
+pub(crate) async fn relay_counted(
     client: TcpStream,
     server: TcpStream,
     limits: RelayLimits,

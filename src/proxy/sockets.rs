@@ -1,60 +1,16 @@
-//! Data-channel pinholes: a listening port that accepts exactly one
-//! connection, from the expected peer, before a deadline.
-//!
-//! The session code asks a [`Pinholes`] backend for a pinhole and gets back
-//! something to accept on; the userspace backend binds a socket from the
-//! configured range. A kernel backend (nftables sets with timeouts) can be
-//! put behind the same trait.
+//! Sockets as the gateway makes them: listeners (IP_TRANSPARENT if asked,
+//! on a free port of a range if asked), outgoing connections from a chosen
+//! address, and how a socket closes (a reset for a cut transfer). The
+//! listeners' room, the sessions' control connections and both data paths
+//! use them; they decide nothing.
 
-use crate::addrs::PeerIp;
 use crate::rules::PortRange;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-/// Why a pinhole produced no connection.
-#[derive(Debug, Error)]
-pub enum PinholeError {
-    /// Nobody (allowed) connected in time.
-    #[error("no connection from {expected} within {timeout:?}")]
-    Expired {
-        /// Who was expected.
-        expected: String,
-        /// How long it waited.
-        timeout: Duration,
-    },
-    /// accept() failed.
-    #[error("accept failed: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// What a pinhole is for.
-#[derive(Debug, Clone, Copy)]
-pub struct PinholeRequest {
-    /// Local address to bind (may be unspecified).
-    pub bind: IpAddr,
-    /// Ports to choose from.
-    pub range: PortRange,
-    /// The only peer allowed to connect; `None` accepts anyone (only when
-    /// the operator switched peer checking off).
-    pub expect_peer: Option<PeerIp>,
-    /// Bind with IP_TRANSPARENT (TPROXY deployments).
-    pub transparent: bool,
-}
-
-/// Hands out pinholes.
-pub trait Pinholes: Send + Sync {
-    /// Opens a pinhole; it listens at once and is reported by its address.
-    fn open(&self, req: PinholeRequest) -> io::Result<Pinhole>;
-}
-
-/// Pinholes relayed in userspace: a listening socket per pinhole.
-#[derive(Debug, Default)]
-pub struct UserspacePinholes;
 
 fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
@@ -62,39 +18,35 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-impl Pinholes for UserspacePinholes {
-    fn open(&self, req: PinholeRequest) -> io::Result<Pinhole> {
-        let n = req.range.len();
-        // Start at a random port so that the next pinhole is not guessable
-        // from the last one, then walk the range once.
-        let start = (random_u64() % u64::from(n)) as u32;
-        let mut last_err = io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("no free port in {}", req.range),
-        );
-        for i in 0..n {
-            let port = req.range.first as u32 + (start + i) % n;
-            let addr = SocketAddr::new(req.bind, port as u16);
-            // A pinhole takes one connection; a short queue is plenty.
-            match bind_listener(addr, req.transparent, 4) {
-                Ok(listener) => {
-                    let local = listener.local_addr()?;
-                    return Ok(Pinhole {
-                        listener,
-                        local,
-                        expect_peer: req.expect_peer,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_err = e,
-                Err(e) => return Err(e),
-            }
+/// Binds with `bind_one` at a port of `range` on `bind`: starts at a
+/// random port, so that the next one is not guessable from the last, then
+/// walks the range once, past ports in use.
+pub(crate) fn in_range<T>(
+    bind: IpAddr,
+    range: PortRange,
+    mut bind_one: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let n = range.len();
+    let start = (random_u64() % u64::from(n)) as u32;
+    let mut last_err = io::Error::new(io::ErrorKind::AddrInUse, format!("no free port in {range}"));
+    for i in 0..n {
+        let port = range.first as u32 + (start + i) % n;
+        match bind_one(SocketAddr::new(bind, port as u16)) {
+            Ok(bound) => return Ok(bound),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_err = e,
+            Err(e) => return Err(e),
         }
-        Err(last_err)
     }
+    Err(last_err)
 }
 
-/// Binds a listening socket, optionally IP_TRANSPARENT.
-pub fn bind_listener(addr: SocketAddr, transparent: bool, backlog: i32) -> io::Result<TcpListener> {
+/// A listening socket on `addr`, optionally IP_TRANSPARENT, not yet
+/// handed to the runtime.
+pub(crate) fn listening_socket(
+    addr: SocketAddr,
+    transparent: bool,
+    backlog: i32,
+) -> io::Result<socket2::Socket> {
     let sock = if transparent {
         super::tproxy::socket(addr.is_ipv6())?
     } else {
@@ -113,11 +65,20 @@ pub fn bind_listener(addr: SocketAddr, transparent: bool, backlog: i32) -> io::R
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
-    TcpListener::from_std(sock.into())
+    Ok(sock)
+}
+
+/// Binds a listening socket, optionally IP_TRANSPARENT.
+pub(crate) fn bind_listener(
+    addr: SocketAddr,
+    transparent: bool,
+    backlog: i32,
+) -> io::Result<TcpListener> {
+    TcpListener::from_std(listening_socket(addr, transparent, backlog)?.into())
 }
 
 /// Connects to `to` from `from` (port chosen by the kernel), within `timeout`.
-pub async fn connect_from(
+pub(crate) async fn connect_from(
     from: Option<IpAddr>,
     to: SocketAddr,
     timeout: Duration,
@@ -128,7 +89,7 @@ pub async fn connect_from(
 /// Like [`connect_from`]; with `transparent`, `from` may be an address
 /// that is not the gateway's own (TPROXY: the client sees the server's
 /// address).
-pub async fn connect_as(
+pub(crate) async fn connect_as(
     from: Option<IpAddr>,
     to: SocketAddr,
     timeout: Duration,
@@ -159,65 +120,25 @@ pub async fn connect_as(
     }
 }
 
-/// One open pinhole.
-#[derive(Debug)]
-pub struct Pinhole {
-    listener: TcpListener,
-    local: SocketAddr,
-    expect_peer: Option<PeerIp>,
-}
-
-impl Pinhole {
-    /// Where it listens.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Waits for the expected peer; strangers are reset and reported through
-    /// `on_stranger`, and waiting goes on. The listener closes on return, so
-    /// the pinhole is used at most once.
-    pub async fn accept(
-        self,
-        timeout: Duration,
-        mut on_stranger: impl FnMut(SocketAddr),
-    ) -> Result<TcpStream, PinholeError> {
-        let expected = self
-            .expect_peer
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "anyone".into());
-        let wait = async {
-            loop {
-                let (stream, peer) = self.listener.accept().await?;
-                let ok = self
-                    .expect_peer
-                    .is_none_or(|want| PeerIp::new(peer.ip()) == want);
-                if ok {
-                    // Until the relay takes it, dropping it must reset.
-                    reset_on_close(&stream);
-                    return Ok::<_, PinholeError>(stream);
-                }
-                on_stranger(peer);
-                reset_on_close(&stream);
-                drop(stream);
-            }
-        };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(r) => r,
-            Err(_) => Err(PinholeError::Expired { expected, timeout }),
-        }
-    }
-}
-
 /// Makes closing `stream` send a reset instead of a FIN, so the peer cannot
 /// take a cut-off connection for a complete one. With a zero timeout the
 /// close does not block.
-pub fn reset_on_close(stream: &TcpStream) {
+pub(crate) fn reset_on_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 /// Restores the normal close (FIN after the data) once a relay owns `stream`.
-pub fn normal_close(stream: &TcpStream) {
+pub(crate) fn normal_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(None);
+}
+
+/// The unspecified address of `ip`'s family.
+pub(crate) fn unspecified_like(ip: IpAddr) -> IpAddr {
+    if ip.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    }
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind() fixes the address only; connect() picks

@@ -2,10 +2,10 @@
 //! request queued, then every conntrack event, so no request waits behind
 //! more than one turn's work however many transfers are live.
 
-use super::{Cmd, KernelPinhole, OnEvent, Withdraw};
-use crate::dataplane::kernel::{KernelDataPlane, PinholeId};
-use crate::dataplane::FlowEvent;
+use super::requests::{Cmd, KernelPinhole, OnEvent};
+use crate::dataplane::kernel::{FlowEvent, KernelTable, PinholeId};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -18,45 +18,64 @@ const EVENTS_EVERY: Duration = Duration::from_millis(10);
 /// is back before the next transfer needs it.
 const CHECK_TABLE_EVERY: Duration = Duration::from_secs(1);
 
+/// Strangers logged one by one per second at the most; past that, a count.
+const STRANGER_LINES_PER_SEC: u32 = 20;
+
 /// The kernel thread's state: the table and who hears of each pinhole.
-struct Server {
-    dp: KernelDataPlane,
+pub(super) struct Server {
+    table: KernelTable,
     watchers: HashMap<PinholeId, OnEvent>,
     /// Handed out in each [`KernelPinhole`], so its drop reaches the thread.
     own: std_mpsc::Sender<Cmd>,
     /// Strangers told in the log this second, and when it began.
     told: (Instant, u32),
+    /// Requests taken, for the tests.
+    #[cfg(test)]
+    pub(super) served: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Strangers logged one by one per second at the most; past that, a count.
-const STRANGER_LINES_PER_SEC: u32 = 20;
-
 impl Server {
+    pub(super) fn new(table: KernelTable, own: std_mpsc::Sender<Cmd>) -> Server {
+        Server {
+            table,
+            watchers: HashMap::new(),
+            own,
+            told: (Instant::now(), 0),
+            #[cfg(test)]
+            served: Default::default(),
+        }
+    }
+
     /// Carries out one request; a close request is handed back.
     fn handle(&mut self, cmd: Cmd) -> Option<std_mpsc::Sender<()>> {
+        #[cfg(test)]
+        self.served.fetch_add(1, Ordering::Relaxed);
         match cmd {
             Cmd::Add {
                 flow,
-                idle,
+                terms,
                 on_event,
+                open,
                 reply,
                 answer_by,
             } => {
-                if Instant::now() >= answer_by || reply.is_closed() {
+                if Instant::now() >= answer_by || reply.is_closed() || !open.load(Ordering::SeqCst)
+                {
                     // Nobody waits for it any more: the session has gone on
-                    // without a pinhole, so none is made.
+                    // without a pinhole, or has ended, so none is made.
                     return None;
                 }
-                match self.dp.add_limited(&flow, idle) {
+                match self.table.add_with(&flow, terms) {
                     Ok(id) => {
                         self.watchers.insert(id, on_event);
                         let handle = KernelPinhole {
                             id,
                             tx: self.own.clone(),
-                            on_drop: Some(Withdraw::Cut),
+                            armed: true,
+                            open,
                         };
                         // If nobody takes it, the handle comes back and its
-                        // drop withdraws the pinhole.
+                        // drop releases the pinhole.
                         if let Err(Ok(handle)) = reply.send(Ok(handle)) {
                             drop(handle);
                         }
@@ -66,18 +85,23 @@ impl Server {
                     }
                 }
             }
-            Cmd::Remove { id, how, done } => {
+            Cmd::Release { id } => {
                 self.watchers.remove(&id);
-                let r = match how {
-                    Withdraw::Forget => self.dp.remove(id),
-                    Withdraw::Detach => self.dp.detach(id),
-                    Withdraw::Cut => self.dp.abort(id).map(|_| ()),
-                };
-                if let Err(e) = r {
+                if let Err(e) = self.table.release(id) {
                     warn!(error = %e, "could not withdraw a kernel pinhole; it expires with its timeout");
                 }
-                if let Some(done) = done {
-                    let _ = done.send(());
+            }
+            Cmd::Leave { id } => self.table.leave(id),
+            Cmd::Cut { id, done } => {
+                self.watchers.remove(&id);
+                if let Err(e) = self.table.abort(id) {
+                    warn!(error = %e, "could not withdraw a kernel pinhole; it expires with its timeout");
+                }
+                let _ = done.send(());
+            }
+            Cmd::EndSession { session } => {
+                for id in self.table.release_session(session) {
+                    self.watchers.remove(&id);
                 }
             }
             Cmd::Close { done } => return Some(done),
@@ -85,8 +109,8 @@ impl Server {
         None
     }
 
-    /// Hands each event to its pinhole's session, or logs it when its
-    /// session has let go (a transfer left to finish after its session).
+    /// Hands each event to its pinhole's holder, or logs it when its
+    /// holder has let go (a transfer left to finish after its session).
     fn deliver(&mut self, events: Vec<(PinholeId, FlowEvent)>) {
         for (id, ev) in events {
             let terminal = ev.is_terminal();
@@ -99,13 +123,11 @@ impl Server {
             }
         }
     }
-}
 
-impl Server {
     /// Logs the connection attempts the kernel dropped at pinhole ports,
     /// as the relay logs a stranger at its listener, within a budget.
     fn tell_strangers(&mut self) {
-        let strangers = self.dp.take_strangers();
+        let strangers = self.table.take_strangers();
         if strangers.is_empty() {
             return;
         }
@@ -149,22 +171,16 @@ fn log_detached(ev: &FlowEvent) {
 }
 
 /// The kernel thread: requests in, events out, until closed or every
-/// sender is gone; the table goes with `dp`.
-pub(super) fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_mpsc::Sender<Cmd>) {
-    let mut s = Server {
-        dp,
-        watchers: HashMap::new(),
-        own,
-        told: (Instant::now(), 0),
-    };
+/// sender is gone; the table goes with the server.
+pub(super) fn serve(mut s: Server, rx: std_mpsc::Receiver<Cmd>) {
     let mut last_check = Instant::now();
     loop {
         let now = Instant::now();
         let mut wait = CHECK_TABLE_EVERY.saturating_sub(now - last_check);
-        if s.dp.live() > 0 {
+        if s.table.live() > 0 {
             wait = wait.min(EVENTS_EVERY);
         }
-        if let Some(due) = s.dp.next_due() {
+        if let Some(due) = s.table.next_due() {
             wait = wait.min(due.saturating_duration_since(now));
         }
         let mut closing = None;
@@ -185,7 +201,7 @@ pub(super) fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_m
         }
         if let Some(done) = closing {
             drop(s.watchers);
-            if let Err(e) = s.dp.close() {
+            if let Err(e) = s.table.close() {
                 warn!(error = %e, "could not delete the kernel data plane's table");
             }
             let _ = done.send(());
@@ -193,11 +209,11 @@ pub(super) fn serve(dp: KernelDataPlane, rx: std_mpsc::Receiver<Cmd>, own: std_m
         }
         if last_check.elapsed() >= CHECK_TABLE_EVERY {
             last_check = Instant::now();
-            if let Err(e) = s.dp.check_table() {
+            if let Err(e) = s.table.check_table() {
                 warn!(error = %e, "checking the kernel table failed; trying again");
             }
         }
-        let events = s.dp.service(Instant::now());
+        let events = s.table.service(Instant::now());
         s.deliver(events);
         s.tell_strangers();
     }
