@@ -5,11 +5,7 @@ use super::super::keys::READ_BY;
 use super::super::schema::*;
 use super::super::*;
 use super::context::{at, Ctx};
-use super::sockets::{clash, listener_sockets};
-
-pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
-    s.trim().parse().ok()
-}
+use super::sockets::{clash, listener_sockets, parse_socket};
 
 /// Compiles one listener; `earlier` are those before it in the file.
 /// Every part is checked even when another has failed.

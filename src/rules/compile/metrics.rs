@@ -4,7 +4,7 @@
 use super::super::schema::{RawListener, RawMetrics};
 use super::super::*;
 use super::context::Ctx;
-use super::listener::parse_socket;
+use super::sockets::parse_socket;
 use super::sockets::{clash, listener_sockets};
 
 /// The `metrics:` section. The token file is read here, at load and at

@@ -3,9 +3,14 @@
 
 use super::super::schema::RawListener;
 use super::context::Ctx;
-use super::listener::parse_socket;
 use serde_saphyr::Spanned;
 use std::net::{IpAddr, SocketAddr};
+
+/// A socket address as the rules write it (`listen`, `upstream`,
+/// `metrics.listen`).
+pub(super) fn parse_socket(s: &str) -> Option<SocketAddr> {
+    s.trim().parse().ok()
+}
 
 /// A socket the file asks for, and whose it is.
 pub(super) struct Socket {
