@@ -4,7 +4,7 @@
 //! that hangs up, a silent client, a gateway that stops); what the client
 //! is told then is the engine's to say, like every other reply.
 
-use super::{reply, Session};
+use super::output::reply;
 
 /// Why the driver ends a session the engine did not close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +17,10 @@ pub enum CloseReason {
     Shutdown,
 }
 
-impl Session {
-    /// The `421` the client gets when the session ends for `why`.
-    pub fn close_reply(&self, why: CloseReason) -> Vec<u8> {
-        let text = match why {
+impl CloseReason {
+    /// The `421` the client gets.
+    pub(super) fn reply(self) -> Vec<u8> {
+        let text = match self {
             CloseReason::ServerClosed => "The server closed the control connection.",
             CloseReason::IdleTimeout => "Idle timeout; closing control connection.",
             CloseReason::Shutdown => "The gateway is shutting down.",
@@ -32,7 +32,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ftp::session::{SessionConfig, Upstream};
+    use crate::ftp::session::{Session, SessionConfig, Upstream};
 
     #[test]
     fn each_reason_has_its_421() {
