@@ -239,6 +239,57 @@ pub enum Action {
     Event(Event),
 }
 
+/// Why the engine has the driver reset a data channel before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The engine no longer needs it.
+    Released,
+    /// The client aborted the transfer.
+    Cut,
+    /// Another channel is being prepared (one at a time per session).
+    AnotherPrepared,
+    /// A newer channel started running (one at a time per session).
+    Superseded,
+    /// The control connection was idle too long.
+    IdleTimeout,
+    /// The gateway is stopping and its grace is over.
+    Shutdown,
+}
+
+impl Cancel {
+    /// The reason, for logs and the transfer's result.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancel::Released => "released",
+            Cancel::Cut => "cut: the client aborted the transfer",
+            Cancel::AnotherPrepared => "another data channel is being prepared",
+            Cancel::Superseded => "superseded by a newer data channel",
+            Cancel::IdleTimeout => "control idle timeout",
+            Cancel::Shutdown => "the gateway is shutting down",
+        }
+    }
+}
+
+/// Why the engine has the driver close a data channel that has delivered
+/// its transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// A newer channel started running.
+    Superseded,
+    /// Its peers kept the delivered data connection open past the linger.
+    Lingered,
+}
+
+impl Retire {
+    /// The reason, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retire::Superseded => "a newer data channel started",
+            Retire::Lingered => "the peers kept the delivered data connection open",
+        }
+    }
+}
+
 /// Why the gateway refused something.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
