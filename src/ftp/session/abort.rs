@@ -4,14 +4,13 @@
 //! A reply held behind a data channel waits for the data to reach the
 //! client; a client that stops reading and sends `ABOR` would wait for
 //! ever behind it. So `ABOR` cuts the channel first ([`Action::Cut`]):
-//! the driver resets both data connections, which settles the held reply
-//! as failed (`426`), and the server, whose data connection is gone,
-//! answers the transfer and then `ABOR` itself. A server that stays silent
-//! about a transfer whose data was cut is answered for by the gateway
-//! after a deadline the driver times ([`Action::ReplyDeadline`]).
+//! the driver resets both data connections, the held reply is settled as
+//! failed (`426`), and the server, whose data connection is gone, answers
+//! the transfer and then `ABOR` itself. A server that stays silent about a
+//! transfer whose data was cut is answered for by the gateway after
+//! `cut_reply_timeout` (the reply deadline, in `timers.rs`).
 //!
 //! [`Action::Cut`]: super::Action::Cut
-//! [`Action::ReplyDeadline`]: super::Action::ReplyDeadline
 
 use super::action::DataId;
 use crate::ftp::reply::ReplyCode;

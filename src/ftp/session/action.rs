@@ -155,14 +155,6 @@ impl ServerMode {
 pub enum Action {
     /// Write these bytes to the client.
     ToClient(Vec<u8>),
-    /// Write these bytes to the client once data channel `id` has finished
-    /// relaying (so that `226` never overtakes the last data bytes).
-    ToClientAfterData {
-        /// The data channel to wait for.
-        id: DataId,
-        /// The bytes to write.
-        bytes: Vec<u8>,
-    },
     /// Write these bytes to the server.
     ToServer(Vec<u8>),
     /// Connect to the server the client named in `USER name@host[:port]`,
@@ -206,30 +198,36 @@ pub enum Action {
         /// The argument (file name), lossily decoded for logs.
         arg: String,
     },
-    /// Channel `id` is no longer needed: close it if it never connected;
-    /// a relay under way finishes on its own.
-    Release {
+    /// End data channel `id` now, whatever its state: reset both of its
+    /// connections (what is still queued towards the client is discarded),
+    /// or withdraw its kernel pinhole and cut the connection it forwards.
+    /// The engine has settled whatever waited for the channel.
+    Reset {
         /// The channel.
         id: DataId,
+        /// Why, for the log and the transfer's result.
+        why: Cancel,
     },
-    /// End data channel `id` now, whatever its state: reset both of its
-    /// connections (what is still queued towards the client is discarded)
-    /// and settle every reply held behind it as failed, through
-    /// [`Session::data_finished`](super::Session::data_finished) with `Err`.
-    /// Sent for `ABOR`: the client stops waiting for the data.
+    /// Close data channel `id`, whose transfer has delivered (the server
+    /// said it succeeded, and its data is through): a relay is aborted and
+    /// its transfer logged complete with its counts; a kernel-forwarded
+    /// connection is left to finish in the kernel, which follows it to its
+    /// end.
+    Retire {
+        /// The channel.
+        id: DataId,
+        /// Why now.
+        why: Retire,
+    },
+    /// End data channel `id` now, as [`Action::Reset`] with
+    /// [`Cancel::Cut`], for `ABOR`: the client stops waiting for the data.
+    /// A kernel-forwarded connection is cut before the driver carries out
+    /// the next action (the `ABOR` to the server, which may close its end
+    /// at once). Sent even when the channel has already ended; the driver
+    /// ignores a channel it no longer holds.
     Cut {
         /// The channel.
         id: DataId,
-    },
-    /// The data of the transfer on channel `id` was cut before the server
-    /// answered it: if the server still has not answered after `after`,
-    /// call [`Session::reply_overdue`](super::Session::reply_overdue).
-    /// The engine reads no clock; the driver arms the timer.
-    ReplyDeadline {
-        /// The channel.
-        id: DataId,
-        /// How long the server may stay silent.
-        after: std::time::Duration,
     },
     /// From now on copy raw bytes both ways (TLS passed through).
     Opaque,
@@ -396,4 +394,21 @@ pub enum Event {
         /// The channel.
         id: DataId,
     },
+    /// The data path of channel `id` failed after the server reported its
+    /// transfer complete: the client is told it aborted (`426`) instead.
+    DataPathFailed {
+        /// The channel.
+        id: DataId,
+        /// How the data path failed.
+        reason: String,
+        /// The reply line the server sent.
+        held: String,
+    },
+    /// Neither peer spoke for the control idle timeout while no transfer
+    /// ran: the session ends (its channels are reset, the client gets
+    /// `421`).
+    IdleTimeout,
+    /// The session did not log in within the login timeout: the client
+    /// gets `421` after what it was owed, and the session ends.
+    LoginTimeout,
 }

@@ -49,11 +49,13 @@ impl Held {
 
     /// Settles the lines waiting for channel `id`, whose data path ended:
     /// as they are when it delivered, else as [`failed`] has them. Returns
-    /// the lines that changed.
-    pub(super) fn settle(&mut self, id: DataId, delivered: bool) -> Vec<Rewritten> {
+    /// how many lines waited for it, and those that changed.
+    pub(super) fn settle(&mut self, id: DataId, delivered: bool) -> (usize, Vec<Rewritten>) {
         let mut changed = Vec::new();
+        let mut settled = 0;
         for (wait, bytes) in self.lines.iter_mut().filter(|l| l.0 == Some(id)) {
             *wait = None;
+            settled += 1;
             if delivered {
                 continue;
             }
@@ -68,7 +70,7 @@ impl Held {
             }
             *bytes = now;
         }
-        changed
+        (settled, changed)
     }
 
     /// Lets every line go as it is (the session is being dismissed: the
@@ -130,9 +132,10 @@ mod tests {
         h.push(Some(b), b"226 Also.\r\n".to_vec());
         assert_eq!(h.bytes(), 11 + 14 + 11);
         assert_eq!(h.next_free(), None, "the first line waits");
-        assert_eq!(h.settle(b, true), vec![], "settled, but behind a");
+        assert_eq!(h.settle(b, true), (1, vec![]), "settled, but behind a");
         assert_eq!(h.next_free(), None);
-        let changed = h.settle(a, false);
+        let (settled, changed) = h.settle(a, false);
+        assert_eq!(settled, 1);
         assert_eq!(
             changed,
             vec![Rewritten {

@@ -14,14 +14,10 @@
 
 mod abort;
 mod action;
-// Not yet read by `Session`: the driver still holds the replies behind its
-// channels, bounds the channels and times the deadlines itself.
-#[allow(dead_code)]
 mod channels;
 mod client;
 mod closing;
 mod forward;
-#[allow(dead_code)]
 mod held;
 mod login;
 mod output;
@@ -30,7 +26,6 @@ mod route;
 mod server;
 mod setup;
 mod stage;
-#[allow(dead_code)]
 mod timers;
 
 #[cfg(test)]
@@ -47,11 +42,13 @@ pub use policy::{
     AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
     Upstream, Verdict,
 };
+pub use timers::{Time, Timeouts};
 
 use crate::addrs::ServerAddr;
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
 use crate::ftp::framer::{encode_line, Frame, Line};
 use crate::ftp::redact::show_line;
+use crate::ftp::refusal::Refusal;
 use crate::ftp::reply::ReplyCode;
 use abort::{Preliminary, Transfers};
 use client::ClientInput;
@@ -61,6 +58,7 @@ use route::{BeforeRoute, Route};
 use server::{Owed, Pending, Read};
 use setup::{Cx, Data};
 use std::net::SocketAddr;
+use timers::Timers;
 
 /// Where the session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +79,13 @@ pub enum Phase {
 
 /// One FTP control session as the gateway sees it. Each part of its state
 /// is a type of its own, in a file of its own, changed only through its
-/// methods: the actions for the driver (`output.rs`), the replies the
-/// server owes (`server.rs`), the client's held lines and data commands
-/// (`client.rs`), the login (`login.rs`), the route (`route.rs`), the data
-/// setups (`setup.rs`, `stage.rs`, `forward.rs`) and the transfers `ABOR`
-/// may cut (`abort.rs`). This file ties them together.
+/// methods: what goes to the driver, with the client's output held behind
+/// data channels and the channels themselves (`output.rs`, `held.rs`,
+/// `channels.rs`), the replies the server owes (`server.rs`), the client's
+/// held lines and data commands (`client.rs`), the login (`login.rs`), the
+/// route (`route.rs`), the data setups (`setup.rs`, `stage.rs`,
+/// `forward.rs`), the transfers `ABOR` may cut (`abort.rs`) and the
+/// deadlines (`timers.rs`). This file ties them together.
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
@@ -98,6 +98,7 @@ pub struct Session {
     route: Route,
     data: Data,
     transfers: Transfers,
+    timers: Timers,
 }
 
 impl Session {
@@ -115,6 +116,7 @@ impl Session {
             route: Route::default(),
             data: Data::new(&cfg),
             transfers: Transfers::default(),
+            timers: Timers::new(cfg.timeouts),
             cfg,
         };
         match s.cfg.upstream {
@@ -180,12 +182,30 @@ impl Session {
         self.cfg.data_plane
     }
 
-    /// The `421` the client gets when the session ends for `why`.
-    pub fn close_reply(&self, why: CloseReason) -> Vec<u8> {
-        why.reply()
+    /// Bytes of client output held until data channels have delivered
+    /// (the driver stops reading both peers while its own queue and these
+    /// are over its cap).
+    pub fn held_bytes(&self) -> usize {
+        self.out.held_bytes()
     }
 
-    // ---------------------------------------------------------------- client
+    /// Whether client output waits for a data channel (a session that is
+    /// to end closes once none does).
+    pub fn holding(&self) -> bool {
+        self.out.holding()
+    }
+
+    /// Whether a transfer is under way, relayed or forwarded by the kernel.
+    pub fn transfers_running(&self) -> bool {
+        self.out.running()
+    }
+
+    /// The channels whose transfer the server reported complete and whose
+    /// data is through, only their closing left: what a session that has
+    /// ended waits for a moment, so their transfers are logged whole.
+    pub fn delivered_channels(&self) -> Vec<DataId> {
+        self.out.delivered_ids()
+    }
 
     /// A frame from the client.
     pub fn on_client(&mut self, frame: Frame, policy: &dyn Policy) {
@@ -347,8 +367,6 @@ impl Session {
         self.owed.reply_local(reply(r.code, &r.text), &mut self.out);
     }
 
-    // ---------------------------------------------------------------- routing
-
     /// Commands before the client has named a server (user@host routing).
     fn before_route(&mut self, command: Command<'_>) {
         match self.route.before(command) {
@@ -398,43 +416,18 @@ impl Session {
         self.drain_held(policy);
     }
 
-    // ---------------------------------------------------------------- server
-
     /// A frame from the server.
     pub fn on_server(&mut self, frame: Frame, policy: &dyn Policy) {
         if matches!(self.phase, Phase::Closed | Phase::Opaque) {
             return;
         }
-        let raw = match frame {
-            Frame::Line(line) => line.raw,
-            Frame::TooLong { prefix } => {
-                self.out.event(Event::Unparsed {
-                    from: Side::Server,
-                    line: format!(
-                        "over-long line cut: {}",
-                        lossy(&prefix[..prefix.len().min(60)])
-                    ),
-                });
-                prefix
+        let (rl, bytes) = match self.owed.read(frame, &mut self.out) {
+            Read::Done => return,
+            Read::Consumed(head, code, text) => {
+                self.consumed_reply(head, code, &text, policy);
+                return self.owed.flush_local(&mut self.out);
             }
-        };
-        let rl = match self.owed.read(raw.clone()) {
-            Read::Unparsed(mut bytes) => {
-                self.out.event(Event::Unparsed {
-                    from: Side::Server,
-                    line: lossy(&bytes),
-                });
-                bytes.extend_from_slice(b"\r\n");
-                return self.out.send_client(bytes);
-            }
-            Read::Consumed(reply) => {
-                if let Some((head, code, text)) = reply {
-                    self.consumed_reply(head, code, &text, policy);
-                    self.owed.flush_local(&mut self.out);
-                }
-                return;
-            }
-            Read::Forward(rl) => rl,
+            Read::Forward(rl, bytes) => (rl, bytes),
         };
         let code = rl.code;
         if let Some(owed) = self.owed.transfer_first() {
@@ -444,14 +437,11 @@ impl Session {
                 Preliminary::EndsCutTransfer => {
                     self.owed.answered();
                     self.out.release(owed);
-                    self.out
-                        .send_client(reply(426, "Connection closed; transfer aborted."));
+                    self.out.send_client(held::ABORTED.to_vec());
                     return self.owed.flush_local(&mut self.out);
                 }
             }
         }
-        let mut bytes = raw;
-        bytes.extend_from_slice(b"\r\n");
         match self.owed.front() {
             None => {
                 if rl.first && matches!(code.0, 227..=229) {
@@ -462,7 +452,12 @@ impl Session {
             Some(&Pending::Forward { data: Some(id), .. })
                 if !code.is_preliminary() && code.is_success() =>
             {
-                self.out.after_data(id, bytes);
+                // Not before the transfer's data: held until its channel
+                // has delivered, settled as `426` if its data path failed.
+                if self.out.success_reply(id, bytes, self.timers.now()) {
+                    // Delivered: an ABOR from now on has no data to cut.
+                    self.transfers.over(id);
+                }
             }
             Some(_) => self.out.send_client(bytes),
         }
@@ -479,7 +474,7 @@ impl Session {
             Pending::Forward { verb, data } => (verb, data),
             Pending::User { name } => {
                 if self.login.user_answered(name, code.0) {
-                    self.out.event(Event::LoggedIn);
+                    self.logged_in_now();
                 }
                 return;
             }
@@ -495,10 +490,11 @@ impl Session {
         match verb {
             cmd::PASS | cmd::ACCT if code.0 == 230 => {
                 self.login.password_accepted();
-                self.out.event(Event::LoggedIn);
+                self.logged_in_now();
             }
             cmd::AUTH if code.0 == 234 => {
                 self.phase = Phase::Opaque;
+                self.timers.stop();
                 self.out.event(Event::TlsPassthrough);
                 self.data.release_ready(&mut self.out);
                 self.out.push(Action::Opaque);
@@ -506,6 +502,11 @@ impl Session {
             cmd::QUIT if code.is_success() => self.close(),
             _ => {}
         }
+    }
+
+    fn logged_in_now(&mut self) {
+        self.timers.login_met();
+        self.out.event(Event::LoggedIn);
     }
 
     fn consumed_reply(&mut self, head: Pending, code: ReplyCode, text: &[u8], policy: &dyn Policy) {
@@ -539,8 +540,6 @@ impl Session {
         };
         self.setup_ended(ended, policy);
     }
-
-    // ------------------------------------------------------------ data setup
 
     fn start_setup(&mut self, client: client::ClientReq, policy: &dyn Policy) {
         let Some(server) = self.server else {
@@ -597,8 +596,6 @@ impl Session {
         self.setup_ended(ended, policy);
     }
 
-    // ------------------------------------------------------------- transfers
-
     /// `ABOR` from the client: releases a data channel set up for no
     /// transfer yet, and cuts the one of the last transfer. `ABOR` itself
     /// is forwarded by the caller, after this.
@@ -608,41 +605,54 @@ impl Session {
             return;
         };
         self.out.event(Event::Aborted { id });
-        self.out.push(Action::Cut { id });
+        self.out.cut(id);
         self.arm_reply_deadline(id);
     }
 
+    /// A server silent about a transfer whose data was cut is answered
+    /// for after `cut_reply_timeout`.
     fn arm_reply_deadline(&mut self, id: DataId) {
         if self.owed.unanswered(id) {
-            self.out.push(Action::ReplyDeadline {
-                id,
-                after: self.cfg.cut_reply_timeout,
-            });
+            self.timers.reply_within(id, self.cfg.cut_reply_timeout);
         }
     }
 
-    /// The driver's report that the relay of channel `id` has ended, `Err`
-    /// with the reason when it failed (a client that closed its data
-    /// connection early, a reset, a stall). A failed relay whose transfer
-    /// the server has not answered yet arms the reply deadline.
+    /// The driver's report that the server-to-client direction of channel
+    /// `id`'s relay has ended, `Err` with the reason when it failed: the
+    /// replies held behind the channel go out, as `426` if it failed.
+    pub fn data_delivered(&mut self, id: DataId, outcome: Result<(), &str>) {
+        if self.out.delivered(id, outcome, self.timers.now()) {
+            self.transfers.over(id);
+        }
+    }
+
+    /// The driver's report that channel `id` has ended, `Err` with the
+    /// reason when its data path failed: its relay task finished (a client
+    /// that closed its data connection early, a reset, a stall, no
+    /// connection in time), its kernel-forwarded connection closed or
+    /// failed, or it could not start. A failed relay whose transfer the
+    /// server has not answered yet arms the reply deadline; a kernel
+    /// channel's end is learned from conntrack, and arms none.
     pub fn data_ended(&mut self, id: DataId, outcome: Result<(), &str>) {
+        let Some((path, delivered)) = self.out.ended(id, outcome) else {
+            return;
+        };
+        if delivered {
+            self.transfers.over(id);
+        }
         if matches!(self.phase, Phase::Closed | Phase::Opaque) {
             return;
         }
-        if outcome.is_err() {
+        if outcome.is_err() && path != Some(channels::Path::Kernel) {
             self.arm_reply_deadline(id);
         }
     }
 
-    /// The deadline of [`Action::ReplyDeadline`] for channel `id` passed.
-    /// If the transfer's reply is still the next one owed, the client gets
-    /// `426` from the gateway and the server's late reply will be dropped;
-    /// otherwise (answered meanwhile, or other replies owed first) nothing
-    /// happens.
-    pub fn reply_overdue(&mut self, id: DataId) {
-        if matches!(self.phase, Phase::Closed | Phase::Opaque) {
-            return;
-        }
+    /// The reply deadline of channel `id` passed. If the transfer's reply
+    /// is still the next one owed, the client gets `426` from the gateway
+    /// and the server's late reply will be dropped; otherwise (answered
+    /// meanwhile, or other replies owed first) nothing happens.
+    fn reply_overdue(&mut self, id: DataId) {
         // A multi-line reply the server has begun is left to finish: only
         // silence is answered.
         if self.owed.transfer_first() != Some(id) || self.owed.in_reply() {
@@ -651,51 +661,91 @@ impl Session {
         self.owed.answered_for_the_server();
         self.out.event(Event::ReplyOverdue { id });
         self.out.release(id);
-        self.out
-            .send_client(reply(426, "Connection closed; transfer aborted."));
+        self.out.send_client(held::ABORTED.to_vec());
         self.owed.flush_local(&mut self.out);
     }
 
-    /// The driver's report on how data channel `id` ended (`Err` with the
-    /// reason when the data path failed), for one line of the reply that
-    /// waited for it ([`Action::ToClientAfterData`]); returns what the client
-    /// gets instead of `held`. A broken transfer is never reported complete:
-    /// a success reply becomes `426`, its leading lines are dropped, and the
-    /// channel is released. Otherwise `held` goes out as it is.
-    pub fn data_finished(
-        &mut self,
-        id: DataId,
-        outcome: Result<(), &str>,
-        held: Vec<u8>,
-    ) -> Vec<u8> {
-        if outcome.is_ok() {
-            // Delivered: an ABOR from now on has no data to cut.
-            self.transfers.over(id);
-            return held;
-        }
-        let code = held
-            .get(..3)
-            .filter(|c| c.iter().all(u8::is_ascii_digit))
-            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
-            .map(ReplyCode);
-        let last = code.is_some() && held.get(3).is_none_or(|&b| b != b'-');
-        match code {
-            Some(c) if last && !c.is_success() => held,
-            Some(_) if last => {
-                self.out.release(id);
-                reply(426, "Connection closed; transfer aborted.")
-            }
-            // A leading or middle line of a multi-line reply: only its last
-            // line says what the reply means, and it is answered above.
-            _ if code.is_none_or(|c| c.is_success()) => Vec::new(),
-            _ => held,
-        }
+    /// The rules' timeouts, passed again whenever the driver may hold newer
+    /// ones (a reload applies to the deadlines running).
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timers.set(timeouts);
     }
 
+    /// The driver has heard from a peer or about a data channel at `now`
+    /// (it says so before it hands the session what it heard): the control
+    /// idle timeout starts again, and what follows is timed from `now`.
+    pub fn heard(&mut self, now: Time) {
+        self.timers.heard(now);
+    }
+
+    /// When [`Session::handle_timeout`] is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let dialogue = !matches!(self.phase, Phase::Closed | Phase::Opaque);
+        let deadlines = self.timers.next(dialogue);
+        [deadlines, self.out.next_linger()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The driver's clock reached `now` (at least the time
+    /// [`Session::poll_timeout`] named): what was due happens. Like any
+    /// other wakeup, it starts the control idle timeout again.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let dialogue = !matches!(self.phase, Phase::Closed | Phase::Opaque);
+        let fired = self.timers.expire(now, dialogue);
+        self.out.lingered(now);
+        for id in fired.replies {
+            self.reply_overdue(id);
+        }
+        if fired.login {
+            self.out.event(Event::LoginTimeout);
+            self.dismiss(Refusal::LoginTimeout.reply());
+        }
+        // Not while a transfer runs: a long transfer keeps the control
+        // connection silent throughout.
+        if fired.idle && self.phase != Phase::Closed && !self.out.running() {
+            self.out.event(Event::IdleTimeout);
+            self.out.cancel_all(Cancel::IdleTimeout);
+            self.out.send_client(closing::idle_reply());
+            self.close();
+        }
+        self.timers.heard(now);
+    }
+
+    /// The driver ends the session for `why`: the client is told why, and
+    /// the session closes ([`Action::Close`]).
+    pub fn end(&mut self, why: CloseReason) {
+        match why {
+            CloseReason::ServerClosed if self.phase == Phase::Closed => return,
+            CloseReason::ServerClosed | CloseReason::Shutdown => {
+                self.out.send_client(why.reply());
+            }
+            CloseReason::GraceOver => {
+                self.out.cancel_all(Cancel::Shutdown);
+                self.out.send_client(why.reply());
+            }
+            CloseReason::Evicted => return self.dismiss(why.reply()),
+        }
+        self.close();
+    }
+
+    /// Admission's end of a session (evicted, or too slow to log in): the
+    /// client gets what it was owed, as it stands, then `last`.
+    fn dismiss(&mut self, last: Vec<u8>) {
+        self.out.release_held();
+        self.out.send_client(last);
+        self.close();
+    }
+
+    /// Closes the session: nothing it set up is wanted, and no deadline of
+    /// the dialogue applies. Transfers under way end with the session, as
+    /// the driver ends it.
     fn close(&mut self) {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
             self.data.close(&mut self.out);
+            self.timers.stop();
             self.out.push(Action::Close);
         }
     }

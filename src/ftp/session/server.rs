@@ -4,11 +4,12 @@
 //! gateway's own replies, queued behind the ones still owed so the client
 //! sees answers in command order.
 
-use super::action::{DataId, Event};
+use super::action::{DataId, Event, Side};
 use super::output::{lossy, Output};
 use crate::addrs::ServerAddr;
 use crate::ftp::codec;
 use crate::ftp::command::Verb;
+use crate::ftp::framer::Frame;
 use crate::ftp::reply::{ReplyCode, ReplyLine, ReplyTracker};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -63,13 +64,14 @@ pub(super) struct Owed {
 
 /// A server line, as the owed replies read it.
 pub(super) enum Read {
-    /// Not a reply line: passed through as it is.
-    Unparsed(Vec<u8>),
-    /// A line of a reply the gateway consumes; with the reply once its
-    /// last line is read: what it answered, its code and its text.
-    Consumed(Option<(Pending, ReplyCode, Vec<u8>)>),
-    /// A line of a reply to forward.
-    Forward(ReplyLine),
+    /// Nothing more to do: a line that is no reply line, passed through as
+    /// it is, or a line of a reply the gateway consumes.
+    Done,
+    /// The last line of a reply the gateway consumed: what it answered,
+    /// its code and its text.
+    Consumed(Pending, ReplyCode, Vec<u8>),
+    /// A line of a reply to forward, and its bytes (CRLF-terminated).
+    Forward(ReplyLine, Vec<u8>),
 }
 
 impl Owed {
@@ -142,13 +144,33 @@ impl Owed {
         }
     }
 
-    /// Reads one server line against the replies owed.
-    pub(super) fn read(&mut self, raw: Vec<u8>) -> Read {
+    /// Reads one server frame against the replies owed.
+    pub(super) fn read(&mut self, frame: Frame, out: &mut Output) -> Read {
+        let mut raw = match frame {
+            Frame::Line(line) => line.raw,
+            Frame::TooLong { prefix } => {
+                out.event(Event::Unparsed {
+                    from: Side::Server,
+                    line: format!(
+                        "over-long line cut: {}",
+                        lossy(&prefix[..prefix.len().min(60)])
+                    ),
+                });
+                prefix
+            }
+        };
         let Some(rl) = self.replies.classify(&raw) else {
-            return Read::Unparsed(raw);
+            out.event(Event::Unparsed {
+                from: Side::Server,
+                line: lossy(&raw),
+            });
+            raw.extend_from_slice(b"\r\n");
+            out.send_client(raw);
+            return Read::Done;
         };
         if !self.pending.front().is_some_and(Pending::consumed) {
-            return Read::Forward(rl);
+            raw.extend_from_slice(b"\r\n");
+            return Read::Forward(rl, raw);
         }
         if self.collected.len() < MAX_COLLECT {
             self.collected
@@ -157,13 +179,13 @@ impl Owed {
         }
         if rl.last && !rl.code.is_preliminary() {
             let text = std::mem::take(&mut self.collected);
-            let head = self.pending.pop_front();
-            return Read::Consumed(head.map(|h| (h, rl.code, text)));
-        }
-        if rl.last {
+            if let Some(head) = self.pending.pop_front() {
+                return Read::Consumed(head, rl.code, text);
+            }
+        } else if rl.last {
             self.collected.clear();
         }
-        Read::Consumed(None)
+        Read::Done
     }
 }
 
@@ -195,7 +217,7 @@ pub(super) fn passive_target(
         Err(reason) => {
             if code.is_success() {
                 out.event(Event::Unparsed {
-                    from: super::action::Side::Server,
+                    from: Side::Server,
                     line: format!("{} {}", code.0, lossy(text)),
                 });
             }

@@ -4,7 +4,8 @@
 //! The stages themselves, and which moves between them are legal, are in
 //! `stage.rs`.
 
-use super::action::{Action, ClientMode, DataId, Event, ServerMode, Side};
+use super::action::{ClientMode, DataId, Event, ServerMode, Side};
+use super::channels::Path;
 use super::client::ClientReq;
 use super::output::{first_line, reply, Output};
 use super::policy::{DataPlane, ServerDataMode, SessionConfig};
@@ -150,11 +151,12 @@ impl Data {
         out: &mut Output,
     ) -> Option<Vec<u8>> {
         self.ready = Some(req.id);
-        out.push(Action::Start {
-            id: req.id,
-            client_mode: req.client.mode(),
-            server_mode: ready.server_mode,
-        });
+        let path = if ready.kernel {
+            Path::Kernel
+        } else {
+            Path::Relay
+        };
+        out.start(req.id, req.client.mode(), ready.server_mode, path);
         Some(client_reply)
     }
 

@@ -20,7 +20,7 @@
 //! ```
 //! (`Forwarding` refused by the kernel goes on as `ServerConnect`.)
 
-use super::action::{Action, ConnectDeadline, Endpoint, ServerMode, Side};
+use super::action::{ConnectDeadline, Endpoint, ServerMode, Side};
 use super::client::ClientReq;
 use super::policy::DataPlane;
 use super::server::Pending;
@@ -66,6 +66,8 @@ impl Stage {
 pub(super) struct Ready {
     /// What the gateway speaks to the server.
     pub(super) server_mode: ServerMode,
+    /// The kernel forwards the channel's one connection.
+    pub(super) kernel: bool,
 }
 
 /// Begins the server's side passive: our PASV (EPSV to an IPv6 server).
@@ -90,22 +92,19 @@ pub(super) fn begin_passive(req: &Request, probe: bool, cx: &mut Cx<'_>) -> Stag
 pub(super) fn begin_active(req: &Request, cx: &mut Cx<'_>) -> Stage {
     let expect_peer = cx.server.into();
     if let Some(to) = req.forwards_active() {
-        cx.out.push(Action::Prepare {
-            id: req.id,
-            side: Side::Server,
-            endpoint: Endpoint::Forward {
+        cx.out.prepare(
+            req.id,
+            Side::Server,
+            Endpoint::Forward {
                 expect_peer,
                 to: to.into(),
                 exact: false,
             },
-        });
+        );
         return Stage::ForwardActive(ForwardActive);
     }
-    cx.out.push(Action::Prepare {
-        id: req.id,
-        side: Side::Server,
-        endpoint: Endpoint::Listen { expect_peer },
-    });
+    cx.out
+        .prepare(req.id, Side::Server, Endpoint::Listen { expect_peer });
     Stage::Listen(ServerListen)
 }
 
@@ -127,15 +126,15 @@ impl PassiveReply {
     ) -> Stage {
         if req.forwards_passive(self.probe, proven) {
             let exact = matches!(cx.cfg.data_plane, DataPlane::Kernel { exact: true });
-            cx.out.push(Action::Prepare {
-                id: req.id,
-                side: Side::Client,
-                endpoint: Endpoint::Forward {
+            cx.out.prepare(
+                req.id,
+                Side::Client,
+                Endpoint::Forward {
                     expect_peer: cx.cfg.client.into(),
                     to: to.into(),
                     exact,
                 },
-            });
+            );
             return Stage::Forwarding(Forwarding {
                 to,
                 probe: self.probe,
@@ -164,14 +163,14 @@ fn connect(req: &Request, to: ServerAddr, probe: bool, cx: &mut Cx<'_>) -> Stage
     } else {
         ConnectDeadline::Connect
     };
-    cx.out.push(Action::Prepare {
-        id: req.id,
-        side: Side::Server,
-        endpoint: Endpoint::Connect {
+    cx.out.prepare(
+        req.id,
+        Side::Server,
+        Endpoint::Connect {
             to: to.into(),
             within,
         },
-    });
+    );
     Stage::Connect(ServerConnect { probe })
 }
 
@@ -253,6 +252,7 @@ impl PortReply {
         if self.forwarded {
             return Ok(Ready {
                 server_mode: ServerMode::Active,
+                kernel: true,
             });
         }
         Err(prepare_client(req, ServerMode::Active, cx))
@@ -271,11 +271,7 @@ fn prepare_client(req: &Request, server_mode: ServerMode, cx: &mut Cx<'_>) -> St
             within: ConnectDeadline::Connect,
         },
     };
-    cx.out.push(Action::Prepare {
-        id: req.id,
-        side: Side::Client,
-        endpoint,
-    });
+    cx.out.prepare(req.id, Side::Client, endpoint);
     Stage::Client(ClientSide { server_mode })
 }
 
@@ -290,6 +286,7 @@ impl ClientSide {
     pub(super) fn prepared(self) -> Ready {
         Ready {
             server_mode: self.server_mode,
+            kernel: false,
         }
     }
 }
@@ -307,6 +304,7 @@ impl Forwarding {
     pub(super) fn prepared(self) -> Ready {
         Ready {
             server_mode: ServerMode::Passive,
+            kernel: true,
         }
     }
 

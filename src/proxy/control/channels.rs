@@ -1,22 +1,18 @@
 //! The data channels of one session: pinholes and connections while they
 //! are prepared, then one relay task each, owned by the session.
 //!
-//! Bounds (`bound`): at most one channel being prepared and one running per
-//! session, a delivered channel counting as running, besides one still
-//! delivering a transfer the server said was complete. A released channel
-//! is reset at once, unless it carries such a transfer; a relay that
-//! stalls ends by its own deadlines; when the session ends, every relay is
-//! aborted, which resets its sockets (`relay` keeps SO_LINGER 0 until a
-//! direction has ended cleanly). The reply held behind a channel
-//! (`ToClientAfterData`) is settled by how the data path ended: the engine
-//! turns it into `426` when that failed.
+//! Which channels there are is the engine's to say: it asks for each one,
+//! bounds them (one in preparation, one running), and has the driver
+//! reset one (`Action::Reset`) or close one that has delivered
+//! (`Action::Retire`); the driver reports how each one's data went. A relay
+//! that stalls ends by its own deadlines; when the session ends, every
+//! relay is aborted, which resets its sockets (`relay` keeps SO_LINGER 0
+//! until a direction has ended cleanly).
 
-mod bound;
 mod event;
-mod held;
 mod log;
 
-pub(super) use event::{Cancel, DataEvent};
+pub(super) use event::DataEvent;
 
 use super::super::events::Telemetry;
 use super::super::pinhole::{connect_as, Pinhole, PinholeRequest};
@@ -25,7 +21,7 @@ use super::forward::KernelChannel;
 use super::{unspecified_like, Driver};
 use crate::ftp::command::Verb;
 use crate::ftp::session::{
-    ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
+    Cancel, ClientMode, ConnectDeadline, DataId, Direction, Endpoint, ServerMode, Side,
 };
 use crate::proxy::events::TransferReport;
 use crate::proxy::status::TransferEntry;
@@ -36,11 +32,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
-
-/// How many failed channels a session remembers, for a reply that arrives
-/// after its relay has already ended. One transfer runs at a time; a few
-/// are plenty.
-const REMEMBER_FAILED: usize = 4;
 
 /// One side of a data channel before the relay starts.
 pub(super) enum Prepared {
@@ -76,13 +67,6 @@ pub(super) struct Channel {
     /// The relay task, once started.
     relay: Option<AbortHandle>,
     pub(super) started: Option<Instant>,
-    /// How the server-to-client direction ended, once it has.
-    pub(super) delivered: Option<Result<(), String>>,
-    /// The server's reply to the transfer on this channel said success: it
-    /// is let finish even when released (its deadlines still bound it).
-    success_reply: bool,
-    /// Its [`bound::DELIVERED_LINGER`] timer runs.
-    linger_armed: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
@@ -106,9 +90,6 @@ impl Channel {
             server: None,
             relay: None,
             started: None,
-            delivered: None,
-            success_reply: false,
-            linger_armed: false,
             modes: None,
             transfer: None,
             direction: None,
@@ -116,25 +97,6 @@ impl Channel {
             kernel: None,
             filters: Vec::new(),
         }
-    }
-
-    /// The server's reply to the transfer on this channel said success.
-    pub(super) fn success_reply(&self) -> bool {
-        self.success_reply
-    }
-
-    /// A relay still running whose download direction has delivered
-    /// everything: all that is left is the peers' closing of the data
-    /// connection.
-    pub(super) fn relay_delivered(&self) -> bool {
-        self.relay.is_some() && matches!(self.delivered, Some(Ok(())))
-    }
-
-    /// Its transfer is over but for the closing: the server said success,
-    /// and the relay delivered everything, or the kernel forwards it (its
-    /// bytes go from peer to peer on their own connection).
-    pub(super) fn has_delivered(&self) -> bool {
-        self.success_reply && matches!(self.delivered, Some(Ok(()))) && self.running()
     }
 
     /// A relay, or a started kernel transfer, is under way.
@@ -178,10 +140,6 @@ async fn establish(
 
 impl Driver {
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
-        if !self.channels.contains_key(&id) {
-            // One channel in preparation per session.
-            self.close_others(id, |c| !c.running(), Cancel::AnotherPrepared);
-        }
         let policy = self.policy();
         let rules = policy.rules();
         let telemetry = self.gw.telemetry.clone();
@@ -257,8 +215,6 @@ impl Driver {
         client_mode: ClientMode,
         server_mode: ServerMode,
     ) {
-        // One running channel per session.
-        self.make_room(id);
         if self.start_forward(id, client_mode, server_mode) {
             return;
         }
@@ -275,7 +231,8 @@ impl Driver {
                 "data channel cannot start"
             );
             self.channels.remove(&id);
-            self.remember_failed(id, "the data channel was not prepared".into());
+            self.session
+                .data_ended(id, Err("the data channel was not prepared"));
             return;
         };
         let Some(c) = self.channels.get_mut(&id) else {
@@ -343,7 +300,7 @@ impl Driver {
     }
 
     /// Closes channel `id` at once: a relay under way is aborted, which
-    /// resets its sockets; a held reply learns that the data path failed.
+    /// resets its sockets.
     pub(super) fn kill(&mut self, id: DataId, why: Cancel) {
         let reason = why.as_str();
         let Some(c) = self.channels.remove(&id) else {
@@ -373,25 +330,45 @@ impl Driver {
                 "data channel closed before use"
             );
         }
-        if !matches!(c.delivered, Some(Ok(()))) {
-            self.settle_held(id, Err(reason.to_string()));
-            self.remember_failed(id, reason.to_string());
-        }
     }
 
-    /// Closes every channel of the session.
-    pub(super) fn kill_all(&mut self, why: Cancel) {
-        let ids: Vec<DataId> = self.channels.keys().copied().collect();
-        for id in ids {
-            self.kill(id, why);
+    /// Closes channel `id`, which has delivered its transfer: a relay is
+    /// aborted (the client's end closes after what is queued, the server's
+    /// end resets) and the transfer logged as complete with its counts; a
+    /// kernel channel's pinhole is withdrawn and its connection left to end
+    /// in the kernel, since the gateway cannot tell whether its last bytes
+    /// are still in flight.
+    pub(super) fn close_delivered(&mut self, id: DataId, why: &'static str) {
+        let Some(mut c) = self.channels.remove(&id) else {
+            return;
+        };
+        if let Some(k) = c.kernel.as_mut() {
+            k.leave_to_finish();
+            info!(
+                session = self.id,
+                channel = id.0,
+                reason = why,
+                "kernel transfer left to finish in the kernel"
+            );
+            return;
         }
-    }
-
-    /// The engine no longer needs channel `id`.
-    pub(super) fn release(&mut self, id: DataId) {
-        if self.channels.get(&id).is_some_and(|c| !c.success_reply) {
-            self.kill(id, Cancel::Released);
-        }
+        c.abort();
+        debug!(
+            session = self.id,
+            channel = id.0,
+            reason = why,
+            "delivered data channel closed"
+        );
+        let moved = c
+            .status
+            .as_ref()
+            .map(|s| Moved {
+                up: s.progress().up.load(Ordering::Relaxed),
+                down: s.progress().down.load(Ordering::Relaxed),
+            })
+            .unwrap_or_default();
+        let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.log_transfer(id, &c, Ok(moved), elapsed);
     }
 
     pub(super) fn data_event(&mut self, ev: DataEvent) {
@@ -430,7 +407,6 @@ impl Driver {
                     self.session.data_failed(id, side, &e.to_string(), &policy);
                 }
             },
-            DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
             DataEvent::Forwarded { id, forwarded } => self.forwarded(id, *forwarded),
             DataEvent::Kernel { id, event } => self.kernel_event(id, event),
             DataEvent::Filtered {
@@ -440,13 +416,11 @@ impl Driver {
                 result,
             } => self.filtered(id, side, local, *result),
             DataEvent::Delivered { id, result } => {
-                if let Some(c) = self.channels.get_mut(&id) {
-                    c.delivered = Some(result.clone());
-                    self.settle_held(id, result);
-                    self.arm_linger(id);
+                if self.channels.contains_key(&id) {
+                    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
+                    self.session.data_delivered(id, outcome);
                 }
             }
-            DataEvent::Lingered { id } => self.lingered(id),
             DataEvent::Finished {
                 id,
                 result,
@@ -457,22 +431,12 @@ impl Driver {
                 };
                 self.session
                     .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
-                if c.delivered.is_none() {
-                    // It never got to delivering (no connection in time).
-                    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.clone());
-                    self.settle_held(id, outcome);
-                }
-                if let Err(e) = &result {
-                    if !matches!(c.delivered, Some(Ok(()))) {
-                        self.remember_failed(id, e.clone());
-                    }
-                }
                 self.log_transfer(id, &c, result, elapsed);
             }
         }
     }
 
-    /// Whether a relay is under way (it holds the control idle timer).
+    /// Whether a relay, or a kernel transfer, is under way.
     pub(super) fn transfer_running(&self) -> bool {
         self.channels.values().any(Channel::running)
     }

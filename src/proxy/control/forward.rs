@@ -1,7 +1,7 @@
 //! Data channels the kernel forwards ([`Endpoint::Forward`]): the driver
 //! reserves the gateway port, asks the kernel thread for the pinhole, and
-//! turns the pinhole's events into what a relay would have reported: the
-//! held reply settled, the transfer logged with `path=kernel`.
+//! reports the pinhole's end to the engine as a relay's would be, and logs
+//! the transfer with `path=kernel`.
 //!
 //! A mode conversion on the kernel data plane stays on the relay, behind a
 //! kernel filter element: only the expected peer's connection to the
@@ -22,7 +22,7 @@ use super::Driver;
 use crate::dataplane::{
     ClientAddr, FlowEvent, GatewayAddr, PeerIp, PinholeFlow, ServerAddr, SourceNat,
 };
-use crate::ftp::session::{ClientMode, DataId, DataPlane, ServerMode, Side};
+use crate::ftp::session::{Action, ClientMode, DataId, DataPlane, ServerMode, Side};
 use crate::rules::Kind;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -339,11 +339,6 @@ impl Driver {
         }
         c.modes = Some((client_mode, server_mode));
         c.started = Some(std::time::Instant::now());
-        // The bytes go from peer to peer in the kernel, in order on their
-        // own connection, never through ftpalg: the server's reply to the
-        // transfer need not wait for them (holding it until conntrack is
-        // next read would only delay every transfer by up to a poll).
-        c.delivered = Some(Ok(()));
         true
     }
 
@@ -355,26 +350,50 @@ impl Driver {
     /// the kernel (only its pinhole is withdrawn). Any other channel is
     /// cut when the driver drops.
     pub(super) async fn finish_transfers(&mut self) {
-        fn finishing(c: &super::channels::Channel) -> bool {
-            c.success_reply() && (c.kernel.is_some() || c.relay_delivered())
-        }
         let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
-        while self.channels.values().any(finishing) {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(ev)) => self.data_event(ev),
-                _ => break,
+        while self.finishing().next().is_some() {
+            let linger = self.session.poll_timeout().map(|t| self.clock.instant(t));
+            tokio::select! {
+                ev = tokio::time::timeout_at(deadline, self.rx.recv()) => match ev {
+                    Ok(Some(ev)) => {
+                        self.heard();
+                        self.data_event(ev);
+                    }
+                    _ => break,
+                },
+                () = super::sleep_until(linger) => self.session.handle_timeout(self.clock.now()),
             }
+            self.close_finished();
         }
-        for (id, c) in self.channels.iter_mut() {
-            if finishing(c) && c.kernel.is_some() {
-                if let Some(k) = c.kernel.as_mut() {
-                    k.leave_to_finish();
-                }
+        let finishing: Vec<DataId> = self.finishing().collect();
+        for id in finishing {
+            if let Some(k) = self.channels.get_mut(&id).and_then(|c| c.kernel.as_mut()) {
+                k.leave_to_finish();
                 debug!(
                     session = self.id,
                     channel = id.0,
                     "kernel transfer left to finish after its session"
                 );
+            }
+        }
+    }
+
+    /// The channels still held whose transfer is over but for the closing.
+    fn finishing(&self) -> impl Iterator<Item = DataId> + '_ {
+        self.session
+            .delivered_channels()
+            .into_iter()
+            .filter(|id| self.channels.contains_key(id))
+    }
+
+    /// After the session's end, carries out what the engine still has to
+    /// say about its channels; what it has for the client goes nowhere.
+    fn close_finished(&mut self) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Reset { id, why } => self.kill(id, why),
+                Action::Retire { id, why } => self.close_delivered(id, why.as_str()),
+                _ => {}
             }
         }
     }
@@ -399,6 +418,7 @@ impl Driver {
                     (counts.to_dialer, counts.from_dialer)
                 };
                 if let Some(c) = self.channels.remove(&id) {
+                    self.session.data_ended(id, Ok(()));
                     self.log_transfer(id, &c, Ok(Moved { up, down }), duration);
                 }
             }
@@ -411,10 +431,7 @@ impl Driver {
                 let Some(c) = self.channels.remove(&id) else {
                     return;
                 };
-                if !c.success_reply() {
-                    self.settle_held(id, Err(reason.clone()));
-                    self.remember_failed(id, reason.clone());
-                }
+                self.session.data_ended(id, Err(&reason));
                 if c.started.is_some() {
                     let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
                     self.log_transfer(id, &c, Err(reason), elapsed);

@@ -57,11 +57,13 @@ impl Policy for ReadOnly {
 }
 
 /// A session under `policy`, with the framer a driver would read the
-/// client through.
+/// client through, and a clock the test moves: like a driver, the rig says
+/// what time it is before it hands the session anything.
 pub(super) struct Rig<P: Policy = AllowAll> {
     pub s: Session,
     pub policy: P,
     framer: LineFramer,
+    pub now: Time,
 }
 
 impl<P: Policy> Rig<P> {
@@ -71,6 +73,7 @@ impl<P: Policy> Rig<P> {
             s: Session::new(cfg),
             policy,
             framer: LineFramer::new(256),
+            now: Time::ZERO,
         }
     }
 
@@ -90,12 +93,14 @@ impl<P: Policy> Rig<P> {
 
     /// One client line, as the framer hands it over.
     pub fn client(&mut self, line: impl AsRef<[u8]>) {
+        self.s.heard(self.now);
         self.s
             .on_client(Frame::Line(Line::new(line.as_ref())), &self.policy);
     }
 
     /// Client bytes as they come off the socket.
     pub fn bytes(&mut self, b: &[u8]) {
+        self.s.heard(self.now);
         let mut frames = Vec::new();
         self.framer.push(b, &mut frames);
         for f in frames {
@@ -105,8 +110,30 @@ impl<P: Policy> Rig<P> {
 
     /// One server line.
     pub fn server(&mut self, line: impl AsRef<[u8]>) {
+        self.s.heard(self.now);
         self.s
             .on_server(Frame::Line(Line::new(line.as_ref())), &self.policy);
+    }
+
+    /// The relay of channel `id` has delivered (or failed to deliver) the
+    /// server's data to the client.
+    pub fn delivered(&mut self, id: u64, outcome: Result<(), &str>) {
+        self.s.heard(self.now);
+        self.s.data_delivered(DataId(id), outcome);
+    }
+
+    /// Channel `id` has ended.
+    pub fn ended(&mut self, id: u64, outcome: Result<(), &str>) {
+        self.s.heard(self.now);
+        self.s.data_ended(DataId(id), outcome);
+    }
+
+    /// Time passes; the session's timeout is handled if it is due.
+    pub fn later(&mut self, d: std::time::Duration) {
+        self.now = self.now + d;
+        if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.s.handle_timeout(self.now);
+        }
     }
 
     /// Every action the session has for the driver.
@@ -124,12 +151,14 @@ impl<P: Policy> Rig<P> {
 
     /// The driver has prepared channel `id`'s `side` at `local`.
     pub fn prepared(&mut self, id: u64, side: Side, local: &str) {
+        self.s.heard(self.now);
         self.s
             .data_prepared(DataId(id), side, sa(local), &self.policy);
     }
 
     /// The driver could not prepare channel `id`'s `side`.
     pub fn failed(&mut self, id: u64, side: Side, why: &str) {
+        self.s.heard(self.now);
         self.s.data_failed(DataId(id), side, why, &self.policy);
     }
 
@@ -148,11 +177,11 @@ pub(super) fn to_client(s: &str) -> Action {
     Action::ToClient(format!("{s}\r\n").into_bytes())
 }
 
-/// `s` held for the client until channel `id`'s data is delivered.
-pub(super) fn after_data(id: u64, s: &str) -> Action {
-    Action::ToClientAfterData {
+/// The driver resets channel `id` for `why`.
+pub(super) fn reset(id: u64, why: Cancel) -> Action {
+    Action::Reset {
         id: DataId(id),
-        bytes: format!("{s}\r\n").into_bytes(),
+        why,
     }
 }
 
