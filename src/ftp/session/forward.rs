@@ -8,7 +8,7 @@
 //! (`ForwardActive::refused`, `Forwarding::refused` in `stage.rs`).
 
 use super::client::ClientReq;
-use super::setup::Request;
+use super::stage::Request;
 use crate::addrs::ClientAddr;
 
 impl Request {

@@ -56,7 +56,8 @@ use login::Login;
 use output::{first_line, lossy, reply, Output, Refused};
 use route::{BeforeRoute, Route};
 use server::{Owed, Pending, Read};
-use setup::{Cx, Data};
+use setup::Data;
+use stage::Cx;
 use std::net::SocketAddr;
 use timers::Timers;
 

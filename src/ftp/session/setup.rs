@@ -9,33 +9,12 @@ use super::channels::Path;
 use super::client::ClientReq;
 use super::output::{first_line, reply, Output};
 use super::policy::{DataPlane, ServerDataMode, SessionConfig};
-use super::server::{passive_target, Owed};
-use super::stage::{begin_active, begin_passive, Ready, Stage};
-use crate::addrs::ServerAddr;
+use super::server::passive_target;
+use super::stage::{begin_active, begin_passive, Cx, Ready, Request, Stage};
 use crate::ftp::codec::{encode_229, encode_lprt, encode_port};
 use crate::ftp::command::Verb;
 use crate::ftp::reply::ReplyCode;
 use std::net::SocketAddr;
-
-/// What a setup's steps need of the rest of the session.
-pub(super) struct Cx<'a> {
-    pub(super) cfg: &'a SessionConfig,
-    /// The server (a setup starts only once it is known).
-    pub(super) server: ServerAddr,
-    pub(super) out: &'a mut Output,
-    pub(super) owed: &'a mut Owed,
-}
-
-/// What one setup is for: its channel, what the client asked, and whether
-/// the kernel may still forward it.
-#[derive(Debug)]
-pub(super) struct Request {
-    pub(super) id: DataId,
-    pub(super) client: ClientReq,
-    /// The kernel may forward this setup (`data.path: kernel`, and it has
-    /// not failed for it).
-    pub(super) kernel_ok: bool,
-}
 
 #[derive(Debug)]
 struct Setup {

@@ -1,4 +1,5 @@
-//! The stages of one data setup, as types. A stage carries what only it
+//! What one data setup is for (`Request`), the context its steps run in
+//! (`Cx`), and its stages, as types. A stage carries what only it
 //! needs, and moves on only through the transitions written for it, each
 //! of which consumes it and asks the driver for what the next stage
 //! waits on. A transition the protocol does not have (the server's answer
@@ -20,15 +21,35 @@
 //! ```
 //! (`Forwarding` refused by the kernel goes on as `ServerConnect`.)
 
-use super::action::{ConnectDeadline, Endpoint, ServerMode, Side};
+use super::action::{ConnectDeadline, DataId, Endpoint, ServerMode, Side};
 use super::client::ClientReq;
-use super::policy::DataPlane;
-use super::server::Pending;
-use super::setup::{Cx, Request};
+use super::output::Output;
+use super::policy::{DataPlane, SessionConfig};
+use super::server::{Owed, Pending};
 use crate::addrs::ServerAddr;
 use crate::ftp::codec::{encode_eprt, encode_port};
 use crate::ftp::command as cmd;
 use std::net::SocketAddr;
+
+/// What a setup's steps need of the rest of the session.
+pub(super) struct Cx<'a> {
+    pub(super) cfg: &'a SessionConfig,
+    /// The server (a setup starts only once it is known).
+    pub(super) server: ServerAddr,
+    pub(super) out: &'a mut Output,
+    pub(super) owed: &'a mut Owed,
+}
+
+/// What one setup is for: its channel, what the client asked, and whether
+/// the kernel may still forward it.
+#[derive(Debug)]
+pub(super) struct Request {
+    pub(super) id: DataId,
+    pub(super) client: ClientReq,
+    /// The kernel may forward this setup (`data.path: kernel`, and it has
+    /// not failed for it).
+    pub(super) kernel_ok: bool,
+}
 
 /// Where a data setup stands.
 #[derive(Debug)]
