@@ -673,8 +673,9 @@ impl Session {
     }
 
     /// The driver has heard from a peer or about a data channel at `now`
-    /// (it says so before it hands the session what it heard): the control
-    /// idle timeout starts again, and what follows is timed from `now`.
+    /// (it says so before it hands the session what it heard, and once when
+    /// it starts listening to both peers): the control idle timeout starts
+    /// again, and what follows is timed from `now`.
     pub fn heard(&mut self, now: Time) {
         self.timers.heard(now);
     }

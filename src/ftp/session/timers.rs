@@ -80,8 +80,9 @@ pub(super) struct Timers {
     /// The driver's last report of the time.
     now: Time,
     /// When the driver last handed the session something: the idle
-    /// timeout counts from here.
-    heard: Time,
+    /// timeout counts from here, once the driver listens at all (a session
+    /// whose server is still being connected is not idle).
+    heard: Option<Time>,
     /// The login deadline no longer applies (logged in, or the login can
     /// no longer be seen, as after AUTH TLS passes through).
     login_met: bool,
@@ -94,7 +95,7 @@ impl Timers {
         Timers {
             timeouts,
             now: Time::ZERO,
-            heard: Time::ZERO,
+            heard: None,
             login_met: false,
             replies: BTreeMap::new(),
         }
@@ -113,7 +114,7 @@ impl Timers {
     /// starts again.
     pub(super) fn heard(&mut self, now: Time) {
         self.now = self.now.max(now);
-        self.heard = self.now;
+        self.heard = Some(self.now);
     }
 
     pub(super) fn login_met(&mut self) {
@@ -141,14 +142,14 @@ impl Timers {
         (!self.login_met).then(|| Time::ZERO + self.timeouts.login)
     }
 
-    fn idle_at(&self) -> Time {
-        self.heard + self.timeouts.control_idle
+    fn idle_at(&self) -> Option<Time> {
+        Some(self.heard? + self.timeouts.control_idle)
     }
 
     /// The earliest deadline; the idle timeout only while `idle` applies.
     pub(super) fn next(&self, idle: bool) -> Option<Time> {
         let replies = self.replies.values().min().copied();
-        let idle = idle.then(|| self.idle_at());
+        let idle = self.idle_at().filter(|_| idle);
         [self.login_at(), idle, replies].into_iter().flatten().min()
     }
 
@@ -172,7 +173,7 @@ impl Timers {
         }
         Fired {
             login,
-            idle: idle && self.idle_at() <= now,
+            idle: idle && self.idle_at().is_some_and(|t| t <= now),
             replies,
         }
     }
@@ -194,8 +195,18 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_idle_before_the_driver_listens() {
+        let mut t = timers(60_000, 1_000);
+        assert_eq!(t.next(true), Some(at(60_000)));
+        assert!(!t.expire(at(5_000), true).idle);
+        t.heard(at(5_000));
+        assert_eq!(t.next(true), Some(at(6_000)));
+    }
+
+    #[test]
     fn the_login_deadline_counts_from_the_start_whatever_is_heard() {
         let mut t = timers(500, 10_000);
+        t.heard(Time::ZERO);
         assert_eq!(t.next(true), Some(at(500)));
         t.heard(at(400));
         assert_eq!(t.next(true), Some(at(500)), "talking does not move it");
@@ -209,6 +220,7 @@ mod tests {
     #[test]
     fn a_login_ends_the_login_deadline() {
         let mut t = timers(500, 10_000);
+        t.heard(Time::ZERO);
         t.login_met();
         assert_eq!(t.next(true), Some(at(10_000)));
         assert!(!t.expire(at(600), true).login);
@@ -229,6 +241,7 @@ mod tests {
     #[test]
     fn a_reload_applies_to_the_deadlines_running() {
         let mut t = timers(30_000, 900_000);
+        t.heard(Time::ZERO);
         t.set(Timeouts {
             login: Duration::from_millis(500),
             control_idle: Duration::from_millis(800),
@@ -264,6 +277,7 @@ mod tests {
     #[test]
     fn the_clock_never_runs_back() {
         let mut t = timers(60_000, 1_000);
+        t.login_met();
         t.heard(at(5_000));
         t.heard(at(4_000));
         assert_eq!(t.now(), at(5_000));

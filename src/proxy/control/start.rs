@@ -77,7 +77,8 @@ pub(super) async fn start(
         None => client_local.ip(),
     };
     // The session's clock starts here: its login deadline covers the
-    // connection to the server.
+    // connection to the server (its idle timeout starts once the driver
+    // listens to both peers).
     let clock = Clock::start();
     let mut session = Session::new(cfg);
     let mut server = None;
@@ -209,9 +210,6 @@ async fn last_words(
             Action::ToClient(b) => bytes.extend_from_slice(&b),
             Action::Event(Event::LoginTimeout) => {
                 gw.telemetry.login_timeout(id, session.client(), server)
-            }
-            Action::Event(Event::IdleTimeout) => {
-                warn!(session = id, reason = "control idle timeout", "closing")
             }
             _ => {}
         }
