@@ -4,7 +4,8 @@
 
 mod support;
 
-use ftpalg::ftp::session::{DataId, Session, SessionConfig, Upstream};
+use ftpalg::ftp::framer::{Frame, Line};
+use ftpalg::ftp::session::{Action, AllowAll, DataId, Session, SessionConfig, Side, Upstream};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -424,23 +425,56 @@ async fn shutdown_resets_a_transfer_still_running_when_the_grace_ends() {
     })
     .await;
 }
-#[test]
-fn the_engine_turns_a_held_success_into_426_when_the_data_path_failed() {
+/// What the client gets of a download's reply (`reply`, as the server
+/// sends it after its 150) once the relay reports how the data went.
+fn reply_after_delivery(reply: &[&str], delivered: Result<(), &str>) -> Vec<u8> {
+    let policy = AllowAll::default();
     let mut s = Session::new(SessionConfig::new(
         "127.0.0.1:5000".parse().unwrap(),
         Upstream::Fixed("127.0.0.1:21".parse().unwrap()),
     ));
+    let line = |t: &str| Frame::Line(Line::new(t.as_bytes()));
     let id = DataId(1);
-    let ok = s.data_finished(id, Ok(()), b"226 Transfer complete.\r\n".to_vec());
-    assert_eq!(ok, b"226 Transfer complete.\r\n");
-    let failed = s.data_finished(id, Err("stalled"), b"226 Transfer complete.\r\n".to_vec());
-    assert_eq!(failed, b"426 Connection closed; transfer aborted.\r\n");
+    s.on_server(line("220 ready"), &policy);
+    s.on_client(line("PASV"), &policy);
+    s.on_server(line("227 Entering Passive Mode (127,0,0,1,4,1)."), &policy);
+    s.data_prepared(id, Side::Server, "127.0.0.1:6000".parse().unwrap(), &policy);
+    s.data_prepared(id, Side::Client, "127.0.0.1:6001".parse().unwrap(), &policy);
+    s.on_client(line("RETR f"), &policy);
+    s.on_server(line("150 Opening"), &policy);
+    while s.poll_action().is_some() {}
+    for l in reply {
+        s.on_server(line(l), &policy);
+    }
+    s.data_delivered(id, delivered);
+    std::iter::from_fn(|| s.poll_action())
+        .filter_map(|a| match a {
+            Action::ToClient(b) => Some(b),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn the_engine_turns_a_held_success_into_426_when_the_data_path_failed() {
+    let done = ["226 Transfer complete."];
+    let aborted = b"426 Connection closed; transfer aborted.\r\n".to_vec();
+    assert_eq!(
+        reply_after_delivery(&done, Ok(())),
+        b"226 Transfer complete.\r\n"
+    );
+    assert_eq!(reply_after_delivery(&done, Err("stalled")), aborted);
     // The first lines of a multi-line success reply give way to the 426.
-    let first = s.data_finished(id, Err("stalled"), b"226-Statistics follow\r\n".to_vec());
-    assert!(first.is_empty(), "{:?}", String::from_utf8_lossy(&first));
-    let middle = s.data_finished(id, Err("stalled"), b" 1000 bytes\r\n".to_vec());
-    assert!(middle.is_empty());
+    let multi = [
+        "226-Statistics follow",
+        " 1000 bytes",
+        "226 Transfer complete.",
+    ];
+    assert_eq!(reply_after_delivery(&multi, Err("stalled")), aborted);
     // A reply that already says failure is left as it is.
-    let no = s.data_finished(id, Err("stalled"), b"451 Local error.\r\n".to_vec());
-    assert_eq!(no, b"451 Local error.\r\n");
+    assert_eq!(
+        reply_after_delivery(&["451 Local error."], Err("stalled")),
+        b"451 Local error.\r\n"
+    );
 }

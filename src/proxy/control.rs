@@ -4,7 +4,8 @@
 //! Bounds: replies queued for the client are capped (`OUT_CAP`; over it
 //! neither connection is read, so TCP pushes back), every control write
 //! has a deadline, and the session's data channels (`channels`) end with
-//! it.
+//! it. The session's deadlines are the engine's: the driver sleeps until
+//! the one it names and tells it the time.
 
 mod actions;
 mod channels;
@@ -13,24 +14,21 @@ mod output;
 mod passive;
 mod route;
 mod shared;
+mod start;
 
 use output::bounded_write;
 pub(super) use passive::PassiveMemo;
-use route::fixed_upstream;
 pub(super) use shared::{OwnListeners, SessionGateway};
 
-use super::admission::{Dismissal, SessionGuard, Slot};
-use super::datapath::{PathReport, SessionPaths};
-use super::sockets::{connect_from, unspecified_like};
+use super::admission::{SessionGuard, Slot};
+use super::datapath::SessionPaths;
+use super::sockets::connect_from;
 use crate::addrs::{ClientAddr, GatewayAddr};
 use crate::ftp::framer::LineFramer;
-use crate::ftp::refusal::Refusal;
-use crate::ftp::session::{
-    Action, CloseReason, DataId, DataPlane, Event, Session, SessionConfig, Upstream,
-};
-use crate::rules::{DataPath, Kind, Listener, Rules, RulesPolicy};
-use channels::{Cancel, Channel, DataEvent};
-use std::collections::{HashMap, VecDeque};
+use crate::ftp::session::{Action, CloseReason, DataId, Event, Session, Time, Timeouts};
+use crate::rules::{Kind, Listener, Rules, RulesPolicy};
+use channels::{Channel, DataEvent};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -52,6 +50,8 @@ struct Driver {
     started_rules: Arc<Rules>,
     id: u64,
     session: Session,
+    /// The session's clock: the engine's times count from its start.
+    clock: Clock,
     client_local: GatewayAddr,
     client_r: Option<OwnedReadHalf>,
     client_w: OwnedWriteHalf,
@@ -64,17 +64,18 @@ struct Driver {
     /// Where the channels get their paths; the session's state in the
     /// kernel ends with it.
     paths: SessionPaths,
-    /// Channels whose data path failed, newest last (bounded).
-    failed: VecDeque<(DataId, String)>,
-    out: VecDeque<(Option<DataId>, Vec<u8>)>,
-    /// Bytes in `out`.
-    out_bytes: usize,
+    /// Client output to write (what waits for a data channel the engine
+    /// holds).
+    out: Vec<u8>,
     tx: mpsc::UnboundedSender<DataEvent>,
     rx: mpsc::UnboundedReceiver<DataEvent>,
     opaque: bool,
     /// The session is to end: nothing more is read, and it closes once no
-    /// queued reply waits for a data channel.
+    /// reply waits for a data channel.
     close_pending: bool,
+    /// Admission ends the session (evicted, or too slow to log in): its
+    /// last words get a short bound, since the client may not be reading.
+    dismissed: bool,
     pinhole_bind: IpAddr,
     /// What the session limits know of this session: its input, its login,
     /// and whether it must make room for a newcomer.
@@ -99,7 +100,7 @@ pub(crate) async fn serve(
     };
     gw.telemetry.session_start(id, *peer, &listener.name);
     let started = Instant::now();
-    let result = start(
+    let result = start::start(
         gw.clone(),
         listener,
         rules,
@@ -118,158 +119,40 @@ pub(crate) async fn serve(
     drop(guard);
 }
 
-async fn start(
-    gw: Arc<SessionGateway>,
-    listener: Listener,
-    rules: Arc<Rules>,
-    mut client: TcpStream,
-    peer: ClientAddr,
-    client_local: GatewayAddr,
-    admission: Arc<Slot>,
-) -> io::Result<Option<String>> {
-    let id = admission.id;
-    // Keepalive, Nagle off and urgent data inline come with the socket from
-    // its listener (`listeners.rs`).
-    let upstream = match fixed_upstream(&listener, &client, client_local) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = client.write_all(&Refusal::UnknownDestination.reply()).await;
-            return Err(e);
-        }
-    };
-    let mut server = None;
-    if let Some(to) = upstream {
-        if gw.listeners.is_own_listener(to) {
-            // Reached directly, a transparent listener's original
-            // destination is itself: connecting on would loop through the
-            // gateway until a limit stopped it.
-            gw.telemetry.denied(
-                Some(id),
-                *peer,
-                "-",
-                "self-destination",
-                &format!("{to} is one of the gateway's own listeners"),
-            );
-            client.write_all(&Refusal::SelfDestination.reply()).await?;
-            return Ok(None);
-        }
-        if !listener.may_reach(to.ip()) {
-            gw.telemetry.denied(
-                Some(id),
-                *peer,
-                "-",
-                "server-not-allowed",
-                &format!("{to} is not in the listener's servers"),
-            );
-            client.write_all(&Refusal::ServerNotAllowed.reply()).await?;
-            return Ok(None);
-        }
-        // Admission may close the session before the driver runs: a slow
-        // server must not keep an evicted session's sockets open.
-        let connect = connect_from(None, to, rules.limits.connect_timeout);
-        let connected = tokio::select! {
-            r = connect => r,
-            why = admission.dismissed(rules.limits.login_timeout) => {
-                match why {
-                    Dismissal::LoginTimeout => gw.telemetry.login_timeout(id, *peer, Some(to)),
-                    Dismissal::Evicted => warn!(session = id, client = %peer, server = %to, reason = why.reason(), "closing while connecting to the server"),
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(2), client.write_all(&why.reply())).await;
-                return Ok(None);
-            }
-        };
-        match connected {
-            Ok(s) => server = Some(s),
-            Err(e) => {
-                warn!(session = id, client = %peer, server = %to, error = %e, "cannot reach server");
-                let error = e.to_string();
-                client
-                    .write_all(
-                        &Refusal::Unreachable {
-                            server: to,
-                            error: &error,
-                        }
-                        .reply(),
-                    )
-                    .await?;
-                return Ok(None);
-            }
-        }
+/// A session's clock: the driver's readings of it are the engine's times.
+#[derive(Debug, Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(Instant::now())
     }
-    let mut cfg = SessionConfig::for_client(
-        peer,
-        upstream
-            .map(Upstream::Fixed)
-            .unwrap_or(Upstream::UserAtHost),
-    );
-    cfg.bounce_protection = rules.security.bounce_protection;
-    cfg.refuse_low_ports = rules.security.refuse_low_ports;
-    cfg.trust_passive_address = rules.security.trust_passive_address;
-    cfg.passive_known_dead = upstream.is_some_and(|u| gw.passive.known_dead(u.ip()));
-    cfg.passive_known_alive = upstream.is_some_and(|u| gw.passive.known_alive(u.ip()));
-    cfg.client_advertise = match listener.kind {
-        Kind::Reverse => listener.advertise_for(peer.ip()),
-        // The client believes it talks to the server itself; the firewall
-        // redirects its data connections to that address here too.
-        Kind::Transparent => upstream.map(|u| u.ip()),
-        _ => None,
-    };
-    cfg.data_plane = match rules.data.path {
-        DataPath::Kernel | DataPath::Auto if gw.kernel.is_some() => DataPlane::Kernel {
-            exact: listener.kind == Kind::Transparent,
-        },
-        _ => DataPlane::Relay,
-    };
-    let pinhole_bind = match (listener.kind, cfg.client_advertise) {
-        (_, Some(_)) => unspecified_like(client_local.ip()),
-        (_, None) => client_local.ip(),
-    };
-    let session = Session::new(cfg);
-    let (client_r, client_w) = client.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let to_session = tx.clone();
-    let paths = SessionPaths::new(
-        id,
-        gw.telemetry.clone(),
-        gw.kernel.as_ref(),
-        Arc::new(move |report: PathReport| {
-            let _ = to_session.send(DataEvent::Path(report));
-        }),
-    );
-    let max_line = rules.limits.max_line;
-    let mut d = Driver {
-        gw,
-        listener,
-        started_rules: rules,
-        id,
-        session,
-        client_local,
-        client_r: Some(client_r),
-        client_w,
-        server_r: None,
-        server_w: None,
-        server_local: None,
-        from_client: LineFramer::new(max_line),
-        from_server: LineFramer::new(max_line),
-        channels: HashMap::new(),
-        paths,
-        failed: VecDeque::new(),
-        out: VecDeque::new(),
-        out_bytes: 0,
-        tx,
-        rx,
-        opaque: false,
-        close_pending: false,
-        pinhole_bind,
-        admission,
-    };
-    if let Some(s) = server {
-        d.attach_server(s);
+
+    /// The session's time now.
+    fn now(&self) -> Time {
+        Time::from_start(self.0.elapsed())
     }
-    let r = d.run().await;
-    d.finish_transfers().await;
-    let user = d.session.user().map(String::from);
-    r.map(|_| user)
+
+    /// When the engine's time `t` comes.
+    fn instant(&self, t: Time) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0 + t.since_start())
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The timeouts the engine times, as `rules` set them.
+fn timeouts(rules: &Rules) -> Timeouts {
+    Timeouts {
+        login: rules.limits.login_timeout,
+        control_idle: rules.limits.control_idle_timeout,
+    }
 }
 
 async fn readable_opt(r: &Option<OwnedReadHalf>) -> io::Result<()> {
@@ -336,30 +219,40 @@ impl Driver {
         self.server_w = Some(w);
     }
 
+    /// The driver heard from a peer or about a data channel: the engine
+    /// is told the time.
+    fn heard(&mut self) {
+        let now = self.clock.now();
+        self.session.heard(now);
+    }
+
     async fn run(&mut self) -> io::Result<()> {
         let mut frames = Vec::new();
         let mut shutdown = self.gw.shutdown.shutdown_signal();
         let mut hard_stop = self.gw.shutdown.hard_stop_signal();
         loop {
             self.execute().await?;
+            if self.dismissed {
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
+                return Ok(());
+            }
             self.flush().await?;
-            if self.close_pending && !self.waiting_on_data() {
+            if self.close_pending && !self.session.holding() {
                 self.finish_close().await;
                 return Ok(());
             }
             if self.opaque {
                 return self.go_opaque().await;
             }
-            let (idle, login_timeout) = {
-                let policy = self.policy();
-                let l = &policy.rules().limits;
-                (l.control_idle_timeout, l.login_timeout)
-            };
+            // A reload applies to the deadlines running.
+            self.session.set_timeouts(timeouts(self.policy().rules()));
+            let deadline = self.session.poll_timeout().map(|t| self.clock.instant(t));
             // Over the cap, or closing: read nothing more from either peer.
-            let read = !self.close_pending && self.out_bytes <= OUT_CAP;
+            let read = !self.close_pending && self.out.len() + self.session.held_bytes() <= OUT_CAP;
             tokio::select! {
                 r = readable_opt(&self.client_r), if read => {
                     r?;
+                    self.heard();
                     frames.clear();
                     let Some(n) = read_frames(&self.client_r, &mut self.from_client, &mut frames)? else { continue };
                     if n == 0 {
@@ -374,16 +267,14 @@ impl Driver {
                 }
                 r = readable_opt(&self.server_r), if read => {
                     r?;
+                    self.heard();
                     frames.clear();
                     let Some(n) = read_frames(&self.server_r, &mut self.from_server, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "server closed the control connection");
-                        self.execute().await?;
-                        if !self.close_pending {
-                            self.push_out(None, self.session.close_reply(CloseReason::ServerClosed));
-                        }
                         // Replies still waiting for their data go out once
                         // it is delivered (or failed), then the session ends.
+                        self.session.end(CloseReason::ServerClosed);
                         self.close_pending = true;
                         continue;
                     }
@@ -392,49 +283,34 @@ impl Driver {
                         self.session.on_server(f, &policy);
                     }
                 }
-                Some(ev) = self.rx.recv() => self.data_event(ev),
-                _ = tokio::time::sleep(idle) => {
-                    if !self.transfer_running() {
-                        warn!(session = self.id, reason = "control idle timeout", "closing");
-                        self.kill_all(Cancel::IdleTimeout);
-                        self.push_out(None, self.session.close_reply(CloseReason::IdleTimeout));
-                        self.flush().await?;
-                        return Ok(());
-                    }
+                Some(ev) = self.rx.recv() => {
+                    self.heard();
+                    self.data_event(ev);
                 }
-                why = self.admission.dismissed(login_timeout) => return self.close_for(why).await,
+                () = sleep_until(deadline) => self.session.handle_timeout(self.clock.now()),
+                () = self.admission.evicted() => {
+                    self.session.end(CloseReason::Evicted);
+                    self.dismissed = true;
+                }
                 // At a stop a session ends between commands only: not while
                 // a transfer runs, a data channel is set up, or a reply is
                 // owed to the client (a transfer's 226 that the server sends
                 // after the data has ended).
-                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.transfer_running() && !self.session.busy() && self.session.backlog().0 == 0 => {
-                    self.push_out(None, self.session.close_reply(CloseReason::Shutdown));
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.session.transfers_running() && !self.session.busy() && self.session.backlog().0 == 0 => {
+                    self.session.end(CloseReason::Shutdown);
+                    self.execute().await?;
                     self.flush().await?;
                     return Ok(());
                 }
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
-                    self.kill_all(Cancel::Shutdown);
-                    self.push_out(None, self.session.close_reply(CloseReason::Shutdown));
+                    self.session.end(CloseReason::GraceOver);
+                    self.execute().await?;
                     self.flush().await?;
                     return Ok(());
                 }
             }
         }
-    }
-
-    /// Closes the session for admission (evicted, or too slow to log in):
-    /// `421`, within a bound, since the client may not be reading.
-    async fn close_for(&mut self, why: Dismissal) -> io::Result<()> {
-        if why == Dismissal::LoginTimeout {
-            self.gw
-                .telemetry
-                .login_timeout(self.id, self.session.client(), None);
-        }
-        self.out.iter_mut().for_each(|o| o.0 = None);
-        self.push_out(None, why.reply().to_vec());
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
-        Ok(())
     }
 }
 

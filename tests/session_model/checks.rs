@@ -3,7 +3,7 @@
 use super::Model;
 use ftpalg::ftp::command::parse_command;
 use ftpalg::ftp::framer::{DM, IAC, IP};
-use ftpalg::ftp::session::{Action, Endpoint, Side};
+use ftpalg::ftp::session::{Action, Carriage, Endpoint, Side};
 use std::net::SocketAddr;
 
 impl Model {
@@ -14,8 +14,13 @@ impl Model {
         match a {
             Action::Prepare { id, side, endpoint } => {
                 assert!(!self.closed, "Prepare after Close");
-                if let Some(open) = self.setup {
-                    assert_eq!(open, id, "a second setup while {open:?} is under way");
+                // One channel in preparation: the driver holds no other
+                // that has not started.
+                for other in &self.held {
+                    assert!(
+                        *other == id || self.started.contains(other),
+                        "{id:?} prepared while {other:?} is still in preparation"
+                    );
                 }
                 assert!(
                     !self.ended.contains(&id),
@@ -23,6 +28,7 @@ impl Model {
                 );
                 self.setup = Some(id);
                 self.prepare_ids.insert(id);
+                self.held.insert(id);
                 self.check_endpoint(side, endpoint, answered);
                 self.outstanding.push((id, side, endpoint));
             }
@@ -36,8 +42,16 @@ impl Model {
                 assert_eq!(self.setup, Some(id), "Start for a setup not under way");
                 self.setup = None;
                 self.ended.insert(id);
+                // Like a driver, the model says how it carries the channel
+                // as it starts it: through the gateway (the model's
+                // sessions are on the relay data plane).
+                self.s.data_started(id, Carriage::Through);
             }
-            Action::Release { id } => {
+            Action::Reset { id, .. } => {
+                assert!(
+                    self.held.remove(&id),
+                    "Reset for {id:?}, which the driver no longer holds"
+                );
                 self.released.insert(id);
                 if self.setup == Some(id) {
                     self.setup = None;
@@ -45,22 +59,30 @@ impl Model {
                 self.outstanding.retain(|o| o.0 != id);
                 self.ended.insert(id);
             }
+            Action::Retire { id, .. } => {
+                assert!(self.started.contains(&id), "{id:?} retired before Start");
+                assert!(
+                    self.held.remove(&id),
+                    "Retire for {id:?}, which the driver no longer holds"
+                );
+            }
             Action::Transfer { id, .. } => {
                 assert!(self.started.contains(&id), "{id:?} used before Start");
                 assert!(!self.released.contains(&id), "{id:?} used after Release");
             }
-            Action::ToClientAfterData { id, .. } => {
-                assert!(self.started.contains(&id), "{id:?} used before Start");
-            }
-            Action::Cut { id } | Action::ReplyDeadline { id, .. } => {
+            Action::Cut { id } => {
                 assert!(self.started.contains(&id), "{id:?} cut before Start");
+                self.held.remove(&id);
             }
             Action::ToServer(bytes) => self.check_to_server(bytes),
             Action::Connect { .. } => self.connect_outstanding = true,
             Action::Close => {
-                for id in &self.prepare_ids {
+                // What the driver still holds at the close is a transfer
+                // under way, which ends with the session; anything else
+                // was released.
+                for id in &self.held {
                     assert!(
-                        self.ended.contains(id),
+                        self.started.contains(id),
                         "{id:?} neither started nor released at close"
                     );
                 }

@@ -17,11 +17,12 @@ use ftpalg::ftp::framer::{Frame, LineFramer};
 use ftpalg::ftp::reply::ReplyTracker;
 use ftpalg::ftp::session::{
     Action, CommandContext, DataId, Endpoint, Phase, Policy, ServerDataMode, Session,
-    SessionConfig, Side, TlsPolicy, Upstream, Verdict,
+    SessionConfig, Side, Time, Timeouts, TlsPolicy, Upstream, Verdict,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
 
 /// Reads the script; past its end every byte is 0.
 struct Script<'a> {
@@ -132,7 +133,12 @@ pub struct Model {
     ended: HashSet<DataId>,
     started: HashSet<DataId>,
     released: HashSet<DataId>,
-    /// The one setup under way.
+    /// Channels the driver holds: prepared, and neither reset, retired,
+    /// cut nor reported ended.
+    held: HashSet<DataId>,
+    /// The session's clock, as the model driver keeps it.
+    now: Time,
+    /// The channel prepared last, until it starts or is reset.
     setup: Option<DataId>,
     /// Addresses the driver reported for server-side listeners: the only
     /// ones PORT/EPRT may name.
@@ -183,6 +189,11 @@ impl Model {
         cfg.trust_passive_address = flags & 8 != 0;
         cfg.max_pending = 2 + usize::from(flags >> 4);
         cfg.max_held_lines = 1 + usize::from(script.byte() % 16);
+        // Short enough for the steps that let time pass to reach them.
+        cfg.timeouts = Timeouts {
+            login: Duration::from_secs(4),
+            control_idle: Duration::from_secs(6),
+        };
         let server_mode = *script.pick(&[
             ServerDataMode::SameAsClient,
             ServerDataMode::Passive,
@@ -214,6 +225,8 @@ impl Model {
             ended: HashSet::new(),
             started: HashSet::new(),
             released: HashSet::new(),
+            held: HashSet::new(),
+            now: Time::ZERO,
             setup: None,
             gateway_ports: Vec::new(),
             fed: Vec::new(),
@@ -324,6 +337,9 @@ impl Model {
 
     fn step(&mut self, script: &mut Script<'_>) {
         self.steps += 1;
+        // Like a driver, the model says what time it is before it hands the
+        // session anything.
+        self.s.heard(self.now);
         match script.byte() % 10 {
             0 | 1 => {
                 let mut line = script.pick(CLIENT_LINES).to_vec();
@@ -380,19 +396,26 @@ impl Model {
                 } else {
                     Side::Server
                 };
-                // The end of a relay, or the reply deadline of a cut
-                // transfer, for any id: late, stale or live.
+                // The end of a channel or of its delivery, for any id: late,
+                // stale or live; or time passing.
                 match script.byte() % 4 {
                     0 => {
-                        let ok = script.byte() & 1 == 0;
-                        self.s
-                            .data_ended(id, if ok { Ok(()) } else { Err("reset") });
+                        let how = script.byte();
+                        let ok = how & 1 == 0;
+                        if how & 2 == 0 {
+                            self.held.remove(&id);
+                            self.s
+                                .data_ended(id, if ok { Ok(()) } else { Err("reset") });
+                        } else {
+                            self.s
+                                .data_delivered(id, if ok { Ok(()) } else { Err("stalled") });
+                        }
                         self.settle(None);
                         return;
                     }
                     1 => {
-                        self.s.reply_overdue(id);
-                        self.settle(None);
+                        let ms = u64::from(script.byte()) * 40;
+                        self.later(Duration::from_millis(ms));
                         return;
                     }
                     _ => {}
@@ -442,6 +465,27 @@ impl Model {
                 self.settle(None);
             }
         }
+    }
+
+    /// Time passes; the session's deadline is handled if it is due. Its
+    /// deadlines are never in the past of a clock that only runs forward.
+    fn later(&mut self, d: Duration) {
+        self.now = Time::from_start(self.now.since_start() + d);
+        if self.trace {
+            eprintln!("time {:?}", self.now);
+        }
+        if let Some(due) = self.s.poll_timeout() {
+            if due <= self.now {
+                self.s.handle_timeout(self.now);
+                let next = self.s.poll_timeout();
+                assert!(
+                    next.is_none_or(|t| t > self.now),
+                    "a deadline still due after handle_timeout: {next:?} at {:?}",
+                    self.now
+                );
+            }
+        }
+        self.settle(None);
     }
 
     /// Takes the engine's actions and checks each. `answered` is set when

@@ -96,6 +96,22 @@ pub enum Endpoint {
     },
 }
 
+/// How a started channel's bytes are carried, as the driver reports it
+/// ([`Session::data_started`](super::Session::data_started)): what the
+/// session can know of its transfer's end depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carriage {
+    /// Through the gateway's own sockets: it sees the last byte handed on
+    /// (the reply held behind the channel waits for that), and its end is
+    /// the end of the bytes.
+    Through,
+    /// Peer to peer beside the gateway (the kernel forwards the
+    /// connection): nothing to wait for before the server's reply, and a
+    /// failure before the server's success reply turns that reply into
+    /// `426`.
+    Beside,
+}
+
 /// The data-connection command the client used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
@@ -155,14 +171,6 @@ impl ServerMode {
 pub enum Action {
     /// Write these bytes to the client.
     ToClient(Vec<u8>),
-    /// Write these bytes to the client once data channel `id` has finished
-    /// relaying (so that `226` never overtakes the last data bytes).
-    ToClientAfterData {
-        /// The data channel to wait for.
-        id: DataId,
-        /// The bytes to write.
-        bytes: Vec<u8>,
-    },
     /// Write these bytes to the server.
     ToServer(Vec<u8>),
     /// Connect to the server the client named in `USER name@host[:port]`,
@@ -186,7 +194,11 @@ pub enum Action {
         endpoint: Endpoint,
     },
     /// Both sides are prepared: relay between them once both are
-    /// connected, one connection per side, within the pinhole deadline.
+    /// connected, one connection per side, within the pinhole deadline
+    /// (or let the kernel forward the one connection), and say how the
+    /// bytes go with
+    /// [`Session::data_started`](super::Session::data_started) before
+    /// anything else.
     Start {
         /// The channel.
         id: DataId,
@@ -206,30 +218,36 @@ pub enum Action {
         /// The argument (file name), lossily decoded for logs.
         arg: String,
     },
-    /// Channel `id` is no longer needed: close it if it never connected;
-    /// a relay under way finishes on its own.
-    Release {
+    /// End data channel `id` now, whatever its state: reset both of its
+    /// connections (what is still queued towards the client is discarded),
+    /// or withdraw its kernel pinhole and cut the connection it forwards.
+    /// The engine has settled whatever waited for the channel.
+    Reset {
         /// The channel.
         id: DataId,
+        /// Why, for the log and the transfer's result.
+        why: Cancel,
     },
-    /// End data channel `id` now, whatever its state: reset both of its
-    /// connections (what is still queued towards the client is discarded)
-    /// and settle every reply held behind it as failed, through
-    /// [`Session::data_finished`](super::Session::data_finished) with `Err`.
-    /// Sent for `ABOR`: the client stops waiting for the data.
+    /// Close data channel `id`, whose transfer has delivered (the server
+    /// said it succeeded, and its data is through): a relay is aborted and
+    /// its transfer logged complete with its counts; a kernel-forwarded
+    /// connection is left to finish in the kernel, which follows it to its
+    /// end.
+    Retire {
+        /// The channel.
+        id: DataId,
+        /// Why now.
+        why: Retire,
+    },
+    /// End data channel `id` now, as [`Action::Reset`] with
+    /// [`Cancel::Cut`], for `ABOR`: the client stops waiting for the data.
+    /// A kernel-forwarded connection is cut before the driver carries out
+    /// the next action (the `ABOR` to the server, which may close its end
+    /// at once). Sent even when the channel has already ended; the driver
+    /// ignores a channel it no longer holds.
     Cut {
         /// The channel.
         id: DataId,
-    },
-    /// The data of the transfer on channel `id` was cut before the server
-    /// answered it: if the server still has not answered after `after`,
-    /// call [`Session::reply_overdue`](super::Session::reply_overdue).
-    /// The engine reads no clock; the driver arms the timer.
-    ReplyDeadline {
-        /// The channel.
-        id: DataId,
-        /// How long the server may stay silent.
-        after: std::time::Duration,
     },
     /// From now on copy raw bytes both ways (TLS passed through).
     Opaque,
@@ -237,6 +255,57 @@ pub enum Action {
     Close,
     /// Something worth a log line or a metric.
     Event(Event),
+}
+
+/// Why the engine has the driver reset a data channel before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The engine no longer needs it.
+    Released,
+    /// The client aborted the transfer.
+    Cut,
+    /// Another channel is being prepared (one at a time per session).
+    AnotherPrepared,
+    /// A newer channel started running (one at a time per session).
+    Superseded,
+    /// The control connection was idle too long.
+    IdleTimeout,
+    /// The gateway is stopping and its grace is over.
+    Shutdown,
+}
+
+impl Cancel {
+    /// The reason, for logs and the transfer's result.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancel::Released => "released",
+            Cancel::Cut => "cut: the client aborted the transfer",
+            Cancel::AnotherPrepared => "another data channel is being prepared",
+            Cancel::Superseded => "superseded by a newer data channel",
+            Cancel::IdleTimeout => "control idle timeout",
+            Cancel::Shutdown => "the gateway is shutting down",
+        }
+    }
+}
+
+/// Why the engine has the driver close a data channel that has delivered
+/// its transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// A newer channel started running.
+    Superseded,
+    /// Its peers kept the delivered data connection open past the linger.
+    Lingered,
+}
+
+impl Retire {
+    /// The reason, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retire::Superseded => "a newer data channel started",
+            Retire::Lingered => "the peers kept the delivered data connection open",
+        }
+    }
 }
 
 /// Why the gateway refused something.
@@ -345,4 +414,21 @@ pub enum Event {
         /// The channel.
         id: DataId,
     },
+    /// The data path of channel `id` failed after the server reported its
+    /// transfer complete: the client is told it aborted (`426`) instead.
+    DataPathFailed {
+        /// The channel.
+        id: DataId,
+        /// How the data path failed.
+        reason: String,
+        /// The reply line the server sent.
+        held: String,
+    },
+    /// Neither peer spoke for the control idle timeout while no transfer
+    /// ran: the session ends (its channels are reset, the client gets
+    /// `421`).
+    IdleTimeout,
+    /// The session did not log in within the login timeout: the client
+    /// gets `421` after what it was owed, and the session ends.
+    LoginTimeout,
 }

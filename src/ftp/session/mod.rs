@@ -14,13 +14,19 @@
 
 mod abort;
 mod action;
+mod channels;
 mod client;
 mod closing;
 mod forward;
+mod held;
+mod login;
+mod output;
 mod policy;
 mod route;
 mod server;
 mod setup;
+mod stage;
+mod timers;
 
 #[cfg(test)]
 use route::split_user_host;
@@ -28,26 +34,32 @@ use route::split_user_host;
 use std::net::IpAddr;
 
 pub use action::{
-    Action, ClientMode, ConnectDeadline, DataId, Denial, Direction, Endpoint, Event, ServerMode,
-    Side,
+    Action, Cancel, Carriage, ClientMode, ConnectDeadline, DataId, Denial, Direction, Endpoint,
+    Event, Retire, ServerMode, Side,
 };
 pub use closing::CloseReason;
 pub use policy::{
     AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
     Upstream, Verdict,
 };
+pub use timers::{Time, Timeouts};
 
-use crate::addrs::{ClientAddr, ServerAddr};
-use crate::ftp::codec::{self, encode_229, encode_eprt, encode_lprt, encode_port};
+use crate::addrs::ServerAddr;
 use crate::ftp::command::{self as cmd, parse_command, Command, Verb};
 use crate::ftp::framer::{encode_line, Frame, Line};
-use crate::ftp::redact::{show_line, MAX_SHOWN};
-use crate::ftp::reply::{ReplyCode, ReplyTracker};
-use std::collections::VecDeque;
+use crate::ftp::redact::show_line;
+use crate::ftp::refusal::Refusal;
+use crate::ftp::reply::ReplyCode;
+use abort::{Preliminary, Transfers};
+use client::ClientInput;
+use login::Login;
+use output::{first_line, lossy, reply, Output, Refused};
+use route::{BeforeRoute, Route};
+use server::{Owed, Pending, Read};
+use setup::Data;
+use stage::Cx;
 use std::net::SocketAddr;
-
-/// Cap on the text the engine collects from a reply it consumes itself.
-const MAX_COLLECT: usize = 8 * 1024;
+use timers::Timers;
 
 /// Where the session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,163 +78,28 @@ pub enum Phase {
     Closed,
 }
 
-#[derive(Debug)]
-enum Pending {
-    /// The server's greeting, forwarded.
-    Greeting,
-    /// The greeting of a server reached by user@host: swallowed, then USER.
-    RoutedGreeting,
-    /// A forwarded command whose reply is forwarded.
-    Forward { verb: Verb, data: Option<DataId> },
-    /// A forwarded USER: its reply says whether `name` is being logged in.
-    User { name: String },
-    /// Our PASV/EPSV to the server.
-    ServerPassive { id: DataId, verb: Verb },
-    /// Our PORT/EPRT to the server.
-    ServerActive { id: DataId, verb: Verb },
-    /// A reply of our own, waiting until earlier replies have been passed on.
-    Local(Vec<u8>),
-    /// A transfer the gateway answered itself (`426`) because the server
-    /// stayed silent after its data was cut: the server's late reply is
-    /// dropped, so the client never gets two answers to one command.
-    Overdue,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ClientReq {
-    Passive(ClientMode),
-    Active(ClientMode, ClientAddr),
-}
-
-impl ClientReq {
-    fn mode(self) -> ClientMode {
-        match self {
-            ClientReq::Passive(m) | ClientReq::Active(m, _) => m,
-        }
-    }
-}
-
-/// Where a data setup stands; a stage carries what only it needs, and the
-/// server side's mode follows from it. `probe` marks the server's passive
-/// port tried in server mode `auto`: its failure switches the session to
-/// active instead of failing the setup, and its connection gets the
-/// probe's shorter deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Our PASV/EPSV is with the server.
-    ServerPassiveReply { probe: bool },
-    /// The driver connects to the server's passive port.
-    ServerConnect { probe: bool },
-    /// The driver opens a pinhole (or asks the kernel for one) for the
-    /// server's active connection.
-    ServerListen,
-    /// Our PORT/EPRT is with the server.
-    ServerPortReply,
-    /// The server's side is ready in `server_mode`; the driver prepares the
-    /// client's.
-    Client { server_mode: ServerMode },
-    /// The kernel is asked to forward the client's connection to the
-    /// server's passive port `to`: a relay to `to` takes over if it fails.
-    Forwarding { to: ServerAddr, probe: bool },
-}
-
-impl Stage {
-    /// The server side's mode in this stage.
-    fn server_mode(self) -> ServerMode {
-        match self {
-            Stage::ServerPassiveReply { .. }
-            | Stage::ServerConnect { .. }
-            | Stage::Forwarding { .. } => ServerMode::Passive,
-            Stage::ServerListen | Stage::ServerPortReply => ServerMode::Active,
-            Stage::Client { server_mode } => server_mode,
-        }
-    }
-
-    /// Whether this stage tries the server's passive port as a probe.
-    fn probe(self) -> bool {
-        match self {
-            Stage::ServerPassiveReply { probe }
-            | Stage::ServerConnect { probe }
-            | Stage::Forwarding { probe, .. } => probe,
-            Stage::ServerListen | Stage::ServerPortReply | Stage::Client { .. } => false,
-        }
-    }
-
-    /// The side whose driver reports this stage takes.
-    fn side(self) -> Side {
-        match self {
-            Stage::ServerPassiveReply { .. }
-            | Stage::ServerConnect { .. }
-            | Stage::ServerListen
-            | Stage::ServerPortReply => Side::Server,
-            Stage::Client { .. } | Stage::Forwarding { .. } => Side::Client,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Setup {
-    id: DataId,
-    client: ClientReq,
-    stage: Stage,
-    /// The kernel may forward this setup (`data.path: kernel`, and it has
-    /// not failed for it).
-    kernel_ok: bool,
-}
-
-/// One FTP control session as the gateway sees it.
+/// One FTP control session as the gateway sees it. Each part of its state
+/// is a type of its own, in a file of its own, changed only through its
+/// methods: what goes to the driver, with the client's output held behind
+/// data channels and the channels themselves (`output.rs`, `held.rs`,
+/// `channels.rs`), the replies the server owes (`server.rs`), the client's
+/// held lines and data commands (`client.rs`), the login (`login.rs`), the
+/// route (`route.rs`), the data setups (`setup.rs`, `stage.rs`,
+/// `forward.rs`), the transfers `ABOR` may cut (`abort.rs`) and the
+/// deadlines (`timers.rs`). This file ties them together.
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
     phase: Phase,
     server: Option<ServerAddr>,
-    /// The user part of `USER name@host`, as the client sent it.
-    route_user: Option<Vec<u8>>,
-    route_attempts: u32,
-    /// The identity the server accepted with its last 230.
-    user: Option<String>,
-    /// The name in the last USER sent: what rules see before a login.
-    proposed: Option<String>,
-    /// The name of the USER the server is taking a password for: bound by
-    /// the 230 that ends the exchange, forgotten when the USER is refused.
-    candidate: Option<String>,
-    logged_in: bool,
-    replies: ReplyTracker,
-    pending: VecDeque<Pending>,
-    held: VecDeque<Line>,
-    setup: Option<Setup>,
-    ready: Option<DataId>,
-    /// The channel of the last transfer command, whose data may still flow
-    /// (what ABOR cuts).
-    transfer: Option<DataId>,
-    /// The transfer ABOR cut, and the one whose preliminary reply has
-    /// passed: a second preliminary after the cut ends it (`abort.rs`).
-    cut: Option<DataId>,
-    began: Option<DataId>,
-    next_id: u64,
-    epsv_all: bool,
-    passive_failed: bool,
-    /// A relayed connection to this server's passive port succeeded.
-    passive_proven: bool,
-    collected: Vec<u8>,
-    actions: VecDeque<Action>,
-}
-
-fn reply(code: u16, text: &str) -> Vec<u8> {
-    format!("{code} {text}\r\n").into_bytes()
-}
-
-fn lossy(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    if s.len() > 200 {
-        let mut end = 200;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &s[..end])
-    } else {
-        s.into_owned()
-    }
+    out: Output,
+    owed: Owed,
+    input: ClientInput,
+    login: Login,
+    route: Route,
+    data: Data,
+    transfers: Transfers,
+    timers: Timers,
 }
 
 impl Session {
@@ -233,36 +110,24 @@ impl Session {
         let mut s = Session {
             phase: Phase::Open,
             server: None,
-            route_user: None,
-            route_attempts: 0,
-            user: None,
-            proposed: None,
-            candidate: None,
-            logged_in: false,
-            replies: ReplyTracker::default(),
-            pending: VecDeque::new(),
-            held: VecDeque::new(),
-            setup: None,
-            ready: None,
-            transfer: None,
-            cut: None,
-            began: None,
-            next_id: 1,
-            epsv_all: false,
-            passive_failed: cfg.passive_known_dead,
-            passive_proven: cfg.passive_known_alive && !cfg.passive_known_dead,
-            collected: Vec::new(),
-            actions: VecDeque::new(),
+            out: Output::default(),
+            owed: Owed::default(),
+            input: ClientInput::default(),
+            login: Login::default(),
+            route: Route::default(),
+            data: Data::new(&cfg),
+            transfers: Transfers::default(),
+            timers: Timers::new(cfg.timeouts),
             cfg,
         };
         match s.cfg.upstream {
             Upstream::Fixed(server) => {
                 s.server = Some(ServerAddr::new(server));
-                s.pending.push_back(Pending::Greeting);
+                s.owed.expect(Pending::Greeting);
             }
             Upstream::UserAtHost => {
                 s.phase = Phase::WaitUser;
-                s.send_client(reply(
+                s.out.send_client(reply(
                     220,
                     "ftpalg gateway ready; log in as USER name@host[:port].",
                 ));
@@ -273,7 +138,7 @@ impl Session {
 
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.out.pop()
     }
 
     /// Where the session stands.
@@ -294,78 +159,608 @@ impl Session {
     /// The user rules see: the identity the server accepted while logged
     /// in, else the name proposed in the last USER.
     pub fn user(&self) -> Option<&str> {
-        if self.logged_in {
-            self.user.as_deref()
-        } else {
-            self.proposed.as_deref()
-        }
+        self.login.user()
     }
 
     /// Whether the server accepted the login.
     pub fn logged_in(&self) -> bool {
-        self.logged_in
+        self.login.logged_in()
     }
 
     /// How many replies are owed to the client and how many client lines
     /// are held, each bounded by the config (for metrics and tests).
     pub fn backlog(&self) -> (usize, usize) {
-        (self.pending.len(), self.held.len())
+        (self.owed.len(), self.input.held())
     }
 
     /// Whether a data channel is being set up (client input is held).
     pub fn busy(&self) -> bool {
-        matches!(self.phase, Phase::Routing | Phase::Greeting) || self.setup.is_some()
+        matches!(self.phase, Phase::Routing | Phase::Greeting) || self.data.busy()
     }
 
-    fn push(&mut self, a: Action) {
-        self.actions.push_back(a);
+    /// The data plane this session was started with.
+    pub fn data_plane(&self) -> DataPlane {
+        self.cfg.data_plane
     }
 
-    fn send_client(&mut self, bytes: Vec<u8>) {
-        self.push(Action::ToClient(bytes));
+    /// Bytes of client output held until data channels have delivered
+    /// (the driver stops reading both peers while its own queue and these
+    /// are over its cap).
+    pub fn held_bytes(&self) -> usize {
+        self.out.held_bytes()
     }
 
-    fn send_server(&mut self, bytes: Vec<u8>) {
-        self.push(Action::ToServer(bytes));
+    /// Whether client output waits for a data channel (a session that is
+    /// to end closes once none does).
+    pub fn holding(&self) -> bool {
+        self.out.holding()
     }
 
-    fn event(&mut self, e: Event) {
-        self.push(Action::Event(e));
+    /// Whether a transfer is under way, relayed or forwarded by the kernel.
+    pub fn transfers_running(&self) -> bool {
+        self.out.running()
     }
 
-    fn deny(&mut self, code: u16, text: &str, reason: Denial, detail: String) {
-        self.event(Event::Denied { reason, detail });
-        self.reply_local(reply(code, text));
+    /// The channels whose transfer the server reported complete and whose
+    /// data is through, only their closing left: what a session that has
+    /// ended waits for a moment, so their transfers are logged whole.
+    pub fn delivered_channels(&self) -> Vec<DataId> {
+        self.out.delivered_ids()
     }
 
-    /// Sends a reply of the gateway's own, after any replies still owed for
-    /// earlier commands, so the client sees answers in command order.
-    fn reply_local(&mut self, bytes: Vec<u8>) {
-        if self.pending.is_empty() {
-            self.send_client(bytes);
-        } else {
-            self.pending.push_back(Pending::Local(bytes));
+    /// A frame from the client.
+    pub fn on_client(&mut self, frame: Frame, policy: &dyn Policy) {
+        if matches!(self.phase, Phase::Closed | Phase::Opaque) || self.pipeline_full() {
+            return;
+        }
+        let line = match frame {
+            Frame::TooLong { prefix } => {
+                let detail = format!("line over the cap: {}", show_line(&prefix, 40).text);
+                let r = Refused::new(500, "Command line too long.", Denial::LineTooLong, detail);
+                return self.deny(r);
+            }
+            Frame::Line(line) => line,
+        };
+        if !self.busy() && self.input.held() == 0 {
+            return self.client_line(line, policy);
+        }
+        if self.input.held() >= self.cfg.max_held_lines {
+            self.out.event(Event::Denied {
+                reason: Denial::Pipeline,
+                detail: format!("{} commands held", self.input.held()),
+            });
+            self.out
+                .send_client(reply(421, "Too many commands sent ahead; closing."));
+            return self.close();
+        }
+        self.input.hold(line);
+        if !self.busy() {
+            self.drain_held(policy);
         }
     }
 
-    fn flush_local(&mut self) {
-        while let Some(Pending::Local(_)) = self.pending.front() {
-            if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
-                self.send_client(bytes);
+    fn drain_held(&mut self, policy: &dyn Policy) {
+        while !self.busy() && !matches!(self.phase, Phase::Closed | Phase::Opaque) {
+            let Some(line) = self.input.next() else {
+                break;
+            };
+            self.client_line(line, policy);
+        }
+    }
+
+    /// Closes the session when the client has run too far ahead of the
+    /// server's replies (a server that never answers, or a client that
+    /// pipelines without end): the queue of replies owed must stay bounded.
+    fn pipeline_full(&mut self) -> bool {
+        if self.owed.len() < self.cfg.max_pending {
+            return false;
+        }
+        self.out.event(Event::Denied {
+            reason: Denial::Pipeline,
+            detail: format!("{} replies owed", self.owed.len()),
+        });
+        self.out
+            .send_client(reply(421, "Too many commands without replies; closing."));
+        self.close();
+        true
+    }
+
+    fn client_line(&mut self, line: Line, policy: &dyn Policy) {
+        if self.pipeline_full() {
+            return;
+        }
+        let checked = match line.decode() {
+            Ok(c) => c,
+            Err(e) => return self.deny(client::telnet_refused(&line, e)),
+        };
+        let text = checked.text;
+        let command = match parse_command(&text) {
+            Ok(c) => c,
+            Err(e) => return self.deny(client::syntax_refused(&text, e)),
+        };
+        let ctx = CommandContext {
+            verb: command.verb,
+            user: self.user(),
+            client: self.cfg.client.ip(),
+            server: self.server(),
+            data_mode: client::data_mode(command.verb),
+        };
+        if let Verdict::Deny { code, text, rule } = policy.check_command(&ctx) {
+            let detail = format!("{} by rule {rule}", command.verb);
+            return self.deny(Refused::new(code, text, Denial::Rule(rule), detail));
+        }
+        if self.phase == Phase::WaitUser {
+            return self.before_route(command);
+        }
+        // The server gets exactly the text checked above, re-encoded: never
+        // the raw bytes, whose telnet sequences it might read differently.
+        let wire = encode_line(&text, checked.synch && command.verb == cmd::ABOR);
+        match command.verb {
+            cmd::USER => {
+                let name = lossy(command.arg);
+                self.login.propose(name.clone());
+                self.out.event(Event::User { name: name.clone() });
+                self.out.send_server(wire);
+                self.owed.expect(Pending::User { name });
+            }
+            cmd::PORT | cmd::EPRT | cmd::LPRT => match self.input.active(command, &self.cfg) {
+                Ok(req) => self.start_setup(req, policy),
+                Err(r) => self.deny(r),
+            },
+            cmd::PASV | cmd::EPSV | cmd::LPSV => match self.input.passive(command, &self.cfg) {
+                Ok(Some(req)) => self.start_setup(req, policy),
+                Ok(None) => self
+                    .owed
+                    .reply_local(reply(200, "EPSV ALL ok."), &mut self.out),
+                Err(r) => self.deny(r),
+            },
+            cmd::AUTH => match policy.tls() {
+                TlsPolicy::Refuse => self.deny(Refused::new(
+                    534,
+                    "TLS is not available through this gateway; continue without it.",
+                    Denial::Tls,
+                    format!("AUTH {}", lossy(command.arg)),
+                )),
+                TlsPolicy::Passthrough => self.forward(wire, command.verb, None),
+            },
+            cmd::REIN => {
+                self.login.reset();
+                self.input.reset();
+                self.data.release_ready(&mut self.out);
+                self.forward(wire, command.verb, None);
+            }
+            cmd::ABOR => {
+                self.cut_transfer();
+                self.forward(wire, cmd::ABOR, None);
+            }
+            verb => self.forward_command(command, wire, verb),
+        }
+    }
+
+    /// Forwards a command; a transfer takes the channel set up for it.
+    fn forward_command(&mut self, command: Command<'_>, wire: Vec<u8>, verb: Verb) {
+        let Some(direction) = Direction::of(verb) else {
+            return self.forward(wire, verb, None);
+        };
+        let data = self.data.take_ready();
+        if let Some(id) = data {
+            self.transfers.bind(id);
+            self.out.push(Action::Transfer {
+                id,
+                verb,
+                direction,
+                arg: lossy(command.arg),
+            });
+        }
+        self.forward(wire, verb, data);
+    }
+
+    fn forward(&mut self, wire: Vec<u8>, verb: Verb, data: Option<DataId>) {
+        self.out.send_server(wire);
+        self.owed.expect(Pending::Forward { verb, data });
+    }
+
+    fn deny(&mut self, r: Refused) {
+        self.out.event(Event::Denied {
+            reason: r.reason,
+            detail: r.detail,
+        });
+        self.owed.reply_local(reply(r.code, &r.text), &mut self.out);
+    }
+
+    /// Commands before the client has named a server (user@host routing).
+    fn before_route(&mut self, command: Command<'_>) {
+        match self.route.before(command) {
+            BeforeRoute::Connect { user, host, port } => {
+                self.login.propose(user.clone());
+                self.out.event(Event::User { name: user });
+                self.phase = Phase::Routing;
+                self.out.push(Action::Connect { host, port });
+            }
+            BeforeRoute::Reply(bytes) => self.out.send_client(bytes),
+            BeforeRoute::Quit => {
+                self.out.send_client(reply(221, "Goodbye."));
+                self.close();
+            }
+            BeforeRoute::Refuse(r) => self.deny(r),
+        }
+    }
+
+    /// The driver connected to the server the client named.
+    pub fn upstream_connected(&mut self, server: SocketAddr) {
+        if self.phase != Phase::Routing {
+            return;
+        }
+        self.server = Some(ServerAddr::new(server));
+        self.phase = Phase::Greeting;
+        self.owed.expect(Pending::RoutedGreeting);
+    }
+
+    /// The driver could not reach (or the policy refused) the server the
+    /// client named.
+    pub fn upstream_failed(&mut self, reason: &str, policy: &dyn Policy) {
+        if self.phase != Phase::Routing {
+            return;
+        }
+        self.out.event(Event::Denied {
+            reason: Denial::Rule("route".into()),
+            detail: reason.to_string(),
+        });
+        if self.route.attempts() >= self.cfg.max_route_attempts {
+            let text = format!("{reason}; too many attempts, closing.");
+            self.out.send_client(reply(421, &text));
+            return self.close();
+        }
+        self.phase = Phase::WaitUser;
+        self.login.withdraw();
+        self.out.send_client(reply(530, &format!("{reason}.")));
+        self.drain_held(policy);
+    }
+
+    /// A frame from the server.
+    pub fn on_server(&mut self, frame: Frame, policy: &dyn Policy) {
+        if matches!(self.phase, Phase::Closed | Phase::Opaque) {
+            return;
+        }
+        let (rl, bytes) = match self.owed.read(frame, &mut self.out) {
+            Read::Done => return,
+            Read::Consumed(head, code, text) => {
+                self.consumed_reply(head, code, &text, policy);
+                return self.owed.flush_local(&mut self.out);
+            }
+            Read::Forward(rl, bytes) => (rl, bytes),
+        };
+        let code = rl.code;
+        if let Some(owed) = self.owed.transfer_first() {
+            match self.transfers.preliminary(owed, code, rl.last) {
+                Preliminary::Passes => {}
+                Preliminary::Dropped => return,
+                Preliminary::EndsCutTransfer => {
+                    self.owed.answered();
+                    self.out.release(owed);
+                    self.out.send_client(held::ABORTED.to_vec());
+                    return self.owed.flush_local(&mut self.out);
+                }
             }
         }
+        match self.owed.front() {
+            None => {
+                if rl.first && matches!(code.0, 227..=229) {
+                    self.out.event(Event::UnsolicitedPassive { code: code.0 });
+                }
+                self.out.send_client(bytes);
+            }
+            Some(&Pending::Forward { data: Some(id), .. })
+                if !code.is_preliminary() && code.is_success() =>
+            {
+                // Not before the transfer's data: held until its channel
+                // has delivered, settled as `426` if its data path failed.
+                if self.out.success_reply(id, bytes, self.timers.now()) {
+                    // Delivered: an ABOR from now on has no data to cut.
+                    self.transfers.over(id);
+                }
+            }
+            Some(_) => self.out.send_client(bytes),
+        }
+        if rl.last && !code.is_preliminary() {
+            if let Some(head) = self.owed.answered() {
+                self.forwarded_reply(head, code);
+            }
+            self.owed.flush_local(&mut self.out);
+        }
     }
 
+    fn forwarded_reply(&mut self, head: Pending, code: ReplyCode) {
+        let (verb, data) = match head {
+            Pending::Forward { verb, data } => (verb, data),
+            Pending::User { name } => {
+                if self.login.user_answered(name, code.0) {
+                    self.logged_in_now();
+                }
+                return;
+            }
+            _ => return,
+        };
+        // After a failed transfer the channel will never be used: close it.
+        // After a successful one the data has flowed (or is still being
+        // accepted and relayed): the relay ends by itself.
+        if let Some(id) = data.filter(|_| !code.is_success()) {
+            self.out.release(id);
+            self.transfers.over(id);
+        }
+        match verb {
+            cmd::PASS | cmd::ACCT if code.0 == 230 => {
+                self.login.password_accepted();
+                self.logged_in_now();
+            }
+            cmd::AUTH if code.0 == 234 => {
+                self.phase = Phase::Opaque;
+                self.timers.stop();
+                self.out.event(Event::TlsPassthrough);
+                self.data.release_ready(&mut self.out);
+                self.out.push(Action::Opaque);
+            }
+            cmd::QUIT if code.is_success() => self.close(),
+            _ => {}
+        }
+    }
+
+    fn logged_in_now(&mut self) {
+        self.timers.login_met();
+        self.out.event(Event::LoggedIn);
+    }
+
+    fn consumed_reply(&mut self, head: Pending, code: ReplyCode, text: &[u8], policy: &dyn Policy) {
+        let ended = match head {
+            Pending::RoutedGreeting if code.is_success() => {
+                let user = self.route.take_user();
+                self.phase = Phase::Open;
+                let line = [&b"USER "[..], &user].concat();
+                self.out.send_server(encode_line(&line, false));
+                self.owed.expect(Pending::User {
+                    name: String::from_utf8_lossy(&user).into_owned(),
+                });
+                return self.drain_held(policy);
+            }
+            Pending::RoutedGreeting => {
+                let text = format!("The server is not ready: {} {}", code.0, first_line(text));
+                self.out.send_client(reply(421, &text));
+                return self.close();
+            }
+            Pending::ServerPassive { id, verb } => {
+                self.with_setup(|data, cx| data.passive_reply(id, verb, code, text, cx))
+            }
+            Pending::ServerActive { id, verb } => {
+                self.with_setup(|data, cx| data.port_reply(id, verb, code, text, cx))
+            }
+            Pending::Greeting
+            | Pending::Forward { .. }
+            | Pending::User { .. }
+            | Pending::Local(_)
+            | Pending::Overdue => None,
+        };
+        self.setup_ended(ended, policy);
+    }
+
+    fn start_setup(&mut self, client: client::ClientReq, policy: &dyn Policy) {
+        let Some(server) = self.server else {
+            return self
+                .owed
+                .reply_local(reply(503, "No server yet."), &mut self.out);
+        };
+        let requested = policy.server_mode(self.cfg.client.ip(), *server);
+        self.with_setup(|data, cx| {
+            data.start(client, requested, cx);
+            None
+        });
+    }
+
+    /// Runs one step of the data setup with what it needs of the session.
+    fn with_setup(
+        &mut self,
+        step: impl FnOnce(&mut Data, &mut Cx<'_>) -> Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let server = self.server?;
+        let mut cx = Cx {
+            cfg: &self.cfg,
+            server,
+            out: &mut self.out,
+            owed: &mut self.owed,
+        };
+        step(&mut self.data, &mut cx)
+    }
+
+    /// A setup ended with `reply` to the client: held commands go on.
+    fn setup_ended(&mut self, reply: Option<Vec<u8>>, policy: &dyn Policy) {
+        if let Some(bytes) = reply {
+            self.owed.reply_local(bytes, &mut self.out);
+            self.drain_held(policy);
+        }
+    }
+
+    /// The driver prepared one side of channel `id`: a listener bound at
+    /// `local`, or a connection made from `local`.
+    pub fn data_prepared(
+        &mut self,
+        id: DataId,
+        side: Side,
+        local: SocketAddr,
+        policy: &dyn Policy,
+    ) {
+        let ended = self.with_setup(|data, cx| data.prepared(id, side, local, cx));
+        self.setup_ended(ended, policy);
+    }
+
+    /// The driver could not prepare one side of channel `id`.
+    pub fn data_failed(&mut self, id: DataId, side: Side, reason: &str, policy: &dyn Policy) {
+        let ended = self.with_setup(|data, cx| data.failed(id, side, reason, cx));
+        self.setup_ended(ended, policy);
+    }
+
+    /// `ABOR` from the client: releases a data channel set up for no
+    /// transfer yet, and cuts the one of the last transfer. `ABOR` itself
+    /// is forwarded by the caller, after this.
+    fn cut_transfer(&mut self) {
+        self.data.release_ready(&mut self.out);
+        let Some(id) = self.transfers.cut() else {
+            return;
+        };
+        self.out.event(Event::Aborted { id });
+        self.out.cut(id);
+        self.arm_reply_deadline(id);
+    }
+
+    /// A server silent about a transfer whose data was cut is answered
+    /// for after `cut_reply_timeout`.
+    fn arm_reply_deadline(&mut self, id: DataId) {
+        if self.owed.unanswered(id) {
+            self.timers.reply_within(id, self.cfg.cut_reply_timeout);
+        }
+    }
+
+    /// The driver's report, as it starts channel `id` ([`Action::Start`],
+    /// before it hands the session anything else), of how the channel's
+    /// bytes are carried: through the gateway, where the replies held
+    /// behind the channel wait until it has delivered, or beside it, where
+    /// they need not wait for bytes the gateway never sees.
+    pub fn data_started(&mut self, id: DataId, carriage: Carriage) {
+        if self.out.carried(id, carriage) {
+            self.transfers.over(id);
+        }
+    }
+
+    /// The driver's report that the server-to-client direction of channel
+    /// `id`'s relay has ended, `Err` with the reason when it failed: the
+    /// replies held behind the channel go out, as `426` if it failed.
+    pub fn data_delivered(&mut self, id: DataId, outcome: Result<(), &str>) {
+        if self.out.delivered(id, outcome, self.timers.now()) {
+            self.transfers.over(id);
+        }
+    }
+
+    /// The driver's report that channel `id` has ended, `Err` with the
+    /// reason when its data path failed: its relay task finished (a client
+    /// that closed its data connection early, a reset, a stall, no
+    /// connection in time), its connection beside the gateway (the
+    /// kernel's) closed or failed, or it could not start. A failed relay
+    /// whose transfer the server has not answered yet arms the reply
+    /// deadline; the end of a channel beside the gateway is learned late
+    /// (from conntrack), and arms none.
+    pub fn data_ended(&mut self, id: DataId, outcome: Result<(), &str>) {
+        let Some((carriage, delivered)) = self.out.ended(id, outcome) else {
+            return;
+        };
+        if delivered {
+            self.transfers.over(id);
+        }
+        if matches!(self.phase, Phase::Closed | Phase::Opaque) {
+            return;
+        }
+        if outcome.is_err() && carriage != Some(Carriage::Beside) {
+            self.arm_reply_deadline(id);
+        }
+    }
+
+    /// The reply deadline of channel `id` passed. If the transfer's reply
+    /// is still the next one owed, the client gets `426` from the gateway
+    /// and the server's late reply will be dropped; otherwise (answered
+    /// meanwhile, or other replies owed first) nothing happens.
+    fn reply_overdue(&mut self, id: DataId) {
+        // A multi-line reply the server has begun is left to finish: only
+        // silence is answered.
+        if self.owed.transfer_first() != Some(id) || self.owed.in_reply() {
+            return;
+        }
+        self.owed.answered_for_the_server();
+        self.out.event(Event::ReplyOverdue { id });
+        self.out.release(id);
+        self.out.send_client(held::ABORTED.to_vec());
+        self.owed.flush_local(&mut self.out);
+    }
+
+    /// The rules' timeouts, passed again whenever the driver may hold newer
+    /// ones (a reload applies to the deadlines running).
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timers.set(timeouts);
+    }
+
+    /// The driver has heard from a peer or about a data channel at `now`
+    /// (it says so before it hands the session what it heard, and once when
+    /// it starts listening to both peers): the control idle timeout starts
+    /// again, and what follows is timed from `now`.
+    pub fn heard(&mut self, now: Time) {
+        self.timers.heard(now);
+    }
+
+    /// When [`Session::handle_timeout`] is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let dialogue = !matches!(self.phase, Phase::Closed | Phase::Opaque);
+        let deadlines = self.timers.next(dialogue);
+        [deadlines, self.out.next_linger()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The driver's clock reached `now` (at least the time
+    /// [`Session::poll_timeout`] named): what was due happens. Like any
+    /// other wakeup, it starts the control idle timeout again.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let dialogue = !matches!(self.phase, Phase::Closed | Phase::Opaque);
+        let fired = self.timers.expire(now, dialogue);
+        self.out.lingered(now);
+        for id in fired.replies {
+            self.reply_overdue(id);
+        }
+        if fired.login {
+            self.out.event(Event::LoginTimeout);
+            self.dismiss(Refusal::LoginTimeout.reply());
+        }
+        // Not while a transfer runs: a long transfer keeps the control
+        // connection silent throughout.
+        if fired.idle && self.phase != Phase::Closed && !self.out.running() {
+            self.out.event(Event::IdleTimeout);
+            self.out.cancel_all(Cancel::IdleTimeout);
+            self.out.send_client(closing::idle_reply());
+            self.close();
+        }
+        self.timers.heard(now);
+    }
+
+    /// The driver ends the session for `why`: the client is told why, and
+    /// the session closes ([`Action::Close`]).
+    pub fn end(&mut self, why: CloseReason) {
+        match why {
+            CloseReason::ServerClosed if self.phase == Phase::Closed => return,
+            CloseReason::ServerClosed | CloseReason::Shutdown => {
+                self.out.send_client(why.reply());
+            }
+            CloseReason::GraceOver => {
+                self.out.cancel_all(Cancel::Shutdown);
+                self.out.send_client(why.reply());
+            }
+            CloseReason::Evicted => return self.dismiss(why.reply()),
+        }
+        self.close();
+    }
+
+    /// Admission's end of a session (evicted, or too slow to log in): the
+    /// client gets what it was owed, as it stands, then `last`.
+    fn dismiss(&mut self, last: Vec<u8>) {
+        self.out.release_held();
+        self.out.send_client(last);
+        self.close();
+    }
+
+    /// Closes the session: nothing it set up is wanted, and no deadline of
+    /// the dialogue applies. Transfers under way end with the session, as
+    /// the driver ends it.
     fn close(&mut self) {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
-            if let Some(id) = self.ready.take() {
-                self.push(Action::Release { id });
-            }
-            if let Some(s) = self.setup.take() {
-                self.push(Action::Release { id: s.id });
-            }
-            self.push(Action::Close);
+            self.data.close(&mut self.out);
+            self.timers.stop();
+            self.out.push(Action::Close);
         }
     }
 }

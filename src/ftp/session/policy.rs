@@ -3,6 +3,7 @@
 //! these in from the rules.
 
 use super::action::ClientMode;
+use super::timers::Timeouts;
 use crate::addrs::ClientAddr;
 use crate::ftp::command::Verb;
 use std::net::{IpAddr, SocketAddr};
@@ -167,6 +168,9 @@ pub struct SessionConfig {
     pub passive_known_alive: bool,
     /// Relay or kernel forwarding for same-direction transfers.
     pub data_plane: DataPlane,
+    /// The login and control idle timeouts, until the driver passes newer
+    /// ones ([`Session::set_timeouts`](super::Session::set_timeouts)).
+    pub timeouts: Timeouts,
 }
 
 impl SessionConfig {
@@ -193,6 +197,7 @@ impl SessionConfig {
             cut_reply_timeout: std::time::Duration::from_secs(2),
             passive_known_alive: false,
             data_plane: DataPlane::Relay,
+            timeouts: Timeouts::default(),
         }
     }
 }

@@ -1,82 +1,78 @@
 //! Routing: the client names its server with `USER name@host[:port]`; the
 //! driver connects and reports.
 
-use super::*;
+use super::action::Denial;
+use super::output::{reply, Refused};
+use crate::ftp::command::{self as cmd, Command};
 
-impl Session {
-    /// Commands before the client has named a server (user@host routing).
-    pub(super) fn before_route(&mut self, command: Command<'_>) {
+/// What the session knows of the route the client asked for.
+#[derive(Debug, Default)]
+pub(super) struct Route {
+    /// The user part of `USER name@host`, as the client sent it.
+    user: Option<Vec<u8>>,
+    attempts: u32,
+}
+
+/// What a command before the route is chosen does.
+pub(super) enum BeforeRoute {
+    /// `USER name@host[:port]`: connect there, then log in as `user`.
+    Connect {
+        /// The name, decoded for the rules and the log.
+        user: String,
+        host: String,
+        port: u16,
+    },
+    /// A reply, and nothing else.
+    Reply(Vec<u8>),
+    /// QUIT: `221`, and the session ends.
+    Quit,
+    /// A refusal.
+    Refuse(Refused),
+}
+
+impl Route {
+    /// What `command` does before the client has named a server; a USER
+    /// that names one starts an attempt.
+    pub(super) fn before(&mut self, command: Command<'_>) -> BeforeRoute {
         match command.verb {
             cmd::USER => {
                 let arg = String::from_utf8_lossy(command.arg);
-                match split_user_host(&arg) {
-                    Some((user, host, port)) => {
-                        self.proposed = Some(user.clone());
-                        self.event(Event::User { name: user.clone() });
-                        // The server gets the name as the client sent it,
-                        // not as decoded for the rules and the log.
-                        let raw = command.arg.trim_ascii();
-                        let at = raw.iter().rposition(|&b| b == b'@').unwrap_or(raw.len());
-                        self.route_user = Some(raw[..at].to_vec());
-                        self.route_attempts += 1;
-                        self.phase = Phase::Routing;
-                        self.push(Action::Connect { host, port });
-                    }
-                    None => self.deny(
+                let Some((user, host, port)) = split_user_host(&arg) else {
+                    return BeforeRoute::Refuse(Refused::new(
                         530,
                         "Log in as USER name@host[:port] to choose a server.",
                         Denial::Syntax,
                         format!("USER without host: {arg}"),
-                    ),
-                }
+                    ));
+                };
+                // The server gets the name as the client sent it, not as
+                // decoded for the rules and the log.
+                let raw = command.arg.trim_ascii();
+                let at = raw.iter().rposition(|&b| b == b'@').unwrap_or(raw.len());
+                self.user = Some(raw[..at].to_vec());
+                self.attempts += 1;
+                BeforeRoute::Connect { user, host, port }
             }
-            cmd::QUIT => {
-                self.send_client(reply(221, "Goodbye."));
-                self.close();
-            }
-            cmd::NOOP => self.send_client(reply(200, "NOOP ok.")),
-            cmd::AUTH => self.deny(
+            cmd::QUIT => BeforeRoute::Quit,
+            cmd::NOOP => BeforeRoute::Reply(reply(200, "NOOP ok.")),
+            cmd::AUTH => BeforeRoute::Refuse(Refused::new(
                 534,
                 "TLS is not available before a server is chosen; continue without it.",
                 Denial::Tls,
                 "AUTH before USER name@host".into(),
-            ),
-            _ => self.send_client(reply(530, "Log in as USER name@host[:port] first.")),
+            )),
+            _ => BeforeRoute::Reply(reply(530, "Log in as USER name@host[:port] first.")),
         }
     }
 
-    /// The driver connected to the server the client named.
-    pub fn upstream_connected(&mut self, server: SocketAddr) {
-        if self.phase != Phase::Routing {
-            return;
-        }
-        self.server = Some(ServerAddr::new(server));
-        self.phase = Phase::Greeting;
-        self.pending.push_back(Pending::RoutedGreeting);
+    /// How many servers the client has named so far.
+    pub(super) fn attempts(&self) -> u32 {
+        self.attempts
     }
 
-    /// The driver could not reach (or the policy refused) the server the
-    /// client named.
-    pub fn upstream_failed(&mut self, reason: &str, policy: &dyn Policy) {
-        if self.phase != Phase::Routing {
-            return;
-        }
-        self.event(Event::Denied {
-            reason: Denial::Rule("route".into()),
-            detail: reason.to_string(),
-        });
-        if self.route_attempts >= self.cfg.max_route_attempts {
-            self.send_client(reply(
-                421,
-                &format!("{reason}; too many attempts, closing."),
-            ));
-            self.close();
-            return;
-        }
-        self.phase = Phase::WaitUser;
-        self.proposed = None;
-        self.send_client(reply(530, &format!("{reason}.")));
-        self.drain_held(policy);
+    /// The name to log in with at the server reached.
+    pub(super) fn take_user(&mut self) -> Vec<u8> {
+        self.user.take().unwrap_or_default()
     }
 }
 

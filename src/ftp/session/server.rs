@@ -1,18 +1,155 @@
-//! What the server sends: replies matched to the commands that caused them,
-//! forwarded, or consumed by the gateway (login, passive ports).
+//! What the server owes: one final reply per command sent, in order, each
+//! forwarded to the client or consumed by the gateway (the greeting of a
+//! routed server, its answers to the gateway's own PASV and PORT); and the
+//! gateway's own replies, queued behind the ones still owed so the client
+//! sees answers in command order.
 
-use super::*;
+use super::action::{DataId, Event, Side};
+use super::output::{lossy, Output};
+use crate::addrs::ServerAddr;
+use crate::ftp::codec;
+use crate::ftp::command::Verb;
+use crate::ftp::framer::Frame;
+use crate::ftp::reply::{ReplyCode, ReplyLine, ReplyTracker};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 
-impl Session {
-    /// A frame from the server.
-    pub fn on_server(&mut self, frame: Frame, policy: &dyn Policy) {
-        if matches!(self.phase, Phase::Closed | Phase::Opaque) {
-            return;
+/// Cap on the text the engine collects from a reply it consumes itself.
+const MAX_COLLECT: usize = 8 * 1024;
+
+/// One reply owed to the client, in command order.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// The server's greeting, forwarded.
+    Greeting,
+    /// The greeting of a server reached by user@host: swallowed, then USER.
+    RoutedGreeting,
+    /// A forwarded command whose reply is forwarded.
+    Forward { verb: Verb, data: Option<DataId> },
+    /// A forwarded USER: its reply says whether `name` is being logged in.
+    User { name: String },
+    /// Our PASV/EPSV to the server.
+    ServerPassive { id: DataId, verb: Verb },
+    /// Our PORT/EPRT to the server.
+    ServerActive { id: DataId, verb: Verb },
+    /// A reply of our own, waiting until earlier replies have been passed on.
+    Local(Vec<u8>),
+    /// A transfer the gateway answered itself (`426`) because the server
+    /// stayed silent after its data was cut: the server's late reply is
+    /// dropped, so the client never gets two answers to one command.
+    Overdue,
+}
+
+impl Pending {
+    /// Whether the gateway reads this reply itself instead of forwarding it.
+    fn consumed(&self) -> bool {
+        matches!(
+            self,
+            Pending::RoutedGreeting
+                | Pending::ServerPassive { .. }
+                | Pending::ServerActive { .. }
+                | Pending::Overdue
+        )
+    }
+}
+
+/// The replies owed, and the reply line being read.
+#[derive(Debug, Default)]
+pub(super) struct Owed {
+    pending: VecDeque<Pending>,
+    replies: ReplyTracker,
+    /// The text of a reply being consumed, up to [`MAX_COLLECT`].
+    collected: Vec<u8>,
+}
+
+/// A server line, as the owed replies read it.
+pub(super) enum Read {
+    /// Nothing more to do: a line that is no reply line, passed through as
+    /// it is, or a line of a reply the gateway consumes.
+    Done,
+    /// The last line of a reply the gateway consumed: what it answered,
+    /// its code and its text.
+    Consumed(Pending, ReplyCode, Vec<u8>),
+    /// A line of a reply to forward, and its bytes (CRLF-terminated).
+    Forward(ReplyLine, Vec<u8>),
+}
+
+impl Owed {
+    /// How many replies are owed.
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A command went to the server (or a reply of the gateway's own waits).
+    pub(super) fn expect(&mut self, p: Pending) {
+        self.pending.push_back(p);
+    }
+
+    /// The reply owed first.
+    pub(super) fn front(&self) -> Option<&Pending> {
+        self.pending.front()
+    }
+
+    /// The reply owed first has come.
+    pub(super) fn answered(&mut self) -> Option<Pending> {
+        self.pending.pop_front()
+    }
+
+    /// Whether the server is in the middle of a multi-line reply.
+    pub(super) fn in_reply(&self) -> bool {
+        self.replies.in_reply()
+    }
+
+    /// The transfer on channel `id` whose final reply is owed first: the
+    /// data channel's reply.
+    pub(super) fn transfer_first(&self) -> Option<DataId> {
+        match self.pending.front() {
+            Some(&Pending::Forward { data: Some(id), .. }) => Some(id),
+            _ => None,
         }
-        let raw = match frame {
+    }
+
+    /// Whether the server still owes the final reply to the transfer on
+    /// channel `id`.
+    pub(super) fn unanswered(&self, id: DataId) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(p, Pending::Forward { data: Some(d), .. } if *d == id))
+    }
+
+    /// The gateway answered the transfer owed first itself: the server's
+    /// late reply to it will be dropped.
+    pub(super) fn answered_for_the_server(&mut self) {
+        if let Some(front) = self.pending.front_mut() {
+            *front = Pending::Overdue;
+        }
+    }
+
+    /// Sends a reply of the gateway's own, after any replies still owed for
+    /// earlier commands, so the client sees answers in command order.
+    pub(super) fn reply_local(&mut self, bytes: Vec<u8>, out: &mut Output) {
+        if self.pending.is_empty() {
+            out.send_client(bytes);
+        } else {
+            self.pending.push_back(Pending::Local(bytes));
+        }
+    }
+
+    /// Sends the gateway's own replies no longer behind a server's.
+    pub(super) fn flush_local(&mut self, out: &mut Output) {
+        while let Some(Pending::Local(_)) = self.pending.front() {
+            if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
+                out.send_client(bytes);
+            }
+        }
+    }
+
+    /// Reads one server frame against the replies owed.
+    pub(super) fn read(&mut self, frame: Frame, out: &mut Output) -> Read {
+        let mut raw = match frame {
             Frame::Line(line) => line.raw,
             Frame::TooLong { prefix } => {
-                self.event(Event::Unparsed {
+                out.event(Event::Unparsed {
                     from: Side::Server,
                     line: format!(
                         "over-long line cut: {}",
@@ -23,241 +160,79 @@ impl Session {
             }
         };
         let Some(rl) = self.replies.classify(&raw) else {
-            self.event(Event::Unparsed {
+            out.event(Event::Unparsed {
                 from: Side::Server,
                 line: lossy(&raw),
             });
-            let mut bytes = raw;
-            bytes.extend_from_slice(b"\r\n");
-            self.send_client(bytes);
-            return;
+            raw.extend_from_slice(b"\r\n");
+            out.send_client(raw);
+            return Read::Done;
         };
-        let code = rl.code;
-        let consumes = matches!(
-            self.pending.front(),
-            Some(
-                Pending::RoutedGreeting
-                    | Pending::ServerPassive { .. }
-                    | Pending::ServerActive { .. }
-                    | Pending::Overdue
-            )
-        );
-        if consumes {
-            if self.collected.len() < MAX_COLLECT {
-                self.collected
-                    .extend_from_slice(&raw[rl.text_at.min(raw.len())..]);
-                self.collected.push(b'\n');
-            }
-            if rl.last && !code.is_preliminary() {
-                let text = std::mem::take(&mut self.collected);
-                if let Some(head) = self.pending.pop_front() {
-                    self.consumed_reply(head, code, &text, policy);
-                }
-                self.flush_local();
-            } else if rl.last {
-                self.collected.clear();
-            }
-            return;
+        if !self.pending.front().is_some_and(Pending::consumed) {
+            raw.extend_from_slice(b"\r\n");
+            return Read::Forward(rl, raw);
         }
-        if self.late_preliminary(code, rl.last) {
-            return;
+        if self.collected.len() < MAX_COLLECT {
+            self.collected
+                .extend_from_slice(&raw[rl.text_at.min(raw.len())..]);
+            self.collected.push(b'\n');
         }
-        let mut bytes = raw;
-        bytes.extend_from_slice(b"\r\n");
-        match self.pending.front() {
-            None => {
-                if rl.first && matches!(code.0, 227..=229) {
-                    self.event(Event::UnsolicitedPassive { code: code.0 });
-                }
-                self.send_client(bytes);
-            }
-            Some(&Pending::Forward { data: Some(id), .. })
-                if !code.is_preliminary() && code.is_success() =>
-            {
-                self.push(Action::ToClientAfterData { id, bytes });
-            }
-            Some(_) => self.send_client(bytes),
-        }
-        if rl.last && !code.is_preliminary() {
+        if rl.last && !rl.code.is_preliminary() {
+            let text = std::mem::take(&mut self.collected);
             if let Some(head) = self.pending.pop_front() {
-                self.forwarded_reply(head, code);
+                return Read::Consumed(head, rl.code, text);
             }
-            self.flush_local();
+        } else if rl.last {
+            self.collected.clear();
         }
+        Read::Done
     }
+}
 
-    pub(super) fn forwarded_reply(&mut self, head: Pending, code: ReplyCode) {
-        let (verb, data) = match head {
-            Pending::Forward { verb, data } => (verb, data),
-            Pending::User { name } => {
-                match code.0 {
-                    230 => self.accept_login(Some(name)),
-                    331 | 332 => self.candidate = Some(name),
-                    _ => self.candidate = None,
-                }
-                return;
-            }
-            _ => return,
-        };
-        // After a failed transfer the channel will never be used: close it.
-        // After a successful one the data has flowed (or is still being
-        // accepted and relayed): the relay ends by itself.
-        if let Some(id) = data.filter(|_| !code.is_success()) {
-            self.push(Action::Release { id });
-            if self.transfer == Some(id) {
-                self.transfer = None;
-            }
-        }
-        match verb {
-            cmd::PASS | cmd::ACCT if code.0 == 230 => {
-                let name = self.candidate.take();
-                self.accept_login(name);
-            }
-            cmd::AUTH if code.0 == 234 => {
-                self.phase = Phase::Opaque;
-                self.event(Event::TlsPassthrough);
-                if let Some(id) = self.ready.take() {
-                    self.push(Action::Release { id });
-                }
-                self.push(Action::Opaque);
-            }
-            cmd::QUIT if code.is_success() => self.close(),
-            _ => {}
-        }
-    }
-
-    /// A 230 ended a login exchange for `name`; without one (a 230 to a
-    /// PASS whose USER was refused, as vsftpd's "Already logged in") the
-    /// identity already accepted stays.
-    pub(super) fn accept_login(&mut self, name: Option<String>) {
-        if let Some(name) = name {
-            self.user = Some(name);
-        } else if !self.logged_in {
-            self.user = self.proposed.clone();
-        }
-        self.candidate = None;
-        self.logged_in = true;
-        self.event(Event::LoggedIn);
-    }
-
-    pub(super) fn consumed_reply(
-        &mut self,
-        head: Pending,
-        code: ReplyCode,
-        text: &[u8],
-        policy: &dyn Policy,
-    ) {
-        match head {
-            Pending::RoutedGreeting => {
-                if code.is_success() {
-                    let user = self.route_user.take().unwrap_or_default();
-                    self.phase = Phase::Open;
-                    let text = [&b"USER "[..], &user].concat();
-                    self.send_server(encode_line(&text, false));
-                    self.pending.push_back(Pending::User {
-                        name: String::from_utf8_lossy(&user).into_owned(),
-                    });
-                    self.drain_held(policy);
-                } else {
-                    let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());
-                    self.send_client(reply(
-                        421,
-                        &format!("The server is not ready: {} {first}", code.0),
-                    ));
-                    self.close();
-                }
-            }
-            Pending::ServerPassive { id, verb } => {
-                self.server_passive_reply(id, verb, code, text, policy)
-            }
-            Pending::ServerActive { id, verb } => {
-                if self.current(id, Side::Server) != Some(Stage::ServerPortReply) {
-                    return;
-                }
-                if code.is_success() {
-                    self.client_side(policy);
-                } else {
-                    let first = lossy(text.split(|&b| b == b'\n').next().unwrap_or_default());
-                    let msg = format!(
-                        "Can't open data connection: the server refused {verb} ({} {first}).",
-                        code.0
-                    );
-                    self.fail_setup(425, &msg, policy);
-                }
-            }
-            Pending::Greeting
-            | Pending::Forward { .. }
-            | Pending::User { .. }
-            | Pending::Local(_)
-            | Pending::Overdue => {}
-        }
-    }
-
-    pub(super) fn server_passive_reply(
-        &mut self,
-        id: DataId,
-        verb: Verb,
-        code: ReplyCode,
-        text: &[u8],
-        policy: &dyn Policy,
-    ) {
-        let Some(Stage::ServerPassiveReply { probe }) = self.current(id, Side::Server) else {
-            return;
-        };
-        let Some(server) = self.server else { return };
-        let parsed: Result<SocketAddr, String> = match code.0 {
-            227 => codec::find_227(text)
-                .map(|f| SocketAddr::V4(f.addr))
-                .map_err(|e| e.to_string()),
-            228 => codec::find_228(text).map_err(|e| e.to_string()),
-            229 => codec::find_229(text)
-                .map(|e| SocketAddr::new(e.addr.unwrap_or(server.ip()), e.port))
-                .map_err(|e| e.to_string()),
-            c => Err(format!(
-                "the server answered {verb} with {c} {}",
-                lossy(text.split(|&b| b == b'\n').next().unwrap_or_default())
-            )),
-        };
-        let data = match parsed {
-            Ok(a) => a,
-            Err(reason) => {
-                if code.is_success() {
-                    self.event(Event::Unparsed {
-                        from: Side::Server,
-                        line: format!("{} {}", code.0, lossy(text)),
-                    });
-                }
-                if probe {
-                    self.passive_failed = true;
-                    self.event(Event::PassiveFallback {
-                        reason: reason.clone(),
-                    });
-                    self.server_listen(id, server);
-                } else {
-                    self.fail_setup(
-                        425,
-                        &format!("Can't open data connection: {reason}."),
-                        policy,
-                    );
-                }
-                return;
-            }
-        };
-        let advertised = ServerAddr::new(data);
-        let target = if self.cfg.trust_passive_address && !advertised.ip().is_unspecified() {
-            advertised.scoped_like(server)
-        } else {
-            if advertised.ip() != server.ip() && !advertised.ip().is_unspecified() {
-                self.event(Event::PassiveAddressIgnored {
-                    advertised: advertised.ip(),
-                    used: server.ip(),
+/// Where the server's answer to the gateway's PASV/EPSV says to connect,
+/// with the event worth logging about it; else why there is nowhere.
+pub(super) fn passive_target(
+    verb: Verb,
+    code: ReplyCode,
+    text: &[u8],
+    server: ServerAddr,
+    trust_passive_address: bool,
+    out: &mut Output,
+) -> Result<ServerAddr, String> {
+    let parsed: Result<SocketAddr, String> = match code.0 {
+        227 => codec::find_227(text)
+            .map(|f| SocketAddr::V4(f.addr))
+            .map_err(|e| e.to_string()),
+        228 => codec::find_228(text).map_err(|e| e.to_string()),
+        229 => codec::find_229(text)
+            .map(|e| SocketAddr::new(e.addr.unwrap_or(server.ip()), e.port))
+            .map_err(|e| e.to_string()),
+        c => Err(format!(
+            "the server answered {verb} with {c} {}",
+            super::output::first_line(text)
+        )),
+    };
+    let data = match parsed {
+        Ok(a) => a,
+        Err(reason) => {
+            if code.is_success() {
+                out.event(Event::Unparsed {
+                    from: Side::Server,
+                    line: format!("{} {}", code.0, lossy(text)),
                 });
             }
-            server.with_port(data.port())
-        };
-        if self.forward_passive(id, target, probe) {
-            return;
+            return Err(reason);
         }
-        self.server_connect(id, target, probe);
+    };
+    let advertised = ServerAddr::new(data);
+    if trust_passive_address && !advertised.ip().is_unspecified() {
+        return Ok(advertised.scoped_like(server));
     }
+    if advertised.ip() != server.ip() && !advertised.ip().is_unspecified() {
+        out.event(Event::PassiveAddressIgnored {
+            advertised: advertised.ip(),
+            used: server.ip(),
+        });
+    }
+    Ok(server.with_port(data.port()))
 }

@@ -1,22 +1,82 @@
-//! The data setup: one channel prepared side by side, from the client's
-//! request to the reply that announces it, and the driver's reports on it.
+//! The data setups of a session: one channel at a time prepared side by
+//! side, from the client's request to the reply that announces it, the
+//! driver's reports on it, and the channel set up for the next transfer.
+//! The stages themselves, and which moves between them are legal, are in
+//! `stage.rs`.
 
-use super::*;
+use super::action::{ClientMode, DataId, Event, ServerMode, Side};
+use super::client::ClientReq;
+use super::output::{first_line, reply, Output};
+use super::policy::{DataPlane, ServerDataMode, SessionConfig};
+use super::server::passive_target;
+use super::stage::{begin_active, begin_passive, Cx, Ready, Request, Stage};
+use crate::ftp::codec::{encode_229, encode_lprt, encode_port};
+use crate::ftp::command::Verb;
+use crate::ftp::reply::ReplyCode;
+use std::net::SocketAddr;
 
-impl Session {
-    // ------------------------------------------------------------ data setup
+#[derive(Debug)]
+struct Setup {
+    req: Request,
+    stage: Stage,
+}
 
-    pub(super) fn start_setup(&mut self, client: ClientReq, policy: &dyn Policy) {
-        let Some(server) = self.server else {
-            self.reply_local(reply(503, "No server yet."));
-            return;
-        };
-        if let Some(id) = self.ready.take() {
-            self.push(Action::Release { id });
+/// The session's data setups.
+#[derive(Debug)]
+pub(super) struct Data {
+    setup: Option<Setup>,
+    /// The channel set up for the next transfer command.
+    ready: Option<DataId>,
+    next_id: u64,
+    /// The server's passive port did not answer (server mode `auto` goes
+    /// active for the rest of the session).
+    passive_failed: bool,
+    /// A relayed connection to this server's passive port succeeded.
+    passive_proven: bool,
+}
+
+impl Data {
+    pub(super) fn new(cfg: &SessionConfig) -> Data {
+        Data {
+            setup: None,
+            ready: None,
+            next_id: 1,
+            passive_failed: cfg.passive_known_dead,
+            passive_proven: cfg.passive_known_alive && !cfg.passive_known_dead,
         }
+    }
+
+    /// Whether a setup is under way.
+    pub(super) fn busy(&self) -> bool {
+        self.setup.is_some()
+    }
+
+    /// The channel set up for the next transfer, now taken by one.
+    pub(super) fn take_ready(&mut self) -> Option<DataId> {
+        self.ready.take()
+    }
+
+    /// The channel set up for no transfer yet is no longer wanted.
+    pub(super) fn release_ready(&mut self, out: &mut Output) {
+        if let Some(id) = self.ready.take() {
+            out.release(id);
+        }
+    }
+
+    /// The session closes: nothing it set up is wanted.
+    pub(super) fn close(&mut self, out: &mut Output) {
+        self.release_ready(out);
+        if let Some(s) = self.setup.take() {
+            out.release(s.req.id);
+        }
+    }
+
+    /// Starts a setup for `client`, towards the server in the mode the
+    /// policy asks for (`requested`).
+    pub(super) fn start(&mut self, client: ClientReq, requested: ServerDataMode, cx: &mut Cx<'_>) {
+        self.release_ready(cx.out);
         let id = DataId(self.next_id);
         self.next_id += 1;
-        let requested = policy.server_mode(self.cfg.client.ip(), *server);
         let (server_mode, probe) = match requested {
             ServerDataMode::SameAsClient if client.mode().is_passive() => {
                 (ServerMode::Passive, false)
@@ -27,287 +87,245 @@ impl Session {
             ServerDataMode::Auto if self.passive_failed => (ServerMode::Active, false),
             ServerDataMode::Auto => (ServerMode::Passive, true),
         };
-        let stage = match server_mode {
-            ServerMode::Passive => Stage::ServerPassiveReply { probe },
-            ServerMode::Active => Stage::ServerListen,
-        };
-        self.setup = Some(Setup {
+        let req = Request {
             id,
             client,
-            stage,
-            kernel_ok: matches!(self.cfg.data_plane, DataPlane::Kernel { .. }),
-        });
-        match server_mode {
-            ServerMode::Passive => self.server_passive(id, server, probe),
-            ServerMode::Active => self.server_listen(id, server),
-        }
-    }
-
-    pub(super) fn set_stage(&mut self, stage: Stage) {
-        if let Some(s) = self.setup.as_mut() {
-            s.stage = stage;
-        }
-    }
-
-    pub(super) fn server_passive(&mut self, id: DataId, server: ServerAddr, probe: bool) {
-        let verb = if server.is_ipv4() {
-            cmd::PASV
-        } else {
-            cmd::EPSV
+            kernel_ok: matches!(cx.cfg.data_plane, DataPlane::Kernel { .. }),
         };
-        self.send_server(format!("{verb}\r\n").into_bytes());
-        self.pending.push_back(Pending::ServerPassive { id, verb });
-        self.set_stage(Stage::ServerPassiveReply { probe });
-    }
-
-    /// The server's side goes active (from the start, or as the fallback
-    /// of a passive probe).
-    pub(super) fn server_listen(&mut self, id: DataId, server: ServerAddr) {
-        self.set_stage(Stage::ServerListen);
-        if self.forward_active(id, server) {
-            return;
-        }
-        self.push(Action::Prepare {
-            id,
-            side: Side::Server,
-            endpoint: Endpoint::Listen {
-                expect_peer: server.into(),
-            },
-        });
-    }
-
-    pub(super) fn client_side(&mut self, policy: &dyn Policy) {
-        if self.finish_forwarded_active(policy) {
-            return;
-        }
-        let Some(setup) = self.setup.as_ref() else {
-            return;
+        let stage = match server_mode {
+            ServerMode::Passive => begin_passive(&req, probe, cx),
+            ServerMode::Active => begin_active(&req, cx),
         };
-        let (id, server_mode) = (setup.id, setup.stage.server_mode());
-        let endpoint = match setup.client {
-            ClientReq::Passive(_) => Endpoint::Listen {
-                expect_peer: self.cfg.client.into(),
-            },
-            ClientReq::Active(_, to) => Endpoint::Connect {
-                to: to.into(),
-                within: ConnectDeadline::Connect,
-            },
+        self.setup = Some(Setup { req, stage });
+    }
+
+    /// Takes the setup out if it is channel `id`'s and `which` its stage.
+    fn take(&mut self, id: DataId, which: impl Fn(&Stage) -> bool) -> Option<Setup> {
+        let current = self.setup.as_ref()?;
+        (current.req.id == id && which(&current.stage))
+            .then(|| self.setup.take())
+            .flatten()
+    }
+
+    /// The setup goes on at `stage`.
+    fn carry_on(&mut self, req: Request, stage: Stage) -> Option<Vec<u8>> {
+        self.setup = Some(Setup { req, stage });
+        None
+    }
+
+    /// Ends a setup that failed: the client gets `text`.
+    fn fail(&mut self, req: Request, code: u16, text: &str, out: &mut Output) -> Option<Vec<u8>> {
+        out.release(req.id);
+        Some(reply(code, text))
+    }
+
+    /// Ends a setup whose sides are ready: the driver starts the channel,
+    /// the client gets `client_reply`.
+    fn finish(
+        &mut self,
+        req: Request,
+        ready: Ready,
+        client_reply: Vec<u8>,
+        out: &mut Output,
+    ) -> Option<Vec<u8>> {
+        self.ready = Some(req.id);
+        out.start(req.id, req.client.mode(), ready.server_mode);
+        Some(client_reply)
+    }
+
+    /// The server's answer to our PASV/EPSV for channel `id`. Returns the
+    /// client's reply when the setup ended here (as do the reports below).
+    pub(super) fn passive_reply(
+        &mut self,
+        id: DataId,
+        verb: Verb,
+        code: ReplyCode,
+        text: &[u8],
+        cx: &mut Cx<'_>,
+    ) -> Option<Vec<u8>> {
+        let Setup { req, stage } = self.take(id, |s| matches!(s, Stage::PassiveReply(_)))?;
+        let Stage::PassiveReply(stage) = stage else {
+            return None;
         };
-        self.set_stage(Stage::Client { server_mode });
-        self.push(Action::Prepare {
-            id,
-            side: Side::Client,
-            endpoint,
-        });
-    }
-
-    /// Ends a setup that failed: the client gets `text`, held commands go on.
-    pub(super) fn fail_setup(&mut self, code: u16, text: &str, policy: &dyn Policy) {
-        if let Some(s) = self.setup.take() {
-            self.push(Action::Release { id: s.id });
+        let trust = cx.cfg.trust_passive_address;
+        match passive_target(verb, code, text, cx.server, trust, cx.out) {
+            Ok(to) => {
+                let next = stage.answered(&req, to, self.passive_proven, cx);
+                self.carry_on(req, next)
+            }
+            Err(reason) => {
+                if stage.probe() {
+                    self.passive_failed = true;
+                    cx.out.event(Event::PassiveFallback {
+                        reason: reason.clone(),
+                    });
+                }
+                match stage.unanswered(&req, cx) {
+                    Some(next) => self.carry_on(req, next),
+                    None => {
+                        let text = format!("Can't open data connection: {reason}.");
+                        self.fail(req, 425, &text, cx.out)
+                    }
+                }
+            }
         }
-        self.reply_local(reply(code, text));
-        self.drain_held(policy);
     }
 
-    pub(super) fn finish_setup(&mut self, client_reply: Vec<u8>, policy: &dyn Policy) {
-        let Some(s) = self.setup.take() else { return };
-        self.ready = Some(s.id);
-        self.push(Action::Start {
-            id: s.id,
-            client_mode: s.client.mode(),
-            server_mode: s.stage.server_mode(),
-        });
-        self.reply_local(client_reply);
-        self.drain_held(policy);
+    /// The server's answer to our PORT/EPRT for channel `id`.
+    pub(super) fn port_reply(
+        &mut self,
+        id: DataId,
+        verb: Verb,
+        code: ReplyCode,
+        text: &[u8],
+        cx: &mut Cx<'_>,
+    ) -> Option<Vec<u8>> {
+        let Setup { req, stage } = self.take(id, |s| matches!(s, Stage::PortReply(_)))?;
+        let Stage::PortReply(stage) = stage else {
+            return None;
+        };
+        if !code.is_success() {
+            let msg = format!(
+                "Can't open data connection: the server refused {verb} ({} {}).",
+                code.0,
+                first_line(text)
+            );
+            return self.fail(req, 425, &msg, cx.out);
+        }
+        match stage.accepted(&req, cx) {
+            Ok(ready) => {
+                let text = reply(
+                    200,
+                    &format!("{} command successful.", req.client.mode().as_str()),
+                );
+                self.finish(req, ready, text, cx.out)
+            }
+            Err(next) => self.carry_on(req, next),
+        }
     }
 
-    pub(super) fn current(&self, id: DataId, side: Side) -> Option<Stage> {
-        let s = self.setup.as_ref().filter(|s| s.id == id)?;
-        (s.stage.side() == side).then_some(s.stage)
-    }
-
-    /// The driver prepared one side of channel `id`: a listener bound at
+    /// The driver prepared `side` of channel `id`: a listener bound at
     /// `local`, or a connection made from `local`.
-    pub fn data_prepared(
+    pub(super) fn prepared(
         &mut self,
         id: DataId,
         side: Side,
         local: SocketAddr,
-        policy: &dyn Policy,
-    ) {
-        let Some(stage) = self.current(id, side) else {
+        cx: &mut Cx<'_>,
+    ) -> Option<Vec<u8>> {
+        let Some(Setup { req, stage }) = self.take(id, |s| s.side() == side) else {
             // A channel this session issued and no longer wants: close what
             // the driver prepared. A live channel (a duplicate or wrong-side
             // report) and an id never issued are left alone.
-            let live = self.setup.as_ref().is_some_and(|s| s.id == id) || self.ready == Some(id);
+            let live =
+                self.setup.as_ref().is_some_and(|s| s.req.id == id) || self.ready == Some(id);
             if !live && id.0 < self.next_id {
-                self.push(Action::Release { id });
+                cx.out.release(id);
             }
-            return;
+            return None;
         };
-        match stage {
-            Stage::ServerConnect { probe } => {
-                if probe && !self.passive_proven {
+        let next = match stage {
+            Stage::Connect(stage) => {
+                if stage.probe() && !self.passive_proven {
                     self.passive_proven = true;
-                    self.event(Event::PassiveAnswered);
+                    cx.out.event(Event::PassiveAnswered);
                 }
-                self.client_side(policy)
+                stage.connected(&req, cx)
             }
-            Stage::ServerListen => {
-                let Some(server) = self.server else { return };
-                let ip = self
-                    .cfg
-                    .server_advertise
-                    .unwrap_or(local.ip())
-                    .to_canonical();
+            Stage::Listen(stage) => stage.listening(&req, local, cx),
+            Stage::ForwardActive(stage) => stage.listening(&req, local, cx),
+            Stage::Client(stage) => return self.client_ready(req, stage.prepared(), local, cx),
+            Stage::Forwarding(stage) => return self.client_ready(req, stage.prepared(), local, cx),
+            stage @ (Stage::PassiveReply(_) | Stage::PortReply(_)) => stage,
+        };
+        self.carry_on(req, next)
+    }
+
+    /// The client's side is ready at `local`: the client is told where
+    /// to connect (or that its PORT succeeded).
+    fn client_ready(
+        &mut self,
+        req: Request,
+        ready: Ready,
+        local: SocketAddr,
+        cx: &mut Cx<'_>,
+    ) -> Option<Vec<u8>> {
+        let text = match req.client {
+            ClientReq::Active(mode, _) => {
+                reply(200, &format!("{} command successful.", mode.as_str()))
+            }
+            ClientReq::Passive(mode) => {
+                let ip = cx.cfg.client_advertise.unwrap_or(local.ip()).to_canonical();
                 let at = SocketAddr::new(ip, local.port());
-                let (verb, arg) = match at {
-                    SocketAddr::V4(v4) if server.is_ipv4() => (cmd::PORT, encode_port(v4)),
-                    _ => (cmd::EPRT, encode_eprt(at)),
-                };
-                self.send_server(format!("{verb} {arg}\r\n").into_bytes());
-                self.pending.push_back(Pending::ServerActive { id, verb });
-                self.set_stage(Stage::ServerPortReply);
-            }
-            Stage::Client { .. } | Stage::Forwarding { .. } => {
-                let Some(setup) = self.setup.as_ref() else {
-                    return;
-                };
-                let text = match setup.client {
-                    ClientReq::Active(mode, _) => {
-                        reply(200, &format!("{} command successful.", mode.as_str()))
+                match (mode, at) {
+                    (ClientMode::Pasv, SocketAddr::V4(v4)) => reply(
+                        227,
+                        &format!("Entering Passive Mode ({}).", encode_port(v4)),
+                    ),
+                    (ClientMode::Pasv, _) => {
+                        let text = "PASV carries only IPv4 addresses; use EPSV.";
+                        return self.fail(req, 425, text, cx.out);
                     }
-                    ClientReq::Passive(mode) => {
-                        let ip = self
-                            .cfg
-                            .client_advertise
-                            .unwrap_or(local.ip())
-                            .to_canonical();
-                        let at = SocketAddr::new(ip, local.port());
-                        match (mode, at) {
-                            (ClientMode::Pasv, SocketAddr::V4(v4)) => reply(
-                                227,
-                                &format!("Entering Passive Mode ({}).", encode_port(v4)),
-                            ),
-                            (ClientMode::Pasv, _) => {
-                                self.fail_setup(
-                                    425,
-                                    "PASV carries only IPv4 addresses; use EPSV.",
-                                    policy,
-                                );
-                                return;
-                            }
-                            (ClientMode::Lpsv, _) => reply(
-                                228,
-                                &format!("Entering Long Passive Mode ({}).", encode_lprt(at)),
-                            ),
-                            _ => reply(229, &encode_229(at.port())),
-                        }
-                    }
-                };
-                self.finish_setup(text, policy);
-            }
-            Stage::ServerPassiveReply { .. } | Stage::ServerPortReply => {}
-        }
-    }
-
-    /// The driver could not prepare one side of channel `id`.
-    pub fn data_failed(&mut self, id: DataId, side: Side, reason: &str, policy: &dyn Policy) {
-        let Some(stage) = self.current(id, side) else {
-            return;
-        };
-        if self.kernel_failed(id, stage, reason) {
-            return;
-        }
-        let Some(setup) = self.setup.as_ref() else {
-            return;
-        };
-        match stage {
-            Stage::ServerConnect { probe: true } => {
-                self.passive_failed = true;
-                self.event(Event::PassiveFallback {
-                    reason: reason.to_string(),
-                });
-                if let Some(server) = self.server {
-                    self.server_listen(id, server);
+                    (ClientMode::Lpsv, _) => reply(
+                        228,
+                        &format!("Entering Long Passive Mode ({}).", encode_lprt(at)),
+                    ),
+                    _ => reply(229, &encode_229(at.port())),
                 }
             }
-            Stage::ServerConnect { probe: false } => {
-                let text = format!("Can't open data connection to the server: {reason}.");
-                self.fail_setup(425, &text, policy);
-            }
-            Stage::Client { .. } | Stage::Forwarding { .. } => {
-                let text = match setup.client {
-                    ClientReq::Active(_, to) => {
-                        format!("Can't open data connection to {to}: {reason}.")
-                    }
-                    ClientReq::Passive(_) => format!("Can't open a passive port: {reason}."),
-                };
-                self.fail_setup(425, &text, policy);
-            }
-            _ => {
-                let text = format!("Can't open a data port towards the server: {reason}.");
-                self.fail_setup(425, &text, policy);
-            }
-        }
+        };
+        self.finish(req, ready, text, cx.out)
     }
 
-    /// The driver's report on how data channel `id` ended (`Err` with the
-    /// reason when the data path failed), for one line of the reply that
-    /// waited for it ([`Action::ToClientAfterData`]); returns what the client
-    /// gets instead of `held`. A broken transfer is never reported complete:
-    /// a success reply becomes `426`, its leading lines are dropped, and the
-    /// channel is released. Otherwise `held` goes out as it is.
-    pub fn data_finished(
+    /// The driver could not prepare `side` of channel `id`.
+    pub(super) fn failed(
         &mut self,
         id: DataId,
-        outcome: Result<(), &str>,
-        held: Vec<u8>,
-    ) -> Vec<u8> {
-        if outcome.is_ok() {
-            // Delivered: an ABOR from now on has no data to cut.
-            if self.transfer == Some(id) {
-                self.transfer = None;
-            }
-            return held;
-        }
-        let code = held
-            .get(..3)
-            .filter(|c| c.iter().all(u8::is_ascii_digit))
-            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
-            .map(ReplyCode);
-        let last = code.is_some() && held.get(3).is_none_or(|&b| b != b'-');
-        match code {
-            Some(c) if last && !c.is_success() => held,
-            Some(_) if last => {
-                self.push(Action::Release { id });
-                reply(426, "Connection closed; transfer aborted.")
-            }
-            // A leading or middle line of a multi-line reply: only its last
-            // line says what the reply means, and it is answered above.
-            _ if code.is_none_or(|c| c.is_success()) => Vec::new(),
-            _ => held,
-        }
-    }
-
-    /// Starts the connection to the server's passive port `to`. In server
-    /// mode `auto` it is a probe, whose failure only switches the session
-    /// to active, so it gets the probe's shorter deadline.
-    pub(super) fn server_connect(&mut self, id: DataId, to: ServerAddr, probe: bool) {
-        self.set_stage(Stage::ServerConnect { probe });
-        let within = if probe {
-            ConnectDeadline::PassiveProbe
-        } else {
-            ConnectDeadline::Connect
+        side: Side,
+        reason: &str,
+        cx: &mut Cx<'_>,
+    ) -> Option<Vec<u8>> {
+        let Setup { mut req, stage } = self.take(id, |s| s.side() == side)?;
+        let kernel_fallback = |out: &mut Output| {
+            out.event(Event::KernelFallback {
+                reason: reason.to_string(),
+            })
         };
-        self.push(Action::Prepare {
-            id,
-            side: Side::Server,
-            endpoint: Endpoint::Connect {
-                to: to.into(),
-                within,
+        let text = match stage {
+            Stage::ForwardActive(stage) => {
+                kernel_fallback(cx.out);
+                let next = stage.refused(&mut req, cx);
+                return self.carry_on(req, next);
+            }
+            Stage::Forwarding(stage) => {
+                kernel_fallback(cx.out);
+                let next = stage.refused(&mut req, cx);
+                return self.carry_on(req, next);
+            }
+            Stage::Connect(stage) => {
+                if stage.probe() {
+                    self.passive_failed = true;
+                    cx.out.event(Event::PassiveFallback {
+                        reason: reason.to_string(),
+                    });
+                }
+                match stage.failed(&req, cx) {
+                    Some(next) => return self.carry_on(req, next),
+                    None => format!("Can't open data connection to the server: {reason}."),
+                }
+            }
+            Stage::Client(_) => match req.client {
+                ClientReq::Active(_, to) => {
+                    format!("Can't open data connection to {to}: {reason}.")
+                }
+                ClientReq::Passive(_) => format!("Can't open a passive port: {reason}."),
             },
-        });
+            // A pinhole for the server that could not open, or a report
+            // naming the server's side while its reply is awaited.
+            Stage::Listen(_) | Stage::PassiveReply(_) | Stage::PortReply(_) => {
+                format!("Can't open a data port towards the server: {reason}.")
+            }
+        };
+        self.fail(req, 425, &text, cx.out)
     }
 }

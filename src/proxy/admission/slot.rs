@@ -1,8 +1,8 @@
 //! One session as the limits see it: its input, its login, and whether it
-//! must make room for a newcomer (or has taken too long to log in). The
-//! state is a handful of atomics written by the session itself.
+//! must make room for a newcomer. The state is a handful of atomics
+//! written by the session itself. (The login deadline is the session's
+//! own, timed by the engine.)
 
-use crate::ftp::refusal::Refusal;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -29,13 +29,13 @@ pub(crate) struct Slot {
     /// Milliseconds from `started` to the last client input.
     last_input: AtomicU64,
     /// Logged in (or past the point where the gateway can tell): never
-    /// evicted, no login deadline.
+    /// evicted.
     settled: AtomicBool,
     pub(super) state: AtomicU8,
     pub(super) evict: Notify,
 }
 
-/// Why a session is being closed by admission.
+/// Why a session is being closed for the limits' sake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dismissal {
     /// Dropped to make room for a newcomer.
@@ -45,15 +45,6 @@ pub(crate) enum Dismissal {
 }
 
 impl Dismissal {
-    /// The reply the client gets.
-    pub(crate) fn reply(self) -> Vec<u8> {
-        match self {
-            Dismissal::Evicted => Refusal::Evicted,
-            Dismissal::LoginTimeout => Refusal::LoginTimeout,
-        }
-        .reply()
-    }
-
     /// The reason logged.
     pub(crate) fn reason(self) -> &'static str {
         match self {
@@ -85,8 +76,7 @@ impl Slot {
     }
 
     /// The session logged in (or its login can no longer be seen, as after
-    /// AUTH TLS passes through): it is never evicted and the login deadline
-    /// no longer applies.
+    /// AUTH TLS passes through): it is never evicted.
     pub(crate) fn settle(&self) {
         self.settled.store(true, Ordering::Release);
     }
@@ -101,22 +91,14 @@ impl Slot {
         self.started.elapsed().saturating_sub(last)
     }
 
-    /// Resolves when admission closes the session: it was evicted, or it
-    /// did not log in within `login_timeout` of connecting.
-    pub(crate) async fn dismissed(&self, login_timeout: Duration) -> Dismissal {
+    /// Resolves when admission closes the session to make room for a
+    /// newcomer.
+    pub(crate) async fn evicted(&self) {
         let notified = self.evict.notified();
         if self.state.load(Ordering::Acquire) == EVICTED {
-            return Dismissal::Evicted;
+            return;
         }
-        if self.is_settled() {
-            notified.await;
-            return Dismissal::Evicted;
-        }
-        let deadline = tokio::time::Instant::from_std(self.started + login_timeout);
-        tokio::select! {
-            _ = notified => Dismissal::Evicted,
-            _ = tokio::time::sleep_until(deadline) => Dismissal::LoginTimeout,
-        }
+        notified.await;
     }
 
     /// Takes the slot from a live, unsettled session; false if it ended or

@@ -6,8 +6,7 @@ impl Driver {
     pub(super) async fn execute(&mut self) -> io::Result<()> {
         while let Some(action) = self.session.poll_action() {
             match action {
-                Action::ToClient(b) => self.push_out(None, b),
-                Action::ToClientAfterData { id, bytes } => self.held_reply(id, bytes),
+                Action::ToClient(b) => self.push_out(b),
                 Action::ToServer(b) => {
                     let deadline = self.write_deadline();
                     let (id, gw) = (self.id, self.gw.clone());
@@ -28,11 +27,11 @@ impl Driver {
                     direction,
                     arg,
                 } => self.bind_transfer(id, verb, direction, arg),
-                Action::Release { id } => self.release(id),
+                Action::Reset { id, why } => self.kill(id, why),
+                Action::Retire { id, why } => self.close_delivered(id, why.as_str()),
                 // The server hears ABOR next and may close its end at once:
                 // the transfer is cut first.
                 Action::Cut { id } => self.cut(id).await,
-                Action::ReplyDeadline { id, after } => self.reply_deadline(id, after),
                 Action::Opaque => self.opaque = true,
                 Action::Close => self.close_pending = true,
                 Action::Event(e) => self.log_event(e),
@@ -41,7 +40,7 @@ impl Driver {
         Ok(())
     }
 
-    pub(super) fn log_event(&self, e: Event) {
+    pub(super) fn log_event(&mut self, e: Event) {
         let id = self.id;
         let client = self.session.client();
         let user = self.session.user().unwrap_or("-").to_string();
@@ -95,6 +94,21 @@ impl Driver {
                     reason = "the server did not answer a transfer whose data was cut",
                     "replied 426 for the server"
                 )
+            }
+            Event::DataPathFailed {
+                id: channel,
+                reason,
+                held,
+            } => {
+                warn!(session = id, channel = channel.0, reason = %reason, held = %held,
+                      "data path failed: the client is told the transfer aborted")
+            }
+            Event::IdleTimeout => {
+                warn!(session = id, reason = "control idle timeout", "closing")
+            }
+            Event::LoginTimeout => {
+                self.gw.telemetry.login_timeout(id, client, None);
+                self.dismissed = true;
             }
             Event::TlsPassthrough => {
                 // The login is encrypted from here on: the gateway cannot

@@ -3,27 +3,25 @@
 //! what the transfer log needs, and the session handles what the paths
 //! report in one place, `path_event`.
 //!
-//! Bounds (`bound`): at most one channel being prepared and one running per
-//! session, a delivered channel counting as running, besides one still
-//! delivering a transfer the server said was complete. A released channel
-//! is reset at once, unless it carries such a transfer; a relay that
-//! stalls ends by its own deadlines; when the session ends, every relay is
-//! aborted, which resets its sockets (`relay` keeps SO_LINGER 0 until a
-//! direction has ended cleanly). The reply held behind a channel
-//! (`ToClientAfterData`) is settled by how the data path ended: the engine
-//! turns it into `426` when that failed.
+//! Which channels there are is the engine's to say: it asks for each one,
+//! bounds them (one in preparation, one running), and has the driver
+//! reset one (`Action::Reset`) or close one that has delivered
+//! (`Action::Retire`); the driver reports how each one's data went. A relay
+//! that stalls ends by its own deadlines; when the session ends, every
+//! relay is aborted, which resets its sockets (`relay` keeps SO_LINGER 0
+//! until a direction has ended cleanly).
 
-mod bound;
 mod event;
-mod held;
 mod log;
 
-pub(super) use event::{Cancel, DataEvent};
+pub(super) use event::DataEvent;
 
 use super::super::events::Telemetry;
 use super::Driver;
 use crate::ftp::command::Verb;
-use crate::ftp::session::{ClientMode, DataId, Direction, Endpoint, ServerMode, Side};
+use crate::ftp::session::{
+    Action, Cancel, ClientMode, DataId, Direction, Endpoint, ServerMode, Side,
+};
 use crate::proxy::datapath::{
     Carriage, Context, Leave, Moved, Path, PathEvent, PathReport, Preparing, Reason, Start,
 };
@@ -34,11 +32,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-
-/// How many failed channels a session remembers, for a reply that arrives
-/// after its path has already ended. One transfer runs at a time; a few
-/// are plenty.
-const REMEMBER_FAILED: usize = 4;
 
 /// Counts a data channel in the gateway's metrics for as long as it holds
 /// sockets: it lives in the channel while it is prepared, then moves into
@@ -67,13 +60,6 @@ pub(super) struct Channel {
     /// transfer starts.
     created: Instant,
     pub(super) started: Option<Instant>,
-    /// How the server-to-client direction ended, once it has.
-    pub(super) delivered: Option<Result<(), String>>,
-    /// The server's reply to the transfer on this channel said success: it
-    /// is let finish even when released (its deadlines still bound it).
-    success_reply: bool,
-    /// Its [`bound::DELIVERED_LINGER`] timer runs.
-    linger_armed: bool,
     pub(super) modes: Option<(ClientMode, ServerMode)>,
     transfer: Option<(Verb, String)>,
     /// Which way the transfer's data goes, as the engine said.
@@ -91,35 +77,11 @@ impl Channel {
             path,
             created: Instant::now(),
             started: None,
-            delivered: None,
-            success_reply: false,
-            linger_armed: false,
             modes: None,
             transfer: None,
             direction: None,
             status: None,
         }
-    }
-
-    /// The server's reply to the transfer on this channel said success.
-    pub(super) fn success_reply(&self) -> bool {
-        self.success_reply
-    }
-
-    /// A transfer through the gateway still running whose download
-    /// direction has delivered everything: all that is left is the peers'
-    /// closing of the data connection.
-    pub(super) fn relay_delivered(&self) -> bool {
-        self.path.carriage() == Carriage::Through
-            && self.path.running()
-            && matches!(self.delivered, Some(Ok(())))
-    }
-
-    /// Its transfer is over but for the closing: the server said success,
-    /// and everything was delivered through the gateway, or the bytes go
-    /// beside it, from peer to peer on their own connection.
-    pub(super) fn has_delivered(&self) -> bool {
-        self.success_reply && matches!(self.delivered, Some(Ok(()))) && self.running()
     }
 
     /// A transfer is under way on it.
@@ -149,10 +111,6 @@ impl Driver {
     }
 
     pub(super) fn prepare(&mut self, id: DataId, side: Side, endpoint: Endpoint) {
-        if !self.channels.contains_key(&id) {
-            // One channel in preparation per session.
-            self.close_others(id, |c| !c.running(), Cancel::AnotherPrepared);
-        }
         let policy = self.policy();
         let at = self.context(policy.rules());
         match self.channels.get_mut(&id) {
@@ -184,8 +142,6 @@ impl Driver {
         client_mode: ClientMode,
         server_mode: ServerMode,
     ) {
-        // One running channel per session.
-        self.make_room(id);
         if !self.channels.get_mut(&id).is_some_and(|c| c.path.ready()) {
             warn!(
                 session = self.id,
@@ -194,7 +150,8 @@ impl Driver {
                 "data channel cannot start"
             );
             self.channels.remove(&id);
-            self.remember_failed(id, "the data channel was not prepared".into());
+            self.session
+                .data_ended(id, Err("the data channel was not prepared"));
             return;
         }
         let policy = self.policy();
@@ -203,7 +160,8 @@ impl Driver {
         };
         c.modes = Some((client_mode, server_mode));
         c.started = Some(Instant::now());
-        let progress = match c.path.carriage() {
+        let carriage = c.path.carriage();
+        let progress = match carriage {
             Carriage::Through => {
                 let (verb, file) = c
                     .transfer
@@ -222,25 +180,23 @@ impl Driver {
                 c.status = Some(status);
                 Some(progress)
             }
-            Carriage::Beside => {
-                // The bytes go from peer to peer, in order on their own
-                // connection, never through ftpalg: the server's reply to
-                // the transfer need not wait for them (holding it until
-                // the backend next looks would only delay every transfer).
-                c.delivered = Some(Ok(()));
-                None
-            }
+            // Nothing to count on the way: the bytes go from peer to peer.
+            Carriage::Beside => None,
         };
         c.path.start(Start {
             rules: policy.rules(),
             progress,
             keep: Box::new(c.gauge.take()),
         });
+        // The engine holds the server's reply to the transfer for bytes
+        // through the gateway only: one beside it need not wait for them
+        // (holding it until the backend next looks would only delay every
+        // transfer).
+        self.session.data_started(id, carriage);
     }
 
     /// Closes channel `id` at once: its path is released (a relay aborted,
-    /// which resets its sockets; a kernel transfer cut); a held reply
-    /// learns that the data path failed.
+    /// which resets its sockets; a kernel transfer cut).
     pub(super) fn kill(&mut self, id: DataId, why: Cancel) {
         let reason = why.as_str();
         let Some(c) = self.channels.remove(&id) else {
@@ -267,25 +223,38 @@ impl Driver {
                 "data channel closed before use"
             );
         }
-        if !matches!(c.delivered, Some(Ok(()))) {
-            self.settle_held(id, Err(reason.to_string()));
-            self.remember_failed(id, reason.to_string());
-        }
     }
 
-    /// Closes every channel of the session.
-    pub(super) fn kill_all(&mut self, why: Cancel) {
-        let ids: Vec<DataId> = self.channels.keys().copied().collect();
-        for id in ids {
-            self.kill(id, why);
+    /// Closes channel `id`, which has delivered its transfer: a relay is
+    /// aborted as it drops (the client's end closes after what is queued,
+    /// the server's end resets) and the transfer logged as complete with
+    /// its counts; a transfer beside the gateway (the kernel's) has its
+    /// pinhole withdrawn and its connection left to end on its own, since
+    /// the gateway cannot tell whether its last bytes are still in flight.
+    pub(super) fn close_delivered(&mut self, id: DataId, why: &'static str) {
+        let Some(mut c) = self.channels.remove(&id) else {
+            return;
+        };
+        if c.path.carriage() == Carriage::Beside {
+            c.path.leave_to_finish(Leave::Closed(why));
+            return;
         }
-    }
-
-    /// The engine no longer needs channel `id`.
-    pub(super) fn release(&mut self, id: DataId) {
-        if self.channels.get(&id).is_some_and(|c| !c.success_reply) {
-            self.kill(id, Cancel::Released);
-        }
+        debug!(
+            session = self.id,
+            channel = id.0,
+            reason = why,
+            "delivered data channel closed"
+        );
+        let moved = c
+            .status
+            .as_ref()
+            .map(|s| Moved {
+                up: s.progress().up.load(Ordering::Relaxed),
+                down: s.progress().down.load(Ordering::Relaxed),
+            })
+            .unwrap_or_default();
+        let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.log_transfer(id, &c, Ok(moved), elapsed);
     }
 
     /// Cuts channel `id`'s transfer for the client's `ABOR`: where its path
@@ -319,8 +288,6 @@ impl Driver {
                 self.session.upstream_failed(&reason, &policy);
             }
             DataEvent::Path(report) => self.path_event(report),
-            DataEvent::ReplyOverdue { id } => self.session.reply_overdue(id),
-            DataEvent::Lingered { id } => self.lingered(id),
         }
     }
 
@@ -339,53 +306,34 @@ impl Driver {
             PathEvent::Prepared { side, at } => self.session.data_prepared(id, side, at, &policy),
             PathEvent::Delivered(result) => {
                 let result = result.map_err(|r| r.to_string());
-                if let Some(c) = self.channels.get_mut(&id) {
-                    c.delivered = Some(result.clone());
-                    self.settle_held(id, result);
-                    self.arm_linger(id);
-                }
+                self.session
+                    .data_delivered(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
             }
             PathEvent::Ended { result, elapsed } => self.path_ended(id, result, elapsed),
         }
     }
 
-    /// Channel `id`'s transfer is over: the engine hears of it, the replies
-    /// held behind it are settled, a failure is remembered for a reply yet
-    /// to come, and the transfer is logged.
+    /// Channel `id`'s transfer is over: the engine hears of it (it settles
+    /// the replies held behind it, and remembers a failure for a reply yet
+    /// to come), and the transfer is logged.
     fn path_ended(&mut self, id: DataId, result: Result<Moved, Reason>, elapsed: Option<Duration>) {
         let Some(mut c) = self.channels.remove(&id) else {
             return;
         };
         c.path.ended();
         let result = result.map_err(|r| r.to_string());
+        self.session
+            .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
         match c.path.carriage() {
             // Its end is the end of the bytes through the gateway.
             Carriage::Through => {
-                self.session
-                    .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
-                if c.delivered.is_none() {
-                    // It never got to delivering (no connection in time).
-                    let outcome = result.as_ref().map(|_| ()).map_err(|e| e.clone());
-                    self.settle_held(id, outcome);
-                }
-                if let Err(e) = &result {
-                    if !matches!(c.delivered, Some(Ok(()))) {
-                        self.remember_failed(id, e.clone());
-                    }
-                }
                 self.log_transfer(id, &c, result, elapsed.unwrap_or_default());
             }
-            // Its reply was not held for the bytes (see `start_transfer`):
-            // a failure before the server's success reply turns that
-            // reply into 426, and one of a transfer that never started is
-            // not a transfer to log.
+            // A failure of a transfer that never started is not a
+            // transfer to log.
             Carriage::Beside => match result {
                 Ok(moved) => self.log_transfer(id, &c, Ok(moved), elapsed.unwrap_or_default()),
                 Err(reason) => {
-                    if !c.success_reply() {
-                        self.settle_held(id, Err(reason.clone()));
-                        self.remember_failed(id, reason.clone());
-                    }
                     if let Some(started) = c.started {
                         self.log_transfer(id, &c, Err(reason), started.elapsed());
                     }
@@ -394,32 +342,62 @@ impl Driver {
         }
     }
 
-    /// Whether a transfer is under way (it holds the control idle timer).
+    /// Whether a transfer is under way.
     pub(super) fn transfer_running(&self) -> bool {
         self.channels.values().any(Channel::running)
     }
 
     /// After the session's end: waits, within [`SETTLE_AFTER_SESSION`],
-    /// for the transfers the server reported complete, so they are logged
+    /// for the transfers the server reported complete whose data is
+    /// through (the engine's `delivered_channels`), so they are logged
     /// with their counts: those beside the gateway, and those through it
     /// that have delivered all their data (a client may close its end of
-    /// the data connection only after QUIT). One beside the gateway still
-    /// open then is left to finish on its own (only its pinhole is
-    /// withdrawn). Any other channel is cut when the driver drops.
+    /// the data connection only after QUIT); a delivered one's linger
+    /// still retires it. One beside the gateway still open then is left
+    /// to finish on its own (only its pinhole is withdrawn). Any other
+    /// channel is cut when the driver drops.
     pub(super) async fn finish_transfers(&mut self) {
-        fn finishing(c: &Channel) -> bool {
-            c.success_reply() && (c.path.carriage() == Carriage::Beside || c.relay_delivered())
-        }
         let deadline = tokio::time::Instant::now() + SETTLE_AFTER_SESSION;
-        while self.channels.values().any(finishing) {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(ev)) => self.data_event(ev),
-                _ => break,
+        while self.finishing().next().is_some() {
+            let linger = self.session.poll_timeout().map(|t| self.clock.instant(t));
+            tokio::select! {
+                ev = tokio::time::timeout_at(deadline, self.rx.recv()) => match ev {
+                    Ok(Some(ev)) => {
+                        self.heard();
+                        self.data_event(ev);
+                    }
+                    _ => break,
+                },
+                () = super::sleep_until(linger) => self.session.handle_timeout(self.clock.now()),
+            }
+            self.close_finished();
+        }
+        let finishing: Vec<DataId> = self.finishing().collect();
+        for id in finishing {
+            if let Some(c) = self.channels.get_mut(&id) {
+                if c.path.carriage() == Carriage::Beside {
+                    c.path.leave_to_finish(Leave::SessionEnded);
+                }
             }
         }
-        for c in self.channels.values_mut() {
-            if finishing(c) && c.path.carriage() == Carriage::Beside {
-                c.path.leave_to_finish(Leave::SessionEnded);
+    }
+
+    /// The channels still held whose transfer is over but for the closing.
+    fn finishing(&self) -> impl Iterator<Item = DataId> + '_ {
+        self.session
+            .delivered_channels()
+            .into_iter()
+            .filter(|id| self.channels.contains_key(id))
+    }
+
+    /// After the session's end, carries out what the engine still has to
+    /// say about its channels; what it has for the client goes nowhere.
+    fn close_finished(&mut self) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Reset { id, why } => self.kill(id, why),
+                Action::Retire { id, why } => self.close_delivered(id, why.as_str()),
+                _ => {}
             }
         }
     }

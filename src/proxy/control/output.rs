@@ -1,17 +1,11 @@
-//! The session's control output: replies queued for the client in order,
-//! held behind data channels, and written under deadlines.
+//! The session's control output: what the engine has for the client,
+//! queued in order and written under deadlines.
 
 use super::*;
 
 impl Driver {
-    /// Whether a queued reply still waits for a data channel.
-    pub(super) fn waiting_on_data(&self) -> bool {
-        self.out.iter().any(|o| o.0.is_some())
-    }
-
-    pub(super) fn push_out(&mut self, wait: Option<DataId>, bytes: Vec<u8>) {
-        self.out_bytes += bytes.len();
-        self.out.push_back((wait, bytes));
+    pub(super) fn push_out(&mut self, bytes: Vec<u8>) {
+        self.out.extend_from_slice(&bytes);
     }
 
     pub(super) async fn finish_close(&mut self) {
@@ -28,23 +22,11 @@ impl Driver {
         self.policy().rules().limits.control_idle_timeout
     }
 
-    /// Writes queued client output in order, stopping at a reply that must
-    /// wait for a data channel still delivering. One write under one
-    /// deadline: the whole batch must go within it, and pipelined replies
-    /// leave in as few segments as possible (Nagle is off here).
+    /// Writes queued client output. One write under one deadline: the
+    /// whole batch must go within it, and pipelined replies leave in as few
+    /// segments as possible (Nagle is off here).
     pub(super) async fn flush(&mut self) -> io::Result<()> {
-        let mut batch = Vec::new();
-        while let Some((None, _)) = self.out.front() {
-            let Some((_, bytes)) = self.out.pop_front() else {
-                break;
-            };
-            self.out_bytes -= bytes.len();
-            if batch.is_empty() {
-                batch = bytes;
-            } else {
-                batch.extend_from_slice(&bytes);
-            }
-        }
+        let batch = std::mem::take(&mut self.out);
         let (deadline, id, gw) = (self.write_deadline(), self.id, self.gw.clone());
         bounded_write(&mut self.client_w, &batch, deadline, &gw, id, "client").await
     }

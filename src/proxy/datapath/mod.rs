@@ -42,18 +42,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// How a path carries the bytes, which decides what its session can know
-/// of a transfer's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Carriage {
-    /// Through the gateway's own sockets: it sees the last byte handed on
-    /// (the reply held behind the channel waits for that), counts what
-    /// passes for `/status`, and its end is the end of the bytes.
-    Through,
-    /// Peer to peer beside the gateway: nothing to wait for before the
-    /// server's reply, no count until the end, and a failure before the
-    /// server's success reply turns that reply into `426`.
-    Beside,
-}
+/// of a transfer's end: `Through` the gateway's own sockets (it sees the
+/// last byte handed on, counts what passes for `/status`, and its end is
+/// the end of the bytes) or `Beside` it, peer to peer (nothing to wait for
+/// before the server's reply, no count until the end). The engine's type:
+/// the session reports it to the engine as the transfer starts, since the
+/// replies held behind a channel are the engine's.
+pub(crate) use crate::ftp::session::Carriage;
 
 /// What preparing a side gave.
 #[derive(Debug)]

@@ -58,12 +58,13 @@ fn cut(id: u64) -> Action {
     Action::Cut { id: DataId(id) }
 }
 
-fn deadline(id: u64) -> Action {
-    Action::ReplyDeadline {
-        id: DataId(id),
-        after: CUT_AFTER,
-    }
+/// Whether the session's next deadline is the reply deadline of a cut
+/// armed now.
+fn reply_deadline_armed(h: &Rig) -> bool {
+    h.s.poll_timeout() == Some(h.now + CUT_AFTER)
 }
+
+const ABORTED: &str = "426 Connection closed; transfer aborted.";
 
 #[test]
 fn abor_mid_transfer_cuts_the_channel_before_it_is_forwarded_in_every_mode() {
@@ -77,18 +78,14 @@ fn abor_mid_transfer_cuts_the_channel_before_it_is_forwarded_in_every_mode() {
             h.client("ABOR");
             assert_eq!(
                 h.acts(),
-                vec![cut(1), deadline(1), to_server("ABOR")],
+                vec![cut(1), to_server("ABOR")],
                 "{mode:?} active={active} {verb}"
             );
-            // The server's answers pass at once: nothing is held behind data.
+            assert!(reply_deadline_armed(&h), "{mode:?} active={active} {verb}");
+            // The server's answers pass at once: nothing is held behind
+            // data, and the channel cut is not released again.
             h.server("426 Transfer aborted");
-            assert_eq!(
-                h.acts(),
-                vec![
-                    to_client("426 Transfer aborted"),
-                    Action::Release { id: DataId(1) }
-                ]
-            );
+            assert_eq!(h.acts(), vec![to_client("426 Transfer aborted")]);
             h.server("226 ABOR successful");
             assert_eq!(h.acts(), vec![to_client("226 ABOR successful")]);
         }
@@ -102,22 +99,17 @@ fn abor_after_the_server_finished_releases_the_held_reply_as_426() {
     h.acts();
     h.server("150 Opening");
     h.server("226 Done");
-    h.acts();
+    assert_eq!(h.acts(), vec![to_client("150 Opening")], "226 held");
     h.client("ABOR");
-    // The server has answered the transfer: no deadline, just the cut.
-    assert_eq!(h.acts(), vec![cut(1), to_server("ABOR")]);
-    // The driver settles the held 226 as failed: the data never arrived.
-    let now =
-        h.s.data_finished(DataId(1), Err("cut"), b"226 Done\r\n".to_vec());
-    assert_eq!(now, b"426 Connection closed; transfer aborted.\r\n");
-    h.server("225 No transfer to abort");
+    // The server has answered the transfer: no deadline, just the cut,
+    // which settles the held 226 as failed: the data never arrived.
     assert_eq!(
         h.acts(),
-        vec![
-            Action::Release { id: DataId(1) },
-            to_client("225 No transfer to abort")
-        ]
+        vec![cut(1), to_client(ABORTED), to_server("ABOR")]
     );
+    assert!(!reply_deadline_armed(&h));
+    h.server("225 No transfer to abort");
+    assert_eq!(h.acts(), vec![to_client("225 No transfer to abort")]);
 }
 
 #[test]
@@ -127,9 +119,8 @@ fn abor_after_delivery_or_without_a_transfer_cuts_nothing() {
     h.client("RETR f");
     h.server("226 Done");
     h.acts();
-    let out =
-        h.s.data_finished(DataId(1), Ok(()), b"226 Done\r\n".to_vec());
-    assert_eq!(out, b"226 Done\r\n");
+    h.delivered(1, Ok(()));
+    assert_eq!(h.acts(), vec![to_client("226 Done")]);
     h.client("ABOR");
     assert_eq!(h.acts(), vec![to_server("ABOR")]);
 
@@ -138,7 +129,7 @@ fn abor_after_delivery_or_without_a_transfer_cuts_nothing() {
     h.client("ABOR");
     assert_eq!(
         h.acts(),
-        vec![Action::Release { id: DataId(1) }, to_server("ABOR")]
+        vec![reset(1, Cancel::Released), to_server("ABOR")]
     );
     h.server("225 No transfer");
     assert_eq!(h.acts(), vec![to_client("225 No transfer")]);
@@ -179,16 +170,13 @@ fn a_cut_download_the_server_stays_silent_about_is_answered_426_once() {
         h.server("150 Opening");
         h.acts();
         // The client closed its data connection early; the relay failed.
-        h.s.data_ended(DataId(1), Err("reset by the client"));
-        assert_eq!(h.acts(), vec![deadline(1)]);
-        h.s.reply_overdue(DataId(1));
-        assert_eq!(
-            h.acts(),
-            vec![
-                Action::Release { id: DataId(1) },
-                to_client("426 Connection closed; transfer aborted.")
-            ]
-        );
+        h.ended(1, Err("reset by the client"));
+        assert_eq!(h.acts(), vec![]);
+        assert!(reply_deadline_armed(&h));
+        h.later(CUT_AFTER - Duration::from_millis(1));
+        assert_eq!(h.acts(), vec![], "not yet");
+        h.later(Duration::from_millis(1));
+        assert_eq!(h.acts(), vec![to_client(ABORTED)]);
         // The server's late answer is not a second reply to RETR.
         h.server("426 Failure writing network stream.");
         assert_eq!(h.acts(), vec![]);
@@ -203,15 +191,16 @@ fn a_deadline_after_the_server_answered_changes_nothing() {
     let mut h = ready(ServerDataMode::SameAsClient, false);
     h.client("RETR f");
     h.acts();
-    h.s.data_ended(DataId(1), Err("reset"));
-    assert_eq!(h.acts(), vec![deadline(1)]);
+    h.ended(1, Err("reset"));
+    assert!(reply_deadline_armed(&h));
     h.server("426 Connection closed");
     h.acts();
-    h.s.reply_overdue(DataId(1));
+    h.later(CUT_AFTER);
     assert_eq!(h.acts(), vec![]);
-    // A relay that ended well, or after the answer, arms nothing.
-    h.s.data_ended(DataId(1), Ok(()));
-    h.s.data_ended(DataId(1), Err("late"));
+    // A report after the channel ended, well or not, arms nothing.
+    h.ended(1, Ok(()));
+    h.ended(1, Err("late"));
+    assert!(!reply_deadline_armed(&h));
     assert_eq!(h.acts(), vec![]);
 }
 
@@ -219,16 +208,13 @@ fn a_deadline_after_the_server_answered_changes_nothing() {
 fn a_deadline_during_a_multi_line_reply_waits_for_its_end() {
     let mut h = ready(ServerDataMode::SameAsClient, false);
     h.client("RETR f");
-    h.s.data_ended(DataId(1), Err("reset"));
+    h.ended(1, Err("reset"));
     h.server("426-Transfer aborted");
     h.acts();
-    h.s.reply_overdue(DataId(1));
+    h.later(CUT_AFTER);
     assert_eq!(h.acts(), vec![]);
     h.server("426 end");
-    assert_eq!(
-        h.acts(),
-        vec![to_client("426 end"), Action::Release { id: DataId(1) }]
-    );
+    assert_eq!(h.acts(), vec![to_client("426 end")]);
 }
 
 #[test]
@@ -267,13 +253,7 @@ fn a_second_preliminary_after_abor_ends_the_cut_transfer() {
     h.acts();
     // pure-ftpd's end of a transfer cut by ABOR, then ABOR's only reply.
     h.server("150 0.010 seconds (measured here), 1235.33 Mbytes per second");
-    assert_eq!(
-        h.acts(),
-        vec![
-            Action::Release { id: DataId(1) },
-            to_client("426 Connection closed; transfer aborted.")
-        ]
-    );
+    assert_eq!(h.acts(), vec![to_client(ABORTED)]);
     h.server("226 Since you see this ABOR must've succeeded");
     assert_eq!(
         h.acts(),
@@ -303,5 +283,7 @@ fn a_second_preliminary_without_abor_passes() {
         vec![to_client("150 Opening"), to_client("125 Still going")]
     );
     h.server("226 Done");
-    assert_eq!(h.acts(), vec![after_data(1, "226 Done")]);
+    assert_eq!(h.acts(), vec![]);
+    h.delivered(1, Ok(()));
+    assert_eq!(h.acts(), vec![to_client("226 Done")]);
 }

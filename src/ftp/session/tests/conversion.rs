@@ -109,7 +109,7 @@ fn auto_falls_back_to_active_when_the_passive_port_is_dead() {
     assert_eq!(
         h.acts(),
         vec![
-            Action::Release { id: DataId(1) },
+            reset(1, Cancel::Released),
             prepare(
                 2,
                 Side::Server,

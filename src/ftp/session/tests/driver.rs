@@ -6,7 +6,10 @@ use super::*;
 fn releases(acts: &[Action]) -> Vec<DataId> {
     acts.iter()
         .filter_map(|a| match a {
-            Action::Release { id } => Some(*id),
+            Action::Reset {
+                id,
+                why: Cancel::Released,
+            } => Some(*id),
             _ => None,
         })
         .collect()
@@ -48,14 +51,28 @@ fn a_report_for_an_id_never_issued_is_ignored() {
 }
 
 #[test]
-fn a_late_report_for_a_released_channel_releases_it_again() {
+fn a_late_report_for_a_released_channel_leaves_it_released() {
     // The setup failed while the driver was still preparing the other
-    // side: whatever it prepared must be closed.
+    // side: the channel is reset once; the driver, which no longer holds
+    // it, closes what it prepared late itself.
     let mut h = Rig::new(allow_all(ServerDataMode::Passive));
     h.client("PASV");
     h.server("227 (198,51,100,10,4,1)");
     h.failed(1, Side::Server, "refused");
     assert_eq!(releases(&h.acts()), vec![DataId(1)]);
     h.prepared(1, Side::Server, "198.51.100.1:5000");
+    assert_eq!(h.acts(), vec![]);
+}
+
+#[test]
+fn a_late_report_for_a_channel_no_longer_wanted_resets_it() {
+    // A channel the session has no use for any more but the driver still
+    // holds (here: taken by a transfer, then reported prepared again) is
+    // closed.
+    let mut h = Rig::new(allow_all(ServerDataMode::Passive));
+    h.pasv_prepared();
+    h.client("RETR f");
+    h.acts();
+    h.prepared(1, Side::Client, "100.64.0.1:5001");
     assert_eq!(releases(&h.acts()), vec![DataId(1)]);
 }

@@ -129,10 +129,7 @@ fn a_refused_port_on_a_forwarded_channel_fails_the_setup() {
     h.acts();
     h.server("500 no");
     let acts = h.acts();
-    assert!(
-        acts.contains(&Action::Release { id: DataId(1) }),
-        "{acts:?}"
-    );
+    assert!(acts.contains(&reset(1, Cancel::Released)), "{acts:?}");
     assert!(
         acts.iter()
             .any(|a| matches!(a, Action::ToClient(b) if b.starts_with(b"425 "))),
@@ -380,4 +377,53 @@ fn the_first_answer_of_a_probed_passive_port_is_reported_once() {
             .count();
         assert_eq!(answered, usize::from(id == 1), "channel {id}: {acts:?}");
     }
+}
+
+/// A passive download the kernel forwards, its server at `150`.
+fn kernel_download() -> Rig {
+    let mut h = kernel(ServerDataMode::Passive, false, None);
+    h.client("PASV");
+    h.server("227 Entering Passive Mode (198,51,100,10,195,80).");
+    h.prepared(1, Side::Client, "100.64.0.1:40001");
+    h.client("RETR f");
+    h.server("150 Opening");
+    h.acts();
+    h
+}
+
+#[test]
+fn a_kernel_transfers_reply_is_not_held_and_it_is_left_to_finish() {
+    let mut h = kernel_download();
+    // Its bytes never pass the gateway: there is nothing to wait for.
+    h.server("226 Done");
+    assert_eq!(h.acts(), vec![to_client("226 Done")]);
+    assert!(!h.s.holding());
+    assert_eq!(h.s.delivered_channels(), vec![DataId(1)]);
+    // The next channel's start retires it: left to finish in the kernel.
+    h.client("PASV");
+    h.server("227 Entering Passive Mode (198,51,100,10,195,81).");
+    h.prepared(2, Side::Client, "100.64.0.1:40002");
+    let acts = h.acts();
+    assert!(
+        acts.contains(&Action::Retire {
+            id: DataId(1),
+            why: Retire::Superseded
+        }),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_kernel_transfer_that_failed_before_its_reply_is_reported_aborted() {
+    let mut h = kernel_download();
+    h.ended(1, Err("no connection through the kernel pinhole in time"));
+    assert_eq!(h.acts(), vec![]);
+    // The kernel's end arms no reply deadline.
+    h.later(std::time::Duration::from_secs(5));
+    assert_eq!(h.acts(), vec![]);
+    h.server("226 Done");
+    assert_eq!(
+        h.acts(),
+        vec![to_client("426 Connection closed; transfer aborted.")]
+    );
 }

@@ -57,11 +57,19 @@ impl Policy for ReadOnly {
 }
 
 /// A session under `policy`, with the framer a driver would read the
-/// client through.
+/// client through, and a clock the test moves: like a driver, the rig says
+/// what time it is before it hands the session anything, and how a channel
+/// it starts is carried (beside the gateway when its side was to be
+/// forwarded by the kernel) as soon as it is asked to start it.
 pub(super) struct Rig<P: Policy = AllowAll> {
     pub s: Session,
     pub policy: P,
     framer: LineFramer,
+    pub now: Time,
+    /// The session's actions taken so far, not yet drained.
+    taken: Vec<Action>,
+    /// Channels whose last side asked for is one the kernel forwards.
+    forwarded: std::collections::HashSet<DataId>,
 }
 
 impl<P: Policy> Rig<P> {
@@ -71,6 +79,35 @@ impl<P: Policy> Rig<P> {
             s: Session::new(cfg),
             policy,
             framer: LineFramer::new(256),
+            now: Time::ZERO,
+            taken: Vec::new(),
+            forwarded: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Takes the session's actions as a driver carries them out, saying
+    /// how each channel it starts is carried.
+    fn take(&mut self) {
+        while let Some(a) = self.s.poll_action() {
+            match &a {
+                Action::Prepare { id, endpoint, .. } => {
+                    if matches!(endpoint, Endpoint::Forward { .. }) {
+                        self.forwarded.insert(*id);
+                    } else {
+                        self.forwarded.remove(id);
+                    }
+                }
+                Action::Start { id, .. } => {
+                    let carriage = if self.forwarded.contains(id) {
+                        Carriage::Beside
+                    } else {
+                        Carriage::Through
+                    };
+                    self.s.data_started(*id, carriage);
+                }
+                _ => {}
+            }
+            self.taken.push(a);
         }
     }
 
@@ -90,28 +127,59 @@ impl<P: Policy> Rig<P> {
 
     /// One client line, as the framer hands it over.
     pub fn client(&mut self, line: impl AsRef<[u8]>) {
+        self.s.heard(self.now);
         self.s
             .on_client(Frame::Line(Line::new(line.as_ref())), &self.policy);
+        self.take();
     }
 
     /// Client bytes as they come off the socket.
     pub fn bytes(&mut self, b: &[u8]) {
+        self.s.heard(self.now);
         let mut frames = Vec::new();
         self.framer.push(b, &mut frames);
         for f in frames {
             self.s.on_client(f, &self.policy);
         }
+        self.take();
     }
 
     /// One server line.
     pub fn server(&mut self, line: impl AsRef<[u8]>) {
+        self.s.heard(self.now);
         self.s
             .on_server(Frame::Line(Line::new(line.as_ref())), &self.policy);
+        self.take();
+    }
+
+    /// The relay of channel `id` has delivered (or failed to deliver) the
+    /// server's data to the client.
+    pub fn delivered(&mut self, id: u64, outcome: Result<(), &str>) {
+        self.s.heard(self.now);
+        self.s.data_delivered(DataId(id), outcome);
+        self.take();
+    }
+
+    /// Channel `id` has ended.
+    pub fn ended(&mut self, id: u64, outcome: Result<(), &str>) {
+        self.s.heard(self.now);
+        self.s.data_ended(DataId(id), outcome);
+        self.take();
+    }
+
+    /// Time passes; the session's timeout is handled if it is due.
+    pub fn later(&mut self, d: std::time::Duration) {
+        self.now = self.now + d;
+        if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.s.handle_timeout(self.now);
+            self.take();
+        }
     }
 
     /// Every action the session has for the driver.
     pub fn drain(&mut self) -> Vec<Action> {
-        std::iter::from_fn(|| self.s.poll_action()).collect()
+        self.take();
+        std::mem::take(&mut self.taken)
     }
 
     /// Actions without events, for terse assertions.
@@ -124,13 +192,17 @@ impl<P: Policy> Rig<P> {
 
     /// The driver has prepared channel `id`'s `side` at `local`.
     pub fn prepared(&mut self, id: u64, side: Side, local: &str) {
+        self.s.heard(self.now);
         self.s
             .data_prepared(DataId(id), side, sa(local), &self.policy);
+        self.take();
     }
 
     /// The driver could not prepare channel `id`'s `side`.
     pub fn failed(&mut self, id: u64, side: Side, why: &str) {
+        self.s.heard(self.now);
         self.s.data_failed(DataId(id), side, why, &self.policy);
+        self.take();
     }
 
     /// PASV through to both sides prepared: channel 1 is ready, its
@@ -148,11 +220,11 @@ pub(super) fn to_client(s: &str) -> Action {
     Action::ToClient(format!("{s}\r\n").into_bytes())
 }
 
-/// `s` held for the client until channel `id`'s data is delivered.
-pub(super) fn after_data(id: u64, s: &str) -> Action {
-    Action::ToClientAfterData {
+/// The driver resets channel `id` for `why`.
+pub(super) fn reset(id: u64, why: Cancel) -> Action {
+    Action::Reset {
         id: DataId(id),
-        bytes: format!("{s}\r\n").into_bytes(),
+        why,
     }
 }
 

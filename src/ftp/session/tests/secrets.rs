@@ -10,12 +10,7 @@ use super::*;
 /// sent to either peer are no log and are left out.
 fn logged(acts: &[Action]) -> String {
     acts.iter()
-        .filter(|a| {
-            !matches!(
-                a,
-                Action::ToClient(_) | Action::ToServer(_) | Action::ToClientAfterData { .. }
-            )
-        })
+        .filter(|a| !matches!(a, Action::ToClient(_) | Action::ToServer(_)))
         .map(|a| format!("{a:?}\n"))
         .collect()
 }

@@ -50,17 +50,6 @@ impl Driver {
         });
     }
 
-    /// Arms the engine's deadline for a server that stays silent about a
-    /// transfer whose data was cut. The timer task is tiny and ends by
-    /// itself; a report after the session ended goes nowhere.
-    pub(in crate::proxy::control) fn reply_deadline(&mut self, id: DataId, after: Duration) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(DataEvent::ReplyOverdue { id });
-        });
-    }
-
     /// Binds a transfer command to channel `id`, for the transfer log.
     pub(in crate::proxy::control) fn bind_transfer(
         &mut self,
