@@ -3,8 +3,8 @@
 # srv with big.bin, a 12 s download): `selftest` and `restart`.
 # shellcheck shell=bash
 
-CGNAT=$REPO/rules/cgnat-gateway.yaml
-CGNAT_KERNEL=$REPO/rules/cgnat-gateway-kernel.yaml
+CGNAT=$(lab_rules rules/cgnat-gateway.yaml)
+CGNAT_KERNEL=$(lab_rules rules/cgnat-gateway-kernel.yaml)
 DROPIN=$REPO/packaging/systemd/fail-open.conf
 head -c 20000 /dev/urandom >"$FTPROOT/$LAB/small.bin"
 chmod 644 "$FTPROOT/$LAB/small.bin"
