@@ -271,6 +271,19 @@ async fn answers(addr: SocketAddr) -> bool {
     }
 }
 
+/// A loopback port held by the test, outside every data port range these
+/// rules give (40000-45999): `check` refuses a metrics address inside one,
+/// and an ephemeral port lands there now and then.
+fn held_outside_data_ports() -> std::net::TcpListener {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        if !(40000..=45999).contains(&l.local_addr().unwrap().port()) {
+            return l;
+        }
+    }
+    panic!("100 ephemeral ports in a row inside 40000-45999");
+}
+
 fn loaded(yaml: &str) -> ftpalg::rules::Rules {
     ftpalg::rules::from_str(yaml).rules.expect("valid rules")
 }
@@ -305,7 +318,7 @@ async fn a_reload_moves_the_endpoint_or_keeps_it_and_counts_why() {
     assert_eq!(failures(&gw), 0.0);
 
     // An address someone else holds: the endpoint stays, and says why.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held_outside_data_ports();
     let yaml = explicit_rules(
         upstream,
         "passive",
