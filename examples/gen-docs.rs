@@ -48,6 +48,9 @@ nftables snippets for transparent and TPROXY deployments.
 .TP
 \fBFTPALG_LOG\fR
 log filter, e.g. \fBinfo\fR (default), \fBdebug\fR, \fBftpalg::proxy=debug\fR.
+.TP
+\fBJOURNAL_STREAM\fR
+set by systemd; when it names stderr, \fB--log-target auto\fR starts each line with its syslog priority.
 .SH EXIT STATUS
 \fBcheck\fR exits 0 for a usable file and 1 otherwise; \fBrun\fR exits 0 after a clean stop, non-zero when it cannot start.
 .SH SEE ALSO

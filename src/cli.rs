@@ -21,6 +21,16 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
+    /// Where log lines go. `auto`: to stderr, each line led by its syslog
+    /// priority (`<4>` for a warning) when stderr is systemd's journal
+    /// (JOURNAL_STREAM names it), so that `journalctl -p warning` filters
+    /// by level; plain stderr otherwise. `journald`: to the journal's
+    /// socket, with the priority and every field as a journal field
+    /// (FTPALG_SESSION, FTPALG_RESULT, ...; MESSAGE is the event's name
+    /// only); stderr if the socket cannot be reached. `stderr`: plain
+    /// stderr, no priority prefix.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub log_target: LogTarget,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +43,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Where log lines go (see `--log-target`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    /// stderr, with syslog priority prefixes when it is the journal.
+    Auto,
+    /// The journal's native protocol, fields as journal fields.
+    Journald,
+    /// stderr, never prefixed.
+    Stderr,
 }
 
 /// The subcommands.

@@ -7,7 +7,7 @@
 //! backend. Beside them, [`packet`] (captures, TCP decoding and
 //! reassembly) and [`diagnose`] serve `ftpalg diagnose`; [`cli`] holds the
 //! command line and [`privilege`] least privilege (the capabilities kept,
-//! the run_as user); [`selftest`] checks a running gateway and its
+//! the run_as user) and [`logging`] where log lines go; [`selftest`] checks a running gateway and its
 //! nftables rules. Under them all, [`addrs`] holds the canonical form of
 //! an address, which every layer may use. See `docs/architecture.md`.
 
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod diagnose;
 pub mod ftp;
+pub mod logging;
 pub mod packet;
 pub mod privilege;
 pub mod proxy;

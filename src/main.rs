@@ -2,23 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ftpalg::cli::{Cli, Command, LogFormat, ReportFormat};
+use ftpalg::cli::{Cli, Command, ReportFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FTPALG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
 
 fn check(path: &PathBuf, explain: bool) -> Result<ExitCode> {
     let text =
@@ -122,6 +108,49 @@ fn selftest(
     })
 }
 
+/// The error and its causes in one line of plain words, a cause left out
+/// when the message above it already says it.
+fn fatal(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let words = ftpalg::proxy::plain::without_os_error(&cause.to_string());
+        if !text.to_lowercase().contains(&words.to_lowercase()) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&words);
+        }
+    }
+    text
+}
+
+fn run(rules: PathBuf, user: Option<String>, group: Option<String>) -> Result<ExitCode> {
+    let (r, warnings) = ftpalg::rules::load(&rules)?;
+    for w in &warnings {
+        tracing::warn!(file = %rules.display(), "{w}");
+    }
+    // Before the runtime starts its threads: see ftpalg::privilege.
+    let outcome = ftpalg::privilege::drop_for(&r, user.as_deref(), group.as_deref())?;
+    tracing::info!(privileges = %outcome, "privileges");
+    // Capabilities are per thread and a thread starts with its maker's: the
+    // threads that need CAP_NET_ADMIN start now, then this one drops it, so
+    // that none of the runtime's threads, started after, ever holds it.
+    let privileged = ftpalg::proxy::Privileged::start(&r)?;
+    if ftpalg::privilege::drop_from_this_thread(caps::Capability::CAP_NET_ADMIN)? {
+        match privileged.threads() {
+            t if t.is_empty() => tracing::info!("CAP_NET_ADMIN dropped: nothing needs it"),
+            t => {
+                tracing::info!(threads = %t.join(", "), "CAP_NET_ADMIN kept by these threads only")
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(ftpalg::proxy::run(rules, r, privileged))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -142,30 +171,16 @@ fn main() -> Result<ExitCode> {
             captures,
         } => diagnose(format, svg, live, seconds, max_packets, captures),
         Command::Run { rules, user, group } => {
-            init_logs(cli.log_format);
-            let (r, warnings) = ftpalg::rules::load(&rules)?;
-            for w in &warnings {
-                tracing::warn!(file = %rules.display(), "{w}");
-            }
-            // Before the runtime starts its threads: see ftpalg::privilege.
-            let outcome = ftpalg::privilege::drop_for(&r, user.as_deref(), group.as_deref())?;
-            tracing::info!(?outcome, "privileges");
-            // Capabilities are per thread and a thread starts with its
-            // maker's: the threads that need CAP_NET_ADMIN start now, then
-            // this one drops it, so that none of the runtime's threads,
-            // started after, ever holds it.
-            let privileged = ftpalg::proxy::Privileged::start(&r)?;
-            if ftpalg::privilege::drop_from_this_thread(caps::Capability::CAP_NET_ADMIN)? {
-                match privileged.threads() {
-                    t if t.is_empty() => tracing::info!("CAP_NET_ADMIN dropped: nothing needs it"),
-                    t => tracing::info!(threads = ?t, "CAP_NET_ADMIN kept by these threads only"),
+            ftpalg::logging::init(cli.log_format, cli.log_target);
+            // Once the logs are set up, even a fatal error is a log line,
+            // in the format (and at the priority) of every other.
+            match run(rules, user, group) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    tracing::error!(error = %fatal(&e), "cannot run");
+                    Ok(ExitCode::FAILURE)
                 }
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(ftpalg::proxy::run(rules, r, privileged))?;
-            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -111,6 +111,25 @@ pub enum Outcome {
     },
 }
 
+/// In plain words, for the log: `uid 998 gid 998, keeps CAP_NET_BIND_SERVICE`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn kept(caps: &[String]) -> String {
+            match caps {
+                [] => "no capabilities".into(),
+                c => format!("keeps {}", c.join(", ")),
+            }
+        }
+        match self {
+            Outcome::Switched { uid, gid, caps } => {
+                write!(f, "switched to uid {uid} gid {gid}, {}", kept(caps))
+            }
+            Outcome::RootWithFewerCaps { caps } => write!(f, "uid 0, {}", kept(caps)),
+            Outcome::AsStarted { uid } => write!(f, "runs as started, uid {uid}"),
+        }
+    }
+}
+
 fn names(set: &CapsHashSet) -> Vec<String> {
     let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
     v.sort();

@@ -239,3 +239,61 @@ fn the_default_rules_are_the_installed_ones() {
     let (_, help, _) = ftpalg(&["run", "--help"]);
     assert!(help.contains("[default: /etc/ftpalg/rules.yaml]"), "{help}");
 }
+
+#[test]
+fn a_fatal_start_up_error_follows_the_log_format() {
+    let (code, _, err) = ftpalg(&[
+        "--log-format",
+        "json",
+        "run",
+        "--rules",
+        "/nonexistent/rules.yaml",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object");
+    assert_eq!(v["level"], "ERROR", "{line}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("/nonexistent/rules.yaml"), "{line}");
+    assert!(!error.contains("os error"), "{line}");
+}
+
+/// Runs `ftpalg run` on a missing file with stderr into a file, and
+/// JOURNAL_STREAM naming that file (as systemd names the journal's stream)
+/// when `journal`, or another file when not.
+fn stderr_under(journal: bool, target: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let err = temp(&format!("stderr-{journal}-{target}"), "");
+    let named = if journal {
+        err.clone()
+    } else {
+        temp("other", "")
+    };
+    let meta = std::fs::metadata(&named).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_ftpalg"))
+        .args([
+            "--log-target",
+            target,
+            "run",
+            "--rules",
+            "/nonexistent.yaml",
+        ])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    std::fs::read_to_string(&err).unwrap()
+}
+
+#[test]
+fn under_the_journal_each_line_carries_its_priority() {
+    let err = stderr_under(true, "auto");
+    assert!(err.starts_with("<3>"), "{err}");
+    assert!(err.lines().all(|l| l.starts_with('<')), "{err}");
+    // A stream that is not the journal's, or `stderr` asked for: plain.
+    for err in [stderr_under(false, "auto"), stderr_under(true, "stderr")] {
+        assert!(!err.starts_with('<'), "{err}");
+        assert!(err.contains("ERROR"), "{err}");
+    }
+}

@@ -9,6 +9,7 @@
 
 mod actions;
 mod channels;
+mod ended;
 mod opaque;
 mod output;
 mod passive;
@@ -16,6 +17,7 @@ mod route;
 mod shared;
 mod start;
 
+use crate::proxy::plain::plain_io_error;
 use output::bounded_write;
 pub(super) use passive::PassiveMemo;
 pub(super) use shared::{OwnListeners, SessionGateway};
@@ -76,6 +78,8 @@ struct Driver {
     /// Admission ends the session (evicted, or too slow to log in): its
     /// last words get a short bound, since the client may not be reading.
     dismissed: bool,
+    /// Why it ended, once it has (`closed` when the engine closed it).
+    end: &'static str,
     pinhole_bind: IpAddr,
     /// What the session limits know of this session: its input, its login,
     /// and whether it must make room for a newcomer.
@@ -113,8 +117,18 @@ pub(crate) async fn serve(
     let secs = started.elapsed().as_secs_f64();
     let t = &gw.telemetry;
     match result {
-        Ok(user) => t.session_end(id, *peer, user.as_deref(), secs, None),
-        Err(e) => t.session_end(id, *peer, None, secs, Some(&e.to_string())),
+        Ok(end) => t.session_end(
+            id,
+            *peer,
+            end.user.as_deref(),
+            end.server.as_deref(),
+            secs,
+            end.reason,
+        ),
+        Err(e) => {
+            let reason = format!("error: {}", plain_io_error(&e));
+            t.session_end(id, *peer, None, None, secs, &reason)
+        }
     }
     drop(guard);
 }
@@ -242,6 +256,7 @@ impl Driver {
                 return Ok(());
             }
             if self.opaque {
+                self.end = "tls passthrough ended";
                 return self.go_opaque().await;
             }
             // A reload applies to the deadlines running.
@@ -257,6 +272,7 @@ impl Driver {
                     let Some(n) = read_frames(&self.client_r, &mut self.from_client, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "client closed the control connection");
+                        self.end = "client closed";
                         return Ok(());
                     }
                     self.admission.touch();
@@ -272,6 +288,7 @@ impl Driver {
                     let Some(n) = read_frames(&self.server_r, &mut self.from_server, &mut frames)? else { continue };
                     if n == 0 {
                         debug!(session = self.id, "server closed the control connection");
+                        self.end = "server closed";
                         // Replies still waiting for their data go out once
                         // it is delivered (or failed), then the session ends.
                         self.session.end(CloseReason::ServerClosed);
@@ -290,6 +307,7 @@ impl Driver {
                 () = sleep_until(deadline) => self.session.handle_timeout(self.clock.now()),
                 () = self.admission.evicted() => {
                     self.session.end(CloseReason::Evicted);
+                    self.end = "evicted";
                     self.dismissed = true;
                 }
                 // At a stop a session ends between commands only: not while
@@ -298,6 +316,7 @@ impl Driver {
                 // after the data has ended).
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !self.session.transfers_running() && !self.session.busy() && self.session.backlog().0 == 0 => {
                     self.session.end(CloseReason::Shutdown);
+                    self.end = "shutdown";
                     self.execute().await?;
                     self.flush().await?;
                     return Ok(());
@@ -305,6 +324,7 @@ impl Driver {
                 _ = async { let _ = hard_stop.wait_for(|stop| *stop).await; } => {
                     warn!(session = self.id, reason = "shutdown grace over", "closing; transfers still running are reset");
                     self.session.end(CloseReason::GraceOver);
+                    self.end = "shutdown grace over";
                     self.execute().await?;
                     self.flush().await?;
                     return Ok(());

@@ -5,6 +5,9 @@
 
 mod known;
 mod process;
+mod transfer;
+
+pub use transfer::{TransferEnd, TransferReport};
 
 use super::admission::slot::Dismissal;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -65,6 +68,7 @@ pub struct Telemetry {
     pinholes_expired: Counter,
     strangers: Family<SideLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    upstream_failures: Family<ReasonLabels, Counter>,
     metrics_moves_failed: Counter,
     setup: Histogram,
     /// Sessions and transfers alive now, for `/status`.
@@ -81,39 +85,6 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// A finished transfer, as the driver saw it.
-pub struct TransferReport<'a> {
-    /// Session id.
-    pub session: u64,
-    /// The data channel's id within the session.
-    pub channel: u64,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The server, as text (empty if unknown).
-    pub server: &'a str,
-    /// The user.
-    pub user: &'a str,
-    /// `download`, `upload`, `listing` or `-`.
-    pub direction: &'a str,
-    /// The command.
-    pub command: &'a str,
-    /// Its argument.
-    pub file: &'a str,
-    /// The client's data command (`PASV`, `EPSV`, `PORT`, ...).
-    pub client_mode: &'a str,
-    /// The mode towards the server (`passive`, `active`).
-    pub server_mode: &'a str,
-    /// Which data path carried it: `relay` (through ftpalg) or `kernel`
-    /// (forwarded by ftpalg's nftables pinholes).
-    pub path: &'a str,
-    /// From the data channel's preparation to its relay's start.
-    pub setup: Option<Duration>,
-    /// How long the relay ran.
-    pub elapsed: Duration,
-    /// Bytes moved (up, down), or why it failed.
-    pub result: Result<(u64, u64), &'a str>,
 }
 
 impl Telemetry {
@@ -134,6 +105,7 @@ impl Telemetry {
             pinholes_expired: Counter::default(),
             strangers: Family::default(),
             reloads: Family::default(),
+            upstream_failures: Family::default(),
             metrics_moves_failed: Counter::default(),
             // 1 ms to about 16 s.
             setup: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -157,7 +129,7 @@ impl Telemetry {
         );
         registry.register(
             "ftpalg_transfers",
-            "Transfers ended, by result (ok, failed), the client's data command (PASV, EPSV, LPSV, PORT, EPRT, LPRT), the mode towards the server (passive, active) and the data path (relay: the bytes crossed ftpalg; kernel: forwarded by its nftables pinholes)",
+            "Transfers ended, by result (ok: completed; refused: by the server's reply; denied: by the rules; aborted: by the client; failed: the gateway could not carry it), the client's data command (PASV, EPSV, LPSV, PORT, EPRT, LPRT), the mode towards the server (passive, active) and the data path (relay: the bytes crossed ftpalg; kernel: forwarded by its nftables pinholes)",
             t.transfers.clone(),
         );
         registry.register(
@@ -192,6 +164,11 @@ impl Telemetry {
             "ftpalg_reloads",
             "Rules reloads, by result (ok: the new rules are in force; refused: they were invalid and the old ones stay)",
             t.reloads.clone(),
+        );
+        registry.register(
+            "ftpalg_upstream_failures",
+            "Servers a session could not reach, answered 421, by reason (resolve: the name did not resolve; refused: the connection was refused; timeout: no answer within limits.connect_timeout; unreachable: no route, or another error)",
+            t.upstream_failures.clone(),
         );
         registry.register(
             "ftpalg_metrics_listen_failures",
@@ -231,23 +208,61 @@ impl Telemetry {
         info!(session, client = %client, listener, "session start");
     }
 
-    /// A session ended.
+    /// A session ended, for `reason` (`client quit`, `idle timeout`, ...;
+    /// see `docs/logs.md`); `server` is the server it was for when the
+    /// driver knows it better than the login did.
     pub fn session_end(
         &self,
         session: u64,
         client: SocketAddr,
         user: Option<&str>,
+        server: Option<&str>,
         secs: f64,
-        error: Option<&str>,
+        reason: &str,
     ) {
         self.sessions_active.dec();
-        self.live.end(session);
-        match error {
-            None => {
-                info!(session, client = %client, user = user.unwrap_or("-"), secs, "session end")
-            }
-            Some(e) => info!(session, client = %client, secs, error = e, "session end"),
-        }
+        let ended = self.live.end(session);
+        let server = server
+            .map(String::from)
+            .or(ended.server)
+            .unwrap_or_else(|| "-".into());
+        let t = ended.totals;
+        info!(
+            session,
+            client = %client,
+            server,
+            user = user.unwrap_or("-"),
+            secs,
+            reason,
+            transfers = t.transfers,
+            bytes_up = t.bytes_up,
+            bytes_down = t.bytes_down,
+            "session end"
+        );
+    }
+
+    /// The server session `session` is for, once connected (before the
+    /// login tells it).
+    pub fn server_connected(&self, session: u64, server: SocketAddr) {
+        self.live.server(session, server.to_string());
+    }
+
+    /// The server a session was to reach could not be reached: the client
+    /// was answered `421`.
+    pub fn upstream_failed(
+        &self,
+        session: u64,
+        client: SocketAddr,
+        server: &str,
+        why: super::plain::UpstreamFailure,
+        detail: &str,
+    ) {
+        self.upstream_failures
+            .get_or_create(&ReasonLabels {
+                reason: why.as_str().to_string(),
+            })
+            .inc();
+        warn!(session, client = %client, server, reason = why.as_str(), detail, "cannot reach the server");
     }
 
     /// A session that had not logged in was closed to make room for
@@ -326,7 +341,10 @@ impl Telemetry {
     }
 
     /// A request or connection was refused; `reason` is the class of the
-    /// refusal (the metric's label), `detail` says more in the log.
+    /// refusal (the metric's label), `detail` says more in the log, `file`
+    /// is the argument of a refused file command. The rules did what they
+    /// were written for: INFO, but for a connection refused at a limit,
+    /// which the gateway could not serve (WARN).
     pub fn denied(
         &self,
         session: Option<u64>,
@@ -334,53 +352,21 @@ impl Telemetry {
         user: &str,
         reason: &str,
         detail: &str,
+        file: Option<&str>,
     ) {
         self.denials
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })
             .inc();
-        match session {
-            Some(session) => {
-                warn!(session, client = %client, user, reason, detail, "denied")
+        match (session, file) {
+            (Some(session), Some(file)) => {
+                info!(session, client = %client, user, reason, detail, file, "denied")
             }
-            None => warn!(client = %client, reason, detail, "denied: session refused"),
-        }
-    }
-
-    /// A transfer ended. Its `/status` entry goes with its channel's
-    /// [`TransferEntry`](super::status::TransferEntry), not with this report.
-    pub fn transfer(&self, t: TransferReport<'_>) {
-        let path = t.path;
-        let labels = |result: &str| TransferLabels {
-            result: result.to_string(),
-            client_mode: t.client_mode.to_string(),
-            server_mode: t.server_mode.to_string(),
-            path: path.to_string(),
-        };
-        if let Some(s) = t.setup {
-            self.setup.observe(s.as_secs_f64());
-        }
-        match t.result {
-            Ok((up, down)) => {
-                self.transfers.get_or_create(&labels("ok")).inc();
-                self.add_bytes(up, down);
-                info!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, bytes_up = up, bytes_down = down, secs = t.elapsed.as_secs_f64(), path, result = "ok", "transfer")
+            (Some(session), None) => {
+                info!(session, client = %client, user, reason, detail, "denied")
             }
-            Err(e) => {
-                self.transfers.get_or_create(&labels("failed")).inc();
-                warn!(session = t.session, client = %t.client, server = t.server, user = t.user, direction = t.direction, command = t.command, file = t.file, client_mode = t.client_mode, server_mode = t.server_mode, secs = t.elapsed.as_secs_f64(), path, result = "failed", error = e, "transfer")
-            }
-        }
-    }
-
-    fn add_bytes(&self, up: u64, down: u64) {
-        for (direction, n) in [("up", up), ("down", down)] {
-            self.bytes
-                .get_or_create(&DirectionLabels {
-                    direction: direction.to_string(),
-                })
-                .inc_by(n);
+            (None, _) => warn!(client = %client, reason, detail, "denied: session refused"),
         }
     }
 
@@ -397,7 +383,13 @@ impl Telemetry {
     /// A pinhole's connection did not come in time.
     pub fn pinhole_expired(&self, session: u64, side: &str, timeout: Duration) {
         self.pinholes_expired.inc();
-        warn!(session, side, timeout = ?timeout, reason = "pinhole expired", "data connection did not come");
+        info!(
+            session,
+            side,
+            timeout_secs = timeout.as_secs_f64(),
+            reason = "pinhole expired",
+            "data connection did not come"
+        );
     }
 
     /// A relay pinhole's `side` (`client`, `server`) was reached by `peer`,
@@ -437,84 +429,4 @@ impl Telemetry {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// The value of the first sample whose line starts with `prefix`.
-    pub(crate) fn value(text: &str, prefix: &str) -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    #[test]
-    fn each_report_counts_once() {
-        let t = Telemetry::new();
-        let client: SocketAddr = "100.64.0.2:5000".parse().unwrap();
-        t.session_start(1, client, "l");
-        t.transfer(TransferReport {
-            session: 1,
-            channel: 1,
-            client,
-            server: "198.51.100.10:21",
-            user: "u",
-            direction: "download",
-            command: "RETR",
-            file: "f",
-            client_mode: "PORT",
-            server_mode: "passive",
-            path: "relay",
-            setup: Some(Duration::from_millis(3)),
-            elapsed: Duration::from_millis(10),
-            result: Ok((0, 1234)),
-        });
-        t.denied(Some(1), client, "u", "bounce", "PORT to another host");
-        t.reload(false, "r.yaml", Some("bad"));
-        t.evicted(
-            2,
-            client.ip(),
-            Duration::from_secs(3),
-            3,
-            "too many sessions",
-        );
-        t.login_timeout(3, client, None);
-        t.stranger(1, "client", "100.64.0.9:4000".parse().unwrap());
-        let text = t.encode();
-        assert_eq!(value(&text, "ftpalg_sessions_total "), Some(1.0), "{text}");
-        assert_eq!(value(&text, "ftpalg_sessions_active "), Some(1.0), "{text}");
-        assert_eq!(
-            value(
-                &text,
-                "ftpalg_transfers_total{result=\"ok\",client_mode=\"PORT\",server_mode=\"passive\",path=\"relay\"}"
-            ),
-            Some(1.0),
-            "{text}"
-        );
-        assert_eq!(
-            value(&text, "ftpalg_transfer_bytes_total{direction=\"down\"}"),
-            Some(1234.0)
-        );
-        assert_eq!(
-            value(&text, "ftpalg_denials_total{reason=\"bounce\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "ftpalg_reloads_total{result=\"refused\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "ftpalg_transfer_setup_seconds_count"),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, "ftpalg_sessions_evicted_total "), Some(1.0));
-        assert_eq!(value(&text, "ftpalg_login_timeouts_total "), Some(1.0));
-        assert_eq!(
-            value(&text, "ftpalg_pinhole_strangers_total{side=\"client\"}"),
-            Some(1.0)
-        );
-        assert!(text.contains("ftpalg_build_info{version=\""), "{text}");
-        t.session_end(1, client, Some("u"), 0.5, None);
-        assert_eq!(value(&t.encode(), "ftpalg_sessions_active "), Some(0.0));
-    }
-}
+pub(crate) mod tests;

@@ -147,7 +147,7 @@ impl Listening {
     fn spawn_listener(self: &Arc<Self>, l: &Listener) -> io::Result<Running> {
         let _rt = self.rt.enter();
         let (listener, bound) = bind(l)?;
-        info!(listener = %l.name, addr = %bound, kind = ?l.kind, "listening");
+        info!(listener = %l.name, addr = %bound, kind = l.kind.as_str(), "listening");
         let task = self
             .rt
             .spawn(accept_loop(self.clone(), l.name.clone(), listener));
@@ -300,7 +300,7 @@ fn refuse(
     reason: &str,
     msg: Vec<u8>,
 ) {
-    telemetry.denied(None, peer, "-", reason, "session refused");
+    telemetry.denied(None, peer, "-", reason, "session refused", None);
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut stream = stream;

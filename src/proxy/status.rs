@@ -23,6 +23,25 @@ struct Session {
     server: Option<String>,
     started: Instant,
     transfers: Vec<Transfer>,
+    done: Totals,
+}
+
+/// What a session's transfers carried, for its `session end` line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    /// Transfers ended, whatever their result.
+    pub transfers: u64,
+    /// Bytes client to server.
+    pub bytes_up: u64,
+    /// Bytes server to client.
+    pub bytes_down: u64,
+}
+
+/// What `/status` knew of a session when it ended.
+#[derive(Debug, Default)]
+pub(super) struct Ended {
+    pub server: Option<String>,
+    pub totals: Totals,
 }
 
 struct Transfer {
@@ -125,18 +144,44 @@ impl Live {
                 server: None,
                 started: Instant::now(),
                 transfers: Vec::new(),
+                done: Totals::default(),
             },
         );
     }
 
-    pub(super) fn end(&self, id: u64) {
-        self.sessions.remove(&id);
+    /// Removes session `id`, and says what it knew of it.
+    pub(super) fn end(&self, id: u64) -> Ended {
+        self.sessions
+            .remove(&id)
+            .map(|(_, s)| Ended {
+                server: s.server,
+                totals: s.done,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The session's server, once connected.
+    pub(super) fn server(&self, id: u64, server: String) {
+        if let Some(mut s) = self.sessions.get_mut(&id) {
+            s.server = Some(server);
+        }
+    }
+
+    /// A transfer of session `id` ended, having moved `up` and `down`.
+    pub(super) fn transfer_done(&self, id: u64, up: u64, down: u64) {
+        if let Some(mut s) = self.sessions.get_mut(&id) {
+            s.done.transfers += 1;
+            s.done.bytes_up += up;
+            s.done.bytes_down += down;
+        }
     }
 
     pub(super) fn logged_in(&self, id: u64, user: &str, server: Option<String>) {
         if let Some(mut s) = self.sessions.get_mut(&id) {
             s.user = Some(user.to_string());
-            s.server = server;
+            if server.is_some() {
+                s.server = server;
+            }
         }
     }
 

@@ -110,6 +110,18 @@ pub enum Kind {
     Reverse,
 }
 
+impl Kind {
+    /// The kind as the rules spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Explicit => "explicit",
+            Kind::UserAtHost => "user-at-host",
+            Kind::Transparent => "transparent",
+            Kind::Reverse => "reverse",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {

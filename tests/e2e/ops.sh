@@ -132,7 +132,7 @@ privilege() {
   [ "$uid" = "65534 65534 65534 65534" ] && [ "$caps" = "0000000000000400 0000000000000400" ] \
     && ok "privilege: nobody + ambient: uids $uid, eff/amb $caps" \
     || bad "privilege: nobody + ambient: uids '$uid', eff/amb $caps"
-  grep -q 'AsStarted' "$STATE/ambient.log" && ok "privilege: nobody + ambient: runs as started" || bad "privilege: nobody + ambient: log says $(grep privileges "$STATE/ambient.log")"
+  grep -q 'runs as started' "$STATE/ambient.log" && ok "privilege: nobody + ambient: runs as started" || bad "privilege: nobody + ambient: log says $(grep privileges "$STATE/ambient.log")"
   fetch 21 && ok "privilege: download as nobody + ambient" || bad "privilege: download as nobody + ambient"
   stop_pid "$pid"
 }

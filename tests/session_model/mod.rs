@@ -16,7 +16,7 @@ use ftpalg::ftp::command::Verb;
 use ftpalg::ftp::framer::{Frame, LineFramer};
 use ftpalg::ftp::reply::ReplyTracker;
 use ftpalg::ftp::session::{
-    Action, CommandContext, DataId, Endpoint, Phase, Policy, ServerDataMode, Session,
+    Action, CommandContext, DataId, Endpoint, Phase, Policy, RouteFailure, ServerDataMode, Session,
     SessionConfig, Side, Time, Timeouts, TlsPolicy, Upstream, Verdict,
 };
 use std::cell::RefCell;
@@ -460,7 +460,8 @@ impl Model {
                     self.s
                         .upstream_connected("198.51.100.10:21".parse().unwrap());
                 } else {
-                    self.s.upstream_failed("no route", &self.policy);
+                    self.s
+                        .upstream_failed(RouteFailure::NotAllowed("no route"), &self.policy);
                 }
                 self.settle(None);
             }

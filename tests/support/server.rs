@@ -37,6 +37,9 @@ pub struct Opts {
     /// Answer 226 to an upload whose data connection was reset, as a
     /// server that takes a reset for the end of the file does.
     pub stor_226_on_reset: bool,
+    /// Accept a passive data connection at once and close it when the
+    /// peer does, as pyftpdlib does with one no transfer uses.
+    pub close_unused_data: bool,
 }
 
 /// A running test server.
@@ -199,6 +202,14 @@ async fn session(
                 let port = l.local_addr()?.port();
                 if opts.passive_dead {
                     drop(l);
+                } else if opts.close_unused_data {
+                    tokio::spawn(async move {
+                        if let Ok((mut d, _)) = l.accept().await {
+                            let mut sink = Vec::new();
+                            let _ = d.read_to_end(&mut sink).await;
+                            let _ = d.shutdown().await;
+                        }
+                    });
                 } else if let DataSetup::Passive(old) =
                     std::mem::replace(&mut setup, DataSetup::Passive(l))
                 {

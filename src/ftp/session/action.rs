@@ -358,6 +358,8 @@ pub enum Event {
         /// Human-readable detail; a client line in it is shown through
         /// [`crate::ftp::redact`], so never with a password.
         detail: String,
+        /// The file the refused command named, if it names one.
+        file: Option<String>,
     },
     /// A line that could not be understood was passed through unchanged.
     Unparsed {

@@ -251,3 +251,17 @@ pub(super) fn syntax_refused(text: &[u8], e: impl std::fmt::Display) -> Refused 
         detail,
     )
 }
+
+/// Whether `verb`'s argument is a file or directory name, which a denial
+/// then shows.
+pub(super) fn names_a_file(verb: Verb) -> bool {
+    const OTHERS: [Verb; 4] = [
+        Verb::from_static("SIZE"),
+        Verb::from_static("MDTM"),
+        Verb::from_static("CWD"),
+        Verb::from_static("XCWD"),
+    ];
+    super::action::Direction::of(verb).is_some()
+        || (verb.is_write() && verb != cmd::SITE)
+        || OTHERS.contains(&verb)
+}

@@ -17,6 +17,7 @@ mod action;
 mod channels;
 mod client;
 mod closing;
+mod ends;
 mod forward;
 mod held;
 mod login;
@@ -38,10 +39,12 @@ pub use action::{
     Event, Retire, ServerMode, Side,
 };
 pub use closing::CloseReason;
+pub use ends::{PathEnd, TransferEnd};
 pub use policy::{
     AllowAll, CommandContext, DataPlane, Policy, ServerDataMode, SessionConfig, TlsPolicy,
     Upstream, Verdict,
 };
+pub use route::RouteFailure;
 pub use timers::{Time, Timeouts};
 
 use crate::addrs::ServerAddr;
@@ -99,6 +102,11 @@ pub struct Session {
     route: Route,
     data: Data,
     transfers: Transfers,
+    /// What was decided about the recent channels' transfers, for the
+    /// class each ends under.
+    ends: ends::Ends,
+    /// The session closes because the client said QUIT.
+    quit: bool,
     timers: Timers,
 }
 
@@ -117,6 +125,8 @@ impl Session {
             route: Route::default(),
             data: Data::new(&cfg),
             transfers: Transfers::default(),
+            ends: ends::Ends::default(),
+            quit: false,
             timers: Timers::new(cfg.timeouts),
             cfg,
         };
@@ -228,6 +238,7 @@ impl Session {
             self.out.event(Event::Denied {
                 reason: Denial::Pipeline,
                 detail: format!("{} commands held", self.input.held()),
+                file: None,
             });
             self.out
                 .send_client(reply(421, "Too many commands sent ahead; closing."));
@@ -258,6 +269,7 @@ impl Session {
         self.out.event(Event::Denied {
             reason: Denial::Pipeline,
             detail: format!("{} replies owed", self.owed.len()),
+            file: None,
         });
         self.out
             .send_client(reply(421, "Too many commands without replies; closing."));
@@ -286,8 +298,7 @@ impl Session {
             data_mode: client::data_mode(command.verb),
         };
         if let Verdict::Deny { code, text, rule } = policy.check_command(&ctx) {
-            let detail = format!("{} by rule {rule}", command.verb);
-            return self.deny(Refused::new(code, text, Denial::Rule(rule), detail));
+            return self.deny_by_rule(command, code, text, rule);
         }
         if self.phase == Phase::WaitUser {
             return self.before_route(command);
@@ -345,6 +356,7 @@ impl Session {
         let data = self.data.take_ready();
         if let Some(id) = data {
             self.transfers.bind(id);
+            self.ends.bound(id);
             self.out.push(Action::Transfer {
                 id,
                 verb,
@@ -364,8 +376,36 @@ impl Session {
         self.out.event(Event::Denied {
             reason: r.reason,
             detail: r.detail,
+            file: None,
         });
         self.owed.reply_local(reply(r.code, &r.text), &mut self.out);
+    }
+
+    /// The rules refuse `command`: the denial names its file, and a
+    /// transfer refused leaves the channel set up for it unused, released,
+    /// its end the rules' refusal.
+    fn deny_by_rule(&mut self, command: Command<'_>, code: u16, text: String, rule: String) {
+        let detail = format!("{} by rule {rule}", command.verb);
+        let reason = Denial::Rule(rule);
+        let file = (!command.arg.is_empty() && client::names_a_file(command.verb))
+            .then(|| lossy(command.arg));
+        if Direction::of(command.verb).is_some() {
+            if let Some(id) = self.data.take_ready() {
+                self.out.release(id);
+                self.ends.denied(
+                    id,
+                    reason.to_string(),
+                    command.verb.to_string(),
+                    file.clone().unwrap_or_default(),
+                );
+            }
+        }
+        self.out.event(Event::Denied {
+            reason,
+            detail,
+            file,
+        });
+        self.owed.reply_local(reply(code, &text), &mut self.out);
     }
 
     /// Commands before the client has named a server (user@host routing).
@@ -380,6 +420,7 @@ impl Session {
             BeforeRoute::Reply(bytes) => self.out.send_client(bytes),
             BeforeRoute::Quit => {
                 self.out.send_client(reply(221, "Goodbye."));
+                self.quit = true;
                 self.close();
             }
             BeforeRoute::Refuse(r) => self.deny(r),
@@ -396,16 +437,22 @@ impl Session {
         self.owed.expect(Pending::RoutedGreeting);
     }
 
-    /// The driver could not reach (or the policy refused) the server the
-    /// client named.
-    pub fn upstream_failed(&mut self, reason: &str, policy: &dyn Policy) {
+    /// The driver did not reach the server the client named: the rules
+    /// do not let it (`530`: the client may name another, up to
+    /// `max_route_attempts`), or it could not be reached (`421`, and the
+    /// session ends, as with a listener's fixed server). Neither is the
+    /// engine's denial: the driver logs and counts each.
+    pub fn upstream_failed(&mut self, failure: RouteFailure<'_>, policy: &dyn Policy) {
         if self.phase != Phase::Routing {
             return;
         }
-        self.out.event(Event::Denied {
-            reason: Denial::Rule("route".into()),
-            detail: reason.to_string(),
-        });
+        let reason = match failure {
+            RouteFailure::Unreachable(reason) => {
+                self.out.send_client(reply(421, &format!("{reason}.")));
+                return self.close();
+            }
+            RouteFailure::NotAllowed(reason) => reason,
+        };
         if self.route.attempts() >= self.cfg.max_route_attempts {
             let text = format!("{reason}; too many attempts, closing.");
             self.out.send_client(reply(421, &text));
@@ -441,6 +488,13 @@ impl Session {
                     self.out.send_client(held::ABORTED.to_vec());
                     return self.owed.flush_local(&mut self.out);
                 }
+            }
+        }
+        if let Some(&Pending::Forward { data: Some(id), .. }) = self.owed.front() {
+            if rl.first && !code.is_preliminary() && !code.is_success() {
+                let line = String::from_utf8_lossy(&bytes);
+                self.ends
+                    .server_refused(id, code.0, line.trim_end().to_string());
             }
         }
         match self.owed.front() {
@@ -500,7 +554,10 @@ impl Session {
                 self.data.release_ready(&mut self.out);
                 self.out.push(Action::Opaque);
             }
-            cmd::QUIT if code.is_success() => self.close(),
+            cmd::QUIT if code.is_success() => {
+                self.quit = true;
+                self.close();
+            }
             _ => {}
         }
     }
@@ -606,6 +663,7 @@ impl Session {
             return;
         };
         self.out.event(Event::Aborted { id });
+        self.ends.aborted(id);
         self.out.cut(id);
         self.arm_reply_deadline(id);
     }
@@ -676,6 +734,20 @@ impl Session {
         self.out.release(id);
         self.out.send_client(held::ABORTED.to_vec());
         self.owed.flush_local(&mut self.out);
+    }
+
+    /// How the transfer on channel `id` ended, now that its data path
+    /// ended with `path`: the one class it is logged and counted under,
+    /// or [`TransferEnd::NotATransfer`] for a channel no transfer used.
+    /// Asked once per channel; a second answer is `NotATransfer`.
+    pub fn transfer_end(&mut self, id: DataId, path: PathEnd<'_>) -> TransferEnd {
+        self.ends.end(id, path)
+    }
+
+    /// Whether the session closed because the client said QUIT (for the
+    /// end reason the driver logs).
+    pub fn quit(&self) -> bool {
+        self.quit
     }
 
     /// The rules' timeouts, passed again whenever the driver may hold newer

@@ -76,6 +76,17 @@ impl Route {
     }
 }
 
+/// Why the server a client named was not reached, in plain words for the
+/// client's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteFailure<'a> {
+    /// The rules do not let the client reach it.
+    NotAllowed(&'a str),
+    /// It could not be reached: its name did not resolve, or no address
+    /// of it answered.
+    Unreachable(&'a str),
+}
+
 /// Splits `name@host[:port]`, `name@[v6]:port` or `name@v6` at the last `@`.
 pub(super) fn split_user_host(arg: &str) -> Option<(String, String, u16)> {
     let (user, hostport) = arg.trim().rsplit_once('@')?;

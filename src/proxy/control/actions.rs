@@ -45,13 +45,19 @@ impl Driver {
         let client = self.session.client();
         let user = self.session.user().unwrap_or("-").to_string();
         match e {
-            Event::Denied { reason, detail } => {
+            Event::Denied {
+                reason,
+                detail,
+                file,
+            } => {
+                let reason = reason.to_string();
+                let file = file.as_deref();
                 self.gw
                     .telemetry
-                    .denied(Some(id), client, &user, &reason.to_string(), &detail);
+                    .denied(Some(id), client, &user, &reason, &detail, file);
             }
             Event::Unparsed { from, line } => {
-                info!(session = id, from = ?from, line = %line, "passed through a line it could not parse")
+                info!(session = id, from = crate::proxy::plain::side(from), line = %line, "passed through a line it could not parse")
             }
             Event::UnsolicitedPassive { code } => warn!(
                 session = id,
@@ -100,14 +106,17 @@ impl Driver {
                 reason,
                 held,
             } => {
-                warn!(session = id, channel = channel.0, reason = %reason, held = %held,
+                // The transfer's own line says how it ended, at its level.
+                info!(session = id, channel = channel.0, reason = %reason, held = %held,
                       "data path failed: the client is told the transfer aborted")
             }
             Event::IdleTimeout => {
-                warn!(session = id, reason = "control idle timeout", "closing")
+                self.end = "idle timeout";
+                info!(session = id, reason = "control idle timeout", "closing")
             }
             Event::LoginTimeout => {
                 self.gw.telemetry.login_timeout(id, client, None);
+                self.end = "login timeout";
                 self.dismissed = true;
             }
             Event::TlsPassthrough => {

@@ -20,12 +20,14 @@ use super::super::events::Telemetry;
 use super::Driver;
 use crate::ftp::command::Verb;
 use crate::ftp::session::{
-    Action, Cancel, ClientMode, DataId, Direction, Endpoint, ServerMode, Side,
+    Action, Cancel, ClientMode, DataId, Direction, Endpoint, PathEnd, RouteFailure, ServerMode,
+    Side, TransferEnd,
 };
 use crate::proxy::datapath::{
     Carriage, Context, Leave, Moved, Path, PathEvent, PathReport, Preparing, Reason, Start,
 };
-use crate::proxy::events::TransferReport;
+use crate::proxy::events::{self, TransferReport};
+use crate::proxy::plain::plain_io_error;
 use crate::proxy::status::TransferEntry;
 use crate::rules::Kind;
 use std::sync::atomic::Ordering;
@@ -202,27 +204,17 @@ impl Driver {
         let Some(c) = self.channels.remove(&id) else {
             return;
         };
-        if c.running() {
-            warn!(
-                session = self.id,
-                channel = id.0,
-                reason,
-                "data channel reset"
-            );
-            if why == Cancel::Released && c.transfer.is_none() {
-                debug!(session = self.id, "data channel released unused");
-            } else {
-                let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
-                self.log_transfer(id, &c, Err(format!("reset: {reason}")), elapsed);
-            }
+        // The transfer's line, if it carried one, says how it ended; the
+        // channel's own end is routine.
+        let what = if c.running() {
+            "data channel reset"
         } else {
-            debug!(
-                session = self.id,
-                channel = id.0,
-                reason,
-                "data channel closed before use"
-            );
-        }
+            "data channel closed before use"
+        };
+        debug!(session = self.id, channel = id.0, reason, "{what}");
+        let elapsed = c.started.map(|s| s.elapsed()).unwrap_or_default();
+        let cut = Reason::new(format!("reset: {reason}"));
+        self.log_transfer(id, &c, Err(cut), elapsed);
     }
 
     /// Closes channel `id`, which has delivered its transfer: a relay is
@@ -279,14 +271,14 @@ impl Driver {
                         info!(session = self.id, server = %a, "routed");
                         self.session.upstream_connected(a);
                     }
-                    Err(e) => self.session.upstream_failed(&e.to_string(), &policy),
+                    Err(e) => {
+                        let text = format!("Cannot reach the server: {}", plain_io_error(&e));
+                        self.session
+                            .upstream_failed(RouteFailure::Unreachable(&text), &policy)
+                    }
                 }
             }
-            DataEvent::Upstream(Err(reason)) => {
-                let policy = self.policy();
-                warn!(session = self.id, reason = %reason, "route failed");
-                self.session.upstream_failed(&reason, &policy);
-            }
+            DataEvent::Upstream(Err(e)) => self.route_failed(e),
             DataEvent::Path(report) => self.path_event(report),
         }
     }
@@ -321,21 +313,22 @@ impl Driver {
             return;
         };
         c.path.ended();
+        let logged = result.clone();
         let result = result.map_err(|r| r.to_string());
         self.session
             .data_ended(id, result.as_ref().map(|_| ()).map_err(|e| e.as_str()));
         match c.path.carriage() {
             // Its end is the end of the bytes through the gateway.
             Carriage::Through => {
-                self.log_transfer(id, &c, result, elapsed.unwrap_or_default());
+                self.log_transfer(id, &c, logged, elapsed.unwrap_or_default());
             }
             // A failure of a transfer that never started is not a
             // transfer to log.
             Carriage::Beside => match result {
-                Ok(moved) => self.log_transfer(id, &c, Ok(moved), elapsed.unwrap_or_default()),
-                Err(reason) => {
+                Ok(_) => self.log_transfer(id, &c, logged, elapsed.unwrap_or_default()),
+                Err(_) => {
                     if let Some(started) = c.started {
-                        self.log_transfer(id, &c, Err(reason), started.elapsed());
+                        self.log_transfer(id, &c, logged, started.elapsed());
                     }
                 }
             },

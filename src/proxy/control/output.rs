@@ -53,7 +53,7 @@ pub(super) async fn bounded_write(
         r = tokio::time::timeout(deadline, w.write_all(bytes)) => match r {
             Ok(r) => r,
             Err(_) => {
-                warn!(session, peer, reason = "peer does not read its control connection", deadline = ?deadline, "closing");
+                warn!(session, peer, reason = "peer does not read its control connection", deadline_secs = deadline.as_secs_f64(), "closing");
                 Err(io::Error::new(io::ErrorKind::TimedOut, format!("the {peer} did not read its control connection for {deadline:?}")))
             }
         },

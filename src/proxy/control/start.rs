@@ -2,6 +2,7 @@
 //! from the rules in force, the server reached (for listeners that know
 //! it up front), then the driver's loop.
 
+use super::ended::Ended;
 use super::route::fixed_upstream;
 use super::{sleep_until, Clock, DataEvent, Driver, SessionGateway};
 use crate::addrs::{ClientAddr, GatewayAddr};
@@ -12,6 +13,7 @@ use crate::ftp::session::{
 };
 use crate::proxy::admission::{Dismissal, Slot};
 use crate::proxy::datapath::{PathReport, SessionPaths};
+use crate::proxy::plain::{plain_io_error, UpstreamFailure};
 use crate::proxy::sockets::{connect_from, unspecified_like};
 use crate::rules::{DataPath, Kind, Listener, Rules};
 use std::collections::HashMap;
@@ -24,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-/// Runs one session from its accepted connection to its end; returns the
-/// user it was for.
+/// Runs one session from its accepted connection to its end; says how it
+/// ended.
 pub(super) async fn start(
     gw: Arc<SessionGateway>,
     listener: Listener,
@@ -34,7 +36,7 @@ pub(super) async fn start(
     peer: ClientAddr,
     client_local: GatewayAddr,
     admission: Arc<Slot>,
-) -> io::Result<Option<String>> {
+) -> io::Result<Ended> {
     let id = admission.id;
     // Keepalive, Nagle off and urgent data inline come with the socket from
     // its listener (`listeners.rs`).
@@ -56,9 +58,10 @@ pub(super) async fn start(
                 "-",
                 "self-destination",
                 &format!("{to} is one of the gateway's own listeners"),
+                None,
             );
             client.write_all(&Refusal::SelfDestination.reply()).await?;
-            return Ok(None);
+            return Ok(Ended::early(Some(to), "denied"));
         }
         if !listener.may_reach(to.ip()) {
             gw.telemetry.denied(
@@ -67,9 +70,10 @@ pub(super) async fn start(
                 "-",
                 "server-not-allowed",
                 &format!("{to} is not in the listener's servers"),
+                None,
             );
             client.write_all(&Refusal::ServerNotAllowed.reply()).await?;
-            return Ok(None);
+            return Ok(Ended::early(Some(to), "denied"));
         }
     }
     let cfg = config(&gw, &listener, &rules, peer, upstream);
@@ -94,19 +98,21 @@ pub(super) async fn start(
                 warn!(session = id, client = %peer, server = %to, reason = Dismissal::Evicted.reason(), "closing while connecting to the server");
                 session.end(CloseReason::Evicted);
                 last_words(&gw, &mut client, &mut session, id, Some(to)).await;
-                return Ok(None);
+                return Ok(Ended::early(Some(to), "evicted"));
             }
             () = sleep_until(deadline) => {
                 session.handle_timeout(clock.now());
                 last_words(&gw, &mut client, &mut session, id, Some(to)).await;
-                return Ok(None);
+                return Ok(Ended::early(Some(to), "login timeout"));
             }
         };
         match connected {
             Ok(s) => server = Some(s),
             Err(e) => {
-                warn!(session = id, client = %peer, server = %to, error = %e, "cannot reach server");
-                let error = e.to_string();
+                let error = plain_io_error(&e);
+                let why = UpstreamFailure::of_connect(&e);
+                gw.telemetry
+                    .upstream_failed(id, *peer, &to.to_string(), why, &error);
                 client
                     .write_all(
                         &Refusal::Unreachable {
@@ -116,7 +122,7 @@ pub(super) async fn start(
                         .reply(),
                     )
                     .await?;
-                return Ok(None);
+                return Ok(Ended::early(Some(to), "server unreachable"));
             }
         }
     }
@@ -155,6 +161,7 @@ pub(super) async fn start(
         opaque: false,
         close_pending: false,
         dismissed: false,
+        end: "closed",
         pinhole_bind,
         admission,
     };
@@ -165,8 +172,15 @@ pub(super) async fn start(
     d.heard();
     let r = d.run().await;
     d.finish_transfers().await;
-    let user = d.session.user().map(String::from);
-    r.map(|_| user)
+    r.map(|_| Ended {
+        user: d.session.user().map(String::from),
+        server: d.session.server().map(|s| s.to_string()),
+        reason: if d.session.quit() {
+            "client quit"
+        } else {
+            d.end
+        },
+    })
 }
 
 /// The engine's settings for a session, from the rules it was accepted

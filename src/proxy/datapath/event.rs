@@ -32,18 +32,47 @@ pub struct Progress {
 /// Why a path did not carry its transfer, or could not prepare a side, in
 /// the words of the path that failed.
 #[derive(Clone)]
-pub(crate) struct Reason(Arc<dyn fmt::Display + Send + Sync>);
+pub(crate) struct Reason {
+    why: Arc<dyn fmt::Display + Send + Sync>,
+    client_left: bool,
+}
 
 impl Reason {
     /// A reason as `why` says it.
     pub(crate) fn new(why: impl fmt::Display + Send + Sync + 'static) -> Reason {
-        Reason(Arc::new(why))
+        Reason {
+            why: Arc::new(why),
+            client_left: false,
+        }
+    }
+
+    /// The reason a relay failed: the client left when it was the
+    /// client's connection that broke.
+    pub(crate) fn of_relay(e: std::io::Error) -> Reason {
+        let client_left = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<super::relay::PeerBroke>())
+            .is_some_and(|p| p.client);
+        Reason {
+            why: Arc::new(e),
+            client_left,
+        }
+    }
+
+    /// The client broke its data connection (a reset, or a close in the
+    /// middle): it went away, the gateway did not fail.
+    pub(crate) fn client_left(&self) -> bool {
+        self.client_left
     }
 }
 
+/// Plain words: an OS error's number, which a reason may be made of,
+/// reaches neither a client's reply nor the log.
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.write_str(&crate::proxy::plain::without_os_error(
+            &self.why.to_string(),
+        ))
     }
 }
 

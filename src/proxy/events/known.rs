@@ -12,8 +12,8 @@ use crate::proxy::admission::Limit;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-/// `result` of a transfer.
-pub(super) const TRANSFER_RESULTS: [&str; 2] = ["ok", "failed"];
+/// `result` of a transfer: its class (`events/transfer.rs`).
+pub(super) const TRANSFER_RESULTS: [&str; 5] = super::TransferEnd::RESULTS;
 /// `path` of a transfer: through ftpalg, or forwarded by its nftables
 /// pinholes.
 pub(super) const PATHS: [&str; 2] = ["relay", "kernel"];
@@ -133,6 +133,14 @@ pub(super) fn preset(t: &Telemetry) {
     for reason in denial_reasons() {
         zero(&t.denials, ReasonLabels { reason });
     }
+    for why in crate::proxy::plain::UpstreamFailure::ALL {
+        zero(
+            &t.upstream_failures,
+            ReasonLabels {
+                reason: why.as_str().into(),
+            },
+        );
+    }
     for side in SIDES {
         zero(&t.strangers, SideLabels { side: side.into() });
     }
@@ -159,7 +167,7 @@ mod tests {
                 .collect()
         };
         let transfers = samples("ftpalg_transfers_total");
-        assert_eq!(transfers.len(), 2 * 6 * 2 * 2, "{text}");
+        assert_eq!(transfers.len(), 5 * 6 * 2 * 2, "{text}");
         assert!(transfers.iter().all(|l| l.ends_with(" 0")), "{text}");
         assert!(transfers.contains(
             &"ftpalg_transfers_total{result=\"failed\",client_mode=\"EPSV\",server_mode=\"active\",path=\"relay\"} 0"
@@ -175,6 +183,7 @@ mod tests {
             ("ftpalg_transfer_bytes_total", 2),
             ("ftpalg_pinhole_strangers_total", 2),
             ("ftpalg_reloads_total", 2),
+            ("ftpalg_upstream_failures_total", 4),
         ] {
             assert_eq!(samples(name).len(), n, "{name}:\n{text}");
         }

@@ -302,7 +302,8 @@ fn policy_denial_names_the_rule() {
     let acts = r.drain();
     assert!(acts.contains(&Action::Event(Event::Denied {
         reason: Denial::Rule("read-only".into()),
-        detail: "DELE by rule read-only".into()
+        detail: "DELE by rule read-only".into(),
+        file: Some("x".into()),
     })));
     // The greeting is still owed, so the denial waits behind it.
     assert!(!acts.iter().any(|a| matches!(a, Action::ToClient(_))));

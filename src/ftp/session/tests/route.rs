@@ -47,9 +47,38 @@ fn user_at_host_failure_lets_the_client_retry_then_closes() {
     r.drain();
     for last in [to_client("530 cannot reach nowhere."), Action::Close] {
         r.client("USER a@nowhere");
-        r.s.upstream_failed("cannot reach nowhere", &r.policy);
+        r.s.upstream_failed(RouteFailure::NotAllowed("cannot reach nowhere"), &r.policy);
         assert_eq!(r.acts().last(), Some(&last));
     }
+}
+
+/// A server that cannot be reached is `421`, as through a listener with a
+/// fixed server, and no denial: the driver counts it as an upstream
+/// failure.
+#[test]
+fn an_unreachable_server_is_421_and_no_denial() {
+    let mut r = Rig::open(
+        SessionConfig::new(sa(CLIENT), Upstream::UserAtHost),
+        AllowAll::default(),
+    );
+    r.drain();
+    r.client("USER a@198.51.100.10");
+    r.drain();
+    r.s.upstream_failed(
+        RouteFailure::Unreachable("Cannot reach 198.51.100.10:21: connection refused"),
+        &r.policy,
+    );
+    let acts = r.acts();
+    assert_eq!(
+        acts,
+        vec![
+            to_client("421 Cannot reach 198.51.100.10:21: connection refused."),
+            Action::Close
+        ]
+    );
+    assert!(!acts
+        .iter()
+        .any(|a| matches!(a, Action::Event(Event::Denied { .. }))));
 }
 
 #[test]

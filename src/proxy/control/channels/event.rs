@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 /// An event of one of the session's data channels.
 pub(in crate::proxy::control) enum DataEvent {
-    Upstream(Result<TcpStream, String>),
+    Upstream(Result<TcpStream, super::super::route::RouteError>),
     /// What a channel's path reports.
     Path(PathReport),
 }

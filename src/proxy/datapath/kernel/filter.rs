@@ -102,7 +102,7 @@ impl TransferPath for Filtered {
                 }
                 Err(_) if hand.is_closed() => return,
                 Err(reason) => {
-                    warn!(session = kernel.id(), channel = channel.0, ?side, %local, reason = %reason, "no kernel filter for this relay pinhole; a default-drop input chain will not let its peer in");
+                    warn!(session = kernel.id(), channel = channel.0, side = crate::proxy::plain::side(side), %local, reason = %reason, "no kernel filter for this relay pinhole; a default-drop input chain will not let its peer in");
                 }
             }
             reports.send(PathEvent::Prepared { side, at: local });

@@ -61,6 +61,42 @@ impl Shared {
 struct End<'a> {
     stream: &'a TcpStream,
     ended: AtomicBool,
+    /// It is the client's connection.
+    client: bool,
+}
+
+/// One peer broke its data connection (a reset, a close in the middle):
+/// which one, so that a client that went away is told from a failure.
+#[derive(Debug)]
+pub(crate) struct PeerBroke {
+    /// The client's connection, not the server's.
+    pub client: bool,
+    error: io::Error,
+}
+
+impl std::fmt::Display for PeerBroke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = if self.client { "client" } else { "server" };
+        let what = crate::proxy::plain::plain_io_error(&self.error);
+        write!(f, "the {who}'s data connection: {what}")
+    }
+}
+
+impl std::error::Error for PeerBroke {}
+
+/// `e` from `end`'s socket, naming its peer when the peer broke it.
+fn blame(e: io::Error, end: &End<'_>) -> io::Error {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof => io::Error::new(
+            e.kind(),
+            PeerBroke {
+                client: end.client,
+                error: e,
+            },
+        ),
+        _ => e,
+    }
 }
 
 impl End<'_> {
@@ -111,7 +147,7 @@ async fn write_all(
 /// Copies one direction: with splice(2) where the kernel allows it, else
 /// through a small buffer.
 async fn copy(
-    from: &TcpStream,
+    from: &End<'_>,
     to: &End<'_>,
     shared: &Shared,
     limits: RelayLimits,
@@ -128,12 +164,12 @@ async fn copy(
         let n = loop {
             let read = async {
                 match pipe.as_mut() {
-                    Some(p) => splice::fill(from, p).await,
+                    Some(p) => splice::fill(from.stream, p).await,
                     None => {
                         if buf.is_empty() {
                             buf = vec![0u8; if can_splice { PROBE } else { BUF }];
                         }
-                        read_some(from, &mut buf).await
+                        read_some(from.stream, &mut buf).await
                     }
                 }
             };
@@ -146,7 +182,7 @@ async fn copy(
                     can_splice = false;
                     buf = Vec::new();
                 }
-                Ok(r) => break r?,
+                Ok(r) => break r.map_err(|e| blame(e, from))?,
                 // The other direction may be the busy one (a download's
                 // client-to-server direction is silent throughout).
                 Err(_) if shared.idle_for() < limits.idle => {}
@@ -170,10 +206,14 @@ async fn copy(
         match pipe.as_mut() {
             Some(p) => {
                 spliced = true;
-                splice::drain(to.stream, p, limits.idle, progress).await?
+                splice::drain(to.stream, p, limits.idle, progress)
+                    .await
+                    .map_err(|e| blame(e, to))?
             }
             None => {
-                write_all(to.stream, &buf[..n], limits.idle, progress).await?;
+                write_all(to.stream, &buf[..n], limits.idle, progress)
+                    .await
+                    .map_err(|e| blame(e, to))?;
                 if can_splice && n == buf.len() {
                     // More is likely coming: move the rest in the kernel.
                     match splice::Pipe::new() {
@@ -213,7 +253,7 @@ async fn pump(
 ) -> io::Result<u64> {
     let mut aborted = shared.abort.subscribe();
     let outcome = tokio::select! {
-        r = copy(from.stream, to, shared, limits, counted) => r,
+        r = copy(from, to, shared, limits, counted) => r,
         _ = aborted.wait_for(|a| *a) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the other direction failed")),
     };
     if outcome.is_err() {
@@ -260,10 +300,12 @@ pub(crate) async fn relay_counted(
     let c = End {
         stream: &client,
         ended: AtomicBool::new(false),
+        client: true,
     };
     let s = End {
         stream: &server,
         ended: AtomicBool::new(false),
+        client: false,
     };
     let down = async {
         let r = pump(&s, &c, &shared, limits, &progress.down).await;

@@ -17,6 +17,7 @@ use super::{
 use crate::ftp::session::{ConnectDeadline, Endpoint, Side};
 use crate::proxy::events::Telemetry;
 use crate::proxy::sockets::{connect_as, normal_close, reset_on_close, unspecified_like};
+pub(crate) use copy::PeerBroke;
 use copy::{relay_counted, RelayLimits};
 use pinhole::{Pinhole, PinholeError, PinholeRequest};
 use std::net::SocketAddr;
@@ -105,12 +106,12 @@ impl RelayPath {
         match Pinhole::open(req) {
             Ok(p) => {
                 let local = p.local_addr();
-                debug!(session = self.session, ?side, %local, expect = %expect_peer, "pinhole open");
+                debug!(session = self.session, side = crate::proxy::plain::side(side), %local, expect = %expect_peer, "pinhole open");
                 *self.side(side) = Some(Prepared::Pinhole(p));
                 Preparing::Ready(local)
             }
             Err(e) => {
-                warn!(session = self.session, ?side, error = %e, "cannot open pinhole");
+                warn!(session = self.session, side = crate::proxy::plain::side(side), error = %e, "cannot open pinhole");
                 Preparing::Failed(Reason::new(e))
             }
         }
@@ -153,7 +154,7 @@ impl RelayPath {
                     reports.send(PathEvent::Prepared { side, at: local });
                 }
                 Err(e) => {
-                    debug!(session, ?side, error = %e, "data connect failed");
+                    debug!(session, side = crate::proxy::plain::side(side), error = %e, "data connect failed");
                     reports.send(PathEvent::NotPrepared {
                         side,
                         reason: Reason::new(e),
@@ -233,7 +234,7 @@ impl TransferPath for RelayPath {
                     };
                     relay_counted(c, s, limits, &progress, delivered)
                         .await
-                        .map_err(Reason::new)
+                        .map_err(Reason::of_relay)
                 }
                 Err(e) => Err(Reason::new(e)),
             };
