@@ -28,8 +28,10 @@ def prom(name):
     m = {}
     if os.path.exists(path):
         for line in open(path):
-            f = line.split()
-            if len(f) >= 2 and not line.startswith("#"):
+            # A label value may hold spaces (reason="too many sessions"):
+            # the value is the last field.
+            f = line.rsplit(None, 1)
+            if len(f) == 2 and not line.startswith("#"):
                 m[f[0]] = float(f[1])
     return m
 
